@@ -1,0 +1,171 @@
+"""The domain exception tree and its one mapping to JSON HTTP errors.
+
+    VoicestackError                 500 internal_error
+     ├── ClientError                400 bad_request       (the caller's fault)
+     │    ├── PayloadTooLarge       413 payload_too_large
+     │    ├── UnsupportedMediaType  415 unsupported_media_type
+     │    └── InvalidRequest        422 invalid_request
+     ├── Saturated                  503 saturated         (+ Retry-After)
+     ├── NotReady                   503 not_ready
+     ├── UpstreamError              502 upstream_error
+     └── UpstreamTimeout            504 upstream_timeout
+
+Engines and helpers raise these (with a more specific ``code`` where one
+helps the caller); ``install_error_handlers`` turns them into
+``{"error": {"code": ..., "message": ...}}`` once, in each app factory.
+Nothing below ever sends a stack trace to a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class VoicestackError(Exception):
+    """Base of every error a service reports to its caller."""
+
+    status_code: ClassVar[int] = 500
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details = details
+        self.headers = headers or {}
+
+
+class ClientError(VoicestackError):
+    """The request cannot be served as sent."""
+
+    status_code = 400
+    default_code = "bad_request"
+
+
+class PayloadTooLarge(ClientError):
+    """The request body is over the configured limit."""
+
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    """The body's type or encoding is not one the endpoint reads."""
+
+    status_code = 415
+    default_code = "unsupported_media_type"
+
+
+class InvalidRequest(ClientError):
+    """A field is missing, malformed or out of range."""
+
+    status_code = 422
+    default_code = "invalid_request"
+
+
+class Saturated(VoicestackError):
+    """Every worker is busy and the queue is full: try again shortly."""
+
+    status_code = 503
+    default_code = "saturated"
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
+
+
+class NotReady(VoicestackError):
+    """The service is up but cannot serve yet (model loading, dependency down)."""
+
+    status_code = 503
+    default_code = "not_ready"
+
+
+class UpstreamError(VoicestackError):
+    """A dependency answered with an error or could not be reached."""
+
+    status_code = 502
+    default_code = "upstream_error"
+
+
+class UpstreamTimeout(VoicestackError):
+    """A dependency, or our own engine, did not answer in time."""
+
+    status_code = 504
+    default_code = "upstream_timeout"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The JSON error shape shared by every service."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _count_error(request: Request, code: str) -> None:
+    metrics = getattr(request.app.state, "http_metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(code=code).inc()
+
+
+def _respond(request: Request, status: int, code: str, message: str, details: Any = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    _count_error(request, code)
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the exception tree, validation errors and stray exceptions to JSON errors."""
+
+    @app.exception_handler(VoicestackError)
+    async def _domain(request: Request, exc: VoicestackError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.warning("%s: %s", exc.code, exc.message)
+        return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
+        return _respond(request, 422, "invalid_request", message, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "http_error")
+        return _respond(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _respond(request, 500, "internal_error", "internal server error")

@@ -1,0 +1,68 @@
+"""The skeleton every service's app factory starts from."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from voicestack_common.body_limit import BodyLimitMiddleware
+from voicestack_common.errors import error_body, install_error_handlers
+from voicestack_common.logging import RequestIdMiddleware
+from voicestack_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
+from voicestack_common.settings import ServiceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What ``/readyz`` reports: ready or not, and why, check by check."""
+
+    ready: bool
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+ReadinessProbe = Callable[[Request], Awaitable[Readiness]]
+
+
+def create_service_app(
+    *,
+    title: str,
+    version: str,
+    settings: ServiceSettings,
+    namespace: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    readiness: ReadinessProbe,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with error handlers, request ids, metrics, /healthz, /readyz and /metrics."""
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    app.state.http_metrics = HttpMetrics(CollectorRegistry(), namespace)
+    app.state.started_at = time.time()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process serves HTTP")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "service": title, "version": version,
+                "uptime_seconds": round(time.time() - app.state.started_at, 3)}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: model loaded, dependencies reachable",
+             responses={503: {"description": "Not ready; `checks` says why"}})
+    async def readyz(request: Request) -> JSONResponse:
+        state = await readiness(request)
+        body = {"status": "ready" if state.ready else "not_ready", "service": title, "checks": state.checks}
+        if not state.ready:
+            body.update(error_body("not_ready", "the service is not ready"))
+        return JSONResponse(body, status_code=200 if state.ready else 503)
+
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["health"],
+                      summary="Prometheus metrics", include_in_schema=True)
+    return app

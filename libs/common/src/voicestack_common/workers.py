@@ -1,0 +1,171 @@
+"""A pool of engine instances, each served by one dedicated, long-lived thread.
+
+Native inference libraries keep per-thread state (whisper.cpp builds an
+OpenMP thread team for every OS thread that calls it, and slows down once
+several threads have), and a model context serves one request at a time. So
+each engine instance lives on its own thread for its whole life, and requests
+reach it through one bounded queue: the pool size is the parallelism, the
+queue bound is the back-pressure (503 + Retry-After beyond it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from voicestack_common.errors import Saturated, UpstreamTimeout
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Engine(Protocol):
+    """What the pool needs of an engine: load on its thread, close at the end."""
+
+    def load(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+E = TypeVar("E", bound=Engine)
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its caller went away or timed out."""
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[Any, threading.Event], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class WorkerPool(Generic[E]):
+    """``size`` engines on ``size`` threads behind a queue of at most ``max_queue`` waiting jobs."""
+
+    def __init__(self, name: str, factory: Callable[[], E], *, size: int, max_queue: int,
+                 retry_after: int = 1) -> None:
+        if size < 1 or max_queue < 0:
+            raise ValueError("a pool needs size >= 1 and max_queue >= 0")
+        self.name = name
+        self.size = size
+        self.max_queue = max_queue
+        self.retry_after = retry_after
+        self._factory = factory
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._engines: list[E] = []
+        self._busy = 0
+        self._admitted = 0  # touched only on the event loop's thread
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Admitted jobs not yet picked up by a worker."""
+        return max(0, self._admitted - self._busy)
+
+    @property
+    def busy(self) -> int:
+        """Jobs running now."""
+        return self._busy
+
+    @property
+    def engines(self) -> list[E]:
+        """The loaded engine instances (for read-only introspection)."""
+        return list(self._engines)
+
+    def start(self) -> None:
+        """Create and load every engine on its own thread; blocks until all are loaded."""
+        loaded: list[threading.Event] = []
+        failures: list[BaseException] = []
+        for index in range(self.size):
+            ready = threading.Event()
+            thread = threading.Thread(target=self._run, args=(ready, failures),
+                                      name=f"{self.name}-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            loaded.append(ready)
+        for ready in loaded:
+            ready.wait()
+        if failures:
+            self.close()
+            raise failures[0]
+
+    async def submit(self, fn: Callable[[E, threading.Event], T], *, timeout: float) -> T:
+        """Run ``fn(engine, cancel)`` on a free engine; ``cancel`` is set when the caller gives up."""
+        if self._admitted >= self.size + self.max_queue:
+            raise Saturated(f"all {self.size} {self.name} workers are busy and "
+                            f"{self.waiting} requests are queued", retry_after=self.retry_after)
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop.create_future(), loop)
+        self._queue.put_nowait(job)
+        self._admitted += 1
+        try:
+            return await asyncio.wait_for(job.future, timeout)  # type: ignore[no-any-return]
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{self.name} did not finish within {timeout:g} s",
+                                  code="inference_timeout") from exc
+        finally:
+            self._admitted -= 1
+            job.cancel.set()
+
+    def close(self) -> None:
+        """Stop the threads after the jobs they are running; close every engine."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+
+    def _run(self, ready: threading.Event, failures: list[BaseException]) -> None:
+        try:
+            engine = self._factory()
+            engine.load()
+        except BaseException as exc:  # reported by start()
+            failures.append(exc)
+            ready.set()
+            return
+        with self._lock:
+            self._engines.append(engine)
+        ready.set()
+        try:
+            while (job := self._queue.get()) is not None:
+                if job.cancel.is_set() or job.future.done():
+                    continue
+                with self._lock:
+                    self._busy += 1
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = job.fn(engine, job.cancel)
+                except BaseException as exc:  # handed to the awaiting request
+                    error = exc
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                try:
+                    job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+                except RuntimeError:
+                    logger.debug("event loop closed before %s could answer", self.name)
+        finally:
+            try:
+                engine.close()
+            except Exception:
+                logger.exception("closing a %s engine failed", self.name)

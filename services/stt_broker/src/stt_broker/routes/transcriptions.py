@@ -1,0 +1,173 @@
+"""``POST /v1/transcribe`` (the integration guide's shape) and ``POST /v1/audio/transcriptions`` (OpenAI's)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from voicestack_common.errors import InvalidRequest, error_body
+
+from stt_broker.deps import SettingsDep, TranscriberDep, options_from_form, read_audio, require_form
+from stt_broker.engines.base import Segment, TranscribeOptions, Transcript
+from stt_broker.formats import language_name, segment_json, to_srt, to_vtt, word_json
+from stt_broker.schemas import ERROR_RESPONSES, OpenAITranscription, TranscribeResponse, VerboseTranscribeResponse
+from stt_broker.transcriber import Transcriber, confidence
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["transcription"], dependencies=[Depends(require_form)])
+
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+
+def _response_format(value: str) -> str:
+    if value not in _FORMATS:
+        raise InvalidRequest(f"response_format must be one of {', '.join(_FORMATS)}",
+                             code="invalid_response_format")
+    return value
+
+
+def _check_language(transcriber: Transcriber, options: TranscribeOptions) -> None:
+    if options.language not in (None, "en") and not transcriber.multilingual:
+        raise InvalidRequest(f"model {transcriber.model} is English-only; it cannot transcribe "
+                             f"language {options.language!r}", code="unsupported_language")
+
+
+def _render_text(transcript: Transcript, fmt: str) -> Response | None:
+    if fmt == "text":
+        return PlainTextResponse(transcript.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(to_srt(transcript), media_type="application/x-subrip")
+    if fmt == "vtt":
+        return PlainTextResponse(to_vtt(transcript), media_type="text/vtt")
+    return None
+
+
+@router.post(
+    "/transcribe",
+    summary="Transcribe an uploaded audio file",
+    response_model=VerboseTranscribeResponse,
+    response_model_exclude_none=True,
+    responses={**ERROR_RESPONSES, 200: {"description": "The transcript as JSON, text, SRT or WebVTT",
+                                        "content": {"text/plain": {}, "text/vtt": {}}}},
+)
+async def transcribe(
+    transcriber: TranscriberDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile | None, File(description="Audio in any common container/codec, "
+                                                       "or raw PCM16 with sample_rate")] = None,
+    language: Annotated[str | None, Form(description="ISO 639-1 code, or 'auto'")] = None,
+    prompt: Annotated[str | None, Form(description="Text to condition the decoder on")] = None,
+    temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    response_format: Annotated[str, Form(description="json | text | srt | vtt | verbose_json")] = "json",
+    word_timestamps: Annotated[bool, Form(description="Add timed words to verbose_json")] = False,
+    sample_rate: Annotated[int | None, Form(description="Sample rate of raw PCM16 uploads")] = None,
+    input_format: Annotated[str | None, Form(description="'pcm_s16le' for raw PCM16; else detected")] = None,
+) -> Any:
+    """The integration guide's transcription: ``{text, language, confidence, duration_seconds, model}``."""
+    fmt = _response_format(response_format)
+    options = options_from_form(language, prompt, temperature, word_timestamps, settings.default_language)
+    _check_language(transcriber, options)
+    audio = await read_audio(file, sample_rate, input_format)
+    transcript = await transcriber.transcribe(audio, options)
+    logger.info("transcribed", extra={"audio_seconds": round(audio.duration, 3),
+                                      "characters": len(transcript.text)})
+    if (text := _render_text(transcript, fmt)) is not None:
+        return text
+    body: dict[str, Any] = {
+        "text": transcript.text,
+        "language": transcript.language,
+        "confidence": confidence(transcript),
+        "duration_seconds": round(transcript.duration, 3),
+        "model": transcriber.model,
+    }
+    if fmt == "verbose_json":
+        body["engine"] = transcriber.backend
+        body["segments"] = [segment_json(s, with_words=word_timestamps) for s in transcript.segments]
+    return JSONResponse(body)
+
+
+@router.post(
+    "/audio/transcriptions",
+    summary="OpenAI-compatible transcription",
+    response_model=OpenAITranscription,
+    responses={**ERROR_RESPONSES, 200: {"description": "JSON, text, SRT, WebVTT, or server-sent events "
+                                                       "when stream=true",
+                                        "content": {"text/plain": {}, "text/event-stream": {}}}},
+)
+async def openai_transcriptions(
+    transcriber: TranscriberDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile | None, File()] = None,
+    model: Annotated[str, Form(description="Accepted for compatibility (whisper-1 or the served model)")]
+    = "whisper-1",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    response_format: Annotated[str, Form()] = "json",
+    temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Any:
+    """Field names, formats and streaming events as OpenAI's ``audio.transcriptions.create``."""
+    fmt = _response_format(response_format)
+    granularities = set(timestamp_granularities or ["segment"])
+    if unknown := granularities - {"word", "segment"}:
+        raise InvalidRequest(f"unknown timestamp granularity {sorted(unknown)}",
+                             code="invalid_timestamp_granularity")
+    if model not in transcriber.accepted_models:
+        raise InvalidRequest(f"model {model!r} is not served here; use one of "
+                             f"{sorted(transcriber.accepted_models)}", code="model_not_found")
+    with_words = "word" in granularities
+    options = options_from_form(language, prompt, temperature, with_words, settings.default_language)
+    _check_language(transcriber, options)
+    audio = await read_audio(file, None, None)
+    if stream:
+        transcriber.check(audio)
+        return StreamingResponse(_sse(transcriber.stream(audio, options)), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    transcript = await transcriber.transcribe(audio, options)
+    if (text := _render_text(transcript, fmt)) is not None:
+        return text
+    usage = {"type": "duration", "seconds": max(1, round(transcript.duration))}
+    if fmt == "json":
+        return JSONResponse({"text": transcript.text, "usage": usage})
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": language_name(transcript.language),
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [segment_json(s, with_words=False) for s in transcript.segments]
+        if "segment" in granularities else None,
+        "usage": usage,
+    }
+    if with_words:
+        body["words"] = [word_json(w) for s in transcript.segments for w in s.words]
+    return JSONResponse({k: v for k, v in body.items() if v is not None})
+
+
+async def _sse(events: AsyncIterator[Segment | Transcript]) -> AsyncIterator[bytes]:
+    """OpenAI's transcription stream: a delta per decoded segment, then done."""
+    separator = ""
+    try:
+        async for event in events:
+            if isinstance(event, Segment):
+                if event.text:
+                    # Deltas concatenate to the final text, which joins segments with a space.
+                    yield _event({"type": "transcript.text.delta", "delta": separator + event.text})
+                    separator = " "
+            else:
+                yield _event({"type": "transcript.text.done", "text": event.text})
+    except Exception as exc:  # the status line is gone: report in-band
+        code = getattr(exc, "code", "internal_error")
+        message = getattr(exc, "message", "internal server error")
+        if code == "internal_error":
+            logger.exception("streaming transcription failed")
+        yield _event({"type": "error", **error_body(code, message)})
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()

@@ -1,0 +1,158 @@
+"""From uploaded audio to a transcript: limits, voice activity, the worker pool, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from voicestack_common.audio import Pcm
+from voicestack_common.errors import InvalidRequest
+from voicestack_common.workers import WorkerPool
+
+from stt_broker.engines.base import Segment, SttEngine, TranscribeOptions, Transcript, Word
+from stt_broker.vad import SpeechDetector, TimeMap
+
+
+class SttMetrics:
+    """Broker-specific metrics on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry, pool: WorkerPool[SttEngine]) -> None:
+        ns = "stt"
+        self.transcriptions = Counter("transcriptions", "Finished transcriptions.", ["engine", "outcome"],
+                                      namespace=ns, registry=registry)
+        self.inference_seconds = Histogram(
+            "inference_seconds", "Time in VAD + engine per request.", ["engine"], namespace=ns,
+            registry=registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+        self.audio_seconds = Counter("audio_seconds", "Seconds of audio received.", ["engine"],
+                                     namespace=ns, registry=registry)
+        self.speech_seconds = Counter("speech_seconds", "Seconds of audio the VAD kept as speech.",
+                                      ["engine"], namespace=ns, registry=registry)
+        self.real_time_factor = Histogram(
+            "real_time_factor", "Inference seconds per audio second.", ["engine"], namespace=ns,
+            registry=registry, buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5))
+        queue_depth = Gauge("queue_depth", "Requests waiting for a free model context.", namespace=ns,
+                            registry=registry)
+        queue_depth.set_function(lambda: pool.waiting)
+        busy = Gauge("workers_busy", "Model contexts decoding now.", namespace=ns, registry=registry)
+        busy.set_function(lambda: pool.busy)
+        Gauge("workers", "Model contexts loaded.", namespace=ns, registry=registry).set(pool.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may ask of the broker."""
+
+    max_audio_seconds: float
+    timeout: float
+
+
+class Transcriber:
+    """Runs transcriptions on the pool and keeps the metrics."""
+
+    def __init__(self, pool: WorkerPool[SttEngine], detector: SpeechDetector | None, limits: Limits,
+                 metrics: SttMetrics, backend: str, model: str, multilingual: bool) -> None:
+        self.pool = pool
+        self.multilingual = multilingual
+        # OpenAI clients send "whisper-1"; the served model's own id works too.
+        self.accepted_models = frozenset({"whisper-1", model, f"{backend}/{model}"})
+        self.detector = detector
+        self.limits = limits
+        self.metrics = metrics
+        self.backend = backend
+        self.model = model
+
+    def check(self, audio: Pcm) -> None:
+        """Reject audio over the configured length before it takes a worker."""
+        if audio.duration > self.limits.max_audio_seconds:
+            raise InvalidRequest(f"audio is {audio.duration:.1f} s long; the limit is "
+                                 f"{self.limits.max_audio_seconds:g} s", code="audio_too_long")
+
+    async def transcribe(self, audio: Pcm, options: TranscribeOptions,
+                         on_segment: Callable[[Segment], None] | None = None) -> Transcript:
+        """Transcribe on a free worker; ``on_segment`` runs on the worker thread."""
+        self.check(audio)
+        self.metrics.audio_seconds.labels(self.backend).inc(audio.duration)
+        outcome = "error"
+        try:
+            transcript = await self.pool.submit(
+                lambda engine, cancel: self._run(engine, audio, options, on_segment, cancel),
+                timeout=self.limits.timeout)
+            outcome = "ok" if transcript.text else "empty"
+            return transcript
+        finally:
+            self.metrics.transcriptions.labels(self.backend, outcome).inc()
+
+    async def stream(self, audio: Pcm, options: TranscribeOptions) -> AsyncIterator[Segment | Transcript]:
+        """Yield segments as the engine decodes them, then the finished transcript."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Segment] = asyncio.Queue()
+        task = asyncio.ensure_future(self.transcribe(
+            audio, options, lambda seg: loop.call_soon_threadsafe(queue.put_nowait, seg)))
+        try:
+            while not task.done() or not queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield task.result()
+        finally:
+            task.cancel()
+
+    def _run(self, engine: SttEngine, audio: Pcm, options: TranscribeOptions,
+             on_segment: Callable[[Segment], None] | None, cancel: threading.Event) -> Transcript:
+        started = time.perf_counter()
+        time_map = TimeMap.identity()
+        speech = audio
+        if self.detector is not None:
+            found = self.detector.speech(audio)
+            if found is None:
+                self._observe(started, audio, 0.0)
+                return Transcript("", options.language or "en", audio.duration, ())
+            speech, time_map = found
+        def place(segment: Segment) -> Segment:
+            return _shift(segment, time_map, audio.duration)
+
+        forward = (lambda seg: on_segment(place(seg))) if on_segment else None
+        raw = engine.transcribe(speech, options, on_segment=forward, cancel=cancel)
+        self._observe(started, audio, speech.duration)
+        return replace(raw, duration=audio.duration, segments=tuple(place(s) for s in raw.segments))
+
+    def _observe(self, started: float, audio: Pcm, speech_seconds: float) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.inference_seconds.labels(self.backend).observe(elapsed)
+        self.metrics.speech_seconds.labels(self.backend).inc(speech_seconds)
+        if audio.duration > 0:
+            self.metrics.real_time_factor.labels(self.backend).observe(elapsed / audio.duration)
+
+
+def _shift(segment: Segment, time_map: TimeMap, duration: float) -> Segment:
+    """Move a segment's times from the speech-only timeline back to the upload's.
+
+    whisper.cpp pads its input, so its last end time can overshoot the audio: clamp it.
+    """
+
+    def at(t: float, is_end: bool = False) -> float:
+        return min(time_map.original(t, is_end=is_end), round(duration, 3))
+
+    return replace(
+        segment,
+        start=at(segment.start),
+        end=at(segment.end, is_end=True),
+        words=tuple(Word(at(w.start), at(w.end, True), w.word, w.probability) for w in segment.words),
+    )
+
+
+def confidence(transcript: Transcript) -> float | None:
+    """exp of the token-weighted mean log-probability; ``None`` without decoded tokens."""
+    weighted = [(s.avg_logprob, max(len(s.tokens), 1)) for s in transcript.segments if s.text]
+    if not weighted:
+        return None
+    total = sum(n for _, n in weighted)
+    return round(math.exp(sum(lp * n for lp, n in weighted) / total), 4)

