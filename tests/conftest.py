@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from voicestack_common.audio import Pcm
 
 from tests.speech import TEST_CACHE, kokoro_speech
+from voicestack_common.audio import Pcm
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 TWO_SENTENCES = "Please call me back tomorrow morning. The meeting starts at noon."
@@ -25,10 +25,10 @@ def model_cache() -> Path:
 @pytest.fixture(scope="session")
 def sentence() -> Iterator[tuple[str, Pcm]]:
     """A clear Kokoro sentence (24 kHz) and its text."""
-    yield SENTENCE, kokoro_speech(SENTENCE)
+    return SENTENCE, kokoro_speech(SENTENCE)
 
 
 @pytest.fixture(scope="session")
 def two_sentences() -> Iterator[tuple[str, Pcm]]:
     """Two Kokoro sentences, a man's voice, about five seconds."""
-    yield TWO_SENTENCES, kokoro_speech(TWO_SENTENCES, voice="jm_kumo")
+    return TWO_SENTENCES, kokoro_speech(TWO_SENTENCES, voice="jm_kumo")

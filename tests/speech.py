@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 
@@ -31,6 +32,7 @@ def words(text: str) -> list[str]:
 @cache
 def _kokoro() -> Any:
     from kokoro_onnx import Kokoro
+
     from tts_broker.models import bundled_files
 
     files = bundled_files(TEST_CACHE / "models")

@@ -7,6 +7,7 @@ import wave
 
 import numpy as np
 import pytest
+
 from voicestack_common.audio import (
     EmptyAudio,
     Pcm,

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+
 from voicestack_common.errors import InvalidRequest, Saturated
 from voicestack_common.logging import JsonFormatter, request_id_var
 from voicestack_common.service import Readiness, create_service_app

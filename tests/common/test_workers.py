@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from voicestack_common.errors import Saturated, UpstreamTimeout
 from voicestack_common.workers import WorkerPool
 
@@ -71,7 +72,8 @@ def test_a_full_queue_is_refused_with_retry_after() -> None:
         with pytest.raises(Saturated) as info:
             await pool.submit(lambda e, c: True, timeout=10)
         release.set()
-        assert await first and await second
+        assert await first
+        assert await second
         return info.value
 
     error = run(pool, main)

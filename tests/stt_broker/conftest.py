@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from stt_broker.app import create_app
 from stt_broker.settings import SttSettings
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import openai
 import pytest
-from stt_broker.app import create_app
-from voicestack_common.audio import Pcm
-from voicestack_common.encode import encode_audio
 
+from stt_broker.app import create_app
 from tests.servers import serve
 from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
+from voicestack_common.audio import Pcm
+from voicestack_common.encode import encode_audio
 
 pytestmark = pytest.mark.engine
 
@@ -44,7 +44,8 @@ def test_verbose_json_with_word_and_segment_timestamps(client: openai.OpenAI, sp
         timestamp_granularities=["word", "segment"], language="en")
     assert result.language == "english"
     assert result.duration == pytest.approx(two_sentences[1].duration, abs=0.05)
-    assert result.segments and result.words
+    assert result.segments
+    assert result.words
     assert [w for item in result.words for w in words(item.word)] == words(two_sentences[0])
     assert all(s.start <= s.end for s in result.segments)
 
@@ -65,7 +66,8 @@ def test_stream_sends_a_delta_per_segment_then_done(client: openai.OpenAI, speec
     deltas = [e for e in events if e.type == "transcript.text.delta"]
     done = [e for e in events if e.type == "transcript.text.done"]
     assert len(deltas) >= 2  # two sentences, two segments
-    assert len(done) == 1 and events[-1] is done[0]
+    assert len(done) == 1
+    assert events[-1] is done[0]
     assert "".join(d.delta for d in deltas) == done[0].text
     assert words(done[0].text) == words(two_sentences[0])
 

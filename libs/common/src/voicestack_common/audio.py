@@ -96,8 +96,9 @@ def resample(pcm: Pcm, rate: int) -> Pcm:
 
 
 def _mono(frame: av.AudioFrame) -> Samples:
-    planes = frame.to_ndarray()
-    return planes[0] if planes.shape[0] == 1 else planes.mean(axis=0, dtype=np.float32)
+    planes = np.asarray(frame.to_ndarray(), dtype=np.float32)
+    mono: Samples = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0, dtype=np.float32)
+    return mono
 
 
 def _wav_declared_bytes(head: bytes) -> tuple[int, int] | None:

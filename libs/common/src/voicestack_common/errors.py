@@ -19,6 +19,7 @@ Nothing below ever sends a stack trace to a client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -136,9 +137,10 @@ def _count_error(request: Request, code: str) -> None:
 
 
 def _respond(request: Request, status: int, code: str, message: str, details: Any = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
+             headers: Mapping[str, str] | None = None) -> JSONResponse:
     _count_error(request, code)
-    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, details), status_code=status,
+                        headers=dict(headers) if headers else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -38,6 +38,8 @@ class ServiceSettings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         validate_default=True,
+        # The docstring under each field becomes its description (docs, .env.example).
+        use_attribute_docstrings=True,
     )
 
     host: str = "127.0.0.1"

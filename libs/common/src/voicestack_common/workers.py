@@ -36,10 +36,6 @@ class Engine(Protocol):
 E = TypeVar("E", bound=Engine)
 
 
-class Cancelled(Exception):
-    """Raised inside a job when its caller went away or timed out."""
-
-
 @dataclass(eq=False)
 class _Job:
     fn: Callable[[Any, threading.Event], Any]
@@ -118,7 +114,8 @@ class WorkerPool(Generic[E]):
         self._queue.put_nowait(job)
         self._admitted += 1
         try:
-            return await asyncio.wait_for(job.future, timeout)  # type: ignore[no-any-return]
+            result: T = await asyncio.wait_for(job.future, timeout)
+            return result
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.name} did not finish within {timeout:g} s",
                                   code="inference_timeout") from exc

@@ -9,8 +9,6 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from voicestack_common.service import Readiness, create_service_app
-from voicestack_common.workers import WorkerPool
 
 from stt_broker import __version__
 from stt_broker.engines import engine_factory
@@ -20,6 +18,8 @@ from stt_broker.routes import models, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
+from voicestack_common.service import Readiness, create_service_app
+from voicestack_common.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = 
           port: Annotated[int | None, typer.Option(help="Override STT_PORT")] = None) -> None:
     """Run the broker with settings from the environment and .env."""
     import uvicorn
-    from voicestack_common.logging import configure_logging
 
     from stt_broker.app import create_app
+    from voicestack_common.logging import configure_logging
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = SttSettings(**overrides)  # type: ignore[arg-type]
@@ -74,3 +74,7 @@ def prepare() -> None:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request, UploadFile
-from voicestack_common.audio import Pcm, decode_audio, pcm16_to_pcm
-from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType
 
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.languages import normalize_language
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Transcriber
+from voicestack_common.audio import Pcm, decode_audio, pcm16_to_pcm
+from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType
 
 RAW_PCM_TYPES = ("audio/pcm", "audio/l16", "audio/x-raw", "application/octet-stream+pcm")
 RAW_PCM_SUFFIXES = (".pcm", ".raw", ".s16le")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
 
 

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from voicestack_common.audio import Pcm
-from voicestack_common.errors import InvalidRequest
-from voicestack_common.workers import WorkerPool
 
 from stt_broker.engines.base import Segment, SttEngine, TranscribeOptions, Transcript, Word
 from stt_broker.vad import SpeechDetector, TimeMap
+from voicestack_common.audio import Pcm
+from voicestack_common.errors import InvalidRequest
+from voicestack_common.workers import WorkerPool
 
 
 class SttMetrics:
@@ -91,8 +91,10 @@ class Transcriber:
         """Yield segments as the engine decodes them, then the finished transcript."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Segment] = asyncio.Queue()
-        task = asyncio.ensure_future(self.transcribe(
-            audio, options, lambda seg: loop.call_soon_threadsafe(queue.put_nowait, seg)))
+        def forward(segment: Segment) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, segment)
+
+        task = asyncio.ensure_future(self.transcribe(audio, options, forward))
         try:
             while not task.done() or not queue.empty():
                 getter = asyncio.ensure_future(queue.get())

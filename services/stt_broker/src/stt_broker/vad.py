@@ -12,6 +12,7 @@ import bisect
 from dataclasses import dataclass
 
 import numpy as np
+
 from voicestack_common.audio import STT_SAMPLE_RATE, Pcm
 
 # Short clicks are not speech; a bit of padding keeps word onsets intact.

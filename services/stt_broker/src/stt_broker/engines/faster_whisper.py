@@ -6,9 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from stt_broker.engines.base import Segment, SegmentCallback, TranscribeOptions, Transcript, Word
 from voicestack_common.audio import Pcm
-
-from stt_broker.engines.base import SegmentCallback, Segment, TranscribeOptions, Transcript, Word
 
 
 class FasterWhisperEngine:

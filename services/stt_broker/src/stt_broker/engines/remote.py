@@ -6,9 +6,6 @@ import threading
 from typing import Any
 
 import httpx
-from voicestack_common.audio import Pcm
-from voicestack_common.encode import encode_audio
-from voicestack_common.errors import UpstreamError, UpstreamTimeout
 
 from stt_broker.engines.base import (
     Segment,
@@ -18,6 +15,9 @@ from stt_broker.engines.base import (
     merge_word_pieces,
 )
 from stt_broker.languages import language_code
+from voicestack_common.audio import Pcm
+from voicestack_common.encode import encode_audio
+from voicestack_common.errors import UpstreamError, UpstreamTimeout
 
 
 class RemoteWhisperCppEngine:

@@ -8,8 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from voicestack_common.audio import Pcm
-
 from stt_broker.engines.base import (
     Segment,
     SegmentCallback,
@@ -17,6 +15,7 @@ from stt_broker.engines.base import (
     Transcript,
     merge_word_pieces,
 )
+from voicestack_common.audio import Pcm
 
 logger = logging.getLogger(__name__)
 

