@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
+
 from stt_broker.cli import models_app
 from stt_broker.cli import serve as serve_stt
-
 from voicestack import configdocs
 
 app = typer.Typer(help="voicestack: a self-hosted speech stack", no_args_is_help=True, add_completion=False)
@@ -17,6 +19,8 @@ app.add_typer(config_app, name="config")
 @app.command()
 def up() -> None:
     """Start the local stack (today: the STT broker on the bundled model) until Ctrl-C."""
+    # A person is watching this terminal: readable lines unless configured otherwise.
+    os.environ.setdefault("STT_LOG_FORMAT", "text")
     serve_stt(host=None, port=None)
 
 

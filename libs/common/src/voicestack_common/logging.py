@@ -17,7 +17,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Ids we pass on must be safe in a header and a log line.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn adds a terminal-coloured copy of its message; the JSON line has the plain one.
+_STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,0 +1,3 @@
+"""voicestack's gateway."""
+
+__version__ = "0.1.0"

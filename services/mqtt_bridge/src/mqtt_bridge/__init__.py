@@ -1,0 +1,3 @@
+"""voicestack's mqtt_bridge."""
+
+__version__ = "0.1.0"
