@@ -52,11 +52,11 @@ def kokoro_speech(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> Pcm
     return decode_audio(path.read_bytes(), sample_rate=24_000)
 
 
-def espeak_speech(text: str, voice: str = "en-us") -> bytes:
-    """English speech from espeak-ng, as the WAV it writes (22.05 kHz)."""
+def espeak_speech(text: str, voice: str = "en-us", speed: int = 150) -> bytes:
+    """English speech from espeak-ng (``speed`` in words per minute), as the WAV it writes (22.05 kHz)."""
     binary = shutil.which("espeak-ng")
     if binary is None:
         raise RuntimeError("espeak-ng is not installed: the test command installs it")
-    result = subprocess.run([binary, "-v", voice, "-s", "150", "--stdout", text],
+    result = subprocess.run([binary, "-v", voice, "-s", str(speed), "--stdout", text],
                             check=True, capture_output=True, timeout=60)
     return result.stdout

@@ -111,3 +111,11 @@ def test_streaming_mp3_yields_bytes_before_the_end() -> None:
     encoder = AudioEncoder("mp3", source.sample_rate)
     first = encoder.encode(source.samples[:12_000])
     assert len(first) > 0
+
+
+def test_wav_from_a_pipe_with_a_placeholder_length_decodes() -> None:
+    """espeak-ng --stdout (and other streaming writers) cannot seek back to write the length."""
+    body = tone(1.0).to_pcm16()
+    header = bytearray(wav_header(24_000, len(body)))
+    header[40:44] = (0x7FFFF000).to_bytes(4, "little")
+    assert decode_audio(bytes(header) + body).duration == pytest.approx(1.0, abs=0.01)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.speech import words
+from tests.speech import espeak_speech, words
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 
@@ -146,3 +146,11 @@ def test_readyz_reports_the_model(stt_client: TestClient) -> None:
     assert body["status"] == "ready"
     assert body["checks"]["model"] == "tiny.en"
     assert body["checks"]["engine"] == "whisper.cpp"
+
+
+def test_espeak_speech_is_transcribed(stt_client: TestClient) -> None:
+    """A second, very different voice: espeak-ng's formant synthesis at 22.05 kHz."""
+    text = "Good morning everyone. Please send me the report tomorrow."
+    wav = espeak_speech(text, speed=130)
+    body = post(stt_client, wav).json()
+    assert words(body["text"]) == words(text)

@@ -25,6 +25,7 @@ STT_SAMPLE_RATE = 16_000
 # this is reported as truncated rather than silently transcribed in part.
 _TRUNCATION_SLACK_S = 0.25
 _TRUNCATION_SLACK_RATIO = 0.05
+_WAV_UNKNOWN_SIZE = 0x7FFF0000
 
 
 class AudioError(ClientError):
@@ -109,8 +110,9 @@ def _wav_declared_bytes(head: bytes) -> tuple[int, int] | None:
     while pos + 8 <= len(head):
         chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
         if chunk == b"data":
-            # Streaming writers leave 0 or 0xFFFFFFFF: the length is unknown, not short.
-            return None if size in (0, 0xFFFFFFFF) else (size, pos + 8)
+            # Streaming writers leave a placeholder (0, 0xFFFFFFFF, or espeak-ng's
+            # 0x7FFFF000 on stdout): the length is unknown, not short.
+            return None if size == 0 or size >= _WAV_UNKNOWN_SIZE else (size, pos + 8)
         pos += 8 + size + (size & 1)
     return None
 
