@@ -107,13 +107,14 @@ class Stack:
 
     def _spawn(self, service: Service) -> None:
         env = {**os.environ, **service.env, "PYTHONUNBUFFERED": "1"}
-        service.process = subprocess.Popen(  # noqa: S603 - argv built from our own modules
+        service.process = subprocess.Popen(
             service.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         threading.Thread(target=self._pump, args=(service,), name=f"log-{service.name}", daemon=True).start()
 
     def _pump(self, service: Service) -> None:
-        assert service.process is not None and service.process.stdout is not None
+        assert service.process is not None
+        assert service.process.stdout is not None
         for raw in service.process.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip()
             service.tail.append(line)
