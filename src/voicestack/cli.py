@@ -1,27 +1,141 @@
-"""``voicestack``: run the local stack; manage models; generate configuration docs."""
+"""``voicestack``: run the local stack, talk to it, manage models, print the configuration reference."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
 
 from stt_broker.cli import models_app
-from stt_broker.cli import serve as serve_stt
-from voicestack import configdocs
+from voicestack import client, configdocs
 
-app = typer.Typer(help="voicestack: a self-hosted speech stack", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="voicestack: a self-hosted speech stack", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="VOICESTACK_URL", help="Gateway base URL")]
+KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="VOICESTACK_API_KEY",
+                                               help="API key, when the gateway requires one")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}")
+    return typer.Exit(1)
+
+
+def _progress(description: str) -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), console=err, transient=True)
 
 
 @app.command()
 def up() -> None:
-    """Start the local stack (today: the STT broker on the bundled model) until Ctrl-C."""
-    # A person is watching this terminal: readable lines unless configured otherwise.
-    os.environ.setdefault("STT_LOG_FORMAT", "text")
-    serve_stt(host=None, port=None)
+    """Start the whole stack as local processes until Ctrl-C (models are prepared on first start)."""
+    from voicestack import local
+
+    # A person is watching this terminal: readable log lines unless configured otherwise.
+    for prefix in ("STT", "TTS", "GATEWAY", "MQTT_BRIDGE"):
+        os.environ.setdefault(f"{prefix}_LOG_FORMAT", "text")
+    raise typer.Exit(local.up(out))
+
+
+@app.command()
+def stt(file: Annotated[Path, typer.Argument(help="Audio file (wav, mp3, ogg, webm, m4a, flac, …)")],
+        language: Annotated[str | None, typer.Option(help="ISO 639-1 code; default: auto")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="json | text | srt | vtt")] = "text",
+        url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """Transcribe a file through the gateway and print the result."""
+    if fmt not in ("json", "text", "srt", "vtt"):
+        raise _fail(f"unknown format {fmt!r}: use json, text, srt or vtt")
+    gateway = client.Gateway(url, api_key)
+    api_format = "json" if fmt in ("json", "text") else fmt
+    try:
+        with _progress(f"uploading {file.name}") as bar:
+            task = bar.add_task(f"uploading {file.name}", total=None)
+            result = client.transcribe(gateway, file, language=language, fmt=api_format,
+                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from None
+    if isinstance(result, dict):
+        out.print(json.dumps(result, indent=2) if fmt == "json" else result.get("text", ""), soft_wrap=True)
+    else:
+        out.print(result.rstrip("\n"), soft_wrap=True, markup=False)
+
+
+@app.command()
+def tts(text: Annotated[str, typer.Argument(help="What to say")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Output file; the extension picks the "
+                                             "format (.mp3 .wav .flac .opus .ogg .aac .pcm)")] = Path("speech.mp3"),
+        voice: Annotated[str | None, typer.Option(help="Voice or blend, e.g. af_heart or a(0.7)+b(0.3)")] = None,
+        speed: Annotated[float, typer.Option(min=0.25, max=4.0)] = 1.0,
+        url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """Synthesize speech through the gateway into a file."""
+    gateway = client.Gateway(url, api_key)
+    try:
+        with _progress("synthesizing") as bar:
+            task = bar.add_task("synthesizing", total=None)
+            size = client.synthesize(gateway, text, output, voice=voice, speed=speed,
+                                     progress=lambda done, _: bar.update(task, completed=done))
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"wrote {output} ({size} bytes)")
+
+
+@app.command()
+def voices(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """List the voices the TTS broker offers."""
+    try:
+        body = client.voices(client.Gateway(url, api_key))
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from None
+    default = body.get("default_voice")
+    for name in body.get("voices", []):
+        out.print(f"{name}{'  (default)' if name == default else ''}")
+
+
+@app.command()
+def health(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Print the raw answer")] = False) -> None:
+    """Show every service and replica; exit non-zero unless all are healthy."""
+    try:
+        body = client.health(client.Gateway(url, api_key))
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        out.print(json.dumps(body, indent=2))
+    else:
+        out.print(_health_table(body))
+    if body.get("status") != "healthy":
+        raise typer.Exit(1)
+
+
+def _health_table(body: dict[str, Any]) -> Table:
+    table = Table(title=f"voicestack: {body.get('status', 'unknown')}")
+    for column in ("service", "replica", "healthy", "latency ms", "detail"):
+        table.add_column(column)
+    for name, service in (body.get("services") or {}).items():
+        replicas = service.get("replicas") or [service]
+        for replica in replicas:
+            healthy = bool(replica.get("healthy"))
+            latency = replica.get("latency_ms")
+            table.add_row(name, str(replica.get("url", "")), "[green]yes[/green]" if healthy else "[red]no[/red]",
+                          "" if latency is None else f"{latency:.0f}", str(replica.get("error") or ""))
+    if not body.get("services"):
+        for key, label in (("sst_healthy", "stt"), ("tts_healthy", "tts")):
+            table.add_row(label, str(body.get(f"{label.replace('stt', 'sst')}_service", "")),
+                          "[green]yes[/green]" if body.get(key) else "[red]no[/red]", "", "")
+    return table
 
 
 @config_app.command("docs")

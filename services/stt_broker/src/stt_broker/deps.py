@@ -11,7 +11,7 @@ from stt_broker.engines.base import TranscribeOptions
 from stt_broker.languages import normalize_language
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Transcriber
-from voicestack_common.audio import Pcm, decode_audio, pcm16_to_pcm
+from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, decode_audio, pcm16_to_pcm, resample
 from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType
 
 RAW_PCM_TYPES = ("audio/pcm", "audio/l16", "audio/x-raw", "application/octet-stream+pcm")
@@ -56,9 +56,7 @@ async def read_audio(file: UploadFile | None, sample_rate: int | None, input_for
     if is_raw:
         if sample_rate is None:
             raise InvalidRequest("raw PCM16 needs a 'sample_rate' field", code="missing_sample_rate")
-        from voicestack_common.audio import resample
-
-        return resample(pcm16_to_pcm(data, sample_rate), 16_000)
+        return resample(pcm16_to_pcm(data, sample_rate), STT_SAMPLE_RATE)
     return await anyio.to_thread.run_sync(decode_audio, data)
 
 

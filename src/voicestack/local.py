@@ -1,0 +1,91 @@
+"""The local stack: which processes ``voicestack up`` starts, wired to each other by their settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from voicestack.stack import Service, python_module, run
+
+# Set VOICESTACK_EMBEDDED_MQTT=0 to use an MQTT broker of your own (MQTT_BRIDGE_MQTT_URL).
+EMBEDDED_MQTT_ENV = "VOICESTACK_EMBEDDED_MQTT"
+
+
+def prepare_models(console: Console) -> None:
+    """Convert Whisper to ggml and assemble Kokoro once, with a progress display, before anything starts."""
+    from stt_broker.models import BUNDLED_MODEL_ID, prepare_bundled_ggml
+    from stt_broker.settings import SttSettings
+    from tts_broker.models import assemble_bundled_model
+    from tts_broker.settings import TtsSettings
+
+    stt, tts = SttSettings(), TtsSettings()
+    steps: list[tuple[str, Callable[[], object]]] = []
+    ggml = stt.cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin"
+    if stt.engine == "whispercpp" and stt.model_path is None and not ggml.is_file():
+        steps.append(("converting Whisper tiny.en to ggml", lambda: prepare_bundled_ggml(stt.cache_dir)))
+    if tts.engine == "kokoro" and tts.model_path is None:
+        steps.append(("assembling the Kokoro int8 model", lambda: assemble_bundled_model(tts.cache_dir)))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        for description, step in steps:
+            task = progress.add_task(description, total=1)
+            step()
+            progress.update(task, completed=1)
+
+
+def services() -> tuple[list[Service], dict[str, str]]:
+    """The stack's processes in start order, and the URLs to show."""
+    from gateway.settings import GatewaySettings
+    from mqtt_bridge.settings import BridgeSettings
+    from stt_broker.settings import SttSettings
+    from tts_broker.settings import TtsSettings
+
+    stt, tts, gateway, bridge = SttSettings(), TtsSettings(), GatewaySettings(), BridgeSettings()
+    stt_url, tts_url = f"http://127.0.0.1:{stt.port}", f"http://127.0.0.1:{tts.port}"
+    gateway_url, bridge_url = f"http://127.0.0.1:{gateway.port}", f"http://127.0.0.1:{bridge.port}"
+    mqtt = urlparse(bridge.mqtt_url)
+    mqtt_port = mqtt.port or 1883
+    wiring = {  # each service finds the others where this stack puts them, unless configured
+        "GATEWAY_STT_URLS": stt_url,
+        "GATEWAY_TTS_URLS": tts_url,
+        "GATEWAY_EVENTS_URL": bridge_url,
+        "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
+        "MQTT_BRIDGE_SERVICES": json.dumps({"gateway": [gateway_url], "stt_broker": [stt_url],
+                                            "tts_broker": [tts_url]}),
+    }
+    env = {key: value for key, value in wiring.items() if key not in os.environ}
+    stack: list[Service] = []
+    if os.environ.get(EMBEDDED_MQTT_ENV, "1") != "0" and mqtt.hostname in ("127.0.0.1", "localhost"):
+        stack.append(Service("mqtt", python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)),
+                             None, mqtt_port, "magenta"))
+    stack += [
+        Service("stt_broker", python_module("stt_broker.cli", "serve"), f"{stt_url}/readyz", stt.port, "cyan", env),
+        Service("tts_broker", python_module("tts_broker.cli", "serve"), f"{tts_url}/readyz", tts.port, "green", env),
+        Service("mqtt_bridge", python_module("mqtt_bridge.cli", "serve"), f"{bridge_url}/readyz", bridge.port,
+                "yellow", env),
+        Service("gateway", python_module("gateway.cli", "serve"), f"{gateway_url}/readyz", gateway.port, "blue",
+                env),
+    ]
+    urls = {"gateway": gateway_url, "API docs": f"{gateway_url}/docs", "MQTT": f"mqtt://{mqtt.hostname}:{mqtt_port}",
+            "STT broker": stt_url, "TTS broker": tts_url, "MQTT bridge": bridge_url}
+    return stack, urls
+
+
+def up(console: Console) -> int:
+    """Prepare models, start everything, supervise; the exit code of ``voicestack up``."""
+    prepare_models(console)
+    stack, urls = services()
+
+    def banner() -> None:
+        console.rule("[bold]voicestack is up[/bold]")
+        for name, url in urls.items():
+            console.print(f"  {name:>12}  {url}")
+        console.print("  Try: voicestack tts \"hello there\" -o hi.wav && voicestack stt hi.wav   (Ctrl-C stops)")
+        console.rule()
+
+    return run(stack, banner, console)
