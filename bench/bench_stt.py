@@ -30,11 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.faster_whisper import FasterWhisperEngine
 from stt_broker.engines.whispercpp import WhisperCppEngine
 from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
-from voicestack_common.audio import Pcm, resample
+from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices
+from pydantic import AliasChoices, SecretStr
 from pydantic_settings import BaseSettings
 
 # service name → "module:Class" (imported lazily: each service is its own package).
 SETTINGS = {
     "stt_broker": "stt_broker.settings:SttSettings",
+    "tts_broker": "tts_broker.settings:TtsSettings",
+    "gateway": "gateway.settings:GatewaySettings",
+    "mqtt_bridge": "mqtt_bridge.settings:BridgeSettings",
 }
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,12 +41,21 @@ def _default(cls: type[BaseSettings], field: str) -> str:
     info = cls.model_fields[field]
     if info.default_factory is not None:
         value: Any = info.default_factory()  # type: ignore[call-arg]
-        return str(value).replace(str(Path.home()), "~")
+        return _show(value).replace(str(Path.home()), "~")
     value = info.default
     if value is None:
         return ""
+    return _show(value)
+
+
+def _show(value: Any) -> str:
+    """A default as it would be written in an environment variable."""
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
     return str(value)
 
 

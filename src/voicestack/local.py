@@ -60,7 +60,11 @@ def services() -> tuple[list[Service], dict[str, str]]:
     }
     env = {key: value for key, value in wiring.items() if key not in os.environ}
     stack: list[Service] = []
-    if os.environ.get(EMBEDDED_MQTT_ENV, "1") != "0" and mqtt.hostname in ("127.0.0.1", "localhost"):
+    embedded = os.environ.get(EMBEDDED_MQTT_ENV, "1") != "0" and mqtt.hostname in ("127.0.0.1", "localhost")
+    if embedded and "MQTT_BRIDGE_MQTT_PROTOCOL" not in os.environ:
+        # amqtt speaks 3.1.1 only; saying so skips the bridge's MQTT 5 attempt (a 3 s wait).
+        env["MQTT_BRIDGE_MQTT_PROTOCOL"] = "3.1.1"
+    if embedded:
         stack.append(Service("mqtt", python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)),
                              None, mqtt_port, "magenta"))
     stack += [

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture(scope="module")
 def client(model_cache: Path) -> Iterator[openai.OpenAI]:
-    with serve(create_app(stt_settings(model_cache))) as url:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+    with serve(create_app(stt_settings(model_cache))) as url, \
+            openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60) as sdk:
+        yield sdk
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ class VoicestackError(Exception):
         message: str,
         *,
         code: str | None = None,
-        details: dict[str, Any] | None = None,
+        details: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 EVENTS_PATH = "/v1/events"
 MAX_TEXT_CHARS = 100_000
@@ -32,7 +32,8 @@ def utc_now() -> datetime:
 class SpeechEvent(BaseModel):
     """One finished transcription or synthesis."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
     event_id: str = Field(default_factory=new_event_id, min_length=8, max_length=64,
                           pattern=r"^[A-Za-z0-9._:\-]+$")
@@ -51,8 +52,8 @@ class SpeechEvent(BaseModel):
     voice: str | None = Field(default=None, max_length=256)
     """Synthesis only: the voice (or blend) used."""
     confidence: float | None = Field(default=None, ge=0, le=1)
-    started_at: datetime
-    finished_at: datetime
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
     source: str = Field(default="gateway", max_length=64)
     """Which service produced it."""
 

@@ -18,19 +18,19 @@ RAW_PCM_TYPES = ("audio/pcm", "audio/l16", "audio/x-raw", "application/octet-str
 RAW_PCM_SUFFIXES = (".pcm", ".raw", ".s16le")
 
 
-def get_transcriber(request: Request) -> Transcriber:
+async def get_transcriber(request: Request) -> Transcriber:
     """The lifespan's transcriber."""
     transcriber: Transcriber = request.state.transcriber
     return transcriber
 
 
-def get_settings(request: Request) -> SttSettings:
+async def get_settings(request: Request) -> SttSettings:
     """The settings the app was built with."""
     settings: SttSettings = request.app.state.settings
     return settings
 
 
-def require_form(request: Request) -> None:
+async def require_form(request: Request) -> None:
     """Uploads come as multipart/form-data; anything else is a 415, not a parse error."""
     content_type = request.headers.get("content-type", "")
     if not content_type:

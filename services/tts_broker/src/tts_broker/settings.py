@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+
 from voicestack_common.files import default_cache_dir
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
 

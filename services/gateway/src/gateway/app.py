@@ -1,0 +1,126 @@
+"""The gateway's app factory (``uvicorn --factory gateway.app:create_app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway import __version__
+from gateway.auth import ApiKeyMiddleware, ApiKeys
+from gateway.deps import Gateway
+from gateway.events import EventSender
+from gateway.health import HealthMonitor
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import TrustedHostMiddleware
+from gateway.ratelimit import RateLimiter
+from gateway.routes import openai, voice, ws
+from gateway.settings import GatewaySettings, split_list
+from gateway.upstream import Upstream
+from voicestack_common.service import Readiness, create_service_app
+
+logger = logging.getLogger(__name__)
+
+# Seconds queued events get to reach the bridge at shutdown before they count as dropped.
+EVENTS_FLUSH_SECONDS = 2.0
+
+DESCRIPTION = """voicestack's public entry point, in front of the STT and TTS brokers.
+
+* `/api/voice/*`: the integration guide's REST endpoints.
+* `/v1/audio/transcriptions`, `/v1/audio/speech`: OpenAI-compatible, so the `openai` SDK works unchanged.
+* `WS /api/voice/ws/chat` (not listed below: OpenAPI has no WebSockets): JSON messages
+  `{"type": "transcribe", "audio_base64", "language"}`, `{"type": "synthesize", "text", "voice", "lang_code",
+  "speed"}` and `{"type": "ping"}`, each with an optional `id`; answers `transcription`
+  (`text, language, confidence, duration_seconds, model`), `audio` (`audio_base64, duration_seconds,
+  sample_rate, voice, speed`), `pong` and `error` (`{"error": {"code", "message"}}`), echoing the `id`.
+  Several requests may run at once; a bad message gets an `error` and the socket stays open.
+
+When API keys are configured, every `/api/voice/*` and `/v1/*` call needs `Authorization: Bearer KEY`
+or `X-API-Key: KEY` (`/api/voice/health`, `/healthz`, `/readyz` and `/metrics` stay open).
+Errors: `{"error": {"code": ..., "message": ...}}`; a broker's error passes through with its status and code.
+"""
+
+
+def _client(settings: GatewaySettings, timeout: float) -> httpx.AsyncClient:
+    """One pooled client per broker; the environment's proxies never apply to internal calls."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
+        limits=httpx.Limits(max_connections=settings.max_connections,
+                            max_keepalive_connections=settings.max_connections),
+        trust_env=False)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway; the broker clients and background tasks live in the lifespan."""
+    settings = settings or GatewaySettings()
+    keys = ApiKeys(settings.keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        metrics = GatewayMetrics(app.state.http_metrics.registry)
+        retry_after = math.ceil(settings.health_interval)
+        stt = Upstream("stt", settings.stt_replicas, _client(settings, settings.stt_timeout), metrics,
+                       settings.upstream_retries, retry_after)
+        tts = Upstream("tts", settings.tts_replicas, _client(settings, settings.tts_timeout), metrics,
+                       settings.upstream_retries, retry_after)
+        events_client = httpx.AsyncClient(timeout=settings.events_timeout, trust_env=False) \
+            if settings.events_url else None
+        events = EventSender(settings.events_url, events_client, metrics, queue_size=settings.events_queue_size,
+                             synthesis=settings.events_synthesis)
+        monitor = HealthMonitor({"stt": stt, "tts": tts}, interval=settings.health_interval,
+                                timeout=settings.health_timeout, cache_seconds=settings.health_cache_seconds,
+                                resolve=settings.resolve_replicas, resolve_interval=settings.resolve_interval)
+        limits = {op: RateLimiter(op, rate, settings.rate_limit_burst) for op, rate in
+                  (("transcribe", settings.transcribe_rate_limit), ("synthesize", settings.synthesize_rate_limit))}
+        gateway = Gateway(settings, stt, tts, events, monitor, keys, limits, metrics)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await monitor.resolve_all()
+            await monitor.check_all()  # readiness is known before the first request
+            tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(events.run())]
+            logger.info("gateway ready", extra={
+                "stt": [r.url for r in stt.replicas], "tts": [r.url for r in tts.replicas],
+                "auth": gateway.keys.enabled, "events": events.url or None})
+            yield {"gateway": gateway}
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await monitor.close()
+            await events.close(EVENTS_FLUSH_SECONDS)
+            for client in (stt.client, tts.client, events_client):
+                if client is not None:
+                    await client.aclose()
+
+    async def readiness(request: Request) -> Readiness:
+        gateway: Gateway = request.state.gateway
+        checks: dict[str, Any] = {
+            name: {"healthy_replicas": len(upstream.healthy), "replicas": len(upstream.replicas)}
+            for name, upstream in (("stt", gateway.stt), ("tts", gateway.tts))}
+        checks["events_pending"] = gateway.events.pending
+        ready = all(check["healthy_replicas"] for check in (checks["stt"], checks["tts"]))
+        return Readiness(ready=ready, checks=checks)
+
+    app = create_service_app(title="gateway", version=__version__, settings=settings, namespace="gateway",
+                             lifespan=lifespan, readiness=readiness, description=DESCRIPTION)
+    app.state.settings = settings
+    # Inside the request-id and metrics middleware, so refused hosts and keys are logged and counted,
+    # and before the body limit, so an unauthenticated upload is never read.
+    app.user_middleware[2:2] = [Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
+                                Middleware(ApiKeyMiddleware, keys=keys)]
+    if origins := split_list(settings.cors_origins):
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=settings.cors_allow_credentials,
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           expose_headers=["X-Request-ID", "Retry-After"])
+    app.include_router(voice.router, prefix="/api/voice")
+    app.include_router(ws.router, prefix="/api/voice")
+    app.include_router(openai.router, prefix="/v1")
+    return app

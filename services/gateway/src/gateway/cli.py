@@ -1,0 +1,45 @@
+"""``voicestack-gateway``: serve the gateway."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from gateway.settings import GatewaySettings
+
+app = typer.Typer(help="voicestack gateway", no_args_is_help=True, add_completion=False)
+
+# WebSocket messages carry base64 audio: a third larger than the upload limit, plus the JSON around it.
+_WS_OVERHEAD = 64 * 1024
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")] = None,
+          port: Annotated[int | None, typer.Option(help="Override GATEWAY_PORT")] = None) -> None:
+    """Run the gateway with settings from the environment and .env."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from voicestack_common.logging import configure_logging
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    if settings.log_level != "DEBUG":  # httpx logs every broker call at INFO: the access log says enough
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=10, ws_max_size=settings.max_upload_bytes * 4 // 3 + _WS_OVERHEAD)
+
+
+@app.command()
+def version() -> None:
+    """Print the gateway's version."""
+    from gateway import __version__
+
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,140 @@
+"""Replica health: background checks that bring replicas back, DNS expansion, the live health answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from gateway.upstream import Replica, Upstream
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PATH = "/readyz"
+# Host names used as written: the resolver may return ::1 next to 127.0.0.1 while a
+# local broker listens on one of them only.
+_NEVER_EXPAND = {"localhost"}
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def expand(url: str, timeout: float) -> list[Replica]:
+    """A configured URL as one replica per address its host name resolves to."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host in _NEVER_EXPAND or _is_address(host):
+        return [Replica(url, url)]
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+    except (OSError, TimeoutError) as exc:
+        logger.warning("cannot resolve %s (%s); using the name as written", host, exc)
+        return [Replica(url, url)]
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if len(addresses) <= 1:
+        return [Replica(url, url)]
+    replicas = []
+    for address in sorted(addresses):
+        shown = f"[{address}]" if ":" in address else address
+        netloc = f"{shown}:{parts.port}" if parts.port else shown
+        replicas.append(Replica(urlunsplit((parts.scheme, netloc, "", "", "")), url, host=parts.netloc))
+    return replicas
+
+
+class HealthMonitor:
+    """Checks every replica of every upstream: on a timer, and live for ``/api/voice/health``."""
+
+    def __init__(self, upstreams: dict[str, Upstream], *, interval: float, timeout: float,
+                 cache_seconds: float, resolve: bool, resolve_interval: float) -> None:
+        self.upstreams = upstreams
+        self.interval = interval
+        self.timeout = timeout
+        self.cache_seconds = cache_seconds
+        self.resolve = resolve
+        self.resolve_interval = resolve_interval
+        self._last_check = 0.0
+        self._running: asyncio.Task[None] | None = None
+
+    async def check_replica(self, upstream: Upstream, replica: Replica) -> None:
+        """One readiness probe; marks the replica up or down."""
+        started = time.perf_counter()
+        try:
+            request = upstream.build(replica, "GET", HEALTH_PATH, {"timeout": self.timeout})
+            response = await upstream.client.send(request)
+            await response.aclose()
+        except httpx.HTTPError as exc:
+            upstream.mark(replica, False, f"health check failed: {type(exc).__name__}")
+            return
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        if response.status_code == 200:
+            upstream.mark(replica, True, None, latency)
+        else:
+            upstream.mark(replica, False, f"not ready (HTTP {response.status_code})", latency)
+
+    async def check_all(self) -> None:
+        """Probe every replica at once."""
+        await asyncio.gather(*(self.check_replica(upstream, replica)
+                               for upstream in self.upstreams.values() for replica in list(upstream.replicas)))
+        self._last_check = time.monotonic()
+
+    async def fresh(self) -> None:
+        """Live state for a health answer: a check younger than ``cache_seconds`` is reused, and
+        concurrent callers wait for the same check."""
+        if time.monotonic() - self._last_check < self.cache_seconds:
+            return
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self.check_all())
+        await asyncio.shield(self._running)
+
+    async def resolve_all(self) -> None:
+        """Re-read DNS for every configured URL and update the replica lists."""
+        if not self.resolve:
+            return
+        for upstream in self.upstreams.values():
+            lists = await asyncio.gather(*(expand(url, self.timeout) for url in upstream.urls))
+            replicas = [replica for found in lists for replica in found]
+            if [r.url for r in replicas] != [r.url for r in upstream.replicas]:
+                logger.info("%s replicas: %s", upstream.name, ", ".join(r.url for r in replicas))
+                upstream.set_replicas(replicas)
+
+    async def run(self) -> None:
+        """The background loop: health every ``interval``, DNS every ``resolve_interval``."""
+        last_resolve = time.monotonic()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                if time.monotonic() - last_resolve >= self.resolve_interval:
+                    last_resolve = time.monotonic()
+                    await self.resolve_all()
+                await self.check_all()
+            except Exception:  # the loop must outlive any one bad round
+                logger.exception("health check round failed")
+
+    async def close(self) -> None:
+        """Stop a live check still running."""
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+    def report(self, name: str) -> dict[str, Any]:
+        """One upstream's part of the health answer."""
+        upstream = self.upstreams[name]
+        latencies = [r.latency_ms for r in upstream.replicas if r.healthy and r.latency_ms is not None]
+        return {"healthy": bool(upstream.healthy), "url": upstream.label,
+                "latency_ms": min(latencies) if latencies else None,
+                "replicas": [r.describe() for r in upstream.replicas]}

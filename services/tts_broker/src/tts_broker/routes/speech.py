@@ -1,0 +1,136 @@
+"""``POST /v1/audio/speech``: OpenAI's speech endpoint, streamed as the audio is made."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Send
+
+from tts_broker.deps import JsonBodyRoute, SynthesizerDep
+from tts_broker.schemas import ERROR_RESPONSES, OPENAI_FORMATS, OpenAISpeechRequest, VoiceId
+from tts_broker.synthesizer import Chunk
+from voicestack_common.encode import FORMATS
+from voicestack_common.errors import InvalidRequest, VoicestackError, error_body
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["speech"], route_class=JsonBodyRoute, strict_content_type=False)
+
+# Every name OpenAI and Kokoro-FastAPI clients send runs the one loaded model.
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15", "kokoro")
+_AUDIO_CONTENT: dict[str, Any] = {FORMATS[f].media_type: {} for f in OPENAI_FORMATS}
+
+
+class _CutOff(Exception):
+    """Raised by a body iterator to end its response without the closing chunk."""
+
+
+class AudioStreamResponse(StreamingResponse):
+    """A streamed body that a failure can cut short, so that the client sees it is incomplete.
+
+    Once the status line is out, an error cannot be reported in an audio
+    stream; leaving out the closing chunk makes HTTP clients raise, rather
+    than play a truncated file as if it were whole.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        with contextlib.suppress(_CutOff):
+            await super().stream_response(send)
+
+
+def usage(characters: int, seconds: float) -> dict[str, int]:
+    """OpenAI's usage block: input is characters, output is audio in 20 ms units."""
+    output = math.ceil(seconds * 50)
+    return {"input_tokens": characters, "output_tokens": output, "total_tokens": characters + output}
+
+
+@router.post(
+    "/audio/speech",
+    summary="OpenAI-compatible speech",
+    response_class=StreamingResponse,
+    responses={**ERROR_RESPONSES, 200: {"description": "Audio bytes as they are encoded, or server-sent "
+                                                       "events with stream_format=sse",
+                                        "content": {**_AUDIO_CONTENT, "text/event-stream": {}}}},
+)
+async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request: Request) -> Response:
+    """Fields, formats and stream events as OpenAI's ``audio.speech.create``."""
+    if body.model not in (*OPENAI_MODELS, synthesizer.model):
+        raise InvalidRequest(f"model {body.model!r} is not served here; use one of "
+                             f"{', '.join((*OPENAI_MODELS, synthesizer.model))}", code="model_not_found")
+    if body.stream_format not in ("audio", "sse"):
+        raise InvalidRequest("stream_format must be 'audio' or 'sse'", code="unsupported_stream_format")
+    voice = body.voice.id if isinstance(body.voice, VoiceId) else body.voice
+    job = await synthesizer.job(body.input, voice, body.lang_code, body.speed, body.response_format,
+                                OPENAI_FORMATS)
+    if body.instructions:
+        logger.debug("instructions ignored: Kokoro takes none")
+    logger.info("speech", extra={"characters": len(body.input), "format": job.format,
+                                 "voice": job.request.voice.spec, "stream_format": body.stream_format})
+    errors = request.app.state.http_metrics.errors
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if body.stream_format == "sse":
+        chunks = synthesizer.stream(job)
+        first = await anext(chunks)  # an error before any audio still gets its own status code
+        return StreamingResponse(_events(first, chunks, len(body.input), errors),
+                                 media_type="text/event-stream", headers=headers)
+    media_type = FORMATS[job.format].media_type
+    headers["Content-Disposition"] = f'inline; filename="speech.{job.format}"'
+    if not body.stream:
+        result = await synthesizer.synthesize(job)
+        return Response(result.audio, media_type=media_type, headers=headers)
+    chunks = synthesizer.stream(job)
+    first = await anext(chunks)
+    return AudioStreamResponse(_audio(first, chunks, errors), media_type=media_type, headers=headers)
+
+
+async def _chain(first: Chunk, rest: AsyncGenerator[Chunk, None]) -> AsyncIterator[Chunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+async def _audio(first: Chunk, rest: AsyncGenerator[Chunk, None], errors: Any) -> AsyncIterator[bytes]:
+    """The encoded bytes; a failure after the first ones cuts the response short."""
+    try:
+        async for chunk in _chain(first, rest):
+            if chunk.data:
+                yield chunk.data
+    except VoicestackError as exc:
+        errors.labels(code=exc.code).inc()
+        logger.warning("audio stream cut off: %s: %s", exc.code, exc.message)
+        raise _CutOff from exc
+    finally:
+        await rest.aclose()
+
+
+async def _events(first: Chunk, rest: AsyncGenerator[Chunk, None], characters: int,
+                  errors: Any) -> AsyncIterator[bytes]:
+    """``speech.audio.delta`` per chunk, then ``speech.audio.done``; failures as an ``error`` event."""
+    seconds = 0.0
+    try:
+        async for chunk in _chain(first, rest):
+            seconds += chunk.seconds
+            if chunk.data:
+                yield _event({"type": "speech.audio.delta",
+                              "audio": base64.b64encode(chunk.data).decode("ascii")})
+        yield _event({"type": "speech.audio.done", "usage": usage(characters, seconds)})
+    except Exception as exc:  # the status line is gone: report in-band
+        code = exc.code if isinstance(exc, VoicestackError) else "internal_error"
+        message = exc.message if isinstance(exc, VoicestackError) else "internal server error"
+        if code == "internal_error":
+            logger.exception("streaming speech failed")
+        errors.labels(code=code).inc()
+        yield _event({"type": "error", **error_body(code, message)})
+    finally:
+        await rest.aclose()
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()

@@ -1,0 +1,218 @@
+"""From a validated request to encoded audio: the worker pool, streaming, the cache, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Collection
+from dataclasses import dataclass
+
+import anyio
+
+from tts_broker.cache import CachedAudio, CacheKey, ResultCache
+from tts_broker.engines.base import SpeechRequest, TtsEngine
+from tts_broker.languages import normalize_lang_code, supported_codes
+from tts_broker.metrics import TtsMetrics
+from tts_broker.voices import VoiceCatalog, build_catalog
+from voicestack_common.encode import FORMATS, AudioEncoder, finalize_wav
+from voicestack_common.errors import InvalidRequest, VoicestackError
+from voicestack_common.workers import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+# A remote server's voice list is re-read this often; a local model's never changes.
+CATALOG_TTL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Encoded bytes ready to send, and the seconds of audio they complete."""
+
+    data: bytes
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechJob:
+    """A validated request: what to say, how, and in which format."""
+
+    request: SpeechRequest
+    format: str
+
+    @property
+    def key(self) -> CacheKey:
+        """What identifies its result in the cache."""
+        r = self.request
+        return (r.text, r.voice.spec, r.lang_code, r.speed, self.format)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResult:
+    """A whole synthesized file."""
+
+    audio: bytes
+    sample_rate: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What a request that leaves a field out gets, and its limits."""
+
+    lang_code: str
+    speed: float
+    max_text_length: int
+    timeout: float
+    default_voice: str
+    offered_voices: tuple[str, ...] | None
+    openai_voices: dict[str, list[str]]
+
+
+class Synthesizer:
+    """Validates requests, runs them on the pool, streams encoded audio, keeps the cache."""
+
+    def __init__(self, pool: WorkerPool[TtsEngine], cache: ResultCache, metrics: TtsMetrics,
+                 defaults: Defaults) -> None:
+        self.pool = pool
+        self.cache = cache
+        self.metrics = metrics
+        self.defaults = defaults
+        engine = pool.engines[0]
+        self.engine = engine
+        self.backend = engine.backend
+        self.model = engine.model
+        self.sample_rate = engine.sample_rate
+        self._catalog: VoiceCatalog | None = None
+        self._catalog_at = 0.0
+
+    async def catalog(self) -> VoiceCatalog:
+        """The voices offered now (a remote server's list is re-read once it is stale)."""
+        fresh = self.engine.static_voices or time.monotonic() - self._catalog_at < CATALOG_TTL_S
+        if self._catalog is not None and fresh:
+            return self._catalog
+        try:
+            voices = await anyio.to_thread.run_sync(self.engine.list_voices)
+        except VoicestackError:
+            if self._catalog is None:
+                raise
+            logger.warning("could not refresh the voice list; keeping the last one")
+            self._catalog_at = time.monotonic()
+            return self._catalog
+        d = self.defaults
+        catalog, warnings = build_catalog(voices, default_voice=d.default_voice, offered=d.offered_voices,
+                                          openai_voices=d.openai_voices)
+        if self._catalog is None or catalog.offered != self._catalog.offered:
+            for warning in warnings:
+                logger.warning(warning)
+        self._catalog, self._catalog_at = catalog, time.monotonic()
+        return catalog
+
+    def output_rate(self, fmt: str) -> int:
+        """The sample rate of the encoded audio (Opus always runs at 48 kHz)."""
+        return FORMATS[fmt].codec_rate or self.sample_rate
+
+    async def job(self, text: str, voice: str | None, lang_code: str | None, speed: float | None,
+                  fmt: str, formats: Collection[str]) -> SpeechJob:
+        """Check every field of a request, with a specific error code for each problem."""
+        if not text.strip():
+            raise InvalidRequest("the text is empty", code="empty_text")
+        if len(text) > self.defaults.max_text_length:
+            raise InvalidRequest(f"the text is {len(text)} characters long; the limit is "
+                                 f"{self.defaults.max_text_length}", code="text_too_long")
+        fmt = fmt.strip().lower()
+        if fmt not in formats:
+            raise InvalidRequest(f"unknown audio format {fmt!r}; use one of {', '.join(formats)}",
+                                 code="unsupported_format")
+        speed = self.defaults.speed if speed is None else speed
+        if not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
+            raise InvalidRequest(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}",
+                                 code="invalid_speed")
+        try:
+            lang = normalize_lang_code(lang_code) if lang_code else self.defaults.lang_code
+        except KeyError:
+            raise InvalidRequest(f"unknown lang_code {lang_code!r}; use one of {supported_codes()}",
+                                 code="unsupported_lang_code") from None
+        blend = (await self.catalog()).resolve(voice)
+        return SpeechJob(SpeechRequest(text, blend, lang, float(speed)), fmt)
+
+    async def stream(self, job: SpeechJob) -> AsyncGenerator[Chunk, None]:
+        """Encoded audio as it is synthesized (or at once, from the cache)."""
+        if self.cache.enabled:
+            hit = self.cache.get(job.key)
+            self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
+            if hit is not None:
+                self.metrics.syntheses.labels(self.backend, "cached").inc()
+                yield Chunk(hit.data, hit.duration)
+                return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk] = asyncio.Queue()
+        started = time.perf_counter()
+
+        def emit(chunk: Chunk) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        task = asyncio.ensure_future(self.pool.submit(
+            lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout))
+        parts: list[bytes] = []
+        seconds = 0.0
+        outcome = "cancelled"
+        try:
+            while not task.done() or not queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                chunk = getter.result()
+                if not parts:
+                    self.metrics.time_to_first_audio.labels(self.backend).observe(time.perf_counter() - started)
+                parts.append(chunk.data)
+                seconds += chunk.seconds
+                yield chunk
+            outcome = "error"
+            task.result()
+            outcome = "ok"
+            data = b"".join(parts)
+            self.cache.put(job.key, CachedAudio(finalize_wav(data) if job.format == "wav" else data, seconds))
+        finally:
+            # The caller went away, or failed: the worker stops before its next sentence.
+            task.cancel()
+            self.metrics.syntheses.labels(self.backend, outcome).inc()
+
+    async def synthesize(self, job: SpeechJob) -> SpeechResult:
+        """The whole file (a WAV with its exact length)."""
+        chunks = [chunk async for chunk in self.stream(job)]
+        data = b"".join(c.data for c in chunks)
+        return SpeechResult(finalize_wav(data) if job.format == "wav" else data,
+                            self.output_rate(job.format), sum(c.seconds for c in chunks))
+
+    def _run(self, engine: TtsEngine, job: SpeechJob, cancel: threading.Event,
+             emit: Callable[[Chunk], None]) -> None:
+        """On a worker thread: synthesize, encode and hand over piece by piece."""
+        started = time.perf_counter()
+        encoder = AudioEncoder(job.format, engine.sample_rate)
+        total = pending = 0.0
+        for pcm in engine.stream(job.request, cancel):
+            if cancel.is_set():
+                return
+            data = encoder.encode(pcm.samples)
+            total += pcm.duration
+            pending += pcm.duration
+            if data:
+                emit(Chunk(data, pending))
+                pending = 0.0
+        if cancel.is_set():
+            return
+        if total == 0:
+            raise InvalidRequest("the text has nothing that can be spoken", code="empty_text")
+        emit(Chunk(encoder.finish(), pending))
+        elapsed = time.perf_counter() - started
+        self.metrics.characters.labels(self.backend).inc(len(job.request.text))
+        self.metrics.audio_seconds.labels(self.backend).inc(total)
+        self.metrics.real_time_factor.labels(self.backend).observe(elapsed / total)
+        logger.debug("synthesized", extra={"text": job.request.text, "audio_seconds": round(total, 3),
+                                           "elapsed": round(elapsed, 3)})

@@ -1,0 +1,294 @@
+"""deploy/docker-compose.yml and its CPU override: valid, healthy, wired as the stack needs."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.kit import (
+    BY_NAME,
+    COMPOSE_FILE,
+    CPU_OVERRIDE,
+    DEPLOY,
+    REPO,
+    VARIANTS,
+    Variant,
+    compose_config,
+    env_of,
+    interpolated_names,
+    load_yaml,
+    schema_errors,
+    sequences_in,
+    service_for_dockerfile,
+    with_defaults,
+)
+
+VARIANT_IDS = [v.id for v in VARIANTS]
+PUBLISHED = {"gateway", "mosquitto", "grafana"}
+GPU_SERVICES = {"stt_broker", "tts_broker", "whispercpp", "kokoro"}
+
+
+def services(variant: Variant) -> dict[str, dict[str, Any]]:
+    """The variant's running services."""
+    found: dict[str, dict[str, Any]] = variant.document()["services"]
+    return found
+
+
+def one_shot_jobs(svcs: dict[str, dict[str, Any]]) -> set[str]:
+    """Services others wait on to finish (``service_completed_successfully``), not to be healthy."""
+    return {target for svc in svcs.values() for target, dep in (svc.get("depends_on") or {}).items()
+            if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"}
+
+
+def named_volume_mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """Container path → named volume, for a service's short-syntax volume entries."""
+    mounts = {}
+    for entry in svc.get("volumes", []):
+        source, _, rest = str(entry).partition(":")
+        if source and not source.startswith((".", "/", "$", "~")):
+            mounts[rest.partition(":")[0]] = source
+    return mounts
+
+
+# ---- validity -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_docker_compose_accepts_the_files(variant: Variant, tmp_path: Path) -> None:
+    """Debian's docker-compose parses, interpolates and validates every variant (no engine needed)."""
+    files = list(variant.files)
+    if variant.uses_reset:
+        # 1.29 predates `!reset`: it validates the merged result instead.
+        merged = tmp_path / "merged.yml"
+        merged.write_text(yaml.safe_dump(variant.merged(), sort_keys=False))
+        files = [merged]
+    result = compose_config(files, variant.profiles, quiet=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, CPU_OVERRIDE], ids=lambda p: p.name)
+def test_files_match_the_compose_spec_schema(path: Path) -> None:
+    assert schema_errors(load_yaml(path, resets=False)) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_merged_variants_match_the_compose_spec_schema(variant: Variant) -> None:
+    assert schema_errors(variant.merged()) == []
+
+
+def test_the_schema_check_catches_mistakes() -> None:
+    doc = load_yaml(COMPOSE_FILE)
+    doc["services"]["gateway"]["healthcheck"]["intervall"] = "10s"
+    doc["services"]["stt_broker"]["depends_on"] = {"gateway": {"condition": "service_happy"}}
+    errors = schema_errors(doc)
+    assert any("intervall" in e for e in errors)
+    assert any("service_happy" in e for e in errors)
+
+
+def test_docker_compose_catches_mistakes(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("restart: unless-stopped", "restart: sometimes", 1)
+                      .replace("start_period: 30s", "start_perod: 30s", 1))
+    assert compose_config([broken], quiet=True).returncode != 0
+
+
+def test_the_cpu_override_merges_exactly() -> None:
+    """The override holds only mappings and scalars, so merging it key by key is what Compose does."""
+    assert sequences_in(load_yaml(CPU_OVERRIDE)) == []
+    base = load_yaml(COMPOSE_FILE)["services"]
+    assert set(load_yaml(CPU_OVERRIDE)["services"]) <= set(base), "an override may only change services"
+
+
+# ---- health and start order ---------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_every_service_has_a_healthcheck(variant: Variant) -> None:
+    svcs = services(variant)
+    jobs = one_shot_jobs(svcs)
+    for name, svc in svcs.items():
+        if name in jobs:
+            assert svc.get("restart") == "no", f"{name} runs once: it must not restart"
+            continue
+        check = svc.get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} turns its healthcheck off"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        for key in ("interval", "timeout", "retries", "start_period"):
+            assert key in check, f"{name}: healthcheck without {key}"
+
+
+@pytest.mark.parametrize("service", ["gateway", "stt_broker", "tts_broker", "mqtt_bridge"])
+def test_voicestack_healthchecks_ask_readyz_on_the_listening_port(service: str) -> None:
+    svc = services(VARIANTS[0])[service]
+    command = " ".join(svc["healthcheck"]["test"][1:])
+    port = BY_NAME[service].default_port()
+    assert f"http://127.0.0.1:{port}{BY_NAME[service].ready_path}" in command
+    env = env_of(svc)
+    prefix = BY_NAME[service].env_prefix()
+    assert env.get(f"{prefix}HOST") == "0.0.0.0"
+    assert env.get(f"{prefix}PORT") in (None, str(port))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_dependencies_wait_for_health(variant: Variant) -> None:
+    svcs = services(variant)
+    for name, svc in svcs.items():
+        for target, dep in (svc.get("depends_on") or {}).items():
+            assert isinstance(dep, dict), f"{name} → {target}: use the long form with a condition"
+            assert "condition" in dep, f"{name} → {target}: give a condition"
+            assert target in svcs, f"{name} depends on {target}, which this variant does not run"
+            if dep["condition"] == "service_healthy":
+                assert svcs[target].get("healthcheck"), f"{name} waits for {target}'s health, it has none"
+    gateway = svcs["gateway"]["depends_on"]
+    assert gateway["stt_broker"]["condition"] == gateway["tts_broker"]["condition"] == "service_healthy"
+    assert svcs["mqtt_bridge"]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_long_running_services_restart(variant: Variant) -> None:
+    svcs = services(variant)
+    for name in set(svcs) - one_shot_jobs(svcs):
+        assert svcs[name].get("restart") in ("unless-stopped", "always", "on-failure"), name
+
+
+# ---- networks, ports, volumes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_only_the_gateway_mqtt_and_grafana_are_published(variant: Variant) -> None:
+    doc = variant.document()
+    backend = [name for name, net in doc["networks"].items() if (net or {}).get("internal")]
+    assert backend == ["backend"]
+    for name, svc in doc["services"].items():
+        if svc.get("network_mode") == "none":
+            continue
+        if name in PUBLISHED:
+            assert svc.get("ports"), name
+            assert set(svc["networks"]) == {"frontend", "backend"}, name
+        else:
+            assert not svc.get("ports"), f"{name} must not be published"
+            assert svc["networks"] == ["backend"], f"{name} belongs on the internal network only"
+    gateway_ports = [with_defaults(p) for p in doc["services"]["gateway"]["ports"]]
+    assert gateway_ports == ["0.0.0.0:8000:8000"]
+    for name in ("mosquitto", "grafana"):
+        assert all(with_defaults(p).startswith("127.0.0.1:") for p in doc["services"][name]["ports"]), \
+            f"{name} listens on the host's loopback unless configured otherwise"
+
+
+def test_models_outbox_and_grafana_live_in_named_volumes() -> None:
+    doc = VARIANTS[0].document()
+    svcs = doc["services"]
+    declared = set(doc["volumes"])
+    for name, svc in svcs.items():
+        assert set(named_volume_mounts(svc).values()) <= declared, name
+    assert named_volume_mounts(svcs["stt_broker"]).get(env_of(svcs["stt_broker"])["STT_CACHE_DIR"] or "")
+    assert named_volume_mounts(svcs["tts_broker"]).get(env_of(svcs["tts_broker"])["TTS_CACHE_DIR"] or "")
+    outbox = env_of(svcs["mqtt_bridge"])["MQTT_BRIDGE_OUTBOX_PATH"] or ""
+    assert named_volume_mounts(svcs["mqtt_bridge"]).get(posixpath.dirname(outbox))
+    assert named_volume_mounts(svcs["grafana"]).get("/var/lib/grafana")
+    assert named_volume_mounts(svcs["prometheus"]).get("/prometheus")
+
+
+def test_bind_mount_sources_are_in_the_repository() -> None:
+    for variant in VARIANTS:
+        for name, svc in variant.document()["services"].items():
+            for entry in svc.get("volumes", []):
+                source = with_defaults(str(entry).partition(":")[0])
+                if source.startswith("."):
+                    assert (DEPLOY / source).exists(), f"{name} mounts {source}, which is missing"
+
+
+# ---- GPU, CPU and the remote engines ---------------------------------------------------------
+
+def gpu_devices(svc: dict[str, Any]) -> list[dict[str, Any]]:
+    devices: list[dict[str, Any]] = (((svc.get("deploy") or {}).get("resources") or {})
+                                     .get("reservations") or {}).get("devices") or []
+    return devices
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_gpu_reservations_and_image_targets(variant: Variant) -> None:
+    svcs = services(variant)
+    on_gpu = variant.id.startswith("gpu")
+    for name, svc in svcs.items():
+        devices = gpu_devices(svc)
+        if on_gpu and name in GPU_SERVICES:
+            assert devices, f"{name} reserves no GPU"
+            assert devices[0]["driver"] == "nvidia", name
+            assert "gpu" in devices[0]["capabilities"], name
+        else:
+            assert not devices, f"{name} reserves a GPU in the {variant.id} variant"
+    target = "cuda" if on_gpu else "cpu"
+    for name in ("stt_broker", "tts_broker"):
+        assert svcs[name]["build"]["target"] == target
+        assert with_defaults(svcs[name]["image"]).endswith(f":{target}")
+        prefix = BY_NAME[name].env_prefix()
+        assert env_of(svcs[name])[f"{prefix}USE_GPU"] == str(on_gpu).lower()
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_images_are_built_from_the_services_dockerfiles_with_existing_targets(variant: Variant) -> None:
+    for name, svc in services(variant).items():
+        build = svc.get("build")
+        if not build:
+            continue
+        assert (DEPLOY / build["context"]).resolve() == REPO, f"{name}: build context is the repository root"
+        service = service_for_dockerfile(build["dockerfile"])
+        assert service is not None, f"{name} builds from an unknown Dockerfile"
+        if "target" in build:
+            stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", service.dockerfile.read_text(), re.MULTILINE | re.I)
+            assert build["target"] in stages, f"{name}: no stage {build['target']} in {service.dockerfile}"
+
+
+def test_brokers_can_be_scaled_and_the_gateway_finds_every_replica() -> None:
+    svcs = services(VARIANTS[0])
+    for name in ("stt_broker", "tts_broker"):
+        assert "container_name" not in svcs[name], f"{name}: a fixed name would stop `--scale`"
+        assert not svcs[name].get("ports"), f"{name}: a host port would stop `--scale`"
+    env = env_of(svcs["gateway"])
+    assert env["GATEWAY_STT_URLS"] == f"http://stt_broker:{BY_NAME['stt_broker'].default_port()}"
+    assert env["GATEWAY_TTS_URLS"] == f"http://tts_broker:{BY_NAME['tts_broker'].default_port()}"
+    assert env["GATEWAY_RESOLVE_REPLICAS"] == "true"
+    assert env["GATEWAY_EVENTS_URL"] == f"http://mqtt_bridge:{BY_NAME['mqtt_bridge'].default_port()}"
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if "remote" in v.profiles], ids=lambda v: v.id)
+def test_the_remote_profile_wires_the_brokers_to_the_official_servers(variant: Variant) -> None:
+    svcs = services(variant)
+    stt_remote = env_of(svcs["stt_broker"])["STT_REMOTE_URL"] or ""
+    tts_remote = env_of(svcs["tts_broker"])["TTS_REMOTE_URL"] or ""
+    assert stt_remote == "http://whispercpp:8082"
+    assert tts_remote == "http://kokoro:8880"
+    whisper_command = with_defaults(svcs["whispercpp"]["command"][0])
+    assert whisper_command.startswith("whisper-server ")
+    assert "--port 8082" in whisper_command
+    assert "--host 0.0.0.0" in whisper_command
+    assert "8082/health" in " ".join(svcs["whispercpp"]["healthcheck"]["test"])
+    assert "8880/health" in " ".join(svcs["kokoro"]["healthcheck"]["test"])
+    assert svcs["whispercpp"]["image"].startswith("ghcr.io/ggml-org/whisper.cpp:main")
+    assert svcs["kokoro"]["image"].startswith("ghcr.io/remsky/kokoro-fastapi-")
+    # The converted bundled model is where the server looks for it by default.
+    model = whisper_command.split("--model ")[1].split()[0]
+    assert model.startswith("/models/")
+    assert svcs["whisper_model"]["command"] == ["stt-broker", "models", "prepare"]
+    assert named_volume_mounts(svcs["whispercpp"])["/models"] == named_volume_mounts(svcs["whisper_model"])["/models"]
+
+
+def test_the_profile_services_stay_out_of_a_plain_up() -> None:
+    assert set(services(VARIANTS[0])) == {"gateway", "stt_broker", "tts_broker", "mqtt_bridge", "mosquitto",
+                                          "prometheus", "grafana"}
+
+
+def test_every_compose_variable_is_documented() -> None:
+    """docs/deploy.md lists what the Compose files interpolate and what they pass through."""
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    for path in (COMPOSE_FILE, CPU_OVERRIDE):
+        for name in sorted(interpolated_names(path.read_text())):
+            assert f"`{name}`" in guide, f"{name} ({path.name}) is not in docs/deploy.md"
+    for name, svc in services(VARIANTS[0]).items():
+        for variable, value in env_of(svc).items():
+            if value is None:
+                assert f"`{variable}`" in guide, f"{name} passes {variable} through: list it in docs/deploy.md"

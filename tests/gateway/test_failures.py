@@ -1,0 +1,212 @@
+"""Faults between the gateway and the brokers: down, slow, half the replicas gone, upstream errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from tests.gateway.conftest import FakeBroker, gateway_settings, slow_stream, wait_for
+from tests.servers import free_port, serve
+
+FakeBrokers = tuple[FakeBroker, str, FakeBroker, str]
+
+
+@pytest.fixture
+def dead() -> Iterator[TestClient]:
+    """A gateway whose brokers are not running."""
+    settings = gateway_settings(stt_urls=f"http://127.0.0.1:{free_port()}",
+                                tts_urls=f"http://127.0.0.1:{free_port()}")
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def client_for(stt: str, tts: str, **overrides: Any) -> TestClient:
+    return TestClient(create_app(gateway_settings(stt_urls=stt, tts_urls=tts, **overrides)))
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
+    ("POST", "/api/voice/transcribe", {"files": {"file": ("a.wav", b"RIFF....")}, "data": {"language": "en"}}),
+    ("POST", "/api/voice/synthesize", {"json": {"text": "hi"}}),
+    ("POST", "/api/voice/audio-stream", {"json": {"text": "hi"}}),
+    ("GET", "/api/voice/voices", {}),
+    ("POST", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy"}}),
+    ("POST", "/v1/audio/transcriptions", {"files": {"file": ("a.wav", b"RIFF....")}}),
+])
+def test_broker_down_is_503_no_upstream(dead: TestClient, method: str, path: str, kwargs: dict[str, Any]) -> None:
+    response = dead.request(method, path, **kwargs)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_upstream"
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_broker_down_shows_in_health_and_readiness(dead: TestClient) -> None:
+    health = dead.get("/api/voice/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert (body["status"], body["sst_healthy"], body["tts_healthy"]) == ("unhealthy", False, False)
+    assert "ConnectError" in body["sst_replicas"][0]["error"]
+    assert dead.get("/readyz").status_code == 503
+    assert dead.get("/healthz").status_code == 200
+
+
+def test_slow_broker_is_504(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+    tts.delay = 2.0
+    with client_for(stt_url, tts_url, tts_timeout=0.3, upstream_retries=0) as client:
+        started = time.monotonic()
+        response = client.post("/api/voice/synthesize", json={"text": "hi"})
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "upstream_timeout"
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_stream_that_stalls_is_cut_off(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+    tts.answer = lambda path, body: slow_stream([b"RIFF" + b"\0" * 40, b"\0" * 100], pause=2.0)
+    app = create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, tts_timeout=0.3))
+    with serve(app, ready_path="/healthz") as url, \
+            httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            b"".join(response.iter_raw())
+
+
+def test_one_of_two_replicas_dead_is_invisible_to_clients(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    with client_for(stt_url, f"{dead_url},{tts_url}", health_interval=60) as client:
+        # Start with both marked up, as if the dead one had just died.
+        for replica in client.app_state["gateway"].tts.replicas:
+            replica.healthy = True
+        results = [client.post("/api/voice/synthesize", json={"text": f"n{n}"}) for n in range(6)]
+        assert [r.status_code for r in results] == [200] * 6
+        assert len(tts.requests) == 6
+        health = client.get("/api/voice/health").json()
+        assert health["tts_healthy"] is True
+        assert {r["url"]: r["healthy"] for r in health["tts_replicas"]} == {dead_url: False, tts_url: True}
+        assert 'gateway_upstream_retries_total{upstream="tts"} 1.0' in client.get("/metrics").text
+
+
+def test_a_replica_marked_down_comes_back_after_a_good_health_check(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts_a, tts_url = fake_brokers
+    tts_b = FakeBroker()
+    with serve(tts_b.app()) as b_url, client_for(stt_url, f"{tts_url},{b_url}", health_interval=0.2) as client:
+        tts_b.ready = False
+        wait_for(lambda: not _replica_health(client)[b_url])
+        for n in range(4):
+            assert client.post("/api/voice/synthesize", json={"text": f"x{n}"}).status_code == 200
+        assert (len(tts_a.requests), len(tts_b.requests)) == (4, 0)
+        tts_b.ready = True
+        wait_for(lambda: _replica_health(client)[b_url])
+        for n in range(4):
+            client.post("/api/voice/synthesize", json={"text": f"y{n}"})
+        assert (len(tts_a.requests), len(tts_b.requests)) == (6, 2)  # round-robin again
+
+
+def _replica_health(client: TestClient) -> dict[str, bool]:
+    return {r["url"]: r["healthy"] for r in client.get("/api/voice/health").json()["tts_replicas"]}
+
+
+def test_upstream_4xx_passes_through_with_code_message_and_details(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+    tts.answer = lambda path, body: JSONResponse(
+        {"error": {"code": "text_too_long", "message": "the text is 5000 characters long", "details": {"n": 1}}},
+        status_code=422)
+    with client_for(stt_url, tts_url) as client:
+        response = client.post("/api/voice/synthesize", json={"text": "x"})
+    assert response.status_code == 422
+    assert response.json() == {"error": {"code": "text_too_long", "message": "the text is 5000 characters long",
+                                         "details": {"n": 1}}}
+
+
+@pytest.mark.parametrize(("status", "body", "expected_status", "expected_code"), [
+    (500, {"error": {"code": "internal_error", "message": "internal server error"}}, 502, "internal_error"),
+    (503, {"error": {"code": "saturated", "message": "queue full"}}, 503, "saturated"),
+    (504, {"error": {"code": "inference_timeout", "message": "too slow"}}, 504, "inference_timeout"),
+    (502, "Bad Gateway", 502, "upstream_error"),
+    (404, "Not Found", 404, "upstream_rejected"),
+])
+def test_upstream_errors_map_to_statuses(status: int, body: Any, expected_status: int, expected_code: str) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__regex=r".*/readyz").respond(200)
+        content: dict[str, Any] = {"json": body} if isinstance(body, dict) else {"text": body}
+        mock.post("http://stt.test/v1/transcribe").respond(status, headers={"Retry-After": "7"}, **content)
+        with client_for("http://stt.test", "http://tts.test", resolve_replicas=False) as client:
+            response = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")})
+    assert response.status_code == expected_status
+    assert response.json()["error"]["code"] == expected_code
+    if status == 503:
+        assert response.headers["Retry-After"] == "7"
+
+
+def test_request_id_reaches_the_broker_and_comes_back(fake_brokers: FakeBrokers) -> None:
+    stt, stt_url, tts, tts_url = fake_brokers
+    with client_for(stt_url, tts_url) as client:
+        response = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")},
+                               headers={"X-Request-ID": "abc-123"})
+        generated = client.post("/api/voice/synthesize", json={"text": "hi"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    assert stt.requests[-1]["headers"]["x-request-id"] == "abc-123"
+    assert tts.requests[-1]["headers"]["x-request-id"] == generated.headers["X-Request-ID"]
+
+
+def test_missing_guide_voice_falls_back_to_one_the_broker_has(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+
+    def answer(path: str, body: bytes) -> Any:
+        if b'"af_heart"' in body:
+            return JSONResponse({"error": {"code": "unknown_voice", "message": "unknown voice 'af_heart'",
+                                           "details": {"voices": ["jf_alpha", "jm_kumo"]}}}, status_code=422)
+        return JSONResponse({"audio_base64": "", "audio_sample_rate": 24000, "audio_duration_seconds": 0.1,
+                             "voice": "jf_alpha", "speed": 1.0})
+
+    tts.answer = answer
+    with client_for(stt_url, tts_url) as client:
+        guide = client.post("/api/voice/synthesize", json={"text": "hi", "voice": "af_heart"})
+        unknown = client.post("/api/voice/synthesize", json={"text": "hi", "voice": "af_nonexistent"})
+    assert guide.status_code == 200
+    assert guide.json()["voice"] == "jf_alpha"
+    assert unknown.status_code == 200  # the fake knows no other voice errors: passes through as sent
+    assert b'"jf_alpha"' in tts.requests[1]["body"]
+
+
+def test_a_broken_stream_aborts_the_response(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+
+    async def broken() -> Any:
+        yield b"RIFF" + b"\0" * 40
+        raise RuntimeError("engine died")
+
+    tts.answer = lambda path, body: StreamingResponse(broken(), media_type="audio/wav")
+    with serve(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url)), ready_path="/healthz") as url, \
+            pytest.raises(httpx.RemoteProtocolError), \
+            httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response:
+        b"".join(response.iter_raw())
+
+
+def test_non_json_broker_answer_is_502() -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__regex=r".*/readyz").respond(200)
+        mock.get("http://tts.test/v1/voices").respond(200, text="<html>proxy login</html>")
+        with client_for("http://stt.test", "http://tts.test", resolve_replicas=False) as client:
+            response = client.get("/api/voice/voices")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_invalid_response"
+
+
+def test_plain_text_errors_from_a_proxy_keep_their_message() -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(url__regex=r".*/readyz").respond(200)
+        mock.post("http://tts.test/v1/synthesize").mock(return_value=httpx.Response(400, text="Invalid request"))
+        with client_for("http://stt.test", "http://tts.test", resolve_replicas=False) as client:
+            response = client.post("/api/voice/synthesize", json={"text": "x"})
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "upstream_rejected", "message": "Invalid request"}

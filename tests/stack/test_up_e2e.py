@@ -1,0 +1,135 @@
+"""End to end: ``voicestack up`` as a real process, the CLI against it, MQTT, and a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.servers import free_port
+from tests.speech import TEST_CACHE, words
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+START_TIMEOUT_S = 240
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    ports: dict[str, int]
+    log: list[str]
+
+    def cli(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "voicestack.cli", *args], env=self.env, cwd=cwd,
+                              capture_output=True, text=True, timeout=180)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("stack")
+    ports = {"gateway": free_port(), "stt": free_port(), "tts": free_port(), "bridge": free_port(),
+             "mqtt": free_port()}
+    env = {**os.environ,
+           "GATEWAY_PORT": str(ports["gateway"]), "STT_PORT": str(ports["stt"]), "TTS_PORT": str(ports["tts"]),
+           "MQTT_BRIDGE_PORT": str(ports["bridge"]), "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
+           "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"), "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
+           "STT_CACHE_DIR": str(TEST_CACHE / "models"), "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+           "VOICESTACK_URL": f"http://127.0.0.1:{ports['gateway']}", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "voicestack.cli", "up"], env=env, cwd=home,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            if "voicestack is up" in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(START_TIMEOUT_S):
+        process.kill()
+        pytest.fail("voicestack up did not come up:\n" + "".join(log[-40:]))
+    running = Stack(process, env, ports, log)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_cli_round_trip_and_transcript_on_mqtt(stack: Stack, tmp_path: Path) -> None:
+    received: list[dict[str, object]] = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-test")
+    subscriber.on_message = lambda c, u, msg: received.append(json.loads(msg.payload))
+    subscriber.connect("127.0.0.1", stack.ports["mqtt"])
+    subscriber.subscribe("voicestack/transcripts", qos=1)
+    subscriber.loop_start()
+    try:
+        made = stack.cli("tts", "hello there", "-o", "hi.wav", cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        assert (tmp_path / "hi.wav").read_bytes()[:4] == b"RIFF"
+        heard = stack.cli("stt", "hi.wav", cwd=tmp_path)
+        assert heard.returncode == 0, heard.stderr
+        assert words(heard.stdout) == ["hello", "there"]
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    assert received, "no transcript event on voicestack/transcripts"
+    assert words(str(received[0]["text"])) == ["hello", "there"]
+
+
+def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:
+    health = stack.cli("health", cwd=tmp_path)
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert "healthy" in health.stdout
+    missing = stack.cli("stt", "nope.wav", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("error:")
+    assert "Traceback" not in missing.stderr
+
+
+def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:
+    children = _children(stack.process.pid)
+    assert len(children) == 5  # mqtt, stt, tts, bridge, gateway
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(60) == 0
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert all(_port_free(port) for port in stack.ports.values())
