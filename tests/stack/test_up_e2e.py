@@ -80,6 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     threading.Thread(target=pump, daemon=True).start()
     if not ready.wait(START_TIMEOUT_S):
         process.kill()
+        process.wait(30)
         pytest.fail("voicestack up did not come up:\n" + "".join(log[-40:]))
     running = Stack(process, env, ports, log)
     try:
@@ -87,6 +88,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         if process.poll() is None:
             process.kill()
+        process.wait(30)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def test_cli_round_trip_and_transcript_on_mqtt(stack: Stack, tmp_path: Path) -> None:
