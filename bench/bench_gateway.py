@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+from benchkit import emit, machine, percentile, service, summary, timed
+from tests.speech import TEST_CACHE, kokoro_speech
 
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.whispercpp import WhisperCppEngine
@@ -41,59 +38,9 @@ from tts_broker.models import bundled_files
 from voicestack_common.audio import Pcm, resample
 from voicestack_common.encode import encode_audio
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.servers import free_port  # noqa: E402
-from tests.speech import TEST_CACHE, kokoro_speech  # noqa: E402
-
 CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, in the large room."
 SAY = "The quick brown fox jumps over the lazy dog."
 VOICE = "jf_alpha"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": round(statistics.median(values), 4), "p99": round(percentile(values, 99), 4),
-            "mean": round(statistics.fmean(values), 4), "n": len(values)}
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # warm-up: first calls pay for lazy initialisation
-    out = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
-
-
-@contextmanager
-def process(module: str, port_var: str, env: dict[str, str], ready: str = "/readyz") -> Iterator[str]:
-    """A service as its own process (``python -m <module>.cli serve``), until it is ready."""
-    port = free_port()
-    full_env = {**os.environ, port_var: str(port), **env}
-    proc = subprocess.Popen([sys.executable, "-m", f"{module}.cli", "serve"], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(url + ready, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{module} did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def bare_engines(audio16: Pcm, runs: int, threads: int) -> dict[str, object]:
@@ -151,8 +98,7 @@ def main() -> None:
     clip = kokoro_speech(CLIP_TEXT, voice="jm_kumo")
     wav = encode_audio(clip, "wav")
     results: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": machine(),
         "clip_seconds": round(clip.duration, 2), "runs": args.runs,
         "engine_threads": args.threads,
         "bare": bare_engines(resample(clip, 16_000), args.runs, args.threads),
@@ -160,11 +106,11 @@ def main() -> None:
     cache = str(TEST_CACHE / "models")
     quiet = {"STT_LOG_LEVEL": "WARNING", "TTS_LOG_LEVEL": "WARNING", "GATEWAY_LOG_LEVEL": "WARNING"}
     with ExitStack() as stack:
-        stt = stack.enter_context(process("stt_broker", "STT_PORT", {
+        stt = stack.enter_context(service("stt_broker", "STT_PORT", {
             **quiet, "STT_CACHE_DIR": cache, "STT_THREADS": str(args.threads)}))
-        tts = stack.enter_context(process("tts_broker", "TTS_PORT", {
+        tts = stack.enter_context(service("tts_broker", "TTS_PORT", {
             **quiet, "TTS_CACHE_DIR": cache, "TTS_CACHE_MAX_ENTRIES": "0", "TTS_THREADS": str(args.threads)}))
-        gateway = stack.enter_context(process("gateway", "GATEWAY_PORT", {
+        gateway = stack.enter_context(service("gateway", "GATEWAY_PORT", {
             **quiet, "GATEWAY_STT_URLS": stt, "GATEWAY_TTS_URLS": tts, "GATEWAY_EVENTS_URL": ""}))
         http = stack.enter_context(httpx.Client(timeout=120))
 
@@ -192,10 +138,7 @@ def main() -> None:
         for path in ("/api/voice/voices", "/api/voice/health"):
             results[path] = [load_level(gateway + path, clients, args.seconds) for clients in (1, 10, 50)]
 
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

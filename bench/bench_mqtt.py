@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -33,18 +30,11 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
+from benchkit import emit, machine, percentile
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, wait_until
 
 from voicestack_common.events import EVENTS_PATH
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, wait_until  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def ms(values: list[float]) -> dict[str, float]:
@@ -163,15 +153,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": machine(),
     }
     for sync in ("FULL", "NORMAL"):
         results[f"outbox_sync_{sync}"] = bench_mode(sync, args.events)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

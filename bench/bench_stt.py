@@ -16,20 +16,16 @@ Speed is never asserted in tests; the numbers go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+from benchkit import emit, machine, service, summary, timed
+from tests.speech import TEST_CACHE, kokoro_speech
 
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.faster_whisper import FasterWhisperEngine
@@ -38,57 +34,14 @@ from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
 from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.servers import free_port  # noqa: E402
-from tests.speech import TEST_CACHE, kokoro_speech  # noqa: E402
-
 CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, in the large room."
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(values), "p99": percentile(values, 99), "max": max(values),
-            "mean": statistics.fmean(values), "n": len(values)}
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
-
-
-@contextmanager
-def broker(workers: int, threads: int) -> Iterator[str]:
+def broker(workers: int, threads: int) -> AbstractContextManager[str]:
     """The broker as its own process, the way it is deployed."""
-    port = free_port()
-    env = {**os.environ, "STT_PORT": str(port), "STT_WORKERS": str(workers), "STT_THREADS": str(threads),
-           "STT_CACHE_DIR": str(TEST_CACHE / "models"), "STT_MAX_QUEUE": "16", "STT_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "stt_broker.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("broker did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return service("stt_broker", "STT_PORT", {
+        "STT_WORKERS": str(workers), "STT_THREADS": str(threads), "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        "STT_MAX_QUEUE": "16", "STT_LOG_LEVEL": "WARNING"})
 
 
 def throughput(url: str, wav: bytes, clients: int, per_client: int) -> dict[str, float]:
@@ -123,8 +76,7 @@ def main() -> None:
     wav = encode_audio(clip, "wav")
     options = TranscribeOptions(language="en")
     results: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": machine(),
         "clip_seconds": round(clip.duration, 2),
     }
 
@@ -162,10 +114,7 @@ def main() -> None:
     with broker(workers=2, threads=1) as url:
         results["throughput_2x1"] = [throughput(url, wav, c, 4) for c in (1, 2, 4)]
 
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

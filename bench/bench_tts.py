@@ -16,29 +16,21 @@ Speed is never asserted in tests; the numbers go to docs/tts.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+from benchkit import emit, machine, service, summary
+from tests.speech import TEST_CACHE
 
 from tts_broker.engines.base import SpeechRequest, VoiceBlend
 from tts_broker.engines.kokoro import KokoroEngine
 from tts_broker.models import bundled_files
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.servers import free_port  # noqa: E402
-from tests.speech import TEST_CACHE  # noqa: E402
 
 TEXTS = {
     "1_sentence": "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -48,16 +40,6 @@ TEXTS = {
                    "Thank you very much for your patience, and have a pleasant evening.",
 }
 VOICE = "jf_alpha"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"min": round(min(values), 4), "p50": round(statistics.median(values), 4),
-            "p90": round(percentile(values, 90), 4), "mean": round(statistics.fmean(values), 4), "n": len(values)}
 
 
 def bare_run(engine: KokoroEngine, text: str) -> tuple[float, float, float]:
@@ -83,31 +65,11 @@ def http_run(client: httpx.Client, url: str, text: str, fmt: str = "mp3") -> tup
     return first, time.perf_counter() - started
 
 
-@contextmanager
-def broker(workers: int, threads: int, cache: bool = False) -> Iterator[str]:
+def broker(workers: int, threads: int, cache: bool = False) -> AbstractContextManager[str]:
     """The broker as its own process, the way it is deployed."""
-    port = free_port()
-    env = {**os.environ, "TTS_PORT": str(port), "TTS_WORKERS": str(workers), "TTS_THREADS": str(threads),
-           "TTS_CACHE_DIR": str(TEST_CACHE / "models"), "TTS_MAX_QUEUE": "16", "TTS_LOG_LEVEL": "WARNING",
-           "TTS_CACHE_MAX_ENTRIES": "256" if cache else "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "tts_broker.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("broker did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return service("tts_broker", "TTS_PORT", {
+        "TTS_WORKERS": str(workers), "TTS_THREADS": str(threads), "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        "TTS_MAX_QUEUE": "16", "TTS_LOG_LEVEL": "WARNING", "TTS_CACHE_MAX_ENTRIES": "256" if cache else "0"})
 
 
 def throughput(url: str, text: str, clients: int, per_client: int) -> dict[str, object]:
@@ -140,8 +102,7 @@ def main() -> None:
 
     files = bundled_files(TEST_CACHE / "models")
     results: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": machine(),
         "model": "kokoro-82m-int8 (bundled), voice " + VOICE,
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -193,10 +154,7 @@ def main() -> None:
         engine.close()
     results["load_average_at_end"] = os.getloadavg()[0]
 
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

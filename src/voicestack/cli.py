@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from stt_broker.cli import models_app
 from voicestack import client, configdocs
 
 app = typer.Typer(help="voicestack: a self-hosted speech stack", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Whisper and Kokoro models: list, download, prepare", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -136,6 +136,47 @@ def _health_table(body: dict[str, Any]) -> Table:
             table.add_row(label, str(body.get(f"{label.replace('stt', 'sst')}_service", "")),
                           "[green]yes[/green]" if body.get(key) else "[red]no[/red]", "", "")
     return table
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The bundled models, what is cached, and what `pull` can download."""
+    from stt_broker import cli as stt_cli
+    from tts_broker import cli as tts_cli
+
+    out.rule("speech-to-text (Whisper, ggml)")
+    stt_cli.list_models()
+    out.rule("text-to-speech (Kokoro, ONNX)")
+    tts_cli.list_models()
+
+
+@models_app.command("pull")
+def models_pull(name: Annotated[str, typer.Argument(help="A Whisper model (base.en, large-v3-turbo, …) "
+                                                         "or a Kokoro file (kokoro-v1.0.onnx, …)")],
+                dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None) -> None:
+    """Download a production model (needs internet); prints the settings that select it."""
+    from stt_broker import cli as stt_cli
+    from stt_broker.models import OFFICIAL_GGML_MODELS
+    from tts_broker import cli as tts_cli
+    from tts_broker.models import PRODUCTION_FILES
+
+    if name in OFFICIAL_GGML_MODELS:
+        stt_cli.pull(name, dest)
+    elif name in PRODUCTION_FILES:
+        tts_cli.pull_model(name, dest)
+    else:
+        raise _fail(f"unknown model {name!r}: Whisper models are {', '.join(OFFICIAL_GGML_MODELS)}; "
+                    f"Kokoro files are {', '.join(PRODUCTION_FILES)}")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Convert Whisper tiny.en to ggml and assemble the Kokoro int8 model now (else: on first start)."""
+    from stt_broker import cli as stt_cli
+    from tts_broker import cli as tts_cli
+
+    stt_cli.prepare()
+    tts_cli.prepare()
 
 
 @config_app.command("docs")

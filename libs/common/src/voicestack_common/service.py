@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -66,3 +66,21 @@ def create_service_app(
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["health"],
                       summary="Prometheus metrics", include_in_schema=True)
     return app
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(name: str, settings_class: type[S], factory: Callable[[S], FastAPI], *,
+          host: str | None = None, port: int | None = None, **uvicorn_options: Any) -> None:
+    """Run a service under uvicorn: settings from the environment (``host``/``port`` override), logging set up."""
+    import uvicorn
+
+    from voicestack_common.logging import configure_logging
+
+    overrides: dict[str, Any] = {key: value for key, value in {"host": host, "port": port}.items()
+                                 if value is not None}
+    settings = settings_class(**overrides)
+    configure_logging(name, settings.log_level, settings.log_format)
+    uvicorn.run(factory(settings), host=settings.host, port=getattr(settings, "port"),  # noqa: B009
+                log_config=None, timeout_graceful_shutdown=10, **uvicorn_options)

@@ -6,6 +6,7 @@ import logging
 from typing import Annotated
 
 import typer
+from fastapi import FastAPI
 
 from gateway.settings import GatewaySettings
 
@@ -19,18 +20,17 @@ _WS_OVERHEAD = 64 * 1024
 def serve(host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")] = None,
           port: Annotated[int | None, typer.Option(help="Override GATEWAY_PORT")] = None) -> None:
     """Run the gateway with settings from the environment and .env."""
-    import uvicorn
-
     from gateway.app import create_app
-    from voicestack_common.logging import configure_logging
+    from voicestack_common.service import serve as serve_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
-    configure_logging("gateway", settings.log_level, settings.log_format)
-    if settings.log_level != "DEBUG":  # httpx logs every broker call at INFO: the access log says enough
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=10, ws_max_size=settings.max_upload_bytes * 4 // 3 + _WS_OVERHEAD)
+    def build(settings: GatewaySettings) -> FastAPI:
+        if settings.log_level != "DEBUG":  # httpx logs every broker call at INFO: the access log says enough
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+        return create_app(settings)
+
+    limit = GatewaySettings().max_upload_bytes
+    serve_app("gateway", GatewaySettings, build, host=host, port=port,
+              ws_max_size=limit * 4 // 3 + _WS_OVERHEAD)
 
 
 @app.command()

@@ -6,19 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class ErrorDetail(BaseModel):
-    """A machine-readable code and a message for people."""
-
-    code: str = Field(examples=["no_upstream"])
-    message: str
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    """Every error the gateway sends (a broker's error passes through in the same shape)."""
-
-    error: ErrorDetail
+from voicestack_common.schemas import ErrorResponse
 
 
 def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:

@@ -15,16 +15,10 @@ app = typer.Typer(help="voicestack MQTT bridge", no_args_is_help=True, add_compl
 def serve(host: Annotated[str | None, typer.Option(help="Override MQTT_BRIDGE_HOST")] = None,
           port: Annotated[int | None, typer.Option(help="Override MQTT_BRIDGE_PORT")] = None) -> None:
     """Run the bridge with settings from the environment and .env."""
-    import uvicorn
-
     from mqtt_bridge.app import create_app
-    from voicestack_common.logging import configure_logging
+    from voicestack_common.service import serve as serve_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = BridgeSettings(**overrides)  # type: ignore[arg-type]
-    configure_logging("mqtt-bridge", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, timeout_graceful_shutdown=10)
+    serve_app("mqtt-bridge", BridgeSettings, create_app, host=host, port=port)
 
 
 @app.command()

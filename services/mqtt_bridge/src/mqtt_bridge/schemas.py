@@ -8,21 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voicestack_common.errors import VoicestackError, error_body
 from voicestack_common.events import MAX_TEXT_CHARS
-
-
-class ErrorDetail(BaseModel):
-    """A machine-readable code and a message for people."""
-
-    code: str = Field(examples=["invalid_event"])
-    message: str
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    """Every HTTP error the bridge sends."""
-
-    error: ErrorDetail
-
+from voicestack_common.schemas import ErrorResponse
 
 EVENT_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Empty body or not JSON (`invalid_json`)"},

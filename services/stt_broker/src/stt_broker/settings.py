@@ -8,15 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from voicestack_common.files import default_cache_dir
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
-
-
-def default_cache_dir() -> Path:
-    """Where converted models live: ``$XDG_CACHE_HOME/voicestack`` or ``~/.cache/voicestack``."""
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "voicestack"
 
 
 class SttSettings(ServiceSettings):

@@ -29,16 +29,10 @@ err = Console(stderr=True)
 def serve(host: Annotated[str | None, typer.Option(help="Override TTS_HOST")] = None,
           port: Annotated[int | None, typer.Option(help="Override TTS_PORT")] = None) -> None:
     """Run the broker with settings from the environment and .env."""
-    import uvicorn
-
     from tts_broker.app import create_app
-    from voicestack_common.logging import configure_logging
+    from voicestack_common.service import serve as serve_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = TtsSettings(**overrides)  # type: ignore[arg-type]
-    configure_logging("tts-broker", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, timeout_graceful_shutdown=10)
+    serve_app("tts-broker", TtsSettings, create_app, host=host, port=port)
 
 
 @models_app.command("list")

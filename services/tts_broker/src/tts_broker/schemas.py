@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from voicestack_common.encode import FORMATS
+from voicestack_common.schemas import ErrorResponse
 
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 SYNTHESIZE_FORMATS = tuple(FORMATS)
@@ -21,19 +22,6 @@ _VOICE_HELP = ("A voice (`af_heart`), a blend as Kokoro-FastAPI writes it (`af_b
                "unset: the configured default voice.")
 _LANG_HELP = "Kokoro language code: a, b, e, f, h, i, p, j, z (or en-us, en-gb, ...); unset: the default."
 
-
-class ErrorDetail(BaseModel):
-    """A machine-readable code and a message for people."""
-
-    code: str = Field(examples=["unknown_voice"])
-    message: str
-    details: Any | None = None
-
-
-class ErrorResponse(BaseModel):
-    """Every error the broker sends."""
-
-    error: ErrorDetail
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

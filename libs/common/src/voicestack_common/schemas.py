@@ -1,0 +1,21 @@
+"""HTTP body models every service shares (for the OpenAPI docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    """A machine-readable code and a message for people."""
+
+    code: str = Field(examples=["unsupported_audio"])
+    message: str
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error a voicestack service sends (upstream errors pass through in the same shape)."""
+
+    error: ErrorDetail
