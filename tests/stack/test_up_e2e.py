@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.servers import free_port
-from tests.speech import TEST_CACHE, words
+from tests.speech import REPO, TEST_CACHE, kokoro_speech, words
+from voicestack_common.audio import resample
+from voicestack_common.encode import encode_audio
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 START_TIMEOUT_S = 240
@@ -125,6 +128,47 @@ def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("error:")
     assert "Traceback" not in missing.stderr
+
+
+DOCS_WITH_CURL = ("README.md", "docs/api.md", "docs/gateway.md", "docs/tts.md", "docs/mqtt.md")
+DEFAULT_PORTS = {"8000": "gateway", "9082": "stt", "8080": "tts", "9090": "bridge"}
+
+
+def curl_examples(text: str) -> list[str]:
+    """Every curl command in the shell blocks of a Markdown file (continuations and quotes joined)."""
+    commands: list[str] = []
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
+        current = ""
+        for line in block.splitlines():
+            if not current and not line.strip().startswith("curl"):
+                continue
+            current = f"{current} {line.strip()}" if current else line.strip()
+            if current.endswith("\\"):
+                current = current[:-1]
+            elif current.count("'") % 2 == 0:
+                commands.append(current)
+                current = ""
+    return commands
+
+
+def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> None:
+    """The README's and docs' curl examples, run as written against the running stack (ports swapped)."""
+    clip = kokoro_speech("Hello there, this is a test.")
+    for name, fmt in (("hi.wav", "wav"), ("audio.wav", "wav"), ("speech.wav", "wav"), ("speech.mp3", "mp3"),
+                      ("speech.webm", "webm")):
+        (tmp_path / name).write_bytes(encode_audio(clip, fmt))
+    (tmp_path / "speech.pcm").write_bytes(resample(clip, 16_000).to_pcm16())
+    commands = [c for doc in DOCS_WITH_CURL for c in curl_examples((REPO / doc).read_text())]
+    assert len(commands) >= 20
+    for command in commands:
+        command = command.split(" | ")[0]  # a player at the end of a pipe is the reader's business
+        for port, name in DEFAULT_PORTS.items():
+            command = command.replace(f"localhost:{port}", f"127.0.0.1:{stack.ports[name]}")
+        command = command.replace("curl ", "curl --fail-with-body -sS --max-time 120 -o /dev/null ", 1) \
+            if " -o " not in command else command.replace("curl ", "curl --fail-with-body -sS --max-time 120 ", 1)
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=180)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-500:]}{result.stderr[-500:]}"
 
 
 def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:
