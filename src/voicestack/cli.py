@@ -121,20 +121,23 @@ def health(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 
 
 def _health_table(body: dict[str, Any]) -> Table:
+    """One row per replica of each broker (the guide's fields, plus the gateway's replica detail)."""
     table = Table(title=f"voicestack: {body.get('status', 'unknown')}")
     for column in ("service", "replica", "healthy", "latency ms", "detail"):
         table.add_column(column)
-    for name, service in (body.get("services") or {}).items():
-        replicas = service.get("replicas") or [service]
+    for label, prefix in (("stt", "sst"), ("tts", "tts")):
+        replicas = body.get(f"{prefix}_replicas") or [
+            {"url": body.get(f"{prefix}_service"), "healthy": body.get(f"{prefix}_healthy"),
+             "latency_ms": body.get(f"{prefix}_latency_ms")}]
         for replica in replicas:
-            healthy = bool(replica.get("healthy"))
             latency = replica.get("latency_ms")
-            table.add_row(name, str(replica.get("url", "")), "[green]yes[/green]" if healthy else "[red]no[/red]",
+            table.add_row(label, str(replica.get("url") or ""),
+                          "[green]yes[/green]" if replica.get("healthy") else "[red]no[/red]",
                           "" if latency is None else f"{latency:.0f}", str(replica.get("error") or ""))
-    if not body.get("services"):
-        for key, label in (("sst_healthy", "stt"), ("tts_healthy", "tts")):
-            table.add_row(label, str(body.get(f"{label.replace('stt', 'sst')}_service", "")),
-                          "[green]yes[/green]" if body.get(key) else "[red]no[/red]", "", "")
+    events = body.get("events")
+    if events:
+        table.caption = (f"events to the MQTT bridge: {events.get('sent', 0)} sent, "
+                         f"{events.get('pending', 0)} pending, {events.get('dropped', 0)} dropped")
     return table
 
 
