@@ -19,3 +19,19 @@ class ErrorResponse(BaseModel):
     """Every error a voicestack service sends (upstream errors pass through in the same shape)."""
 
     error: ErrorDetail
+
+
+class ModelCard(BaseModel):
+    """One model name clients may send (OpenAI's model object)."""
+
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``, as OpenAI answers it."""
+
+    object: str = "list"
+    data: list[ModelCard]

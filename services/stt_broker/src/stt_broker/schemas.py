@@ -72,18 +72,3 @@ class OpenAITranscription(BaseModel):
     words: list[WordOut] | None = None
     usage: dict[str, Any] | None = None
 
-
-class ModelCard(BaseModel):
-    """One served model."""
-
-    id: str
-    object: str = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(BaseModel):
-    """``GET /v1/models``."""
-
-    object: str = "list"
-    data: list[ModelCard]

@@ -105,18 +105,3 @@ class KokoroVoiceList(BaseModel):
 
     voices: list[KokoroVoice] | list[str]
 
-
-class ModelCard(BaseModel):
-    """One model name clients may send."""
-
-    id: str
-    object: str = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(BaseModel):
-    """``GET /v1/models``."""
-
-    object: str = "list"
-    data: list[ModelCard]

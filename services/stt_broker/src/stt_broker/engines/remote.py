@@ -18,6 +18,7 @@ from stt_broker.languages import language_code
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 from voicestack_common.errors import UpstreamError, UpstreamTimeout
+from voicestack_common.upstream import upstream_errors
 
 
 class RemoteWhisperCppEngine:
@@ -90,13 +91,8 @@ class RemoteWhisperCppEngine:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("engine not loaded")
-        try:
+        with upstream_errors(f"whisper.cpp server at {self.url}"):
             return self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"whisper.cpp server at {self.url} timed out") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"whisper.cpp server at {self.url} is unreachable: {exc}",
-                                code="upstream_unavailable") from exc
 
 
 def _segment(index: int, raw: dict[str, Any], with_words: bool) -> Segment:

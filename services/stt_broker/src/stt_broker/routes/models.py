@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from stt_broker.deps import TranscriberDep
-from stt_broker.schemas import ModelCard, ModelList
+from voicestack_common.schemas import ModelCard, ModelList
 
 router = APIRouter(tags=["models"])
 

@@ -13,6 +13,7 @@ import numpy as np
 from tts_broker.engines.base import SpeechRequest
 from voicestack_common.audio import Pcm
 from voicestack_common.errors import UpstreamError, UpstreamTimeout
+from voicestack_common.upstream import upstream_errors
 
 SAMPLE_RATE = 24_000  # Kokoro-FastAPI's pcm is 24 kHz mono 16-bit little-endian
 # A remote server's voices can change (voice packs added): the list is re-read this often.
@@ -89,26 +90,21 @@ class RemoteKokoroEngine:
             "stream": True,
             "lang_code": request.lang_code,
         }
-        try:
-            with self._client.stream("POST", "/v1/audio/speech", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for_status(response)
-                carry = b""
-                for data in response.iter_bytes():
-                    if cancel.is_set():
-                        return  # leaving the block closes the connection: the server stops too
-                    data = carry + data
-                    usable = len(data) - len(data) % 2
-                    carry = data[usable:]
-                    if usable:
-                        ints = np.frombuffer(data[:usable], dtype="<i2")
-                        yield Pcm((ints.astype(np.float32) / 32768.0), SAMPLE_RATE)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"Kokoro server at {self.url} timed out") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"Kokoro server at {self.url} is unreachable: {exc}",
-                                code="upstream_unavailable") from exc
+        with upstream_errors(f"Kokoro server at {self.url}"), \
+                self._client.stream("POST", "/v1/audio/speech", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for_status(response)
+            carry = b""
+            for data in response.iter_bytes():
+                if cancel.is_set():
+                    return  # leaving the block closes the connection: the server stops too
+                data = carry + data
+                usable = len(data) - len(data) % 2
+                carry = data[usable:]
+                if usable:
+                    ints = np.frombuffer(data[:usable], dtype="<i2")
+                    yield Pcm((ints.astype(np.float32) / 32768.0), SAMPLE_RATE)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -119,13 +115,8 @@ class RemoteKokoroEngine:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("engine not loaded")
-        try:
+        with upstream_errors(f"Kokoro server at {self.url}"):
             return self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"Kokoro server at {self.url} timed out") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"Kokoro server at {self.url} is unreachable: {exc}",
-                                code="upstream_unavailable") from exc
 
 
 def _raise_for_status(response: httpx.Response) -> None:
