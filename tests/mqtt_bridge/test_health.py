@@ -50,8 +50,10 @@ def test_health_topics_follow_the_services(mosquitto: Mosquitto, prefix: str,
     interval = 1.0
     with contextlib.ExitStack() as alpha_running, service() as (beta1_url, beta1), service() as (beta2_url, _):
         alpha_url, _ = alpha_running.enter_context(service())
+        # A generous probe timeout: this test tells "not ready" from "down", and a probe that
+        # times out on a busy CI machine would read as "down".
         settings = settings_for(services={"alpha": [alpha_url], "beta": [beta1_url, beta2_url]},
-                                health_interval=interval, health_heartbeat=3600)
+                                health_interval=interval, health_heartbeat=3600, health_timeout=3.0)
         with subscriber(mosquitto.port, [f"{prefix}/health/#", f"{prefix}/health"]) as sub, \
                 serve(create_app(settings)):
             alpha = sub.wait_for(f"{prefix}/health/alpha").json()
