@@ -145,3 +145,25 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert line["message"] == "hello you"
     assert line["request_id"] == "rid-1"
     assert line["service"] == "svc"
+
+
+def test_successful_probes_stay_out_of_the_access_log() -> None:
+    from voicestack_common.logging import ProbeAccessFilter
+
+    def access(path: str, status: int) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                 ("127.0.0.1:5000", "GET", path, "1.1", status), None)
+
+    probe_filter = ProbeAccessFilter()
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.INFO)
+        assert not probe_filter.filter(access("/healthz", 200))
+        assert not probe_filter.filter(access("/metrics", 200))
+        assert probe_filter.filter(access("/readyz", 503))  # a failing probe is news
+        assert probe_filter.filter(access("/v1/transcribe", 200))
+        root.setLevel(logging.DEBUG)
+        assert probe_filter.filter(access("/healthz", 200))
+    finally:
+        root.setLevel(level)

@@ -53,6 +53,21 @@ class _TextFormatter(logging.Formatter):
         return f"{line} [{request_id}]" if request_id else line
 
 
+# Health checks and scrapes arrive every few seconds from the gateway, the bridge and
+# Prometheus; at INFO they would drown the requests people care about.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ProbeAccessFilter(logging.Filter):
+    """Drop uvicorn's access lines for successful probes (kept at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5 and args[2] in PROBE_PATHS and args[4] == 200:
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route the root logger (and uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -66,6 +81,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.filters[:] = [f for f in access.filters if not isinstance(f, ProbeAccessFilter)]
+    access.addFilter(ProbeAccessFilter())
 
 
 def new_request_id() -> str:
