@@ -21,9 +21,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI, *, ready_path: str = "/readyz", timeout: float = 120.0) -> Iterator[str]:
-    """Serve ``app`` in a background thread; yields its base URL once ``ready_path`` answers 200."""
-    port = free_port()
+def serve(app: FastAPI, *, ready_path: str | None = "/readyz", timeout: float = 120.0,
+          port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` in a background thread; yields its base URL once ``ready_path`` answers 200.
+
+    ``ready_path=None`` waits only for the socket to listen; ``port`` picks the port (default: a free one).
+    """
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
@@ -32,8 +36,10 @@ def serve(app: FastAPI, *, ready_path: str = "/readyz", timeout: float = 120.0) 
     deadline = time.monotonic() + timeout
     try:
         while True:
+            if ready_path is None and server.started:
+                break
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base_url + ready_path, timeout=2).status_code == 200:
+                if ready_path is not None and httpx.get(base_url + ready_path, timeout=2).status_code == 200:
                     break
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"server on port {port} did not become ready")

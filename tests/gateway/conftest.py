@@ -163,17 +163,6 @@ class EventReceiver:
         return app
 
 
-@contextlib.contextmanager
-def serve_on(app: FastAPI, port: int) -> Iterator[str]:
+def serve_on(app: FastAPI, port: int) -> contextlib.AbstractContextManager[str]:
     """Serve ``app`` on a given loopback port (to bring a peer up where the gateway already points)."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serve(app, port=port, ready_path=None)

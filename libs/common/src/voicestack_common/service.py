@@ -72,8 +72,12 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def serve(name: str, settings_class: type[S], factory: Callable[[S], FastAPI], *,
-          host: str | None = None, port: int | None = None, **uvicorn_options: Any) -> None:
-    """Run a service under uvicorn: settings from the environment (``host``/``port`` override), logging set up."""
+          host: str | None = None, port: int | None = None,
+          uvicorn_options: Callable[[S], dict[str, Any]] | None = None) -> None:
+    """Run a service under uvicorn: settings from the environment (``host``/``port`` override), logging set up.
+
+    ``uvicorn_options`` derives extra uvicorn settings from the service's settings.
+    """
     import uvicorn
 
     from voicestack_common.logging import configure_logging
@@ -83,4 +87,5 @@ def serve(name: str, settings_class: type[S], factory: Callable[[S], FastAPI], *
     settings = settings_class(**overrides)
     configure_logging(name, settings.log_level, settings.log_format)
     uvicorn.run(factory(settings), host=settings.host, port=getattr(settings, "port"),  # noqa: B009
-                log_config=None, timeout_graceful_shutdown=10, **uvicorn_options)
+                log_config=None, timeout_graceful_shutdown=10,
+                **(uvicorn_options(settings) if uvicorn_options else {}))

@@ -28,9 +28,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")
             logging.getLogger("httpx").setLevel(logging.WARNING)
         return create_app(settings)
 
-    limit = GatewaySettings().max_upload_bytes
     serve_app("gateway", GatewaySettings, build, host=host, port=port,
-              ws_max_size=limit * 4 // 3 + _WS_OVERHEAD)
+              uvicorn_options=lambda s: {"ws_max_size": s.max_upload_bytes * 4 // 3 + _WS_OVERHEAD})
 
 
 @app.command()

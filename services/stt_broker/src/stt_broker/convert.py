@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from voicestack_common.files import atomic_write
 
 Array = npt.NDArray[Any]  # read_ct2_model keeps each variable's stored dtype
 
@@ -252,31 +252,16 @@ def convert_ct2_to_ggml(model_dir: Path, out_path: Path) -> Path:
     hparams += [text_ctx, text_state, n_text_head, n_text_layer, n_mels, 1]  # ftype 1: f16 matrices
     filters = mel_filters(n_mels)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so out_path is either the old file or a complete new one.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<I11i", GGML_MAGIC, *hparams))
-            f.write(struct.pack("<ii", *filters.shape))
-            f.write(filters.astype("<f4").tobytes())
-            f.write(struct.pack("<i", len(vocab)))
-            for token in vocab:
-                f.write(struct.pack("<i", len(token)) + token)
-            for name, data in tensors:
-                _write_tensor(f, name, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(out_path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # persist the rename itself
-    finally:
-        os.close(dir_fd)
+    # Written beside the target and renamed: out_path is either the old file or a complete new one.
+    with atomic_write(out_path) as f:
+        f.write(struct.pack("<I11i", GGML_MAGIC, *hparams))
+        f.write(struct.pack("<ii", *filters.shape))
+        f.write(filters.astype("<f4").tobytes())
+        f.write(struct.pack("<i", len(vocab)))
+        for token in vocab:
+            f.write(struct.pack("<i", len(token)) + token)
+        for name, data in tensors:
+            _write_tensor(f, name, data)
     return out_path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from stt_broker.settings import SttSettings
-from voicestack_common.files import DownloadError, Progress, download_file, file_lock
+from voicestack_common.files import DownloadError, Progress, download_file, prepare_once
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,11 @@ def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None) -> Path:
     """Convert the bundled CTranslate2 model to ggml once; later calls return the cached file."""
     from stt_broker.convert import convert_ct2_to_ggml
 
-    target = cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin"
-    if target.is_file():
-        return target
-    with file_lock(target.with_suffix(".lock")):
-        if not target.is_file():  # another process may have finished while we waited
-            logger.info("converting bundled Whisper %s to ggml (once)", BUNDLED_MODEL_ID,
-                        extra={"target": str(target)})
-            convert_ct2_to_ggml(source or bundled_ct2_dir(), target)
-    return target
+    def convert(target: Path) -> None:
+        logger.info("converting bundled Whisper %s to ggml (once)", BUNDLED_MODEL_ID, extra={"target": str(target)})
+        convert_ct2_to_ggml(source or bundled_ct2_dir(), target)
+
+    return prepare_once(cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin", convert)
 
 
 def resolve_model(settings: SttSettings) -> ResolvedModel:

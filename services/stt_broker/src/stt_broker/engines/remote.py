@@ -17,8 +17,8 @@ from stt_broker.engines.base import (
 from stt_broker.languages import language_code
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
-from voicestack_common.errors import UpstreamError, UpstreamTimeout
-from voicestack_common.upstream import upstream_errors
+from voicestack_common.errors import UpstreamError
+from voicestack_common.upstream import RemoteServer
 
 
 class RemoteWhisperCppEngine:
@@ -28,23 +28,19 @@ class RemoteWhisperCppEngine:
 
     def __init__(self, url: str, *, timeout: float = 300.0, connect_timeout: float = 5.0,
                  model_id: str = "remote", transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url.rstrip("/")
+        self._server = RemoteServer("whisper.cpp server", url, timeout=timeout,
+                                    connect_timeout=connect_timeout, transport=transport)
+        self.url = self._server.url
         self.model = model_id
         self.multilingual = True
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._transport = transport
-        self._client: httpx.Client | None = None
 
     def load(self) -> None:
         """Open a pooled client; the server itself is checked by ``/readyz``."""
-        self._client = httpx.Client(base_url=self.url, timeout=self._timeout, transport=self._transport)
+        self._server.open()
 
     def probe(self) -> bool:
         """Whether the server answers at all."""
-        try:
-            return self._request("GET", "/").status_code < 500
-        except (UpstreamError, UpstreamTimeout):
-            return False
+        return self._server.probe("/")
 
     def transcribe(self, audio: Pcm, options: TranscribeOptions, *,
                    on_segment: SegmentCallback | None = None,
@@ -59,7 +55,7 @@ class RemoteWhisperCppEngine:
         if options.prompt:
             fields["prompt"] = options.prompt
         wav = encode_audio(audio, "wav")
-        response = self._request("POST", "/inference", data=fields,
+        response = self._server.request("POST", "/inference", data=fields,
                                  files={"file": ("audio.wav", wav, "audio/wav")})
         if response.status_code >= 400:
             raise UpstreamError(f"whisper.cpp server answered {response.status_code}: "
@@ -84,15 +80,7 @@ class RemoteWhisperCppEngine:
 
     def close(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if self._client is None:
-            raise RuntimeError("engine not loaded")
-        with upstream_errors(f"whisper.cpp server at {self.url}"):
-            return self._client.request(method, path, **kwargs)
+        self._server.close()
 
 
 def _segment(index: int, raw: dict[str, Any], with_words: bool) -> Segment:

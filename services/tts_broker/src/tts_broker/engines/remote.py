@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import numpy as np
 
 from tts_broker.engines.base import SpeechRequest
-from voicestack_common.audio import Pcm
-from voicestack_common.errors import UpstreamError, UpstreamTimeout
-from voicestack_common.upstream import upstream_errors
+from voicestack_common.audio import Pcm, pcm16_to_pcm
+from voicestack_common.errors import UpstreamError
+from voicestack_common.upstream import RemoteServer
 
 SAMPLE_RATE = 24_000  # Kokoro-FastAPI's pcm is 24 kHz mono 16-bit little-endian
 # A remote server's voices can change (voice packs added): the list is re-read this often.
@@ -40,33 +39,29 @@ class RemoteKokoroEngine:
     def __init__(self, url: str, *, timeout: float = 120.0, connect_timeout: float = 5.0,
                  model: str = "kokoro", model_id: str | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url.rstrip("/")
+        self._server = RemoteServer("Kokoro server", url, timeout=timeout, connect_timeout=connect_timeout,
+                                    transport=transport)
+        self.url = self._server.url
         self.remote_model = model
         self.model = model_id or model
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._transport = transport
-        self._client: httpx.Client | None = None
         self._voices: tuple[str, ...] = ()
         self._voices_at = 0.0
         self._lock = threading.Lock()
 
     def load(self) -> None:
         """Open a pooled client; the server itself is checked by ``/readyz``."""
-        self._client = httpx.Client(base_url=self.url, timeout=self._timeout, transport=self._transport)
+        self._server.open()
 
     def probe(self) -> bool:
         """Whether the server answers its health check."""
-        try:
-            return self._request("GET", "/health").status_code < 500
-        except (UpstreamError, UpstreamTimeout):
-            return False
+        return self._server.probe("/health")
 
     def list_voices(self) -> tuple[str, ...]:
         """The server's voices, re-read at most every ``VOICES_TTL_S`` seconds."""
         with self._lock:
             if self._voices and time.monotonic() - self._voices_at < VOICES_TTL_S:
                 return self._voices
-        response = self._request("GET", "/v1/audio/voices")
+        response = self._server.request("GET", "/v1/audio/voices")
         _raise_for_status(response)
         try:
             voices = parse_voice_list(response.json())
@@ -79,8 +74,6 @@ class RemoteKokoroEngine:
 
     def stream(self, request: SpeechRequest, cancel: threading.Event) -> Iterator[Pcm]:
         """One streamed request; the server splits the text into sentences itself."""
-        if self._client is None:
-            raise RuntimeError("engine not loaded")
         body = {
             "model": self.remote_model,
             "input": request.text,
@@ -90,8 +83,7 @@ class RemoteKokoroEngine:
             "stream": True,
             "lang_code": request.lang_code,
         }
-        with upstream_errors(f"Kokoro server at {self.url}"), \
-                self._client.stream("POST", "/v1/audio/speech", json=body) as response:
+        with self._server.stream("POST", "/v1/audio/speech", json=body) as response:
             if response.status_code >= 400:
                 response.read()
                 _raise_for_status(response)
@@ -103,20 +95,11 @@ class RemoteKokoroEngine:
                 usable = len(data) - len(data) % 2
                 carry = data[usable:]
                 if usable:
-                    ints = np.frombuffer(data[:usable], dtype="<i2")
-                    yield Pcm((ints.astype(np.float32) / 32768.0), SAMPLE_RATE)
+                    yield pcm16_to_pcm(data[:usable], SAMPLE_RATE)
 
     def close(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if self._client is None:
-            raise RuntimeError("engine not loaded")
-        with upstream_errors(f"Kokoro server at {self.url}"):
-            return self._client.request(method, path, **kwargs)
+        self._server.close()
 
 
 def _raise_for_status(response: httpx.Response) -> None:
