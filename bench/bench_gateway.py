@@ -82,9 +82,13 @@ def load_level(url: str, clients: int, seconds: float) -> dict[str, float]:
             return time.perf_counter() - started
 
     elapsed = asyncio.run(run())
-    return {"clients": clients, "requests_per_s": round(len(latencies) / elapsed, 1), "errors": errors,
-            "p50_ms": round(statistics.median(latencies) * 1000, 2),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 2)}
+    return {
+        "clients": clients,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "errors": errors,
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+    }
 
 
 def main() -> None:
@@ -99,19 +103,31 @@ def main() -> None:
     wav = encode_audio(clip, "wav")
     results: dict[str, object] = {
         "machine": machine(),
-        "clip_seconds": round(clip.duration, 2), "runs": args.runs,
+        "clip_seconds": round(clip.duration, 2),
+        "runs": args.runs,
         "engine_threads": args.threads,
         "bare": bare_engines(resample(clip, 16_000), args.runs, args.threads),
     }
     cache = str(TEST_CACHE / "models")
     quiet = {"STT_LOG_LEVEL": "WARNING", "TTS_LOG_LEVEL": "WARNING", "GATEWAY_LOG_LEVEL": "WARNING"}
     with ExitStack() as stack:
-        stt = stack.enter_context(service("stt_broker", "STT_PORT", {
-            **quiet, "STT_CACHE_DIR": cache, "STT_THREADS": str(args.threads)}))
-        tts = stack.enter_context(service("tts_broker", "TTS_PORT", {
-            **quiet, "TTS_CACHE_DIR": cache, "TTS_CACHE_MAX_ENTRIES": "0", "TTS_THREADS": str(args.threads)}))
-        gateway = stack.enter_context(service("gateway", "GATEWAY_PORT", {
-            **quiet, "GATEWAY_STT_URLS": stt, "GATEWAY_TTS_URLS": tts, "GATEWAY_EVENTS_URL": ""}))
+        stt = stack.enter_context(
+            service("stt_broker", "STT_PORT", {**quiet, "STT_CACHE_DIR": cache, "STT_THREADS": str(args.threads)})
+        )
+        tts = stack.enter_context(
+            service(
+                "tts_broker",
+                "TTS_PORT",
+                {**quiet, "TTS_CACHE_DIR": cache, "TTS_CACHE_MAX_ENTRIES": "0", "TTS_THREADS": str(args.threads)},
+            )
+        )
+        gateway = stack.enter_context(
+            service(
+                "gateway",
+                "GATEWAY_PORT",
+                {**quiet, "GATEWAY_STT_URLS": stt, "GATEWAY_TTS_URLS": tts, "GATEWAY_EVENTS_URL": ""},
+            )
+        )
         http = stack.enter_context(httpx.Client(timeout=120))
 
         def post_file(url: str) -> Callable[[], object]:
@@ -123,18 +139,23 @@ def main() -> None:
         bare = results["bare"]
         assert isinstance(bare, dict)
         for name, broker_call, gateway_call in (
-                ("transcribe", post_file(f"{stt}/v1/transcribe"), post_file(f"{gateway}/api/voice/transcribe")),
-                ("synthesize", post_json(f"{tts}/v1/synthesize"), post_json(f"{gateway}/api/voice/synthesize"))):
+            ("transcribe", post_file(f"{stt}/v1/transcribe"), post_file(f"{gateway}/api/voice/transcribe")),
+            ("synthesize", post_json(f"{tts}/v1/synthesize"), post_json(f"{gateway}/api/voice/synthesize")),
+        ):
             broker_times = timed(broker_call, args.runs)
             gateway_times = timed(gateway_call, args.runs)
             engine_p50 = bare[name]["p50"]
             results[name] = {
-                "engine": bare[name], "broker": summary(broker_times), "gateway": summary(gateway_times),
+                "engine": bare[name],
+                "broker": summary(broker_times),
+                "gateway": summary(gateway_times),
                 "gateway_over_broker": round(statistics.median(gateway_times) / statistics.median(broker_times), 3),
                 "broker_over_engine": round(statistics.median(broker_times) / engine_p50, 3),
                 "gateway_over_engine": round(statistics.median(gateway_times) / engine_p50, 3),
-                "gateway_added_ms": round((statistics.median(gateway_times) - statistics.median(broker_times))
-                                          * 1000, 1)}
+                "gateway_added_ms": round(
+                    (statistics.median(gateway_times) - statistics.median(broker_times)) * 1000, 1
+                ),
+            }
         for path in ("/api/voice/voices", "/api/voice/health"):
             results[path] = [load_level(gateway + path, clients, args.seconds) for clients in (1, 10, 50)]
 

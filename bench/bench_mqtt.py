@@ -38,8 +38,11 @@ from voicestack_common.events import EVENTS_PATH
 
 
 def ms(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values) * 1000, 2), "p99_ms": round(percentile(values, 99) * 1000, 2),
-            "max_ms": round(max(values) * 1000, 2)}
+    return {
+        "p50_ms": round(statistics.median(values) * 1000, 2),
+        "p99_ms": round(percentile(values, 99) * 1000, 2),
+        "max_ms": round(max(values) * 1000, 2),
+    }
 
 
 class Arrivals:
@@ -99,8 +102,13 @@ def run_load(bridge: BridgeProcess, arrivals: Arrivals, count: int, clients: int
     last = max(arrivals.seen[i] for i in ids)
     end_to_end = [arrivals.seen[i] - times[i][0] for i in ids]
     accepted = [done - started for started, done in times.values()]
-    return {"events": count, "clients": clients, "events_per_s": round(count / (last - first), 1),
-            "post_to_delivery": ms(end_to_end), "post_202": ms(accepted)}
+    return {
+        "events": count,
+        "clients": clients,
+        "events_per_s": round(count / (last - first), 1),
+        "post_to_delivery": ms(end_to_end),
+        "post_202": ms(accepted),
+    }
 
 
 def run_drain(broker: Mosquitto, bridge: BridgeProcess, arrivals: Arrivals, count: int) -> dict[str, Any]:
@@ -116,8 +124,11 @@ def run_drain(broker: Mosquitto, bridge: BridgeProcess, arrivals: Arrivals, coun
     wait_until(lambda: all(i in fresh.seen for i in ids), 120, "the backlog to drain")
     last = max(fresh.seen[i] for i in ids)
     fresh.close()
-    return {"events": count, "seconds_from_broker_start": round(last - restarted, 2),
-            "events_per_s": round(count / (last - restarted), 1)}
+    return {
+        "events": count,
+        "seconds_from_broker_start": round(last - restarted, 2),
+        "events_per_s": round(count / (last - restarted), 1),
+    }
 
 
 def arrivals_topic(bridge: BridgeProcess) -> str:
@@ -129,8 +140,15 @@ def bench_mode(sync: str, events: int) -> dict[str, Any]:
         workdir = Path(tmp)
         broker = Mosquitto(workdir)
         broker.start()
-        bridge = BridgeProcess(workdir, broker.url, f"bench-{sync.lower()}", outbox_sync=sync,
-                               log_format="json", reconnect_min_delay="0.2", reconnect_max_delay="0.5")
+        bridge = BridgeProcess(
+            workdir,
+            broker.url,
+            f"bench-{sync.lower()}",
+            outbox_sync=sync,
+            log_format="json",
+            reconnect_min_delay="0.2",
+            reconnect_max_delay="0.5",
+        )
         bridge.env.pop("MQTT_BRIDGE_MQTT_KEEPALIVE")
         try:
             bridge.start()

@@ -39,9 +39,17 @@ CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, i
 
 def broker(workers: int, threads: int) -> AbstractContextManager[str]:
     """The broker as its own process, the way it is deployed."""
-    return service("stt_broker", "STT_PORT", {
-        "STT_WORKERS": str(workers), "STT_THREADS": str(threads), "STT_CACHE_DIR": str(TEST_CACHE / "models"),
-        "STT_MAX_QUEUE": "16", "STT_LOG_LEVEL": "WARNING"})
+    return service(
+        "stt_broker",
+        "STT_PORT",
+        {
+            "STT_WORKERS": str(workers),
+            "STT_THREADS": str(threads),
+            "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+            "STT_MAX_QUEUE": "16",
+            "STT_LOG_LEVEL": "WARNING",
+        },
+    )
 
 
 def throughput(url: str, wav: bytes, clients: int, per_client: int) -> dict[str, float]:
@@ -106,10 +114,14 @@ def main() -> None:
 
     with broker(workers=1, threads=2) as url, httpx.Client(timeout=120) as http:
         http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}).raise_for_status()
-        seq = timed(lambda: http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}).raise_for_status(),
-                    args.runs)
-        results["broker_sequential"] = {**summary(seq), "rtf": statistics.median(seq) / clip.duration,
-                                        "overhead_ratio": statistics.median(seq) / statistics.median(bare)}
+        seq = timed(
+            lambda: http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}).raise_for_status(), args.runs
+        )
+        results["broker_sequential"] = {
+            **summary(seq),
+            "rtf": statistics.median(seq) / clip.duration,
+            "overhead_ratio": statistics.median(seq) / statistics.median(bare),
+        }
         results["throughput_1x2"] = [throughput(url, wav, c, 4) for c in (1, 2, 4)]
     with broker(workers=2, threads=1) as url:
         results["throughput_2x1"] = [throughput(url, wav, c, 4) for c in (1, 2, 4)]

@@ -35,9 +35,9 @@ from tts_broker.models import bundled_files
 TEXTS = {
     "1_sentence": "The quick brown fox jumps over the lazy dog near the river bank.",
     "4_sentences": "The quick brown fox jumps over the lazy dog near the river bank. "
-                   "Please call me back tomorrow morning, before the meeting starts. "
-                   "We will talk about the new project and the plans for next year. "
-                   "Thank you very much for your patience, and have a pleasant evening.",
+    "Please call me back tomorrow morning, before the meeting starts. "
+    "We will talk about the new project and the plans for next year. "
+    "Thank you very much for your patience, and have a pleasant evening.",
 }
 VOICE = "jf_alpha"
 
@@ -57,8 +57,9 @@ def http_run(client: httpx.Client, url: str, text: str, fmt: str = "mp3") -> tup
     """(time to the first body byte, total time) of one streamed request."""
     started = time.perf_counter()
     first = 0.0
-    with client.stream("POST", f"{url}/v1/audio/speech",
-                       json={"input": text, "voice": VOICE, "response_format": fmt}) as response:
+    with client.stream(
+        "POST", f"{url}/v1/audio/speech", json={"input": text, "voice": VOICE, "response_format": fmt}
+    ) as response:
         response.raise_for_status()
         for _ in response.iter_raw():
             first = first or time.perf_counter() - started
@@ -67,9 +68,18 @@ def http_run(client: httpx.Client, url: str, text: str, fmt: str = "mp3") -> tup
 
 def broker(workers: int, threads: int, cache: bool = False) -> AbstractContextManager[str]:
     """The broker as its own process, the way it is deployed."""
-    return service("tts_broker", "TTS_PORT", {
-        "TTS_WORKERS": str(workers), "TTS_THREADS": str(threads), "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
-        "TTS_MAX_QUEUE": "16", "TTS_LOG_LEVEL": "WARNING", "TTS_CACHE_MAX_ENTRIES": "256" if cache else "0"})
+    return service(
+        "tts_broker",
+        "TTS_PORT",
+        {
+            "TTS_WORKERS": str(workers),
+            "TTS_THREADS": str(threads),
+            "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+            "TTS_MAX_QUEUE": "16",
+            "TTS_LOG_LEVEL": "WARNING",
+            "TTS_CACHE_MAX_ENTRIES": "256" if cache else "0",
+        },
+    )
 
 
 def throughput(url: str, text: str, clients: int, per_client: int) -> dict[str, object]:
@@ -90,8 +100,12 @@ def throughput(url: str, text: str, clients: int, per_client: int) -> dict[str, 
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
     elapsed = time.perf_counter() - started
-    return {"clients": clients, "requests_per_s": round(len(latencies) / elapsed, 3),
-            "latency": summary(latencies), "first_audio": summary(firsts)}
+    return {
+        "clients": clients,
+        "requests_per_s": round(len(latencies) / elapsed, 3),
+        "latency": summary(latencies),
+        "first_audio": summary(firsts),
+    }
 
 
 def main() -> None:
@@ -114,8 +128,12 @@ def main() -> None:
 
     # Every broker is up before measuring, and bare and broker runs alternate, so that a
     # neighbour's load on a shared machine falls on both sides of each ratio alike.
-    with broker(1, 2) as one_by_two, broker(2, 1) as two_by_one, broker(1, 2, cache=True) as cached_url, \
-            httpx.Client(timeout=300) as http:
+    with (
+        broker(1, 2) as one_by_two,
+        broker(2, 1) as two_by_one,
+        broker(1, 2, cache=True) as cached_url,
+        httpx.Client(timeout=300) as http,
+    ):
         for url in (one_by_two, two_by_one, cached_url):
             http_run(http, url, TEXTS["1_sentence"])  # warm-up
         for name, text in TEXTS.items():
@@ -128,24 +146,30 @@ def main() -> None:
             audio = bare[2][0][2]
             for threads, runs in bare.items():
                 results[f"bare_{name}_{threads}_threads"] = {
-                    "audio_seconds": round(audio, 2), "first_audio": summary([r[0] for r in runs]),
+                    "audio_seconds": round(audio, 2),
+                    "first_audio": summary([r[0] for r in runs]),
                     "total": summary([r[1] for r in runs]),
-                    "rtf": round(statistics.median(r[1] for r in runs) / audio, 3)}
+                    "rtf": round(statistics.median(r[1] for r in runs) / audio, 3),
+                }
             first, total = summary([r[0] for r in served]), summary([r[1] for r in served])
             bare_first = statistics.median(r[0] for r in bare[2])
             bare_total = statistics.median(r[1] for r in bare[2])
             results[f"broker_{name}"] = {
-                "first_audio": first, "total": total,
+                "first_audio": first,
+                "total": total,
                 "first_audio_ratio": round(first["p50"] / bare_first, 3),
                 "total_ratio": round(total["p50"] / bare_total, 3),
-                "rtf": round(total["p50"] / audio, 3)}
+                "rtf": round(total["p50"] / audio, 3),
+            }
 
         http_run(http, cached_url, TEXTS["4_sentences"])  # fills the cache
         cached = [http_run(http, cached_url, TEXTS["4_sentences"])[1] for _ in range(max(20, args.runs))]
         results["broker_cached_4_sentences"] = summary(cached)
 
         layouts: dict[str, tuple[str, list[dict[str, object]]]] = {
-            "throughput_1x2": (one_by_two, []), "throughput_2x1": (two_by_one, [])}
+            "throughput_1x2": (one_by_two, []),
+            "throughput_2x1": (two_by_one, []),
+        }
         for clients in (1, 2, 4):
             for url, rows in layouts.values():
                 rows.append(throughput(url, TEXTS["1_sentence"], clients, 3))

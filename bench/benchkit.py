@@ -29,8 +29,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> dict[str, float]:
     """p50, p99, max, mean (seconds) and the sample count."""
-    return {"p50": round(statistics.median(values), 4), "p99": round(percentile(values, 99), 4),
-            "max": round(max(values), 4), "mean": round(statistics.fmean(values), 4), "n": len(values)}
+    return {
+        "p50": round(statistics.median(values), 4),
+        "p99": round(percentile(values, 99), 4),
+        "max": round(max(values), 4),
+        "mean": round(statistics.fmean(values), 4),
+        "n": len(values),
+    }
 
 
 def timed(fn: Callable[[], object], runs: int, *, warmup: bool = True) -> list[float]:
@@ -51,13 +56,18 @@ def machine() -> str:
 
 
 @contextmanager
-def service(module: str, port_var: str, env: dict[str, str] | None = None, *, ready: str = "/readyz",
-            timeout: float = 120.0) -> Iterator[str]:
+def service(
+    module: str, port_var: str, env: dict[str, str] | None = None, *, ready: str = "/readyz", timeout: float = 120.0
+) -> Iterator[str]:
     """A service as its own process (``python -m <module>.cli serve``), the way it is deployed."""
     port = free_port()
     full_env = {**os.environ, port_var: str(port), **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", f"{module}.cli", "serve"], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"{module}.cli", "serve"],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$HOME/.local/bin:$PATH"
 
-echo "== ruff" && uv run ruff check .
+echo "== ruff" && uv run ruff check . && uv run ruff format --check .
 echo "== mypy" && uv run mypy
 echo "== pytest" && uv run pytest "$@"

@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI, *, ready_path: str | None = "/readyz", timeout: float = 120.0,
-          port: int | None = None) -> Iterator[str]:
+def serve(
+    app: FastAPI, *, ready_path: str | None = "/readyz", timeout: float = 120.0, port: int | None = None
+) -> Iterator[str]:
     """Serve ``app`` in a background thread; yields its base URL once ``ready_path`` answers 200.
 
     ``ready_path=None`` waits only for the socket to listen; ``port`` picks the port (default: a free one).

@@ -57,6 +57,7 @@ def espeak_speech(text: str, voice: str = "en-us", speed: int = 150) -> bytes:
     binary = shutil.which("espeak-ng")
     if binary is None:
         raise RuntimeError("espeak-ng is not installed: the test command installs it")
-    result = subprocess.run([binary, "-v", voice, "-s", str(speed), "--stdout", text],
-                            check=True, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [binary, "-v", voice, "-s", str(speed), "--stdout", text], check=True, capture_output=True, timeout=60
+    )
     return result.stdout

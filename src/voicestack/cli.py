@@ -14,8 +14,12 @@ from rich.table import Table
 
 from voicestack import client, configdocs
 
-app = typer.Typer(help="voicestack: a self-hosted speech stack", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="voicestack: a self-hosted speech stack",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="Whisper and Kokoro models: list, download, prepare", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
@@ -24,8 +28,9 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="VOICESTACK_URL", help="Gateway base URL")]
-KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="VOICESTACK_API_KEY",
-                                               help="API key, when the gateway requires one")]
+KeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="VOICESTACK_API_KEY", help="API key, when the gateway requires one")
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -35,8 +40,14 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _progress(description: str) -> Progress:
-    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), console=err, transient=True)
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 @app.command()
@@ -51,10 +62,13 @@ def up() -> None:
 
 
 @app.command()
-def stt(file: Annotated[Path, typer.Argument(help="Audio file (wav, mp3, ogg, webm, m4a, flac, …)")],
-        language: Annotated[str | None, typer.Option(help="ISO 639-1 code; default: auto")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="json | text | srt | vtt")] = "text",
-        url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+def stt(
+    file: Annotated[Path, typer.Argument(help="Audio file (wav, mp3, ogg, webm, m4a, flac, …)")],
+    language: Annotated[str | None, typer.Option(help="ISO 639-1 code; default: auto")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json | text | srt | vtt")] = "text",
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+) -> None:
     """Transcribe a file through the gateway and print the result."""
     if fmt not in ("json", "text", "srt", "vtt"):
         raise _fail(f"unknown format {fmt!r}: use json, text, srt or vtt")
@@ -63,8 +77,13 @@ def stt(file: Annotated[Path, typer.Argument(help="Audio file (wav, mp3, ogg, we
     try:
         with _progress(f"uploading {file.name}") as bar:
             task = bar.add_task(f"uploading {file.name}", total=None)
-            result = client.transcribe(gateway, file, language=language, fmt=api_format,
-                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+            result = client.transcribe(
+                gateway,
+                file,
+                language=language,
+                fmt=api_format,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     except client.ClientError as exc:
         raise _fail(str(exc)) from None
     if isinstance(result, dict):
@@ -74,19 +93,32 @@ def stt(file: Annotated[Path, typer.Argument(help="Audio file (wav, mp3, ogg, we
 
 
 @app.command()
-def tts(text: Annotated[str, typer.Argument(help="What to say")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Output file; the extension picks the "
-                                             "format (.mp3 .wav .flac .opus .ogg .aac .pcm)")] = Path("speech.mp3"),
-        voice: Annotated[str | None, typer.Option(help="Voice or blend, e.g. af_heart or a(0.7)+b(0.3)")] = None,
-        speed: Annotated[float, typer.Option(min=0.25, max=4.0)] = 1.0,
-        url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+def tts(
+    text: Annotated[str, typer.Argument(help="What to say")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Output file; the extension picks the format (.mp3 .wav .flac .opus .ogg .aac .pcm)"
+        ),
+    ] = Path("speech.mp3"),
+    voice: Annotated[str | None, typer.Option(help="Voice or blend, e.g. af_heart or a(0.7)+b(0.3)")] = None,
+    speed: Annotated[float, typer.Option(min=0.25, max=4.0)] = 1.0,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+) -> None:
     """Synthesize speech through the gateway into a file."""
     gateway = client.Gateway(url, api_key)
     try:
         with _progress("synthesizing") as bar:
             task = bar.add_task("synthesizing", total=None)
-            size = client.synthesize(gateway, text, output, voice=voice, speed=speed,
-                                     progress=lambda done, _: bar.update(task, completed=done))
+            size = client.synthesize(
+                gateway,
+                text,
+                output,
+                voice=voice,
+                speed=speed,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
     except client.ClientError as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {output} ({size} bytes)")
@@ -105,8 +137,11 @@ def voices(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
 
 
 @app.command()
-def health(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the raw answer")] = False) -> None:
+def health(
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw answer")] = False,
+) -> None:
     """Show every service and replica; exit non-zero unless all are healthy."""
     try:
         body = client.health(client.Gateway(url, api_key))
@@ -127,17 +162,27 @@ def _health_table(body: dict[str, Any]) -> Table:
         table.add_column(column)
     for label, prefix in (("stt", "sst"), ("tts", "tts")):
         replicas = body.get(f"{prefix}_replicas") or [
-            {"url": body.get(f"{prefix}_service"), "healthy": body.get(f"{prefix}_healthy"),
-             "latency_ms": body.get(f"{prefix}_latency_ms")}]
+            {
+                "url": body.get(f"{prefix}_service"),
+                "healthy": body.get(f"{prefix}_healthy"),
+                "latency_ms": body.get(f"{prefix}_latency_ms"),
+            }
+        ]
         for replica in replicas:
             latency = replica.get("latency_ms")
-            table.add_row(label, str(replica.get("url") or ""),
-                          "[green]yes[/green]" if replica.get("healthy") else "[red]no[/red]",
-                          "" if latency is None else f"{latency:.0f}", str(replica.get("error") or ""))
+            table.add_row(
+                label,
+                str(replica.get("url") or ""),
+                "[green]yes[/green]" if replica.get("healthy") else "[red]no[/red]",
+                "" if latency is None else f"{latency:.0f}",
+                str(replica.get("error") or ""),
+            )
     events = body.get("events")
     if events:
-        table.caption = (f"events to the MQTT bridge: {events.get('sent', 0)} sent, "
-                         f"{events.get('pending', 0)} pending, {events.get('dropped', 0)} dropped")
+        table.caption = (
+            f"events to the MQTT bridge: {events.get('sent', 0)} sent, "
+            f"{events.get('pending', 0)} pending, {events.get('dropped', 0)} dropped"
+        )
     return table
 
 
@@ -154,9 +199,12 @@ def models_list() -> None:
 
 
 @models_app.command("pull")
-def models_pull(name: Annotated[str, typer.Argument(help="A Whisper model (base.en, large-v3-turbo, …) "
-                                                         "or a Kokoro file (kokoro-v1.0.onnx, …)")],
-                dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None) -> None:
+def models_pull(
+    name: Annotated[
+        str, typer.Argument(help="A Whisper model (base.en, large-v3-turbo, …) or a Kokoro file (kokoro-v1.0.onnx, …)")
+    ],
+    dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None,
+) -> None:
     """Download a production model (needs internet); prints the settings that select it."""
     from stt_broker import cli as stt_cli
     from stt_broker.models import OFFICIAL_GGML_MODELS
@@ -168,8 +216,10 @@ def models_pull(name: Annotated[str, typer.Argument(help="A Whisper model (base.
     elif name in PRODUCTION_FILES:
         tts_cli.pull_model(name, dest)
     else:
-        raise _fail(f"unknown model {name!r}: Whisper models are {', '.join(OFFICIAL_GGML_MODELS)}; "
-                    f"Kokoro files are {', '.join(PRODUCTION_FILES)}")
+        raise _fail(
+            f"unknown model {name!r}: Whisper models are {', '.join(OFFICIAL_GGML_MODELS)}; "
+            f"Kokoro files are {', '.join(PRODUCTION_FILES)}"
+        )
 
 
 @models_app.command("prepare")

@@ -10,8 +10,15 @@ from typing import Any, BinaryIO, cast
 import httpx
 
 # Output formats by file extension; OpenAI's "opus" is Ogg/Opus.
-SPEECH_FORMATS = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus", ".ogg": "opus",
-                  ".aac": "aac", ".pcm": "pcm"}
+SPEECH_FORMATS = {
+    ".mp3": "mp3",
+    ".wav": "wav",
+    ".flac": "flac",
+    ".opus": "opus",
+    ".ogg": "opus",
+    ".aac": "aac",
+    ".pcm": "pcm",
+}
 
 Progress = Callable[[int, int | None], None]
 
@@ -30,8 +37,9 @@ class Gateway:
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        return httpx.Client(base_url=self.url.rstrip("/"), headers=headers,
-                            timeout=httpx.Timeout(self.timeout, connect=5.0))
+        return httpx.Client(
+            base_url=self.url.rstrip("/"), headers=headers, timeout=httpx.Timeout(self.timeout, connect=5.0)
+        )
 
 
 def _check(response: httpx.Response) -> httpx.Response:
@@ -50,8 +58,9 @@ def _call(gateway: Gateway, fn: Callable[[httpx.Client], httpx.Response]) -> htt
         with gateway.client() as http:
             return _check(fn(http))
     except httpx.ConnectError:
-        raise ClientError(f"cannot reach the gateway at {gateway.url}: is the stack up? "
-                          "(start it with `voicestack up`)") from None
+        raise ClientError(
+            f"cannot reach the gateway at {gateway.url}: is the stack up? (start it with `voicestack up`)"
+        ) from None
     except httpx.TimeoutException:
         raise ClientError(f"the gateway at {gateway.url} did not answer in {gateway.timeout:g} s") from None
 
@@ -76,8 +85,9 @@ class _ProgressFile:
         return getattr(self._handle, name)
 
 
-def transcribe(gateway: Gateway, path: Path, *, language: str | None, fmt: str,
-               progress: Progress | None = None) -> str | dict[str, Any]:
+def transcribe(
+    gateway: Gateway, path: Path, *, language: str | None, fmt: str, progress: Progress | None = None
+) -> str | dict[str, Any]:
     """The transcript of a local audio file: the guide's JSON, or text / SRT / WebVTT."""
     if not path.is_file():
         raise ClientError(f"no such file: {path}")
@@ -93,13 +103,15 @@ def transcribe(gateway: Gateway, path: Path, *, language: str | None, fmt: str,
         return _call(gateway, lambda http: http.post("/v1/audio/transcriptions", files=files, data=data)).text
 
 
-def synthesize(gateway: Gateway, text: str, output: Path, *, voice: str | None, speed: float,
-               progress: Progress | None = None) -> int:
+def synthesize(
+    gateway: Gateway, text: str, output: Path, *, voice: str | None, speed: float, progress: Progress | None = None
+) -> int:
     """Stream speech for ``text`` into ``output`` (format from its extension); returns bytes written."""
     fmt = SPEECH_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ClientError(f"cannot tell the audio format from {output.name!r}: use one of "
-                          f"{', '.join(sorted(SPEECH_FORMATS))}")
+        raise ClientError(
+            f"cannot tell the audio format from {output.name!r}: use one of {', '.join(sorted(SPEECH_FORMATS))}"
+        )
     body: dict[str, Any] = {"model": "kokoro", "input": text, "response_format": fmt, "speed": speed}
     if voice:
         body["voice"] = voice
@@ -118,8 +130,9 @@ def synthesize(gateway: Gateway, text: str, output: Path, *, voice: str | None, 
                         progress(written, None)
         tmp.replace(output)
     except httpx.ConnectError:
-        raise ClientError(f"cannot reach the gateway at {gateway.url}: is the stack up? "
-                          "(start it with `voicestack up`)") from None
+        raise ClientError(
+            f"cannot reach the gateway at {gateway.url}: is the stack up? (start it with `voicestack up`)"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return written
@@ -146,4 +159,3 @@ def health(gateway: Gateway) -> dict[str, Any]:
     if "status" not in body:
         _check(response)
     return body
-

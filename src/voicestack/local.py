@@ -30,8 +30,9 @@ def prepare_models(console: Console) -> None:
         steps.append(("converting Whisper tiny.en to ggml", lambda: prepare_bundled_ggml(stt.cache_dir)))
     if tts.engine == "kokoro" and tts.model_path is None:
         steps.append(("assembling the Kokoro int8 model", lambda: assemble_bundled_model(tts.cache_dir)))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
         for description, step in steps:
             task = progress.add_task(description, total=1)
             step()
@@ -55,8 +56,9 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "GATEWAY_TTS_URLS": tts_url,
         "GATEWAY_EVENTS_URL": bridge_url,
         "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
-        "MQTT_BRIDGE_SERVICES": json.dumps({"gateway": [gateway_url], "stt_broker": [stt_url],
-                                            "tts_broker": [tts_url]}),
+        "MQTT_BRIDGE_SERVICES": json.dumps(
+            {"gateway": [gateway_url], "stt_broker": [stt_url], "tts_broker": [tts_url]}
+        ),
     }
     env = {key: value for key, value in wiring.items() if key not in os.environ}
     stack: list[Service] = []
@@ -65,18 +67,27 @@ def services() -> tuple[list[Service], dict[str, str]]:
         # amqtt speaks 3.1.1 only; saying so skips the bridge's MQTT 5 attempt (a 3 s wait).
         env["MQTT_BRIDGE_MQTT_PROTOCOL"] = "3.1.1"
     if embedded:
-        stack.append(Service("mqtt", python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)),
-                             None, mqtt_port, "magenta"))
+        stack.append(
+            Service(
+                "mqtt", python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)), None, mqtt_port, "magenta"
+            )
+        )
     stack += [
         Service("stt_broker", python_module("stt_broker.cli", "serve"), f"{stt_url}/readyz", stt.port, "cyan", env),
         Service("tts_broker", python_module("tts_broker.cli", "serve"), f"{tts_url}/readyz", tts.port, "green", env),
-        Service("mqtt_bridge", python_module("mqtt_bridge.cli", "serve"), f"{bridge_url}/readyz", bridge.port,
-                "yellow", env),
-        Service("gateway", python_module("gateway.cli", "serve"), f"{gateway_url}/readyz", gateway.port, "blue",
-                env),
+        Service(
+            "mqtt_bridge", python_module("mqtt_bridge.cli", "serve"), f"{bridge_url}/readyz", bridge.port, "yellow", env
+        ),
+        Service("gateway", python_module("gateway.cli", "serve"), f"{gateway_url}/readyz", gateway.port, "blue", env),
     ]
-    urls = {"gateway": gateway_url, "API docs": f"{gateway_url}/docs", "MQTT": f"mqtt://{mqtt.hostname}:{mqtt_port}",
-            "STT broker": stt_url, "TTS broker": tts_url, "MQTT bridge": bridge_url}
+    urls = {
+        "gateway": gateway_url,
+        "API docs": f"{gateway_url}/docs",
+        "MQTT": f"mqtt://{mqtt.hostname}:{mqtt_port}",
+        "STT broker": stt_url,
+        "TTS broker": tts_url,
+        "MQTT bridge": bridge_url,
+    }
     return stack, urls
 
 
@@ -89,7 +100,7 @@ def up(console: Console) -> int:
         console.rule("[bold]voicestack is up[/bold]")
         for name, url in urls.items():
             console.print(f"  {name:>12}  {url}")
-        console.print("  Try: voicestack tts \"hello there\" -o hi.wav && voicestack stt hi.wav   (Ctrl-C stops)")
+        console.print('  Try: voicestack tts "hello there" -o hi.wav && voicestack stt hi.wav   (Ctrl-C stops)')
         console.rule()
 
     return run(stack, banner, console)

@@ -108,8 +108,14 @@ class Stack:
     def _spawn(self, service: Service) -> None:
         env = {**os.environ, **service.env, "PYTHONUNBUFFERED": "1"}
         service.process = subprocess.Popen(
-            service.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+            service.argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         threading.Thread(target=self._pump, args=(service,), name=f"log-{service.name}", daemon=True).start()
 
     def _pump(self, service: Service) -> None:
@@ -138,8 +144,9 @@ class Stack:
         time.sleep(0.2)  # let the log pump print the last lines
         self._died.append(service)
         reason = next((line for line in reversed(service.tail) if line.strip()), "no output")
-        self.console.print(Text.assemble(
-            (f"{service.name} exited with code {service.process.returncode}", "bold red"), f": {reason}"))
+        self.console.print(
+            Text.assemble((f"{service.name} exited with code {service.process.returncode}", "bold red"), f": {reason}")
+        )
 
 
 def _is_ready(service: Service) -> bool:

@@ -101,7 +101,7 @@ def test_streaming_encoder_output_decodes_to_the_whole_input(fmt: str) -> None:
     source = tone(2.0)
     encoder = AudioEncoder(fmt, source.sample_rate)
     step = source.sample_rate // 5
-    data = b"".join(encoder.encode(source.samples[i:i + step]) for i in range(0, len(source.samples), step))
+    data = b"".join(encoder.encode(source.samples[i : i + step]) for i in range(0, len(source.samples), step))
     data += encoder.finish()
     assert decode_audio(data).duration == pytest.approx(2.0, abs=0.08)
 

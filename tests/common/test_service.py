@@ -31,8 +31,14 @@ def build(ready: bool = True, limit: int = 1000) -> FastAPI:
     async def readiness(request: Request) -> Readiness:
         return Readiness(ready, {"model_loaded": ready})
 
-    app = create_service_app(title="demo", version="1", settings=ServiceSettings(max_upload_bytes=limit),
-                             namespace="demo", lifespan=lifespan, readiness=readiness)
+    app = create_service_app(
+        title="demo",
+        version="1",
+        settings=ServiceSettings(max_upload_bytes=limit),
+        namespace="demo",
+        lifespan=lifespan,
+        readiness=readiness,
+    )
 
     @app.post("/domain")
     async def domain() -> None:
@@ -66,8 +72,7 @@ def client() -> Any:
 def test_domain_errors_have_code_and_message(client: TestClient) -> None:
     response = client.post("/domain")
     assert response.status_code == 422
-    assert response.json() == {"error": {"code": "invalid_speed",
-                                         "message": "speed must be between 0.25 and 4"}}
+    assert response.json() == {"error": {"code": "invalid_speed", "message": "speed must be between 0.25 and 4"}}
 
 
 def test_saturation_sends_retry_after(client: TestClient) -> None:
@@ -117,8 +122,7 @@ def test_upload_over_the_limit_is_413_even_without_content_length(client: TestCl
         for _ in range(50):
             yield b"y" * 100
 
-    streamed = client.post("/upload", content=chunks(),
-                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    streamed = client.post("/upload", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
     assert streamed.status_code == 413
     assert streamed.json()["error"]["code"] == "payload_too_large"
 
@@ -151,8 +155,15 @@ def test_successful_probes_stay_out_of_the_access_log() -> None:
     from voicestack_common.logging import ProbeAccessFilter
 
     def access(path: str, status: int) -> logging.LogRecord:
-        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                                 ("127.0.0.1:5000", "GET", path, "1.1", status), None)
+        return logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:5000", "GET", path, "1.1", status),
+            None,
+        )
 
     probe_filter = ProbeAccessFilter()
     root = logging.getLogger()

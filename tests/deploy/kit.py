@@ -83,12 +83,17 @@ class Service:
 
 SERVICES = (
     Service("gateway", "gateway", "services/gateway", "gateway.settings:GatewaySettings", "gateway", "gateway"),
-    Service("stt_broker", "stt-broker", "services/stt_broker", "stt_broker.settings:SttSettings", "stt",
-            "stt-broker"),
-    Service("tts_broker", "tts-broker", "services/tts_broker", "tts_broker.settings:TtsSettings", "tts",
-            "tts-broker"),
-    Service("mqtt_bridge", "mqtt-bridge", "services/mqtt_bridge", "mqtt_bridge.settings:BridgeSettings",
-            "mqtt_bridge", "mqtt-bridge", ready_path="/healthz"),
+    Service("stt_broker", "stt-broker", "services/stt_broker", "stt_broker.settings:SttSettings", "stt", "stt-broker"),
+    Service("tts_broker", "tts-broker", "services/tts_broker", "tts_broker.settings:TtsSettings", "tts", "tts-broker"),
+    Service(
+        "mqtt_bridge",
+        "mqtt-bridge",
+        "services/mqtt_bridge",
+        "mqtt_bridge.settings:BridgeSettings",
+        "mqtt_bridge",
+        "mqtt-bridge",
+        ready_path="/healthz",
+    ),
 )
 BY_NAME = {service.name: service for service in SERVICES}
 PREFIXES = ("STT_", "SST_", "TTS_", "GATEWAY_", "MQTT_BRIDGE_")
@@ -111,6 +116,7 @@ def unknown_env_names(service: Service, names: set[str]) -> set[str]:
 
 
 # ---- compose files -------------------------------------------------------------------------
+
 
 class Reset:
     """A ``!reset`` value of a compose override: the key is removed from what it overrides."""
@@ -193,8 +199,11 @@ class Variant:
     def document(self) -> dict[str, Any]:
         """The merged document as it runs: services outside the active profiles dropped."""
         doc = self.merged()
-        doc["services"] = {name: svc for name, svc in doc.get("services", {}).items()
-                           if not svc.get("profiles") or set(svc["profiles"]) & set(self.profiles)}
+        doc["services"] = {
+            name: svc
+            for name, svc in doc.get("services", {}).items()
+            if not svc.get("profiles") or set(svc["profiles"]) & set(self.profiles)
+        }
         return doc
 
 
@@ -210,13 +219,15 @@ def docker_compose() -> str:
     """Debian's docker-compose (1.29), which validates files without a Docker engine."""
     binary = shutil.which("docker-compose")
     if binary is None:
-        raise RuntimeError("docker-compose is not installed: the test command installs it "
-                           "(Debian package docker-compose)")
+        raise RuntimeError(
+            "docker-compose is not installed: the test command installs it (Debian package docker-compose)"
+        )
     return binary
 
 
-def compose_config(files: list[Path], profiles: tuple[str, ...] = (), *,
-                   quiet: bool = False) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    files: list[Path], profiles: tuple[str, ...] = (), *, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``docker-compose config`` in deploy/, with only ``env`` (no shell variables) to interpolate."""
     args = [docker_compose(), "--project-directory", str(DEPLOY)]
     for path in files:
@@ -256,8 +267,14 @@ json.dump(errors, sys.stdout)
 def _schema_errors_outside(doc: dict[str, Any]) -> list[str]:
     shebang = Path(docker_compose()).read_text(errors="replace").splitlines()[0]
     python = shebang.removeprefix("#!").strip().split()[0]
-    result = subprocess.run([python, "-c", _VALIDATE, str(SCHEMA)], input=json.dumps(doc), capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [python, "-c", _VALIDATE, str(SCHEMA)],
+        input=json.dumps(doc),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"schema validation with {python} failed: {result.stderr}")
     errors: list[str] = json.loads(result.stdout)
@@ -283,7 +300,7 @@ def _default(match: re.Match[str]) -> str:
     body = match.group(0)[2:-1]
     for operator in (":-", "-"):
         if body.startswith(name + operator):
-            return body[len(name + operator):]
+            return body[len(name + operator) :]
     return ""
 
 

@@ -24,9 +24,13 @@ class _Anything:
 
 
 def _sample_names(registry: CollectorRegistry) -> set[str]:
-    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
-                "histogram": ("_bucket", "_sum", "_count", "_created"),
-                "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+        "info": ("_info",),
+    }
     return {family.name + suffix for family in registry.collect() for suffix in suffixes.get(family.type, ("",))}
 
 
@@ -48,16 +52,30 @@ def exported_metrics(service: Service) -> set[str]:
     registry = CollectorRegistry()
     HttpMetrics(registry, service.namespace)
     for cls in metrics_classes(service):
-        required = [p for p in list(inspect.signature(cls).parameters.values())[1:]
-                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        required = [
+            p
+            for p in list(inspect.signature(cls).parameters.values())[1:]
+            if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
         cls(registry, *(_Anything() for _ in required))
     return _sample_names(registry)
 
 
 # Prometheus' own series next to what the services export.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-_PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-                 "group_left", "group_right"}
+_PROMQL_WORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+}
 
 
 def promql_metric_names(expr: str) -> set[str]:

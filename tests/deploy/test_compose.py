@@ -41,8 +41,12 @@ def services(variant: Variant) -> dict[str, dict[str, Any]]:
 
 def one_shot_jobs(svcs: dict[str, dict[str, Any]]) -> set[str]:
     """Services others wait on to finish (``service_completed_successfully``), not to be healthy."""
-    return {target for svc in svcs.values() for target, dep in (svc.get("depends_on") or {}).items()
-            if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"}
+    return {
+        target
+        for svc in svcs.values()
+        for target, dep in (svc.get("depends_on") or {}).items()
+        if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"
+    }
 
 
 def named_volume_mounts(svc: dict[str, Any]) -> dict[str, str]:
@@ -56,6 +60,7 @@ def named_volume_mounts(svc: dict[str, Any]) -> dict[str, str]:
 
 
 # ---- validity -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_docker_compose_accepts_the_files(variant: Variant, tmp_path: Path) -> None:
@@ -91,8 +96,11 @@ def test_the_schema_check_catches_mistakes() -> None:
 
 def test_docker_compose_catches_mistakes(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
-    broken.write_text(COMPOSE_FILE.read_text().replace("restart: unless-stopped", "restart: sometimes", 1)
-                      .replace("start_period: 30s", "start_perod: 30s", 1))
+    broken.write_text(
+        COMPOSE_FILE.read_text()
+        .replace("restart: unless-stopped", "restart: sometimes", 1)
+        .replace("start_period: 30s", "start_perod: 30s", 1)
+    )
     assert compose_config([broken], quiet=True).returncode != 0
 
 
@@ -104,6 +112,7 @@ def test_the_cpu_override_merges_exactly() -> None:
 
 
 # ---- health and start order ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_every_service_has_a_healthcheck(variant: Variant) -> None:
@@ -157,6 +166,7 @@ def test_long_running_services_restart(variant: Variant) -> None:
 
 # ---- networks, ports, volumes ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_only_the_gateway_mqtt_and_grafana_are_published(variant: Variant) -> None:
     doc = variant.document()
@@ -174,8 +184,9 @@ def test_only_the_gateway_mqtt_and_grafana_are_published(variant: Variant) -> No
     gateway_ports = [with_defaults(p) for p in doc["services"]["gateway"]["ports"]]
     assert gateway_ports == ["0.0.0.0:8000:8000"]
     for name in ("mosquitto", "grafana"):
-        assert all(with_defaults(p).startswith("127.0.0.1:") for p in doc["services"][name]["ports"]), \
+        assert all(with_defaults(p).startswith("127.0.0.1:") for p in doc["services"][name]["ports"]), (
             f"{name} listens on the host's loopback unless configured otherwise"
+        )
 
 
 def test_models_outbox_and_grafana_live_in_named_volumes() -> None:
@@ -203,9 +214,11 @@ def test_bind_mount_sources_are_in_the_repository() -> None:
 
 # ---- GPU, CPU and the remote engines ---------------------------------------------------------
 
+
 def gpu_devices(svc: dict[str, Any]) -> list[dict[str, Any]]:
-    devices: list[dict[str, Any]] = (((svc.get("deploy") or {}).get("resources") or {})
-                                     .get("reservations") or {}).get("devices") or []
+    devices: list[dict[str, Any]] = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get(
+        "devices"
+    ) or []
     return devices
 
 
@@ -278,8 +291,15 @@ def test_the_remote_profile_wires_the_brokers_to_the_official_servers(variant: V
 
 
 def test_the_profile_services_stay_out_of_a_plain_up() -> None:
-    assert set(services(VARIANTS[0])) == {"gateway", "stt_broker", "tts_broker", "mqtt_bridge", "mosquitto",
-                                          "prometheus", "grafana"}
+    assert set(services(VARIANTS[0])) == {
+        "gateway",
+        "stt_broker",
+        "tts_broker",
+        "mqtt_bridge",
+        "mosquitto",
+        "prometheus",
+        "grafana",
+    }
 
 
 def test_every_compose_variable_is_documented() -> None:

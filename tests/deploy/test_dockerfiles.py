@@ -35,8 +35,10 @@ def test_dependencies_are_installed_before_sources_are_copied(service: Service) 
     copied_manifests = {args for stage in stages for args in stage.values("COPY")}
     for member in [*workspace_members(), "."]:
         manifest = f"{member}/pyproject.toml" if member != "." else "pyproject.toml"
-        assert any(re.match(rf"(--\S+ )*{re.escape(manifest)}\b", args) or f" {manifest} " in f" {args} "
-                   for args in copied_manifests), f"{manifest} is not copied: uv --locked needs every member's"
+        assert any(
+            re.match(rf"(--\S+ )*{re.escape(manifest)}\b", args) or f" {manifest} " in f" {args} "
+            for args in copied_manifests
+        ), f"{manifest} is not copied: uv --locked needs every member's"
     assert build_stages(service), "no stage runs uv sync"
     for stage in build_stages(service):
         steps = [(kw, args) for kw, args in stage.instructions if kw in ("RUN", "COPY")]
@@ -50,8 +52,12 @@ def test_dependencies_are_installed_before_sources_are_copied(service: Service) 
         assert f"--package {service.package}" in last
         assert "--no-dev" in first
         assert "--no-dev" in last
-        sources = [i for i, (kw, args) in enumerate(steps) if kw == "COPY" and (
-            "--from=sources" in args or f"{service.directory} " in args + " " or "libs/common " in args + " ")]
+        sources = [
+            i
+            for i, (kw, args) in enumerate(steps)
+            if kw == "COPY"
+            and ("--from=sources" in args or f"{service.directory} " in args + " " or "libs/common " in args + " ")
+        ]
         assert sources, "sources are never copied"
         assert syncs[0] < min(sources) < syncs[-1], "copy sources between the two syncs"
 
@@ -95,8 +101,11 @@ def test_cuda_images_compile_whisper_cpp_and_use_onnxruntime_gpu() -> None:
     assert "cudnn" in tts["cuda"].base
     assert tts["cuda"].env()["TTS_USE_GPU"] == "true"
     # The CPU stages keep the locked wheels as they are.
-    assert not any("onnxruntime-gpu" in r or "no-binary" in r
-                   for name in ("build-cpu", "cpu") for r in tts[name].values("RUN") + stt[name].values("RUN"))
+    assert not any(
+        "onnxruntime-gpu" in r or "no-binary" in r
+        for name in ("build-cpu", "cpu")
+        for r in tts[name].values("RUN") + stt[name].values("RUN")
+    )
 
 
 def test_onnxruntime_gpu_is_the_locked_onnxruntime_version() -> None:
@@ -140,8 +149,11 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_keeps_what_images_copy_and_drops_the_rest() -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert not any(p.startswith("!") for p in patterns), "keep the ignore list simple: no exceptions"
     for service in SERVICES:
         for stage in parse_dockerfile(service.dockerfile):
@@ -150,6 +162,13 @@ def test_dockerignore_keeps_what_images_copy_and_drops_the_rest() -> None:
                     continue
                 for source in args.split()[:-1]:
                     assert not _ignored(source.rstrip("/"), patterns), f"{source} is copied but ignored"
-    for path in (".git", ".venv", "deploy/models/ggml-large-v3-turbo.bin", "tests", "docs", ".env",
-                 "services/stt_broker/.env"):
+    for path in (
+        ".git",
+        ".venv",
+        "deploy/models/ggml-large-v3-turbo.bin",
+        "tests",
+        "docs",
+        ".env",
+        "services/stt_broker/.env",
+    ):
         assert _ignored(path, patterns), f"{path} reaches the build"

@@ -14,8 +14,7 @@ from tests.deploy.kit import DEPLOY, SERVICES, Service, service_for_image, unkno
 
 K8S = DEPLOY / "k8s"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-DOCUMENTS = [doc for name in KUSTOMIZATION["resources"]
-             for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+DOCUMENTS = [doc for name in KUSTOMIZATION["resources"] for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
 DEPLOYMENTS = {d["metadata"]["name"]: d for d in DOCUMENTS if d["kind"] == "Deployment"}
 K8S_SERVICES = {d["metadata"]["name"]: d for d in DOCUMENTS if d["kind"] == "Service"}
 GPU_DEPLOYMENTS = {"stt-broker", "tts-broker"}

@@ -80,13 +80,16 @@ def test_queries_ask_for_exported_metrics(expr: str, exported: dict[str, set[str
 
 
 def test_the_metric_check_reads_expressions_right(exported: dict[str, set[str]]) -> None:
-    expr = ('histogram_quantile(0.99, sum by (le) (rate(stt_real_time_factor_bucket{engine=~"a|b"}[$__rate_interval])))'
-            ' / on (job) group_left sum without (instance) (up{job="stt_broker"}) and tts_queue_depth')
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(stt_real_time_factor_bucket{engine=~"a|b"}[$__rate_interval])))'
+        ' / on (job) group_left sum without (instance) (up{job="stt_broker"}) and tts_queue_depth'
+    )
     assert promql_metric_names(expr) == {"stt_real_time_factor_bucket", "up", "tts_queue_depth"}
     assert promql_label_values(expr, "job") == {"stt_broker"}
     assert {"stt_http_requests_total", "stt_real_time_factor_bucket", "stt_queue_depth"} <= exported["stt"]
     assert {"mqtt_bridge_outbox_depth", "gateway_errors_total", "tts_real_time_factor_count"} <= set().union(
-        *exported.values())
+        *exported.values()
+    )
 
 
 def test_the_dashboard_covers_what_operators_watch() -> None:
@@ -95,9 +98,17 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
     for service in SERVICES:
         assert f"{service.namespace}_http_requests_total" in exprs, f"request rate of {service.name}"
         assert f"{service.namespace}_errors_total" in exprs, f"errors of {service.name}"
-    for needed in ("histogram_quantile(0.5,", "histogram_quantile(0.99,", "_http_request_duration_seconds_bucket",
-                   "stt_real_time_factor_bucket", "tts_real_time_factor_bucket", "stt_queue_depth",
-                   "tts_queue_depth", "mqtt_bridge_outbox_depth", "up{job=~"):
+    for needed in (
+        "histogram_quantile(0.5,",
+        "histogram_quantile(0.99,",
+        "_http_request_duration_seconds_bucket",
+        "stt_real_time_factor_bucket",
+        "tts_real_time_factor_bucket",
+        "stt_queue_depth",
+        "tts_queue_depth",
+        "mqtt_bridge_outbox_depth",
+        "up{job=~",
+    ):
         assert needed in exprs, needed
     health = promql_label_values(next(e for _, e in dashboard_targets(dashboard) if "up{" in e), "job")
     assert health == {s.name for s in SERVICES}

@@ -93,8 +93,9 @@ def test_the_example_user_connects_and_strangers_do_not(broker: Mosquitto) -> No
 def test_the_healthcheck_command_passes_against_the_broker(broker: Mosquitto) -> None:
     """The compose healthcheck, run as the container's shell would (only the port differs)."""
     if shutil.which("mosquitto_sub") is None:
-        raise RuntimeError("mosquitto_sub is not installed: the test command installs it "
-                           "(Debian package mosquitto-clients)")
+        raise RuntimeError(
+            "mosquitto_sub is not installed: the test command installs it (Debian package mosquitto-clients)"
+        )
     test = VARIANTS[0].document()["services"]["mosquitto"]["healthcheck"]["test"]
     assert test[0] == "CMD-SHELL"
     assert " -p 1883 " in test[1]

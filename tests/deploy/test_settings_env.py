@@ -50,8 +50,7 @@ def test_compose_environment_names_are_settings(variant: Variant, name: str) -> 
 
 
 @pytest.mark.parametrize(("variant", "name"), CASES, ids=[f"{v.id}-{n}" for v, n in CASES])
-def test_compose_environment_values_are_accepted(variant: Variant, name: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_environment_values_are_accepted(variant: Variant, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fixed values (pass-through ones unset) load: JSON maps, URLs, booleans, paths."""
     _, service, env = next(c for c in compose_services(variant) if c[0] == name)
     load_settings(service, {k: with_defaults(v) for k, v in env.items() if v is not None}, monkeypatch)

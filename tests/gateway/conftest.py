@@ -28,8 +28,13 @@ SHORT = "Please call me back tomorrow morning."
 
 def gateway_settings(**overrides: Any) -> GatewaySettings:
     """Settings for tests: no .env, no events unless asked, quick health checks."""
-    values: dict[str, Any] = {"events_url": "", "health_interval": 0.5, "health_cache_seconds": 0.0,
-                              "connect_timeout": 1.0, "health_timeout": 1.0}
+    values: dict[str, Any] = {
+        "events_url": "",
+        "health_interval": 0.5,
+        "health_cache_seconds": 0.0,
+        "connect_timeout": 1.0,
+        "health_timeout": 1.0,
+    }
     values.update(overrides)
     return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -91,12 +96,17 @@ class FakeBroker:
 
 def _default(path: str, body: bytes) -> dict[str, Any]:
     if path == "/v1/transcribe":
-        return {"text": "hello world", "language": "en", "confidence": 0.9, "duration_seconds": 1.0,
-                "model": "fake"}
+        return {"text": "hello world", "language": "en", "confidence": 0.9, "duration_seconds": 1.0, "model": "fake"}
     if path == "/v1/synthesize":
         text = json.loads(body).get("text", "")
-        return {"audio_base64": "UklGRg==", "audio_sample_rate": 24000, "audio_duration_seconds": 0.5,
-                "voice": json.loads(body).get("voice") or "jf_alpha", "speed": 1.0, "echo": text}
+        return {
+            "audio_base64": "UklGRg==",
+            "audio_sample_rate": 24000,
+            "audio_duration_seconds": 0.5,
+            "voice": json.loads(body).get("voice") or "jf_alpha",
+            "speed": 1.0,
+            "echo": text,
+        }
     if path == "/v1/voices":
         return {"voices": ["jf_alpha", "jm_kumo"], "default_voice": "jf_alpha", "service": "Kokoro TTS"}
     if path == "/v1/audio/transcriptions":
@@ -106,6 +116,7 @@ def _default(path: str, body: bytes) -> dict[str, Any]:
 
 def slow_stream(chunks: list[bytes], pause: float, media_type: str = "audio/wav") -> StreamingResponse:
     """A streamed answer that pauses between chunks."""
+
     async def body() -> Any:
         for chunk in chunks:
             yield chunk

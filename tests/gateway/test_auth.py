@@ -19,15 +19,27 @@ KEYS = "key-one,key-two"
 @pytest.fixture
 def client(fake_brokers: tuple[FakeBroker, str, FakeBroker, str]) -> Iterator[TestClient]:
     _, stt_url, _, tts_url = fake_brokers
-    settings = gateway_settings(stt_urls=stt_url, tts_urls=tts_url, api_keys=KEYS,
-                                transcribe_rate_limit=60, synthesize_rate_limit=0, rate_limit_burst=2)
+    settings = gateway_settings(
+        stt_urls=stt_url,
+        tts_urls=tts_url,
+        api_keys=KEYS,
+        transcribe_rate_limit=60,
+        synthesize_rate_limit=0,
+        rate_limit_burst=2,
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 
-PROTECTED = [("GET", "/api/voice/voices"), ("POST", "/api/voice/synthesize"), ("POST", "/api/voice/transcribe"),
-             ("POST", "/api/voice/audio-stream"), ("POST", "/api/voice/synthesize-batch"),
-             ("POST", "/v1/audio/speech"), ("POST", "/v1/audio/transcriptions")]
+PROTECTED = [
+    ("GET", "/api/voice/voices"),
+    ("POST", "/api/voice/synthesize"),
+    ("POST", "/api/voice/transcribe"),
+    ("POST", "/api/voice/audio-stream"),
+    ("POST", "/api/voice/synthesize-batch"),
+    ("POST", "/v1/audio/speech"),
+    ("POST", "/v1/audio/transcriptions"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
@@ -57,8 +69,7 @@ def test_websocket_key_by_header_or_query(client: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1008
-    for path, headers in (("/api/voice/ws/chat", {"X-API-Key": "key-one"}),
-                          ("/api/voice/ws/chat?api_key=key-two", {})):
+    for path, headers in (("/api/voice/ws/chat", {"X-API-Key": "key-one"}), ("/api/voice/ws/chat?api_key=key-two", {})):
         with client.websocket_connect(path, headers=headers) as ws:
             ws.send_text(json.dumps({"type": "ping"}))
             assert ws.receive_json() == {"type": "pong"}
@@ -66,19 +77,21 @@ def test_websocket_key_by_header_or_query(client: TestClient) -> None:
 
 def test_rate_limit_is_per_key_with_retry_after(client: TestClient) -> None:
     def transcribe(key: str) -> int:
-        return client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")},
-                           headers={"X-API-Key": key}).status_code
+        return client.post(
+            "/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")}, headers={"X-API-Key": key}
+        ).status_code
 
     assert [transcribe("key-one") for _ in range(2)] == [200, 200]
-    limited = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")},
-                          headers={"X-API-Key": "key-one"})
+    limited = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")}, headers={"X-API-Key": "key-one"})
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
     assert limited.headers["Retry-After"] == "1"
     assert transcribe("key-two") == 200  # another key, another bucket
     # Synthesis has no limit configured here.
-    assert all(client.post("/api/voice/synthesize", json={"text": "x"}, headers={"X-API-Key": "key-one"})
-               .status_code == 200 for _ in range(4))
+    assert all(
+        client.post("/api/voice/synthesize", json={"text": "x"}, headers={"X-API-Key": "key-one"}).status_code == 200
+        for _ in range(4)
+    )
     assert 'gateway_rate_limited_total{operation="transcribe"} 1.0' in client.get("/metrics").text
 
 

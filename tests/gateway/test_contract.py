@@ -26,8 +26,12 @@ def http(gateway_url: str) -> Iterator[httpx.Client]:
 
 def test_transcribe_multipart_has_the_guide_shape(http: httpx.Client, sentence: tuple[str, Pcm]) -> None:
     text, pcm = sentence
-    response = http.post("/api/voice/transcribe", files={"file": ("audio.wav", encode_audio(pcm, "wav"))},
-                         data={"language": "en"}, headers={"X-Request-ID": "guide-transcribe-1"})
+    response = http.post(
+        "/api/voice/transcribe",
+        files={"file": ("audio.wav", encode_audio(pcm, "wav"))},
+        data={"language": "en"},
+        headers={"X-Request-ID": "guide-transcribe-1"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"text", "language", "confidence", "duration_seconds", "model"}
@@ -38,20 +42,23 @@ def test_transcribe_multipart_has_the_guide_shape(http: httpx.Client, sentence: 
     assert response.headers["X-Request-ID"] == "guide-transcribe-1"
 
 
-def test_transcribe_base64_json_as_the_react_example_sends_it(http: httpx.Client,
-                                                              sentence: tuple[str, Pcm]) -> None:
+def test_transcribe_base64_json_as_the_react_example_sends_it(http: httpx.Client, sentence: tuple[str, Pcm]) -> None:
     """MediaRecorder's WebM/Opus, base64 in a JSON string body that fetch labels text/plain."""
     text, pcm = sentence
     webm = base64.b64encode(encode_audio(pcm, "webm")).decode()
-    response = http.post("/api/voice/transcribe", content=json.dumps({"audio_base64": webm, "language": "en"}),
-                         headers={"Content-Type": "text/plain;charset=UTF-8"})
+    response = http.post(
+        "/api/voice/transcribe",
+        content=json.dumps({"audio_base64": webm, "language": "en"}),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
     assert response.status_code == 200, response.text
     assert words(response.json()["text"]) == words(text)
 
 
 def test_synthesize_then_transcribe_round_trip(http: httpx.Client) -> None:
-    response = http.post("/api/voice/synthesize", json={"text": SHORT, "voice": "jm_kumo", "lang_code": "a",
-                                                        "speed": 1.0})
+    response = http.post(
+        "/api/voice/synthesize", json={"text": SHORT, "voice": "jm_kumo", "lang_code": "a", "speed": 1.0}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) >= {"audio_base64", "audio_sample_rate", "audio_duration_seconds", "voice", "speed"}
@@ -65,8 +72,10 @@ def test_synthesize_then_transcribe_round_trip(http: httpx.Client) -> None:
 
 
 def test_the_guides_voice_names_fall_back_to_a_bundled_voice(http: httpx.Client) -> None:
-    response = http.post("/api/voice/synthesize", json={"text": "Hello, this is a test", "voice": "af_heart",
-                                                        "lang_code": "a", "speed": 1.0})
+    response = http.post(
+        "/api/voice/synthesize",
+        json={"text": "Hello, this is a test", "voice": "af_heart", "lang_code": "a", "speed": 1.0},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["voice"] == "jf_alpha"
 
@@ -107,12 +116,19 @@ def test_batch_results_come_back_in_order(http: httpx.Client) -> None:
 
 def test_voices_and_health(http: httpx.Client, stt_url: str, tts_url: str) -> None:
     voices = http.get("/api/voice/voices").json()
-    assert voices == {"voices": ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"],
-                      "default_voice": "jf_alpha", "service": "Kokoro TTS"}
+    assert voices == {
+        "voices": ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"],
+        "default_voice": "jf_alpha",
+        "service": "Kokoro TTS",
+    }
     health = http.get("/api/voice/health").json()
     assert {k: health[k] for k in ("status", "sst_service", "tts_service", "sst_healthy", "tts_healthy")} == {
-        "status": "healthy", "sst_service": stt_url, "tts_service": tts_url, "sst_healthy": True,
-        "tts_healthy": True}
+        "status": "healthy",
+        "sst_service": stt_url,
+        "tts_service": tts_url,
+        "sst_healthy": True,
+        "tts_healthy": True,
+    }
     assert health["sst_latency_ms"] > 0
     assert [r["url"] for r in health["tts_replicas"]] == [tts_url]
     assert http.get("/readyz").status_code == 200

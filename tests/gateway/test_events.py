@@ -31,13 +31,18 @@ def receiver() -> Iterator[tuple[EventReceiver, str]]:
         yield bridge, url
 
 
-def test_transcription_and_synthesis_become_events(fake_brokers: FakeBrokers,
-                                                   receiver: tuple[EventReceiver, str]) -> None:
+def test_transcription_and_synthesis_become_events(
+    fake_brokers: FakeBrokers, receiver: tuple[EventReceiver, str]
+) -> None:
     _, stt_url, _, tts_url = fake_brokers
     bridge, bridge_url = receiver
     with TestClient(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, events_url=bridge_url))) as client:
-        heard = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")}, data={"language": "en"},
-                            headers={"X-Session-ID": "kitchen-1"})
+        heard = client.post(
+            "/api/voice/transcribe",
+            files={"file": ("a.wav", b"RIFF")},
+            data={"language": "en"},
+            headers={"X-Session-ID": "kitchen-1"},
+        )
         said = client.post("/api/voice/synthesize", json={"text": "Lights on.", "voice": "jm_kumo", "lang_code": "a"})
         wait_for(lambda: len(bridge.events) == 2)
     transcription, synthesis = sorted(bridge.events, key=lambda e: e.type, reverse=True)
@@ -55,16 +60,19 @@ def test_transcription_and_synthesis_become_events(fake_brokers: FakeBrokers,
     assert transcription.event_id != synthesis.event_id
 
 
-def test_streams_websockets_and_openai_routes_send_events(fake_brokers: FakeBrokers,
-                                                          receiver: tuple[EventReceiver, str]) -> None:
+def test_streams_websockets_and_openai_routes_send_events(
+    fake_brokers: FakeBrokers, receiver: tuple[EventReceiver, str]
+) -> None:
     _, stt_url, tts, tts_url = fake_brokers
     bridge, bridge_url = receiver
     one_second = wav_header(24_000, None) + b"\0" * 48_000
     tts.answer = lambda path, body: slow_stream([one_second[:1000], one_second[1000:]], pause=0.01)
     with TestClient(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, events_url=bridge_url))) as client:
         assert client.post("/api/voice/audio-stream", json={"text": "Stream me."}).content == one_second
-        client.post("/v1/audio/speech", json={"model": "tts-1", "input": "OpenAI me.", "voice": "alloy",
-                                              "response_format": "wav"})
+        client.post(
+            "/v1/audio/speech",
+            json={"model": "tts-1", "input": "OpenAI me.", "voice": "alloy", "response_format": "wav"},
+        )
         client.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")}, data={"model": "whisper-1"})
         with client.websocket_connect("/api/voice/ws/chat?session_id=ws-7") as ws:
             ws.send_text(json.dumps({"type": "transcribe", "audio_base64": "UklGRg=="}))
@@ -73,8 +81,9 @@ def test_streams_websockets_and_openai_routes_send_events(fake_brokers: FakeBrok
     by_text = {e.text: e for e in bridge.events}
     assert by_text["Stream me."].duration_seconds == pytest.approx(1.0)
     assert by_text["OpenAI me."].type == "synthesis"
-    openai_heard, ws_heard = sorted((e for e in bridge.events if e.type == "transcription"),
-                                    key=lambda e: e.session_id or "")
+    openai_heard, ws_heard = sorted(
+        (e for e in bridge.events if e.type == "transcription"), key=lambda e: e.session_id or ""
+    )
     assert (openai_heard.text, openai_heard.duration_seconds) == ("hello world", 1.0)
     assert ws_heard.session_id == "ws-7"
 
@@ -82,8 +91,10 @@ def test_streams_websockets_and_openai_routes_send_events(fake_brokers: FakeBrok
 def test_a_slow_bridge_never_delays_the_client(fake_brokers: FakeBrokers) -> None:
     _, stt_url, _, tts_url = fake_brokers
     bridge = EventReceiver(delay=3.0)
-    with serve(bridge.app()) as bridge_url, TestClient(create_app(gateway_settings(
-            stt_urls=stt_url, tts_urls=tts_url, events_url=bridge_url))) as client:
+    with (
+        serve(bridge.app()) as bridge_url,
+        TestClient(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, events_url=bridge_url))) as client,
+    ):
         started = time.monotonic()
         for _ in range(3):
             assert client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")}).status_code == 200
@@ -93,18 +104,23 @@ def test_a_slow_bridge_never_delays_the_client(fake_brokers: FakeBrokers) -> Non
 def test_events_wait_for_a_bridge_that_is_down_and_drop_beyond_the_queue(fake_brokers: FakeBrokers) -> None:
     _, stt_url, _, tts_url = fake_brokers
     port = free_port()
-    settings = gateway_settings(stt_urls=stt_url, tts_urls=tts_url, events_url=f"http://127.0.0.1:{port}",
-                                events_queue_size=2)
+    settings = gateway_settings(
+        stt_urls=stt_url, tts_urls=tts_url, events_url=f"http://127.0.0.1:{port}", events_queue_size=2
+    )
     with TestClient(create_app(settings)) as client:
         for n in range(3):  # the bridge is down: all answered, two kept, one dropped
             response = client.post("/api/voice/synthesize", json={"text": f"event {n}"})
             assert response.status_code == 200
-        assert client.get("/api/voice/health").json()["events"] == {"enabled": True, "pending": 2, "sent": 0,
-                                                                    "dropped": 1}
+        assert client.get("/api/voice/health").json()["events"] == {
+            "enabled": True,
+            "pending": 2,
+            "sent": 0,
+            "dropped": 1,
+        }
         assert 'gateway_events_dropped_total{reason="queue_full"} 1.0' in client.get("/metrics").text
         bridge = EventReceiver(fail_first=2)  # and then it starts, answering 503 at first
         with serve_on(bridge.app(), port):
             wait_for(lambda: len(bridge.events) == 2)
         assert [e.text for e in bridge.events] == ["event 0", "event 1"]
         assert bridge.attempts == 4
-        assert 'gateway_events_sent_total 2.0' in client.get("/metrics").text
+        assert "gateway_events_sent_total 2.0" in client.get("/metrics").text

@@ -22,8 +22,7 @@ FakeBrokers = tuple[FakeBroker, str, FakeBroker, str]
 @pytest.fixture
 def dead() -> Iterator[TestClient]:
     """A gateway whose brokers are not running."""
-    settings = gateway_settings(stt_urls=f"http://127.0.0.1:{free_port()}",
-                                tts_urls=f"http://127.0.0.1:{free_port()}")
+    settings = gateway_settings(stt_urls=f"http://127.0.0.1:{free_port()}", tts_urls=f"http://127.0.0.1:{free_port()}")
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -32,14 +31,17 @@ def client_for(stt: str, tts: str, **overrides: Any) -> TestClient:
     return TestClient(create_app(gateway_settings(stt_urls=stt, tts_urls=tts, **overrides)))
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs"), [
-    ("POST", "/api/voice/transcribe", {"files": {"file": ("a.wav", b"RIFF....")}, "data": {"language": "en"}}),
-    ("POST", "/api/voice/synthesize", {"json": {"text": "hi"}}),
-    ("POST", "/api/voice/audio-stream", {"json": {"text": "hi"}}),
-    ("GET", "/api/voice/voices", {}),
-    ("POST", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy"}}),
-    ("POST", "/v1/audio/transcriptions", {"files": {"file": ("a.wav", b"RIFF....")}}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/api/voice/transcribe", {"files": {"file": ("a.wav", b"RIFF....")}, "data": {"language": "en"}}),
+        ("POST", "/api/voice/synthesize", {"json": {"text": "hi"}}),
+        ("POST", "/api/voice/audio-stream", {"json": {"text": "hi"}}),
+        ("GET", "/api/voice/voices", {}),
+        ("POST", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy"}}),
+        ("POST", "/v1/audio/transcriptions", {"files": {"file": ("a.wav", b"RIFF....")}}),
+    ],
+)
 def test_broker_down_is_503_no_upstream(dead: TestClient, method: str, path: str, kwargs: dict[str, Any]) -> None:
     response = dead.request(method, path, **kwargs)
     assert response.status_code == 503
@@ -72,8 +74,10 @@ def test_a_stream_that_stalls_is_cut_off(fake_brokers: FakeBrokers) -> None:
     _, stt_url, tts, tts_url = fake_brokers
     tts.answer = lambda path, body: slow_stream([b"RIFF" + b"\0" * 40, b"\0" * 100], pause=2.0)
     app = create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, tts_timeout=0.3))
-    with serve(app, ready_path="/healthz") as url, \
-            httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response:
+    with (
+        serve(app, ready_path="/healthz") as url,
+        httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response,
+    ):
         assert response.status_code == 200
         with pytest.raises(httpx.RemoteProtocolError):
             b"".join(response.iter_raw())
@@ -119,21 +123,26 @@ def test_upstream_4xx_passes_through_with_code_message_and_details(fake_brokers:
     _, stt_url, tts, tts_url = fake_brokers
     tts.answer = lambda path, body: JSONResponse(
         {"error": {"code": "text_too_long", "message": "the text is 5000 characters long", "details": {"n": 1}}},
-        status_code=422)
+        status_code=422,
+    )
     with client_for(stt_url, tts_url) as client:
         response = client.post("/api/voice/synthesize", json={"text": "x"})
     assert response.status_code == 422
-    assert response.json() == {"error": {"code": "text_too_long", "message": "the text is 5000 characters long",
-                                         "details": {"n": 1}}}
+    assert response.json() == {
+        "error": {"code": "text_too_long", "message": "the text is 5000 characters long", "details": {"n": 1}}
+    }
 
 
-@pytest.mark.parametrize(("status", "body", "expected_status", "expected_code"), [
-    (500, {"error": {"code": "internal_error", "message": "internal server error"}}, 502, "internal_error"),
-    (503, {"error": {"code": "saturated", "message": "queue full"}}, 503, "saturated"),
-    (504, {"error": {"code": "inference_timeout", "message": "too slow"}}, 504, "inference_timeout"),
-    (502, "Bad Gateway", 502, "upstream_error"),
-    (404, "Not Found", 404, "upstream_rejected"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected_status", "expected_code"),
+    [
+        (500, {"error": {"code": "internal_error", "message": "internal server error"}}, 502, "internal_error"),
+        (503, {"error": {"code": "saturated", "message": "queue full"}}, 503, "saturated"),
+        (504, {"error": {"code": "inference_timeout", "message": "too slow"}}, 504, "inference_timeout"),
+        (502, "Bad Gateway", 502, "upstream_error"),
+        (404, "Not Found", 404, "upstream_rejected"),
+    ],
+)
 def test_upstream_errors_map_to_statuses(status: int, body: Any, expected_status: int, expected_code: str) -> None:
     with respx.mock(assert_all_called=False) as mock:
         mock.get(url__regex=r".*/readyz").respond(200)
@@ -150,8 +159,9 @@ def test_upstream_errors_map_to_statuses(status: int, body: Any, expected_status
 def test_request_id_reaches_the_broker_and_comes_back(fake_brokers: FakeBrokers) -> None:
     stt, stt_url, tts, tts_url = fake_brokers
     with client_for(stt_url, tts_url) as client:
-        response = client.post("/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")},
-                               headers={"X-Request-ID": "abc-123"})
+        response = client.post(
+            "/api/voice/transcribe", files={"file": ("a.wav", b"RIFF")}, headers={"X-Request-ID": "abc-123"}
+        )
         generated = client.post("/api/voice/synthesize", json={"text": "hi"})
     assert response.headers["X-Request-ID"] == "abc-123"
     assert stt.requests[-1]["headers"]["x-request-id"] == "abc-123"
@@ -163,10 +173,25 @@ def test_missing_guide_voice_falls_back_to_one_the_broker_has(fake_brokers: Fake
 
     def answer(path: str, body: bytes) -> Any:
         if b'"af_heart"' in body:
-            return JSONResponse({"error": {"code": "unknown_voice", "message": "unknown voice 'af_heart'",
-                                           "details": {"voices": ["jf_alpha", "jm_kumo"]}}}, status_code=422)
-        return JSONResponse({"audio_base64": "", "audio_sample_rate": 24000, "audio_duration_seconds": 0.1,
-                             "voice": "jf_alpha", "speed": 1.0})
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "unknown_voice",
+                        "message": "unknown voice 'af_heart'",
+                        "details": {"voices": ["jf_alpha", "jm_kumo"]},
+                    }
+                },
+                status_code=422,
+            )
+        return JSONResponse(
+            {
+                "audio_base64": "",
+                "audio_sample_rate": 24000,
+                "audio_duration_seconds": 0.1,
+                "voice": "jf_alpha",
+                "speed": 1.0,
+            }
+        )
 
     tts.answer = answer
     with client_for(stt_url, tts_url) as client:
@@ -186,9 +211,11 @@ def test_a_broken_stream_aborts_the_response(fake_brokers: FakeBrokers) -> None:
         raise RuntimeError("engine died")
 
     tts.answer = lambda path, body: StreamingResponse(broken(), media_type="audio/wav")
-    with serve(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url)), ready_path="/healthz") as url, \
-            pytest.raises(httpx.RemoteProtocolError), \
-            httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response:
+    with (
+        serve(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url)), ready_path="/healthz") as url,
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("POST", url + "/api/voice/audio-stream", json={"text": "hi"}) as response,
+    ):
         b"".join(response.iter_raw())
 
 

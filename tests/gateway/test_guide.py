@@ -14,39 +14,43 @@ from tests.speech import words
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
+]
 
 # Copied from the guide's "API Endpoints" and "Troubleshooting" sections.
 TRANSCRIBE = '''curl -X POST http://localhost:8000/api/voice/transcribe \\
   -F "file=@audio.wav" \\
   -F "language=en"'''
-SYNTHESIZE = '''curl -X POST http://localhost:8000/api/voice/synthesize \\
+SYNTHESIZE = """curl -X POST http://localhost:8000/api/voice/synthesize \\
   -H "Content-Type: application/json" \\
   -d '{
     "text": "Hello, this is a test",
     "voice": "af_heart",
     "lang_code": "a",
     "speed": 1.0
-  }\''''
-AUDIO_STREAM = '''curl -X POST http://localhost:8000/api/voice/audio-stream \\
+  }\'"""
+AUDIO_STREAM = """curl -X POST http://localhost:8000/api/voice/audio-stream \\
   -H "Content-Type: application/json" \\
   -d '{
     "text": "Hello world",
     "voice": "af_heart"
   }' \\
-  -o output.wav'''
-SYNTHESIZE_MINIMAL = '''curl -X POST http://localhost:8000/api/voice/synthesize \\
+  -o output.wav"""
+SYNTHESIZE_MINIMAL = """curl -X POST http://localhost:8000/api/voice/synthesize \\
   -H "Content-Type: application/json" \\
   -d '{"text": "Test"}' \\
-  | python -m json.tool'''
+  | python -m json.tool"""
 
 
 def run(command: str, gateway_url: str, cwd: Path) -> str:
     """Run a guide command through the shell, pointed at the test gateway."""
     command = command.replace("http://localhost:8000", gateway_url)
-    result = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=cwd, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

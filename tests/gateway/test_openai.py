@@ -47,8 +47,9 @@ def test_transcription_stream(client: openai.OpenAI, speech_file: Path, sentence
 
 
 def test_speech_streamed_as_wav(client: openai.OpenAI) -> None:
-    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input=SHORT,
-                                                            response_format="wav") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=SHORT, response_format="wav"
+    ) as response:
         assert response.headers["content-type"] == "audio/wav"
         data = b"".join(response.iter_bytes())
     assert decode_audio(data, 24_000).duration > 1.0
@@ -57,8 +58,9 @@ def test_speech_streamed_as_wav(client: openai.OpenAI) -> None:
 
 
 def test_speech_as_server_sent_events(client: openai.OpenAI) -> None:
-    response = client.audio.speech.create(model="tts-1", voice="jm_kumo", input="Good night.",
-                                          response_format="pcm", stream_format="sse")
+    response = client.audio.speech.create(
+        model="tts-1", voice="jm_kumo", input="Good night.", response_format="pcm", stream_format="sse"
+    )
     text = response.content.decode()
     assert '"speech.audio.delta"' in text
     assert '"speech.audio.done"' in text

@@ -39,8 +39,9 @@ def _fake_dns(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> N
     async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
         if host not in table:
             raise socket.gaierror("unknown host")
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in table[host]]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]
+        ]
 
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
 
@@ -49,9 +50,11 @@ def test_a_name_with_several_addresses_becomes_several_replicas(monkeypatch: pyt
     async def scenario() -> None:
         _fake_dns(monkeypatch, {"stt_broker": ["10.0.0.3", "10.0.0.2", "fd00::4"], "single": ["10.0.0.9"]})
         scaled = await expand("http://stt_broker:9082", timeout=1)
-        assert [(r.url, r.host) for r in scaled] == [("http://10.0.0.2:9082", "stt_broker:9082"),
-                                                     ("http://10.0.0.3:9082", "stt_broker:9082"),
-                                                     ("http://[fd00::4]:9082", "stt_broker:9082")]
+        assert [(r.url, r.host) for r in scaled] == [
+            ("http://10.0.0.2:9082", "stt_broker:9082"),
+            ("http://10.0.0.3:9082", "stt_broker:9082"),
+            ("http://[fd00::4]:9082", "stt_broker:9082"),
+        ]
         assert [r.url for r in await expand("http://single:9082", 1)] == ["http://single:9082"]
         assert [r.url for r in await expand("http://gone:9082", 1)] == ["http://gone:9082"]
         assert [r.url for r in await expand("http://localhost:9082", 1)] == ["http://localhost:9082"]
@@ -66,16 +69,19 @@ def test_replicas_follow_dns_and_requests_keep_the_service_host(monkeypatch: pyt
         _fake_dns(monkeypatch, table)
         async with httpx.AsyncClient() as client:
             up = upstream("http://tts_broker:8080", client=client)
-            monitor = HealthMonitor({"tts": up}, interval=1, timeout=1, cache_seconds=0, resolve=True,
-                                    resolve_interval=1)
+            monitor = HealthMonitor(
+                {"tts": up}, interval=1, timeout=1, cache_seconds=0, resolve=True, resolve_interval=1
+            )
             await monitor.resolve_all()
             assert [r.url for r in up.replicas] == ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
             with respx.mock() as mock:
                 route = mock.get(url__regex=r"http://10\.0\.0\.\d:8080/v1/voices").respond(200, json={})
                 await up.request("GET", "/v1/voices")
                 await up.request("GET", "/v1/voices")
-            assert {str(c.request.url) for c in route.calls} == {"http://10.0.0.1:8080/v1/voices",
-                                                               "http://10.0.0.2:8080/v1/voices"}
+            assert {str(c.request.url) for c in route.calls} == {
+                "http://10.0.0.1:8080/v1/voices",
+                "http://10.0.0.2:8080/v1/voices",
+            }
             assert {c.request.headers["host"] for c in route.calls} == {"tts_broker:8080"}
             up.replicas[0].healthy = False
             table["tts_broker"] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # scaled to three
@@ -100,10 +106,17 @@ def test_settings_accept_the_guides_names(monkeypatch: pytest.MonkeyPatch) -> No
     assert GatewaySettings(_env_file=None).stt_urls == "http://primary:9082"  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("overrides", [
-    {"stt_urls": ""}, {"tts_urls": "ftp://x"}, {"stt_urls": "http://x:1/v1"}, {"events_url": "http://a,http://b"},
-    {"cors_origins": "*", "cors_allow_credentials": True}, {"port": 70000},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"stt_urls": ""},
+        {"tts_urls": "ftp://x"},
+        {"stt_urls": "http://x:1/v1"},
+        {"events_url": "http://a,http://b"},
+        {"cors_origins": "*", "cors_allow_credentials": True},
+        {"port": 70000},
+    ],
+)
 def test_bad_settings_fail_at_start_up(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         GatewaySettings(_env_file=None, **overrides)  # type: ignore[arg-type]

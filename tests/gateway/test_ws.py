@@ -29,13 +29,25 @@ def test_several_requests_in_flight_answer_by_id(gateway_url: str, sentence: tup
     text, pcm = sentence
     audio = base64.b64encode(encode_audio(pcm, "wav")).decode()
     url = gateway_url.replace("http://", "ws://") + "/api/voice/ws/chat"
-    answers = asyncio.run(_chat(url, [
-        {"type": "transcribe", "audio_base64": audio, "language": "en", "id": "t1"},
-        {"type": "synthesize", "text": "Hello, this is a test", "voice": "jm_kumo", "lang_code": "a",
-         "speed": 1.0, "id": "s1"},
-        {"type": "synthesize", "text": "Goodbye.", "voice": "jf_alpha", "id": "s2"},
-        {"type": "ping", "id": "p1"},
-    ], answers=4))
+    answers = asyncio.run(
+        _chat(
+            url,
+            [
+                {"type": "transcribe", "audio_base64": audio, "language": "en", "id": "t1"},
+                {
+                    "type": "synthesize",
+                    "text": "Hello, this is a test",
+                    "voice": "jm_kumo",
+                    "lang_code": "a",
+                    "speed": 1.0,
+                    "id": "s1",
+                },
+                {"type": "synthesize", "text": "Goodbye.", "voice": "jf_alpha", "id": "s2"},
+                {"type": "ping", "id": "p1"},
+            ],
+            answers=4,
+        )
+    )
     assert answers[0] == {"type": "pong", "id": "p1"}  # answered at once, while the others run
     by_id = {a["id"]: a for a in answers}
     assert by_id["t1"]["type"] == "transcription"
@@ -52,10 +64,16 @@ def test_several_requests_in_flight_answer_by_id(gateway_url: str, sentence: tup
 
 def test_an_upstream_error_is_an_error_message_and_the_socket_stays_open(gateway_url: str) -> None:
     url = gateway_url.replace("http://", "ws://") + "/api/voice/ws/chat"
-    answers = asyncio.run(_chat(url, [
-        {"type": "synthesize", "text": "Hello.", "voice": "no_such_voice", "id": 41},
-        {"type": "transcribe", "audio_base64": base64.b64encode(b"not audio at all" * 20).decode(), "id": 42},
-    ], answers=2))
+    answers = asyncio.run(
+        _chat(
+            url,
+            [
+                {"type": "synthesize", "text": "Hello.", "voice": "no_such_voice", "id": 41},
+                {"type": "transcribe", "audio_base64": base64.b64encode(b"not audio at all" * 20).decode(), "id": 42},
+            ],
+            answers=2,
+        )
+    )
     by_id = {a["id"]: a for a in answers}
     assert by_id[41]["type"] == "error"
     assert by_id[41]["error"]["code"] == "unknown_voice"

@@ -33,6 +33,8 @@ def prefix() -> str:
 @pytest.fixture
 def settings_for(mosquitto: Mosquitto, prefix: str, tmp_path: Path) -> Callable[..., BridgeSettings]:
     """Build bridge settings against this test's broker and prefix."""
+
     def build(**overrides: Any) -> BridgeSettings:
         return fast_settings(mosquitto.url, prefix, tmp_path / "outbox.sqlite3", **overrides)
+
     return build

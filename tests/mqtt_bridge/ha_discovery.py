@@ -15,32 +15,122 @@ from typing import Any
 
 DISCOVERY_TOPIC = re.compile(r"^(?P<prefix>.+)/device/(?P<object_id>[a-zA-Z0-9_-]+)/config$")
 ABBREVIATIONS = {
-    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
-    "avty_tpl": "availability_template", "cmd_t": "command_topic", "cmps": "components", "dev": "device",
-    "dev_cla": "device_class", "e": "encoding", "ent_cat": "entity_category", "ic": "icon",
-    "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template", "o": "origin",
-    "p": "platform", "pl_avail": "payload_available", "pl_not_avail": "payload_not_available",
-    "pl_off": "payload_off", "pl_on": "payload_on", "stat_t": "state_topic", "t": "topic",
-    "uniq_id": "unique_id", "unit_of_meas": "unit_of_measurement", "val_tpl": "value_template",
+    "avty": "availability",
+    "avty_mode": "availability_mode",
+    "avty_t": "availability_topic",
+    "avty_tpl": "availability_template",
+    "cmd_t": "command_topic",
+    "cmps": "components",
+    "dev": "device",
+    "dev_cla": "device_class",
+    "e": "encoding",
+    "ent_cat": "entity_category",
+    "ic": "icon",
+    "json_attr_t": "json_attributes_topic",
+    "json_attr_tpl": "json_attributes_template",
+    "o": "origin",
+    "p": "platform",
+    "pl_avail": "payload_available",
+    "pl_not_avail": "payload_not_available",
+    "pl_off": "payload_off",
+    "pl_on": "payload_on",
+    "stat_t": "state_topic",
+    "t": "topic",
+    "uniq_id": "unique_id",
+    "unit_of_meas": "unit_of_measurement",
+    "val_tpl": "value_template",
 }
-DEVICE_ABBREVIATIONS = {"cns": "connections", "cu": "configuration_url", "hw": "hw_version", "ids": "identifiers",
-                        "mdl": "model", "mdl_id": "model_id", "mf": "manufacturer", "name": "name",
-                        "sa": "suggested_area", "sn": "serial_number", "sw": "sw_version"}
+DEVICE_ABBREVIATIONS = {
+    "cns": "connections",
+    "cu": "configuration_url",
+    "hw": "hw_version",
+    "ids": "identifiers",
+    "mdl": "model",
+    "mdl_id": "model_id",
+    "mf": "manufacturer",
+    "name": "name",
+    "sa": "suggested_area",
+    "sn": "serial_number",
+    "sw": "sw_version",
+}
 ORIGIN_ABBREVIATIONS = {"name": "name", "sw": "sw_version", "url": "support_url"}
 DEVICE_KEYS = set(DEVICE_ABBREVIATIONS.values()) | {"via_device"}
-TOP_LEVEL_KEYS = {"device", "components", "origin", "state_topic", "command_topic", "qos", "encoding",
-                  "availability", "availability_mode", "availability_template", "availability_topic",
-                  "payload_available", "payload_not_available"}
+TOP_LEVEL_KEYS = {
+    "device",
+    "components",
+    "origin",
+    "state_topic",
+    "command_topic",
+    "qos",
+    "encoding",
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "payload_available",
+    "payload_not_available",
+}
 SUPPORTED_PLATFORMS = {
-    "alarm_control_panel", "binary_sensor", "button", "camera", "climate", "cover", "device_automation",
-    "device_tracker", "event", "fan", "humidifier", "image", "lawn_mower", "light", "lock", "notify", "number",
-    "scene", "select", "sensor", "siren", "switch", "tag", "text", "update", "vacuum", "valve", "water_heater",
+    "alarm_control_panel",
+    "binary_sensor",
+    "button",
+    "camera",
+    "climate",
+    "cover",
+    "device_automation",
+    "device_tracker",
+    "event",
+    "fan",
+    "humidifier",
+    "image",
+    "lawn_mower",
+    "light",
+    "lock",
+    "notify",
+    "number",
+    "scene",
+    "select",
+    "sensor",
+    "siren",
+    "switch",
+    "tag",
+    "text",
+    "update",
+    "vacuum",
+    "valve",
+    "water_heater",
 }
 NON_ENTITY_PLATFORMS = {"device_automation", "tag"}
-BINARY_SENSOR_CLASSES = {"battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
-                         "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving",
-                         "occupancy", "opening", "plug", "power", "presence", "problem", "running", "safety",
-                         "smoke", "sound", "tamper", "update", "vibration", "window"}
+BINARY_SENSOR_CLASSES = {
+    "battery",
+    "battery_charging",
+    "carbon_monoxide",
+    "cold",
+    "connectivity",
+    "door",
+    "garage_door",
+    "gas",
+    "heat",
+    "light",
+    "lock",
+    "moisture",
+    "motion",
+    "moving",
+    "occupancy",
+    "opening",
+    "plug",
+    "power",
+    "presence",
+    "problem",
+    "running",
+    "safety",
+    "smoke",
+    "sound",
+    "tamper",
+    "update",
+    "vibration",
+    "window",
+}
 
 
 def expand(mapping: dict[str, Any], table: dict[str, str]) -> dict[str, Any]:
@@ -106,8 +196,7 @@ def validate_device_discovery(topic: str, payload: dict[str, Any]) -> list[str]:
                 problems.append(f"{component_id}: {key} {value!r} is invalid")
         if platform == "binary_sensor" and component.get("device_class") not in (None, *BINARY_SENSOR_CLASSES):
             problems.append(f"{component_id}: binary_sensor device_class {component['device_class']!r}")
-        if platform in ("sensor", "binary_sensor") and "state_topic" not in component \
-                and "state_topic" not in config:
+        if platform in ("sensor", "binary_sensor") and "state_topic" not in component and "state_topic" not in config:
             problems.append(f"{component_id}: {platform} needs a state_topic")
     if len(set(unique_ids)) != len(unique_ids):
         problems.append("unique_ids repeat")

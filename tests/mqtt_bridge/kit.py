@@ -44,8 +44,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
 class Mosquitto:
     """A mosquitto process with its own config file; stop and start keep the port."""
 
-    def __init__(self, workdir: Path, extra_config: str = "allow_anonymous true", *,
-                 persistence: bool = False) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "allow_anonymous true", *, persistence: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.extra_config = extra_config
@@ -65,9 +64,11 @@ class Mosquitto:
             # Started as root, mosquitto would switch to its own user, unable to write here.
             f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n{self.extra_config}\n"
             f"persistence {'true' if self.persistence else 'false'}\npersistence_location {self.workdir}/\n"
-            f"log_dest file {self.log}\nlog_type error\nlog_type warning\n")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+            f"log_dest file {self.log}\nlog_type error\nlog_type warning\n"
+        )
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
         def accepting() -> bool:
             assert self.proc is not None
@@ -104,10 +105,18 @@ class Received:
 class Subscriber:
     """A paho client on its own thread that records every message on its topics."""
 
-    def __init__(self, port: int, topics: list[str], *, protocol: MQTTProtocolVersion = paho.MQTTv5,
-                 client_id: str = "", clean_session: bool | None = None) -> None:
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                                  clean_session=clean_session)
+    def __init__(
+        self,
+        port: int,
+        topics: list[str],
+        *,
+        protocol: MQTTProtocolVersion = paho.MQTTv5,
+        client_id: str = "",
+        clean_session: bool | None = None,
+    ) -> None:
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, clean_session=clean_session
+        )
         # Come back quickly when a test restarts the broker.
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]  # paho sleeps fractions fine
         self.messages: list[Received] = []
@@ -123,16 +132,20 @@ class Subscriber:
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain),
-                                          getattr(message, "properties", None)))
+            self.messages.append(
+                Received(
+                    message.topic, bytes(message.payload), bool(message.retain), getattr(message, "properties", None)
+                )
+            )
 
     def on(self, topic: str) -> list[Received]:
         """Messages received on ``topic`` so far."""
         with self._lock:
             return [m for m in self.messages if m.topic == topic]
 
-    def wait_for(self, topic: str, predicate: Callable[[Received], bool] = lambda _m: True,
-                 timeout: float = 10.0) -> Received:
+    def wait_for(
+        self, topic: str, predicate: Callable[[Received], bool] = lambda _m: True, timeout: float = 10.0
+    ) -> Received:
         """The first message on ``topic`` that satisfies ``predicate``."""
         found: list[Received] = []
 
@@ -143,8 +156,15 @@ class Subscriber:
         wait_until(check, timeout, f"a message on {topic}")
         return found[0]
 
-    def publish(self, topic: str, payload: bytes, *, response_topic: str | None = None,
-                correlation: bytes | None = None, retain: bool = False) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+        retain: bool = False,
+    ) -> None:
         """Publish with QoS 1 (with MQTT 5 request/response properties when given) and wait for PUBACK."""
         properties = None
         if response_topic is not None:
@@ -174,10 +194,19 @@ def subscriber(port: int, topics: list[str], **options: Any) -> Iterator[Subscri
 def fast_settings(broker_url: str, prefix: str, outbox: Path, **overrides: Any) -> BridgeSettings:
     """Settings for tests: short timings, no services, nothing from a .env."""
     values: dict[str, Any] = {
-        "mqtt_url": broker_url, "topic_prefix": prefix, "outbox_path": outbox, "services": {},
-        "ha_discovery": False, "reconnect_min_delay": 0.1, "reconnect_max_delay": 0.5,
-        "mqtt_timeout": 5.0, "mqtt_keepalive": 5, "health_interval": 0.5, "health_timeout": 0.5,
-        "ha_rediscovery_max_delay": 0.2, "log_format": "text",
+        "mqtt_url": broker_url,
+        "topic_prefix": prefix,
+        "outbox_path": outbox,
+        "services": {},
+        "ha_discovery": False,
+        "reconnect_min_delay": 0.1,
+        "reconnect_max_delay": 0.5,
+        "mqtt_timeout": 5.0,
+        "mqtt_keepalive": 5,
+        "health_interval": 0.5,
+        "health_timeout": 0.5,
+        "ha_rediscovery_max_delay": 0.2,
+        "log_format": "text",
     }
     values.update(overrides)
     return BridgeSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -187,9 +216,16 @@ def make_event(text: str = "turn on the kitchen lights", **overrides: Any) -> Sp
     """A valid transcription event."""
     finished = datetime.now(UTC)
     values: dict[str, Any] = {
-        "event_id": new_event_id(), "type": "transcription", "text": text, "language": "en",
-        "duration_seconds": 1.5, "model": "tiny.en", "confidence": 0.9, "request_id": "req-1",
-        "started_at": finished - timedelta(seconds=1), "finished_at": finished,
+        "event_id": new_event_id(),
+        "type": "transcription",
+        "text": text,
+        "language": "en",
+        "duration_seconds": 1.5,
+        "model": "tiny.en",
+        "confidence": 0.9,
+        "request_id": "req-1",
+        "started_at": finished - timedelta(seconds=1),
+        "finished_at": finished,
     }
     values.update(overrides)
     return SpeechEvent(**values)
@@ -209,11 +245,16 @@ class BridgeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "MQTT_BRIDGE_PORT": str(self.port), "MQTT_BRIDGE_MQTT_URL": broker_url,
-            "MQTT_BRIDGE_TOPIC_PREFIX": prefix, "MQTT_BRIDGE_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
-            "MQTT_BRIDGE_SERVICES": "{}", "MQTT_BRIDGE_HA_DISCOVERY": "false",
-            "MQTT_BRIDGE_RECONNECT_MIN_DELAY": "0.1", "MQTT_BRIDGE_RECONNECT_MAX_DELAY": "0.5",
-            "MQTT_BRIDGE_MQTT_KEEPALIVE": "5", "MQTT_BRIDGE_LOG_FORMAT": "text",
+            "MQTT_BRIDGE_PORT": str(self.port),
+            "MQTT_BRIDGE_MQTT_URL": broker_url,
+            "MQTT_BRIDGE_TOPIC_PREFIX": prefix,
+            "MQTT_BRIDGE_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
+            "MQTT_BRIDGE_SERVICES": "{}",
+            "MQTT_BRIDGE_HA_DISCOVERY": "false",
+            "MQTT_BRIDGE_RECONNECT_MIN_DELAY": "0.1",
+            "MQTT_BRIDGE_RECONNECT_MAX_DELAY": "0.5",
+            "MQTT_BRIDGE_MQTT_KEEPALIVE": "5",
+            "MQTT_BRIDGE_LOG_FORMAT": "text",
             **{f"MQTT_BRIDGE_{name.upper()}": value for name, value in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -223,8 +264,13 @@ class BridgeProcess:
         """Start it; return once ``/readyz`` (or, with ``ready=False``, ``/healthz``) answers 200."""
         with self.log.open("ab") as log:
             # The work directory as cwd: a developer's .env in the repository must not leak in.
-            self.proc = subprocess.Popen([sys.executable, "-m", "mqtt_bridge.cli", "serve"], env=self.env,
-                                         cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mqtt_bridge.cli", "serve"],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         path = "/readyz" if ready else "/healthz"
 
         def answering() -> bool:

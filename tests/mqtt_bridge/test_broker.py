@@ -22,18 +22,24 @@ from voicestack_common.events import EVENTS_PATH
 
 def listening(port: int) -> Callable[[], bool]:
     """True once something accepts TCP connections on the loopback port."""
+
     def check() -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
         return False
+
     return check
 
 
 def test_the_embedded_broker_serves_clients_and_the_bridge(tmp_path: Path, prefix: str) -> None:
     port = free_port()
     with (tmp_path / "broker.log").open("wb") as log:
-        broker = subprocess.Popen([sys.executable, "-m", "mqtt_bridge.cli", "broker", "--port", str(port)],
-                                  cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "mqtt_bridge.cli", "broker", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until(listening(port), 30, "the embedded broker")
         with subscriber(port, ["room/#"], protocol=paho.MQTTv311) as client:
@@ -44,8 +50,10 @@ def test_the_embedded_broker_serves_clients_and_the_bridge(tmp_path: Path, prefi
 
         settings: BridgeSettings = fast_settings(f"mqtt://127.0.0.1:{port}", prefix, tmp_path / "outbox.sqlite3")
         event = make_event("through the embedded broker")
-        with subscriber(port, [f"{prefix}/transcripts"], protocol=paho.MQTTv311) as sub, \
-                serve(create_app(settings)) as url:
+        with (
+            subscriber(port, [f"{prefix}/transcripts"], protocol=paho.MQTTv311) as sub,
+            serve(create_app(settings)) as url,
+        ):
             # amqtt speaks MQTT 3.1.1 only: "auto" must have fallen back.
             assert httpx.get(url + "/readyz", timeout=5).json()["checks"]["protocol"] == "3.1.1"
             assert httpx.post(url + EVENTS_PATH, json=event_json(event), timeout=10).status_code == 202

@@ -32,18 +32,30 @@ def stand_in_gateway(calls: list[tuple[str, Any, str | None]]) -> FastAPI:
         body = await request.json()
         calls.append(("synthesize", body, request.headers.get("x-request-id")))
         if body.get("voice") == "nobody":
-            return JSONResponse({"error": {"code": "unknown_voice", "message": "there is no voice 'nobody'"}},
-                                status_code=422)
-        return JSONResponse({"audio_base64": base64.b64encode(b"RIFF" + body["text"].encode()).decode(),
-                             "audio_sample_rate": 24000, "audio_duration_seconds": 0.5,
-                             "voice": body.get("voice", "af_heart"), "speed": body.get("speed", 1.0)})
+            return JSONResponse(
+                {"error": {"code": "unknown_voice", "message": "there is no voice 'nobody'"}}, status_code=422
+            )
+        return JSONResponse(
+            {
+                "audio_base64": base64.b64encode(b"RIFF" + body["text"].encode()).decode(),
+                "audio_sample_rate": 24000,
+                "audio_duration_seconds": 0.5,
+                "voice": body.get("voice", "af_heart"),
+                "speed": body.get("speed", 1.0),
+            }
+        )
 
     @app.post("/api/voice/transcribe")
     async def transcribe(file: UploadFile, language: str = Form("en")) -> dict[str, Any]:
         audio = await file.read()
         calls.append(("transcribe", {"filename": file.filename, "language": language}, None))
-        return {"text": audio.decode(errors="replace"), "language": language, "confidence": None,
-                "duration_seconds": 1.0, "model": "stand-in"}
+        return {
+            "text": audio.decode(errors="replace"),
+            "language": language,
+            "confidence": None,
+            "duration_seconds": 1.0,
+            "model": "stand-in",
+        }
 
     @app.get("/clip.wav")
     async def clip() -> Response:
@@ -62,8 +74,9 @@ def gateway() -> Iterator[tuple[str, list[tuple[str, Any, str | None]]]]:
 
 def ask(client: Subscriber, prefix: str, command: str, body: Any, *, request_id: str | None = None) -> Received:
     """A command from an MQTT 3.1.1-style client: the newest answer on .../response/{id} (or cmd/errors)."""
-    raw = body if isinstance(body, bytes) else json.dumps({**({"id": request_id} if request_id else {}),
-                                                             **body}).encode()
+    raw = (
+        body if isinstance(body, bytes) else json.dumps({**({"id": request_id} if request_id else {}), **body}).encode()
+    )
     topic = f"{prefix}/cmd/{command}/response/{request_id}" if request_id else f"{prefix}/cmd/errors"
     before = len(client.on(topic))
     client.publish(f"{prefix}/cmd/{command}", raw)
@@ -72,13 +85,21 @@ def ask(client: Subscriber, prefix: str, command: str, body: Any, *, request_id:
 
 
 def test_synthesize_round_trip_over_mqtt5_with_response_topic_and_correlation(
-        mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]) -> None:
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     reply_to = f"replies/{uuid.uuid4().hex}"
-    with gateway() as (gateway_url, calls), serve(create_app(settings_for(gateway_url=gateway_url))), \
-            subscriber(mosquitto.port, [reply_to]) as client:
+    with (
+        gateway() as (gateway_url, calls),
+        serve(create_app(settings_for(gateway_url=gateway_url))),
+        subscriber(mosquitto.port, [reply_to]) as client,
+    ):
         request = {"id": "say-1", "text": "hello kitchen", "voice": "af_heart", "speed": 1.2}
-        client.publish(f"{prefix}/cmd/synthesize", json.dumps(request).encode(), response_topic=reply_to,
-                       correlation=b"\x00corr-42")
+        client.publish(
+            f"{prefix}/cmd/synthesize",
+            json.dumps(request).encode(),
+            response_topic=reply_to,
+            correlation=b"\x00corr-42",
+        )
         answer = client.wait_for(reply_to)
         assert answer.properties.CorrelationData == b"\x00corr-42"
         body = answer.json()
@@ -90,26 +111,47 @@ def test_synthesize_round_trip_over_mqtt5_with_response_topic_and_correlation(
 
 
 def test_transcribe_round_trip_over_mqtt311_with_base64_and_url_audio(
-        mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]) -> None:
-    with gateway() as (gateway_url, calls), serve(create_app(settings_for(gateway_url=gateway_url))), \
-            subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client:
-        inline = ask(client, prefix, "transcribe", {"audio_base64": base64.b64encode(b"spoken words").decode(),
-                                                    "language": "en", "filename": "clip.wav"}, request_id="t-1")
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
+    with (
+        gateway() as (gateway_url, calls),
+        serve(create_app(settings_for(gateway_url=gateway_url))),
+        subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client,
+    ):
+        inline = ask(
+            client,
+            prefix,
+            "transcribe",
+            {"audio_base64": base64.b64encode(b"spoken words").decode(), "language": "en", "filename": "clip.wav"},
+            request_id="t-1",
+        )
         assert inline.json()["ok"] is True
-        assert inline.json()["result"] == {"text": "spoken words", "language": "en", "confidence": None,
-                                           "duration_seconds": 1.0, "model": "stand-in"}
+        assert inline.json()["result"] == {
+            "text": "spoken words",
+            "language": "en",
+            "confidence": None,
+            "duration_seconds": 1.0,
+            "model": "stand-in",
+        }
         assert calls[0] == ("transcribe", {"filename": "clip.wav", "language": "en"}, None)
         fetched = ask(client, prefix, "transcribe", {"audio_url": f"{gateway_url}/clip.wav"}, request_id="t-2")
         assert fetched.json()["result"]["text"] == "audio from a url"
 
 
 def test_a_bridge_on_mqtt311_answers_mqtt5_clients_by_id(
-        mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]) -> None:
-    with gateway() as (gateway_url, _), \
-            serve(create_app(settings_for(gateway_url=gateway_url, mqtt_protocol="3.1.1"))), \
-            subscriber(mosquitto.port, [f"{prefix}/cmd/#", "ignored/reply"]) as client:
-        client.publish(f"{prefix}/cmd/synthesize", json.dumps({"id": "v5-1", "text": "hi"}).encode(),
-                       response_topic="ignored/reply", correlation=b"c")
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
+    with (
+        gateway() as (gateway_url, _),
+        serve(create_app(settings_for(gateway_url=gateway_url, mqtt_protocol="3.1.1"))),
+        subscriber(mosquitto.port, [f"{prefix}/cmd/#", "ignored/reply"]) as client,
+    ):
+        client.publish(
+            f"{prefix}/cmd/synthesize",
+            json.dumps({"id": "v5-1", "text": "hi"}).encode(),
+            response_topic="ignored/reply",
+            correlation=b"c",
+        )
         assert client.wait_for(f"{prefix}/cmd/synthesize/response/v5-1").json()["ok"] is True
         assert client.on("ignored/reply") == []
 
@@ -123,8 +165,14 @@ BAD_COMMANDS: list[tuple[str, str, Any, str | None, str, int]] = [
     ("unknown field", "synthesize", {"text": "a", "colour": "red"}, "bad-2", "invalid_command", 422),
     ("speed out of range", "synthesize", {"text": "a", "speed": -1}, "bad-3", "invalid_command", 422),
     ("no audio", "transcribe", {"language": "en"}, "bad-4", "invalid_command", 422),
-    ("two audio sources", "transcribe", {"audio_base64": "AAAA", "audio_url": "http://127.0.0.1:9/a.wav"},
-     "bad-5", "invalid_command", 422),
+    (
+        "two audio sources",
+        "transcribe",
+        {"audio_base64": "AAAA", "audio_url": "http://127.0.0.1:9/a.wav"},
+        "bad-5",
+        "invalid_command",
+        422,
+    ),
     ("bad base64", "transcribe", {"audio_base64": "not base64!"}, "bad-6", "invalid_command", 422),
     ("not an http URL", "transcribe", {"audio_url": "file:///etc/passwd"}, "bad-7", "invalid_command", 422),
     ("gateway refuses", "synthesize", {"text": "a", "voice": "nobody"}, "bad-8", "unknown_voice", 422),
@@ -134,11 +182,14 @@ BAD_COMMANDS: list[tuple[str, str, Any, str | None, str, int]] = [
 ]
 
 
-def test_invalid_commands_get_error_answers(mosquitto: Mosquitto, prefix: str,
-                                           settings_for: Callable[..., BridgeSettings]) -> None:
-    with gateway() as (gateway_url, calls), \
-            serve(create_app(settings_for(gateway_url=gateway_url, command_max_bytes=4096))), \
-            subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client:
+def test_invalid_commands_get_error_answers(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
+    with (
+        gateway() as (gateway_url, calls),
+        serve(create_app(settings_for(gateway_url=gateway_url, command_max_bytes=4096))),
+        subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client,
+    ):
         for what, command, body, request_id, code, status in BAD_COMMANDS:
             if isinstance(body, dict) and "audio_url" in body:
                 body = {**body, "audio_url": body["audio_url"].replace("{gateway}", gateway_url)}
@@ -150,8 +201,9 @@ def test_invalid_commands_get_error_answers(mosquitto: Mosquitto, prefix: str,
         assert [call[1].get("voice") for call in calls] == ["nobody"]
 
 
-def test_an_unreachable_gateway_is_an_upstream_error(mosquitto: Mosquitto, prefix: str,
-                                                    settings_for: Callable[..., BridgeSettings]) -> None:
+def test_an_unreachable_gateway_is_an_upstream_error(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     config = settings_for(gateway_url=f"http://127.0.0.1:{free_port()}")
     with serve(create_app(config)), subscriber(mosquitto.port, [f"{prefix}/cmd/#"]) as client:
         reply = ask(client, prefix, "synthesize", {"text": "anyone there?"}, request_id="lost-1").json()

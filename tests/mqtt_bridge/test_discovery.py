@@ -19,8 +19,11 @@ from tests.mqtt_bridge.ha_discovery import validate_device_discovery
 from tests.mqtt_bridge.kit import Mosquitto, subscriber
 from tests.servers import serve
 
-SERVICES = {"gateway": ["http://127.0.0.1:8000"], "stt_broker": ["http://127.0.0.1:9082"],
-            "tts_broker": ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]}
+SERVICES = {
+    "gateway": ["http://127.0.0.1:8000"],
+    "stt_broker": ["http://127.0.0.1:9082"],
+    "tts_broker": ["http://127.0.0.1:8080", "http://127.0.0.1:8081"],
+}
 
 
 def settings(**overrides: Any) -> BridgeSettings:
@@ -39,8 +42,12 @@ def test_the_device_config_is_what_home_assistant_requires() -> None:
     assert payload["o"]["name"] == "voicestack-mqtt-bridge"
     assert payload["avty"] == [{"t": "voicestack/status", "pl_avail": "online", "pl_not_avail": "offline"}]
     components = payload["cmps"]
-    assert set(components) == {"voicestack_gateway_health", "voicestack_stt_broker_health",
-                               "voicestack_tts_broker_health", "voicestack_last_transcript"}
+    assert set(components) == {
+        "voicestack_gateway_health",
+        "voicestack_stt_broker_health",
+        "voicestack_tts_broker_health",
+        "voicestack_last_transcript",
+    }
     gateway = components["voicestack_gateway_health"]
     assert (gateway["p"], gateway["device_class"]) == ("binary_sensor", "connectivity")
     assert gateway["state_topic"] == "voicestack/health/gateway"
@@ -59,16 +66,20 @@ def test_unique_ids_are_stable_and_follow_the_prefix_or_device_id() -> None:
     assert set(device_config(named, Topics("x"), "1")["cmps"]) >= {"den_gateway_health", "den_last_transcript"}
 
 
-@pytest.mark.parametrize(("breakage", "complaint"), [
-    (lambda p: p.pop("o"), "origin needs a name"),
-    (lambda p: p["dev"].pop("ids"), "device needs at least one identifier"),
-    (lambda p: p["cmps"]["voicestack_last_transcript"].pop("p"), "platform None is not supported"),
-    (lambda p: p["cmps"]["voicestack_last_transcript"].pop("unique_id"), "need a unique_id"),
-    (lambda p: p.update(name="x"), "not allowed at the top level"),
-    (lambda p: p["avty"][0].update(t="a/#/b"), "availability topic"),
-])
-def test_the_validator_catches_what_home_assistant_rejects(breakage: Callable[[dict[str, object]], object],
-                                                           complaint: str) -> None:
+@pytest.mark.parametrize(
+    ("breakage", "complaint"),
+    [
+        (lambda p: p.pop("o"), "origin needs a name"),
+        (lambda p: p["dev"].pop("ids"), "device needs at least one identifier"),
+        (lambda p: p["cmps"]["voicestack_last_transcript"].pop("p"), "platform None is not supported"),
+        (lambda p: p["cmps"]["voicestack_last_transcript"].pop("unique_id"), "need a unique_id"),
+        (lambda p: p.update(name="x"), "not allowed at the top level"),
+        (lambda p: p["avty"][0].update(t="a/#/b"), "availability topic"),
+    ],
+)
+def test_the_validator_catches_what_home_assistant_rejects(
+    breakage: Callable[[dict[str, object]], object], complaint: str
+) -> None:
     payload = copy.deepcopy(device_config(settings(), Topics("voicestack"), "1"))
     breakage(payload)
     problems = validate_device_discovery("homeassistant/device/voicestack/config", payload)
@@ -76,10 +87,16 @@ def test_the_validator_catches_what_home_assistant_rejects(breakage: Callable[[d
 
 
 def test_discovery_is_retained_and_resent_when_home_assistant_comes_online(
-        mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]) -> None:
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     ha_prefix = f"ha-{uuid.uuid4().hex[:8]}"
-    config = settings_for(ha_discovery=True, ha_discovery_prefix=ha_prefix, services=SERVICES,
-                          health_interval=3600, ha_rediscovery_max_delay=0.3)
+    config = settings_for(
+        ha_discovery=True,
+        ha_discovery_prefix=ha_prefix,
+        services=SERVICES,
+        health_interval=3600,
+        ha_rediscovery_max_delay=0.3,
+    )
     topic = f"{ha_prefix}/device/{device_id(config)}/config"
     with subscriber(mosquitto.port, [f"{ha_prefix}/device/#"]) as sub, serve(create_app(config)):
         first = sub.wait_for(topic)

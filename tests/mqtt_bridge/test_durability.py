@@ -30,8 +30,13 @@ def test_200_events_posted_while_the_broker_is_down_all_arrive(tmp_path: Path, p
     expected = {event.event_id: event_json(event) for event in events}
     bridge = BridgeProcess(tmp_path, broker.url, prefix)
     try:
-        with subscriber(broker.port, [f"{prefix}/transcripts"], protocol=paho.MQTTv311,
-                        client_id=f"durable-{prefix}", clean_session=False) as sub:
+        with subscriber(
+            broker.port,
+            [f"{prefix}/transcripts"],
+            protocol=paho.MQTTv311,
+            client_id=f"durable-{prefix}",
+            clean_session=False,
+        ) as sub:
             bridge.start()
             broker.stop()
             post_all(bridge.url, events)
@@ -51,7 +56,8 @@ def test_200_events_posted_while_the_broker_is_down_all_arrive(tmp_path: Path, p
 
 
 def test_a_killed_bridge_leaves_its_will_and_delivers_pending_events_after_restart(
-        tmp_path: Path, prefix: str, mosquitto: Mosquitto) -> None:
+    tmp_path: Path, prefix: str, mosquitto: Mosquitto
+) -> None:
     with subscriber(mosquitto.port, [f"{prefix}/status"]) as status:
         first = BridgeProcess(tmp_path, mosquitto.url, prefix)
         first.start()
@@ -72,8 +78,11 @@ def test_a_killed_bridge_leaves_its_will_and_delivers_pending_events_after_resta
         try:
             third.start()
             expected = {event.event_id for event in events}
-            wait_until(lambda: {m.json()["event_id"] for m in sub.on(f"{prefix}/transcripts")} == expected,
-                       30, "the events pending at the kill")
+            wait_until(
+                lambda: {m.json()["event_id"] for m in sub.on(f"{prefix}/transcripts")} == expected,
+                30,
+                "the events pending at the kill",
+            )
             assert third.stop()
         finally:
             third.stop()

@@ -17,8 +17,9 @@ from tests.servers import serve
 from voicestack_common.events import EVENTS_PATH, MAX_TEXT_CHARS
 
 
-def test_an_event_reaches_a_subscriber_on_its_topic(mosquitto: Mosquitto, prefix: str,
-                                                     settings_for: Callable[..., BridgeSettings]) -> None:
+def test_an_event_reaches_a_subscriber_on_its_topic(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     transcription = make_event("what is the weather tomorrow")
     synthesis = make_event("It will be sunny.", type="synthesis", voice="af_heart", confidence=None)
     with subscriber(mosquitto.port, [f"{prefix}/#"]) as sub, serve(create_app(settings_for())) as url:
@@ -35,13 +36,13 @@ def test_an_event_reaches_a_subscriber_on_its_topic(mosquitto: Mosquitto, prefix
         assert len(sub.on(f"{prefix}/transcripts")) == 1
 
 
-def test_a_duplicate_event_id_is_accepted_once(mosquitto: Mosquitto, prefix: str,
-                                               settings_for: Callable[..., BridgeSettings]) -> None:
+def test_a_duplicate_event_id_is_accepted_once(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     event, barrier = make_event(), make_event("barrier")
     with subscriber(mosquitto.port, [f"{prefix}/transcripts"]) as sub, serve(create_app(settings_for())) as url:
         first = httpx.post(url + EVENTS_PATH, json=event_json(event), timeout=10)
-        again = httpx.post(url + EVENTS_PATH, json=event_json(event.model_copy(update={"text": "changed"})),
-                           timeout=10)
+        again = httpx.post(url + EVENTS_PATH, json=event_json(event.model_copy(update={"text": "changed"})), timeout=10)
         assert first.status_code == again.status_code == 202
         assert again.json() == {"event_id": event.event_id, "duplicate": True}
         sub.wait_for(f"{prefix}/transcripts", lambda m: m.json()["event_id"] == event.event_id)
@@ -57,43 +58,74 @@ def test_a_duplicate_event_id_is_accepted_once(mosquitto: Mosquitto, prefix: str
 BAD_BODIES = [
     ("malformed JSON", "application/json", b'{"type": "transcription", ', 400, "invalid_json"),
     ("empty body", "application/json", b"", 400, "invalid_json"),
-    ("NaN is not JSON", "application/json",
-     json.dumps({**event_json(make_event()), "duration_seconds": "__NAN__"}).replace('"__NAN__"', "NaN").encode(),
-     400, "invalid_json"),
+    (
+        "NaN is not JSON",
+        "application/json",
+        json.dumps({**event_json(make_event()), "duration_seconds": "__NAN__"}).replace('"__NAN__"', "NaN").encode(),
+        400,
+        "invalid_json",
+    ),
     ("not an object", "application/json", b"[1, 2, 3]", 422, "invalid_event"),
     ("missing fields", "application/json", b'{"type": "transcription", "text": "hi"}', 422, "invalid_event"),
-    ("unknown field", "application/json", json.dumps({**event_json(make_event()), "extra": 1}).encode(),
-     422, "invalid_event"),
-    ("unknown type", "application/json", json.dumps({**event_json(make_event()), "type": "other"}).encode(),
-     422, "invalid_event"),
-    ("bad event id", "application/json", json.dumps({**event_json(make_event()), "event_id": "a/b#c d"}).encode(),
-     422, "invalid_event"),
-    ("text over the limit", "application/json",
-     json.dumps(event_json(make_event())).replace("turn on the kitchen lights", "x" * (MAX_TEXT_CHARS + 1)).encode(),
-     422, "invalid_event"),
+    (
+        "unknown field",
+        "application/json",
+        json.dumps({**event_json(make_event()), "extra": 1}).encode(),
+        422,
+        "invalid_event",
+    ),
+    (
+        "unknown type",
+        "application/json",
+        json.dumps({**event_json(make_event()), "type": "other"}).encode(),
+        422,
+        "invalid_event",
+    ),
+    (
+        "bad event id",
+        "application/json",
+        json.dumps({**event_json(make_event()), "event_id": "a/b#c d"}).encode(),
+        422,
+        "invalid_event",
+    ),
+    (
+        "text over the limit",
+        "application/json",
+        json.dumps(event_json(make_event())).replace("turn on the kitchen lights", "x" * (MAX_TEXT_CHARS + 1)).encode(),
+        422,
+        "invalid_event",
+    ),
     ("form body", "application/x-www-form-urlencoded", b"type=transcription", 415, "unsupported_media_type"),
     ("oversized body", "application/json", b'{"text": "' + b"y" * 600_000 + b'"}', 413, "payload_too_large"),
 ]
 
 
 def test_bad_input_gets_clear_errors_and_leaves_the_outbox_intact(
-        mosquitto: Mosquitto, prefix: str, tmp_path: Path, settings_for: Callable[..., BridgeSettings]) -> None:
+    mosquitto: Mosquitto, prefix: str, tmp_path: Path, settings_for: Callable[..., BridgeSettings]
+) -> None:
     good = make_event()
     with subscriber(mosquitto.port, [f"{prefix}/transcripts"]) as sub, serve(create_app(settings_for())) as url:
         for what, content_type, body, status, code in BAD_BODIES:
-            response = httpx.post(url + EVENTS_PATH, content=body, headers={"content-type": content_type},
-                                  timeout=10)
+            response = httpx.post(url + EVENTS_PATH, content=body, headers={"content-type": content_type}, timeout=10)
             assert response.status_code == status, f"{what}: {response.text}"
             assert response.json()["error"]["code"] == code, what
             assert response.json()["error"]["message"], what
-        chunked = httpx.post(url + EVENTS_PATH, content=iter([b'{"text": "', b"z" * 600_000, b'"}']),
-                             headers={"content-type": "application/json"}, timeout=10)
+        chunked = httpx.post(
+            url + EVENTS_PATH,
+            content=iter([b'{"text": "', b"z" * 600_000, b'"}']),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
         assert chunked.status_code == 413
         response = httpx.post(url + EVENTS_PATH, json=event_json(good), timeout=10)
         assert response.status_code == 202
         sub.wait_for(f"{prefix}/transcripts")
-        missing = httpx.post(url + EVENTS_PATH, content=b'{"type": "synthesis"}',
-                             headers={"content-type": "application/json"}, timeout=10).json()
+        missing = httpx.post(
+            url + EVENTS_PATH,
+            content=b'{"type": "synthesis"}',
+            headers={"content-type": "application/json"},
+            timeout=10,
+        ).json()
         assert missing["error"]["message"].startswith("text: ")
         assert {"loc": ["duration_seconds"], "msg": "Field required"} in missing["error"]["details"]["errors"]
     assert [m.json() for m in sub.on(f"{prefix}/transcripts")] == [event_json(good)]
@@ -103,8 +135,9 @@ def test_bad_input_gets_clear_errors_and_leaves_the_outbox_intact(
         assert db.execute("SELECT event_id FROM seen").fetchall() == [(good.event_id,)]
 
 
-def test_events_are_accepted_while_the_broker_is_down(mosquitto: Mosquitto, prefix: str,
-                                                      settings_for: Callable[..., BridgeSettings]) -> None:
+def test_events_are_accepted_while_the_broker_is_down(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     events = [make_event(f"event {i}") for i in range(5)]
     with serve(create_app(settings_for())) as url:
         mosquitto.stop()
@@ -121,8 +154,11 @@ def test_events_are_accepted_while_the_broker_is_down(mosquitto: Mosquitto, pref
         assert "mqtt_bridge_outbox_oldest_pending_seconds 0.0" not in metrics
         mosquitto.start()
         wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200, 15, "reconnection")
-        wait_until(lambda: "mqtt_bridge_outbox_depth 0.0" in httpx.get(url + "/metrics", timeout=5).text,
-                   15, "the outbox to drain")
+        wait_until(
+            lambda: "mqtt_bridge_outbox_depth 0.0" in httpx.get(url + "/metrics", timeout=5).text,
+            15,
+            "the outbox to drain",
+        )
         metrics = httpx.get(url + "/metrics", timeout=5).text
         assert 'mqtt_bridge_events_published_total{type="transcription"} 5.0' in metrics
         assert "mqtt_bridge_mqtt_reconnects_total 1.0" in metrics
@@ -131,7 +167,8 @@ def test_events_are_accepted_while_the_broker_is_down(mosquitto: Mosquitto, pref
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_status_is_online_while_connected_and_offline_after_a_clean_stop(
-        mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings], protocol: str) -> None:
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings], protocol: str
+) -> None:
     with subscriber(mosquitto.port, [f"{prefix}/status"]) as live:
         with serve(create_app(settings_for(mqtt_protocol=protocol))) as url:
             assert httpx.get(url + "/readyz", timeout=5).json()["checks"]["protocol"] == protocol

@@ -45,17 +45,21 @@ def status_is(status: str) -> Callable[[Received], bool]:
     return lambda message: message.json()["status"] == status
 
 
-def test_health_topics_follow_the_services(mosquitto: Mosquitto, prefix: str,
-                                           settings_for: Callable[..., BridgeSettings]) -> None:
+def test_health_topics_follow_the_services(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     interval = 1.0
     with contextlib.ExitStack() as alpha_running, service() as (beta1_url, beta1), service() as (beta2_url, _):
         alpha_url, _ = alpha_running.enter_context(service())
         # A generous probe timeout: this test tells "not ready" from "down", and a probe that
         # times out on a busy CI machine would read as "down".
-        settings = settings_for(services={"alpha": [alpha_url], "beta": [beta1_url, beta2_url]},
-                                health_interval=interval, health_heartbeat=3600, health_timeout=3.0)
-        with subscriber(mosquitto.port, [f"{prefix}/health/#", f"{prefix}/health"]) as sub, \
-                serve(create_app(settings)):
+        settings = settings_for(
+            services={"alpha": [alpha_url], "beta": [beta1_url, beta2_url]},
+            health_interval=interval,
+            health_heartbeat=3600,
+            health_timeout=3.0,
+        )
+        with subscriber(mosquitto.port, [f"{prefix}/health/#", f"{prefix}/health"]) as sub, serve(create_app(settings)):
             alpha = sub.wait_for(f"{prefix}/health/alpha").json()
             assert alpha["status"] == "up"
             assert alpha["up"] is True
@@ -87,23 +91,28 @@ def test_health_topics_follow_the_services(mosquitto: Mosquitto, prefix: str,
             assert down["since"] > alpha["since"]
 
 
-def test_heartbeat_republishes_unchanged_health(mosquitto: Mosquitto, prefix: str,
-                                               settings_for: Callable[..., BridgeSettings]) -> None:
+def test_heartbeat_republishes_unchanged_health(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     with service() as (url, _):
         settings = settings_for(services={"gamma": [url]}, health_interval=0.2, health_heartbeat=0.5)
         with subscriber(mosquitto.port, [f"{prefix}/health/gamma"]) as sub, serve(create_app(settings)):
             first = sub.wait_for(f"{prefix}/health/gamma").json()
-            later = sub.wait_for(f"{prefix}/health/gamma", lambda m: m.json()["checked_at"] != first["checked_at"],
-                                 timeout=5).json()
+            later = sub.wait_for(
+                f"{prefix}/health/gamma", lambda m: m.json()["checked_at"] != first["checked_at"], timeout=5
+            ).json()
             assert later["status"] == first["status"] == "up"
             assert later["since"] == first["since"]
 
 
-def test_a_service_that_never_answers_is_down(mosquitto: Mosquitto, prefix: str,
-                                              settings_for: Callable[..., BridgeSettings]) -> None:
+def test_a_service_that_never_answers_is_down(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
     settings = settings_for(services={"ghost": ["http://127.0.0.1:9"]})
-    with subscriber(mosquitto.port, [f"{prefix}/health/ghost", f"{prefix}/health"]) as sub, \
-            serve(create_app(settings)) as url:
+    with (
+        subscriber(mosquitto.port, [f"{prefix}/health/ghost", f"{prefix}/health"]) as sub,
+        serve(create_app(settings)) as url,
+    ):
         ghost = sub.wait_for(f"{prefix}/health/ghost").json()
         assert ghost["status"] == "down"
         assert ghost["replicas"][0]["error"].startswith("/healthz")

@@ -21,8 +21,11 @@ def test_defaults() -> None:
     settings = load()
     assert (settings.port, settings.mqtt_url, settings.topic_prefix) == (9090, "mqtt://127.0.0.1:1883", "voicestack")
     assert settings.max_upload_bytes == 512 * 1024
-    assert settings.services == {"gateway": ["http://127.0.0.1:8000"], "stt_broker": ["http://127.0.0.1:9082"],
-                                 "tts_broker": ["http://127.0.0.1:8080"]}
+    assert settings.services == {
+        "gateway": ["http://127.0.0.1:8000"],
+        "stt_broker": ["http://127.0.0.1:9082"],
+        "tts_broker": ["http://127.0.0.1:8080"],
+    }
     assert settings.gateway_url == "http://127.0.0.1:8000"
     assert settings.outbox_path.name == "outbox.sqlite3"
     assert broker_address(settings) == ("127.0.0.1", 1883)
@@ -48,20 +51,23 @@ def test_credentials_from_the_url() -> None:
     assert credentials(load(mqtt_url="mqtt://me:pw@h:1", mqtt_username="other")) == ("other", "pw")
 
 
-@pytest.mark.parametrize(("values", "complaint"), [
-    ({"mqtt_url": "http://broker:1883"}, "mqtt://host:1883"),
-    ({"mqtt_url": "mqtt://broker:notaport"}, "Port could not be cast"),
-    ({"topic_prefix": "home/#"}, "without wildcards"),
-    ({"topic_prefix": "/home"}, "leading/trailing"),
-    ({"services": {"my service": ["http://x"]}}, "letters, digits"),
-    ({"services": {"x": []}}, "has no URL"),
-    ({"services": {"x": ["ftp://x"]}}, r"not an http\(s\) URL"),
-    ({"gateway_url": "gateway:8000"}, r"not an http\(s\) URL"),
-    ({"ha_device_id": "a b"}, "letters, digits"),
-    ({"mqtt_tls_ca_file": "/nonexistent/ca.pem", "mqtt_url": "mqtts://h"}, "does not exist"),
-    ({"reconnect_min_delay": 5, "reconnect_max_delay": 1}, "RECONNECT_MAX_DELAY"),
-    ({"mqtt_protocol": "4"}, "'auto', '5' or '3.1.1'"),
-])
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"mqtt_url": "http://broker:1883"}, "mqtt://host:1883"),
+        ({"mqtt_url": "mqtt://broker:notaport"}, "Port could not be cast"),
+        ({"topic_prefix": "home/#"}, "without wildcards"),
+        ({"topic_prefix": "/home"}, "leading/trailing"),
+        ({"services": {"my service": ["http://x"]}}, "letters, digits"),
+        ({"services": {"x": []}}, "has no URL"),
+        ({"services": {"x": ["ftp://x"]}}, r"not an http\(s\) URL"),
+        ({"gateway_url": "gateway:8000"}, r"not an http\(s\) URL"),
+        ({"ha_device_id": "a b"}, "letters, digits"),
+        ({"mqtt_tls_ca_file": "/nonexistent/ca.pem", "mqtt_url": "mqtts://h"}, "does not exist"),
+        ({"reconnect_min_delay": 5, "reconnect_max_delay": 1}, "RECONNECT_MAX_DELAY"),
+        ({"mqtt_protocol": "4"}, "'auto', '5' or '3.1.1'"),
+    ],
+)
 def test_bad_settings_fail_fast(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(ValidationError, match=complaint):
         load(**values)

@@ -35,8 +35,14 @@ class Stack:
     log: list[str]
 
     def cli(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "voicestack.cli", *args], env=self.env, cwd=cwd,
-                              capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, "-m", "voicestack.cli", *args],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
 
 def _port_free(port: int) -> bool:
@@ -60,16 +66,29 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
-    ports = {"gateway": free_port(), "stt": free_port(), "tts": free_port(), "bridge": free_port(),
-             "mqtt": free_port()}
-    env = {**os.environ,
-           "GATEWAY_PORT": str(ports["gateway"]), "STT_PORT": str(ports["stt"]), "TTS_PORT": str(ports["tts"]),
-           "MQTT_BRIDGE_PORT": str(ports["bridge"]), "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
-           "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"), "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
-           "STT_CACHE_DIR": str(TEST_CACHE / "models"), "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
-           "VOICESTACK_URL": f"http://127.0.0.1:{ports['gateway']}", "COLUMNS": "200"}
-    process = subprocess.Popen([sys.executable, "-m", "voicestack.cli", "up"], env=env, cwd=home,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ports = {"gateway": free_port(), "stt": free_port(), "tts": free_port(), "bridge": free_port(), "mqtt": free_port()}
+    env = {
+        **os.environ,
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "STT_PORT": str(ports["stt"]),
+        "TTS_PORT": str(ports["tts"]),
+        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
+        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
+        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
+        "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
+        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        "VOICESTACK_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "COLUMNS": "200",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicestack.cli", "up"],
+        env=env,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     log: list[str] = []
     ready = threading.Event()
 
@@ -154,8 +173,13 @@ def curl_examples(text: str) -> list[str]:
 def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> None:
     """The README's and docs' curl examples, run as written against the running stack (ports swapped)."""
     clip = kokoro_speech("Hello there, this is a test.")
-    for name, fmt in (("hi.wav", "wav"), ("audio.wav", "wav"), ("speech.wav", "wav"), ("speech.mp3", "mp3"),
-                      ("speech.webm", "webm")):
+    for name, fmt in (
+        ("hi.wav", "wav"),
+        ("audio.wav", "wav"),
+        ("speech.wav", "wav"),
+        ("speech.mp3", "mp3"),
+        ("speech.webm", "webm"),
+    ):
         (tmp_path / name).write_bytes(encode_audio(clip, fmt))
     (tmp_path / "speech.pcm").write_bytes(resample(clip, 16_000).to_pcm16())
     commands = [c for doc in DOCS_WITH_CURL for c in curl_examples((REPO / doc).read_text())]
@@ -164,10 +188,12 @@ def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> N
         command = command.split(" | ")[0]  # a player at the end of a pipe is the reader's business
         for port, name in DEFAULT_PORTS.items():
             command = command.replace(f"localhost:{port}", f"127.0.0.1:{stack.ports[name]}")
-        command = command.replace("curl ", "curl --fail-with-body -sS --max-time 120 -o /dev/null ", 1) \
-            if " -o " not in command else command.replace("curl ", "curl --fail-with-body -sS --max-time 120 ", 1)
-        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True,
-                                timeout=180)
+        command = (
+            command.replace("curl ", "curl --fail-with-body -sS --max-time 120 -o /dev/null ", 1)
+            if " -o " not in command
+            else command.replace("curl ", "curl --fail-with-body -sS --max-time 120 ", 1)
+        )
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
         assert result.returncode == 0, f"{command}\n{result.stdout[-500:]}{result.stderr[-500:]}"
 
 

@@ -33,11 +33,9 @@ def test_json_answer_has_the_guide_shape(stt_client: TestClient, sentence: tuple
     assert 0.3 < body["confidence"] <= 1.0
 
 
-def test_verbose_json_has_timed_segments_and_words(stt_client: TestClient,
-                                                   two_sentences: tuple[str, Pcm]) -> None:
+def test_verbose_json_has_timed_segments_and_words(stt_client: TestClient, two_sentences: tuple[str, Pcm]) -> None:
     text, pcm = two_sentences
-    body = post(stt_client, encode_audio(pcm, "wav"), response_format="verbose_json",
-                word_timestamps="true").json()
+    body = post(stt_client, encode_audio(pcm, "wav"), response_format="verbose_json", word_timestamps="true").json()
     assert words(body["text"]) == words(text)
     segments = body["segments"]
     assert segments
@@ -63,11 +61,22 @@ def test_text_srt_and_vtt(stt_client: TestClient, sentence: tuple[str, Pcm]) -> 
     assert words(vtt.text.split("\n", 3)[3]) == words(text)
 
 
-@pytest.mark.parametrize(("fmt", "rate"), [("wav", 8_000), ("wav", 44_100), ("flac", 16_000),
-                                           ("mp3", 24_000), ("opus", 48_000), ("webm", 48_000),
-                                           ("m4a", 22_050), ("aac", 24_000)])
-def test_formats_and_rates_give_the_same_words(stt_client: TestClient, sentence: tuple[str, Pcm],
-                                               fmt: str, rate: int) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "rate"),
+    [
+        ("wav", 8_000),
+        ("wav", 44_100),
+        ("flac", 16_000),
+        ("mp3", 24_000),
+        ("opus", 48_000),
+        ("webm", 48_000),
+        ("m4a", 22_050),
+        ("aac", 24_000),
+    ],
+)
+def test_formats_and_rates_give_the_same_words(
+    stt_client: TestClient, sentence: tuple[str, Pcm], fmt: str, rate: int
+) -> None:
     text, pcm = sentence
     body = post(stt_client, encode_audio(pcm, fmt, sample_rate=rate), name=f"speech.{fmt}").json()
     assert words(body["text"]) == words(text)
@@ -76,8 +85,9 @@ def test_formats_and_rates_give_the_same_words(stt_client: TestClient, sentence:
 def test_raw_pcm16_with_a_sample_rate(stt_client: TestClient, sentence: tuple[str, Pcm]) -> None:
     text, pcm = sentence
     raw = pcm.to_pcm16()  # 24 kHz
-    body = stt_client.post("/v1/transcribe", files={"file": ("speech.pcm", raw, "audio/pcm")},
-                           data={"sample_rate": "24000"}).json()
+    body = stt_client.post(
+        "/v1/transcribe", files={"file": ("speech.pcm", raw, "audio/pcm")}, data={"sample_rate": "24000"}
+    ).json()
     assert words(body["text"]) == words(text)
     missing = stt_client.post("/v1/transcribe", files={"file": ("speech.pcm", raw, "audio/pcm")})
     assert missing.status_code == 422

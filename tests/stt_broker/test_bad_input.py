@@ -83,14 +83,16 @@ def test_language_aliases_are_accepted(stt_client: TestClient, sentence: tuple[s
 
 
 def test_invalid_response_format(stt_client: TestClient, sentence: tuple[str, Pcm]) -> None:
-    response = stt_client.post("/v1/transcribe", files={"file": ("a.wav", encode_audio(sentence[1], "wav"))},
-                               data={"response_format": "docx"})
+    response = stt_client.post(
+        "/v1/transcribe", files={"file": ("a.wav", encode_audio(sentence[1], "wav"))}, data={"response_format": "docx"}
+    )
     assert error_of(response) == (422, "invalid_response_format")
 
 
 def test_temperature_out_of_range(stt_client: TestClient, sentence: tuple[str, Pcm]) -> None:
-    response = stt_client.post("/v1/transcribe", files={"file": ("a.wav", encode_audio(sentence[1], "wav"))},
-                               data={"temperature": "3"})
+    response = stt_client.post(
+        "/v1/transcribe", files={"file": ("a.wav", encode_audio(sentence[1], "wav"))}, data={"temperature": "3"}
+    )
     assert error_of(response) == (422, "invalid_request")
 
 
@@ -122,8 +124,10 @@ def test_upload_limit_applies_while_streaming(model_cache: Path) -> None:
     with serve(create_app(settings)) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                         b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+            sock.sendall(
+                b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            )
             head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
             sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
             sent = 0
@@ -147,8 +151,9 @@ def test_queue_limit_gives_503_and_health_still_answers(model_cache: Path, sente
     settings = stt_settings(model_cache, workers=1, max_queue=0, retry_after=4)
     with serve(create_app(settings)) as url:
         first: list[httpx.Response] = []
-        busy = threading.Thread(target=lambda: first.append(
-            httpx.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}, timeout=120)))
+        busy = threading.Thread(
+            target=lambda: first.append(httpx.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}, timeout=120))
+        )
         busy.start()
         deadline = time.monotonic() + 30
         while "stt_workers_busy 1.0" not in httpx.get(f"{url}/metrics").text:

@@ -148,9 +148,7 @@ def _whisper_cpp_library() -> ctypes.CDLL:
     return lib
 
 
-def whisper_cpp_forced_logits(
-    model: Path, mel: np.ndarray, prompt: list[int], forced: list[int]
-) -> np.ndarray:
+def whisper_cpp_forced_logits(model: Path, mel: np.ndarray, prompt: list[int], forced: list[int]) -> np.ndarray:
     """whisper.cpp's next-token logits after prompt and after each forced token (teacher forcing).
 
     pywhispercpp's Python binding of whisper_get_logits returns only the first float, so the
@@ -162,19 +160,13 @@ def whisper_cpp_forced_logits(
     try:
         n_vocab = lib.whisper_n_vocab(ctx)
         mel = np.ascontiguousarray(mel, dtype=np.float32)  # [n_mels, n_frames], row-major as whisper.cpp
-        assert (
-            lib.whisper_set_mel(ctx, mel.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), *mel.shape[::-1])
-            == 0
-        )
+        assert lib.whisper_set_mel(ctx, mel.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), *mel.shape[::-1]) == 0
         assert lib.whisper_encode(ctx, 0, N_THREADS) == 0
         rows = []
 
         def step(tokens: list[int], n_past: int) -> None:
             # whisper_decode keeps logits of the last token only, in row len(tokens) - 1.
-            assert (
-                lib.whisper_decode(ctx, (ctypes.c_int * len(tokens))(*tokens), len(tokens), n_past, N_THREADS)
-                == 0
-            )
+            assert lib.whisper_decode(ctx, (ctypes.c_int * len(tokens))(*tokens), len(tokens), n_past, N_THREADS) == 0
             flat = np.ctypeslib.as_array(lib.whisper_get_logits(ctx), shape=(len(tokens) * n_vocab,))
             rows.append(flat[-n_vocab:].copy())
 
@@ -406,9 +398,7 @@ def test_folded_query_scale_is_undone(source_dir: Path, ggml: GgmlFile, tmp_path
         weights[name.rsplit("/", 2)[0] + "/queries_scale"] = np.array(1.0, dtype=np.float32)
     folded = tmp_path / "folded"
     folded.mkdir()
-    write_ct2_model(
-        folded / "model.bin", weights, [("decoder/projection/weight", "decoder/embeddings/weight")]
-    )
+    write_ct2_model(folded / "model.bin", weights, [("decoder/projection/weight", "decoder/embeddings/weight")])
     shutil.copy(source_dir / "tokenizer.json", folded / "tokenizer.json")
     result = read_ggml(convert_ct2_to_ggml(folded, tmp_path / "folded.bin"))
     for name in (
@@ -503,9 +493,7 @@ def test_teacher_forced_token_probabilities_match(
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer(
-        faster_whisper_model.hf_tokenizer, multilingual=False, task="transcribe", language="en"
-    )
+    tokenizer = Tokenizer(faster_whisper_model.hf_tokenizer, multilingual=False, task="transcribe", language="en")
     prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
     # Both engines get the same log-mel input, so any difference is the model, not the front end.
     mel = faster_whisper_model.feature_extractor(speech)[:, :3000]

@@ -29,9 +29,13 @@ REMOTE = "http://whisper-server.test:8082"
 @pytest.mark.engine
 @pytest.mark.parametrize("backend", ["whispercpp", "faster-whisper"])
 def test_local_engines_transcribe_and_report_segments_as_decoded(
-        backend: str, model_cache: Path, two_sentences: tuple[str, Pcm]) -> None:
-    engine = (WhisperCppEngine(prepare_bundled_ggml(model_cache)) if backend == "whispercpp"
-              else FasterWhisperEngine(bundled_ct2_dir(), model_id="tiny.en"))
+    backend: str, model_cache: Path, two_sentences: tuple[str, Pcm]
+) -> None:
+    engine = (
+        WhisperCppEngine(prepare_bundled_ggml(model_cache))
+        if backend == "whispercpp"
+        else FasterWhisperEngine(bundled_ct2_dir(), model_id="tiny.en")
+    )
     engine.load()
     try:
         seen: list[Segment] = []
@@ -72,17 +76,28 @@ def test_faster_whisper_engine_serves_the_api(model_cache: Path, sentence: tuple
 
 # whisper.cpp server v1.8's verbose_json answer, trimmed to one segment.
 VERBOSE = {
-    "task": "transcribe", "language": "english", "duration": 2.5, "text": " Hello world.",
-    "segments": [{
-        "id": 0, "text": " Hello world.", "start": 0.0, "end": 2.5, "tokens": [50363, 2425, 995, 13],
-        "words": [
-            {"word": "[_BEG_]", "start": 0.0, "end": 0.0, "t_dtw": -1, "probability": 0.9},
-            {"word": " Hello", "start": 0.1, "end": 0.6, "t_dtw": -1, "probability": 0.95},
-            {"word": " world", "start": 0.7, "end": 1.2, "t_dtw": -1, "probability": 0.9},
-            {"word": ".", "start": 1.2, "end": 1.3, "t_dtw": -1, "probability": 0.8},
-        ],
-        "temperature": 0.0, "avg_logprob": -0.2, "no_speech_prob": 0.01,
-    }],
+    "task": "transcribe",
+    "language": "english",
+    "duration": 2.5,
+    "text": " Hello world.",
+    "segments": [
+        {
+            "id": 0,
+            "text": " Hello world.",
+            "start": 0.0,
+            "end": 2.5,
+            "tokens": [50363, 2425, 995, 13],
+            "words": [
+                {"word": "[_BEG_]", "start": 0.0, "end": 0.0, "t_dtw": -1, "probability": 0.9},
+                {"word": " Hello", "start": 0.1, "end": 0.6, "t_dtw": -1, "probability": 0.95},
+                {"word": " world", "start": 0.7, "end": 1.2, "t_dtw": -1, "probability": 0.9},
+                {"word": ".", "start": 1.2, "end": 1.3, "t_dtw": -1, "probability": 0.8},
+            ],
+            "temperature": 0.0,
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+        }
+    ],
 }
 
 
@@ -101,11 +116,11 @@ def one_second() -> Pcm:
 
 
 @respx.mock(assert_all_called=True)
-def test_remote_engine_sends_wav_and_reads_verbose_json(remote: RemoteWhisperCppEngine,
-                                                        respx_mock: respx.MockRouter) -> None:
+def test_remote_engine_sends_wav_and_reads_verbose_json(
+    remote: RemoteWhisperCppEngine, respx_mock: respx.MockRouter
+) -> None:
     route = respx_mock.post(f"{REMOTE}/inference").respond(json=VERBOSE)
-    result = remote.transcribe(one_second(), TranscribeOptions(language="en", prompt="Greeting.",
-                                                               word_timestamps=True))
+    result = remote.transcribe(one_second(), TranscribeOptions(language="en", prompt="Greeting.", word_timestamps=True))
     request = route.calls.last.request
     body = request.content
     assert b'name="response_format"\r\n\r\nverbose_json' in body
@@ -138,8 +153,9 @@ def test_remote_engine_error_answers(remote: RemoteWhisperCppEngine, respx_mock:
 
 @pytest.mark.engine
 @respx.mock
-def test_broker_on_the_remote_engine(model_cache: Path, sentence: tuple[str, Pcm],
-                                     respx_mock: respx.MockRouter) -> None:
+def test_broker_on_the_remote_engine(
+    model_cache: Path, sentence: tuple[str, Pcm], respx_mock: respx.MockRouter
+) -> None:
     respx_mock.route(host="testserver").pass_through()
     respx_mock.get(f"{REMOTE}/").respond(200, text="<html>whisper.cpp server</html>")
     respx_mock.post(f"{REMOTE}/inference").respond(json=VERBOSE)

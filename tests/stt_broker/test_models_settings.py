@@ -50,8 +50,9 @@ def test_download_writes_atomically_and_reports_progress(tmp_path: Path) -> None
         return httpx.Response(200, content=payload, headers={"content-length": str(len(payload))})
 
     seen: list[tuple[int, int | None]] = []
-    path = download_ggml("base.en", tmp_path, progress=lambda d, t: seen.append((d, t)),
-                         transport=httpx.MockTransport(handler))
+    path = download_ggml(
+        "base.en", tmp_path, progress=lambda d, t: seen.append((d, t)), transport=httpx.MockTransport(handler)
+    )
     assert path.read_bytes() == payload
     assert seen[-1] == (len(payload), len(payload))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ggml-base.en.bin"]
@@ -75,7 +76,11 @@ def test_guide_variable_names_still_work(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("REMOTE_SST_URL", "http://gpu-box:8082")
     settings = SttSettings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.port, settings.host, settings.log_level, settings.remote_url) == (
-        9999, "0.0.0.0", "DEBUG", "http://gpu-box:8082")
+        9999,
+        "0.0.0.0",
+        "DEBUG",
+        "http://gpu-box:8082",
+    )
     # The STT_* spelling is primary and wins when both are set.
     monkeypatch.setenv("STT_PORT", "9100")
     assert SttSettings(_env_file=None).port == 9100  # type: ignore[call-arg]

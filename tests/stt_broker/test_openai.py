@@ -21,8 +21,10 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture(scope="module")
 def client(model_cache: Path) -> Iterator[openai.OpenAI]:
-    with serve(create_app(stt_settings(model_cache))) as url, \
-            openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60) as sdk:
+    with (
+        serve(create_app(stt_settings(model_cache))) as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60) as sdk,
+    ):
         yield sdk
 
 
@@ -38,11 +40,16 @@ def test_json(client: openai.OpenAI, speech_file: Path, two_sentences: tuple[str
     assert words(result.text) == words(two_sentences[0])
 
 
-def test_verbose_json_with_word_and_segment_timestamps(client: openai.OpenAI, speech_file: Path,
-                                                       two_sentences: tuple[str, Pcm]) -> None:
+def test_verbose_json_with_word_and_segment_timestamps(
+    client: openai.OpenAI, speech_file: Path, two_sentences: tuple[str, Pcm]
+) -> None:
     result = client.audio.transcriptions.create(
-        model="whisper-1", file=speech_file, response_format="verbose_json",
-        timestamp_granularities=["word", "segment"], language="en")
+        model="whisper-1",
+        file=speech_file,
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        language="en",
+    )
     assert result.language == "english"
     assert result.duration == pytest.approx(two_sentences[1].duration, abs=0.05)
     assert result.segments
@@ -60,8 +67,9 @@ def test_text_and_subtitles(client: openai.OpenAI, speech_file: Path, two_senten
     assert str(vtt).startswith("WEBVTT")
 
 
-def test_stream_sends_a_delta_per_segment_then_done(client: openai.OpenAI, speech_file: Path,
-                                                     two_sentences: tuple[str, Pcm]) -> None:
+def test_stream_sends_a_delta_per_segment_then_done(
+    client: openai.OpenAI, speech_file: Path, two_sentences: tuple[str, Pcm]
+) -> None:
     stream = client.audio.transcriptions.create(model="whisper-1", file=speech_file, stream=True)
     events = list(stream)
     deltas = [e for e in events if e.type == "transcript.text.delta"]

@@ -42,8 +42,7 @@ class Listener:
 
         from stt_broker.models import bundled_ct2_dir
 
-        self._model: Any = WhisperModel(str(bundled_ct2_dir()), device="cpu", compute_type="int8",
-                                        cpu_threads=2)
+        self._model: Any = WhisperModel(str(bundled_ct2_dir()), device="cpu", compute_type="int8", cpu_threads=2)
 
     def words(self, audio: bytes | Pcm, fmt: str = "auto") -> list[str]:
         """The words heard in a file (any container), raw 24 kHz PCM16 (``fmt='pcm'``), or samples."""
@@ -53,8 +52,9 @@ class Listener:
             pcm = resample(pcm16_to_pcm(audio, 24_000), 16_000)
         else:
             pcm = decode_audio(audio)
-        segments, _ = self._model.transcribe(np.asarray(pcm.samples), language="en", beam_size=1,
-                                             condition_on_previous_text=False, vad_filter=False)
+        segments, _ = self._model.transcribe(
+            np.asarray(pcm.samples), language="en", beam_size=1, condition_on_previous_text=False, vad_filter=False
+        )
         return words(" ".join(s.text for s in segments))
 
 

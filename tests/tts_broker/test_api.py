@@ -38,12 +38,18 @@ def test_health_and_readiness_report_the_default_voice_fallback(tts_client: Test
     assert checks["voices"] == 5
     # af_heart (the guide's default) is not among the bundled voices: the first voice stands in.
     assert (checks["configured_default_voice"], checks["default_voice"], checks["default_voice_fallback"]) == (
-        "af_heart", "jf_alpha", True)
+        "af_heart",
+        "jf_alpha",
+        True,
+    )
 
 
 def test_voices_in_the_guide_s_shape_and_kokoro_fastapi_s(tts_client: TestClient) -> None:
-    assert tts_client.get("/v1/voices").json() == {"voices": BUNDLED, "default_voice": "jf_alpha",
-                                                   "service": "Kokoro TTS"}
+    assert tts_client.get("/v1/voices").json() == {
+        "voices": BUNDLED,
+        "default_voice": "jf_alpha",
+        "service": "Kokoro TTS",
+    }
     assert tts_client.get("/v1/audio/voices").json()["voices"][0] == {"id": "jf_alpha", "name": "jf_alpha"}
     assert tts_client.get("/v1/audio/voices", params={"legacy": "true"}).json() == {"voices": BUNDLED}
     ids = [m["id"] for m in tts_client.get("/v1/models").json()["data"]]
@@ -87,8 +93,9 @@ def test_a_weighted_blend_speaks_and_is_echoed_normalised(tts_client: TestClient
 
 def test_speed_and_british_english(tts_client: TestClient, listener: Listener) -> None:
     normal = tts_client.post("/v1/synthesize", json={"text": "Thank you very much.", "lang_code": "b"}).json()
-    fast = tts_client.post("/v1/synthesize", json={"text": "Thank you very much.", "lang_code": "en-gb",
-                                                   "speed": 1.6}).json()
+    fast = tts_client.post(
+        "/v1/synthesize", json={"text": "Thank you very much.", "lang_code": "en-gb", "speed": 1.6}
+    ).json()
     assert fast["speed"] == 1.6
     assert fast["audio_duration_seconds"] < 0.8 * normal["audio_duration_seconds"]
     assert listener.words(base64.b64decode(normal["audio_base64"])) == words("Thank you very much.")
@@ -114,9 +121,17 @@ def test_openapi_documents_every_route(tts_client: TestClient) -> None:
 def test_metrics_cover_characters_audio_speed_and_first_audio(tts_client: TestClient) -> None:
     tts_client.post("/v1/synthesize", json={"text": "Metrics please."})
     text = tts_client.get("/metrics").text
-    for name in ("tts_characters_total", "tts_audio_seconds_total", "tts_real_time_factor_count",
-                 "tts_time_to_first_audio_seconds_count", "tts_cache_lookups_total", "tts_cache_entries",
-                 "tts_queue_depth", "tts_workers_busy", "tts_http_requests_total"):
+    for name in (
+        "tts_characters_total",
+        "tts_audio_seconds_total",
+        "tts_real_time_factor_count",
+        "tts_time_to_first_audio_seconds_count",
+        "tts_cache_lookups_total",
+        "tts_cache_entries",
+        "tts_queue_depth",
+        "tts_workers_busy",
+        "tts_http_requests_total",
+    ):
         assert f"\n{name}" in text, name
     assert metric(tts_client, "tts_characters_total", engine="kokoro-onnx") >= len("Metrics please.")
     assert metric(tts_client, "tts_audio_seconds_total", engine="kokoro-onnx") > 0

@@ -49,13 +49,15 @@ def test_phoneme_batches_fit_the_model_context() -> None:
     assert " ".join(batches).split() == long.split()
 
 
-def test_cuda_is_used_when_asked_for_and_there(monkeypatch: pytest.MonkeyPatch,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_is_used_when_asked_for_and_there(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import onnxruntime
 
     assert execution_providers(use_gpu=False) == ["CPUExecutionProvider"]
-    monkeypatch.setattr(onnxruntime, "get_available_providers",
-                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     assert execution_providers(use_gpu=True) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert execution_providers(use_gpu=True) == ["CPUExecutionProvider"]
@@ -74,7 +76,7 @@ def test_a_chunk_per_sentence_with_pauses(engine: KokoroEngine) -> None:
     chunks = list(engine.stream(request("Hello there. Thank you very much."), threading.Event()))
     assert len(chunks) == 2
     assert all(c.sample_rate == 24_000 for c in chunks)
-    assert not np.any(chunks[0].samples[-int(0.2 * 24_000):])  # the sentence pause
+    assert not np.any(chunks[0].samples[-int(0.2 * 24_000) :])  # the sentence pause
     assert np.any(chunks[1].samples[-240:])  # the last piece ends on speech
 
 

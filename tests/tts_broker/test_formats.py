@@ -11,14 +11,19 @@ from voicestack_common.audio import decode_audio
 
 pytestmark = pytest.mark.engine
 
-MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-               "wav": "audio/wav", "pcm": "audio/pcm"}
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 
 
 @pytest.mark.parametrize("fmt", list(MEDIA_TYPES))
 def test_round_trip(tts_client: TestClient, listener: Listener, fmt: str) -> None:
-    response = tts_client.post("/v1/audio/speech", json={"input": PHRASE, "voice": "jf_alpha",
-                                                         "response_format": fmt})
+    response = tts_client.post("/v1/audio/speech", json={"input": PHRASE, "voice": "jf_alpha", "response_format": fmt})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == MEDIA_TYPES[fmt]
     audio = response.content

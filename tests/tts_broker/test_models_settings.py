@@ -67,8 +67,9 @@ def test_pull_writes_atomically_and_reports_progress(tmp_path: Path) -> None:
         return httpx.Response(200, content=payload, headers={"content-length": str(len(payload))})
 
     seen: list[tuple[int, int | None]] = []
-    path = pull("voices-v1.0.bin", tmp_path, progress=lambda d, t: seen.append((d, t)),
-                transport=httpx.MockTransport(handler))
+    path = pull(
+        "voices-v1.0.bin", tmp_path, progress=lambda d, t: seen.append((d, t)), transport=httpx.MockTransport(handler)
+    )
     assert path.read_bytes() == payload
     assert seen[-1] == (len(payload), len(payload))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voices-v1.0.bin"]
@@ -114,15 +115,28 @@ def test_cli_models_list_and_pull(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 def test_guide_variable_names_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"TTS_BROKER_HOST": "0.0.0.0", "TTS_BROKER_PORT": "9999", "TTS_BROKER_LOG_LEVEL": "DEBUG",
-                        "REMOTE_TTS_URL": "http://gpu-box:8081", "TTS_VOICES": "af_heart, af_bella",
-                        "TTS_DEFAULT_VOICE": "af_bella", "TTS_DEFAULT_SPEED": "1.25"}.items():
+    for name, value in {
+        "TTS_BROKER_HOST": "0.0.0.0",
+        "TTS_BROKER_PORT": "9999",
+        "TTS_BROKER_LOG_LEVEL": "DEBUG",
+        "REMOTE_TTS_URL": "http://gpu-box:8081",
+        "TTS_VOICES": "af_heart, af_bella",
+        "TTS_DEFAULT_VOICE": "af_bella",
+        "TTS_DEFAULT_SPEED": "1.25",
+    }.items():
         monkeypatch.setenv(name, value)
     settings = TtsSettings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.host, settings.port, settings.log_level, settings.remote_url) == (
-        "0.0.0.0", 9999, "DEBUG", "http://gpu-box:8081")
+        "0.0.0.0",
+        9999,
+        "DEBUG",
+        "http://gpu-box:8081",
+    )
     assert (settings.voices, settings.default_voice, settings.default_speed) == (
-        ["af_heart", "af_bella"], "af_bella", 1.25)
+        ["af_heart", "af_bella"],
+        "af_bella",
+        1.25,
+    )
     monkeypatch.setenv("TTS_PORT", "8090")  # the TTS_* spelling is primary
     monkeypatch.setenv("TTS_VOICES", '["af_sky"]')
     settings = TtsSettings(_env_file=None)  # type: ignore[call-arg]
@@ -132,7 +146,11 @@ def test_guide_variable_names_still_work(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = TtsSettings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.port, settings.engine, settings.default_voice, settings.remote_url) == (
-        8080, "kokoro", "af_heart", "http://localhost:8081")
+        8080,
+        "kokoro",
+        "af_heart",
+        "http://localhost:8081",
+    )
     assert settings.openai_voices["alloy"][0] == "af_alloy"
     assert TtsSettings(_env_file=None, threads=3).intra_op_threads == 3  # type: ignore[call-arg]
     assert TtsSettings(_env_file=None, default_lang_code="en-gb").default_lang_code == "b"  # type: ignore[call-arg]

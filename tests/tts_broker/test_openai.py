@@ -20,15 +20,17 @@ def client(tts_server: str) -> openai.OpenAI:
 
 
 def test_create_with_an_openai_voice_name(client: openai.OpenAI, listener: Listener) -> None:
-    response = client.audio.speech.create(model="tts-1", voice="alloy", input=PHRASE, response_format="wav",
-                                          instructions="Speak calmly.")
+    response = client.audio.speech.create(
+        model="tts-1", voice="alloy", input=PHRASE, response_format="wav", instructions="Speak calmly."
+    )
     assert response.response.headers["content-type"] == "audio/wav"
     assert listener.words(response.content) == words(PHRASE)
 
 
 def test_streaming_response_arrives_in_chunks(client: openai.OpenAI, listener: Listener) -> None:
     with client.audio.speech.with_streaming_response.create(
-            model="gpt-4o-mini-tts", voice="onyx", input=THREE_SENTENCES) as response:
+        model="gpt-4o-mini-tts", voice="onyx", input=THREE_SENTENCES
+    ) as response:
         assert response.headers["content-type"] == "audio/mpeg"  # mp3, OpenAI's default
         chunks = list(response.iter_bytes(chunk_size=None))
     assert len(chunks) >= 3
@@ -37,11 +39,17 @@ def test_streaming_response_arrives_in_chunks(client: openai.OpenAI, listener: L
 
 def test_sse_sends_deltas_then_done(client: openai.OpenAI, listener: Listener) -> None:
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice={"id": "jm_kumo"}, input="Hello there. Thank you very much.",
-            response_format="pcm", stream_format="sse", speed=1.0) as response:
+        model="tts-1",
+        voice={"id": "jm_kumo"},
+        input="Hello there. Thank you very much.",
+        response_format="pcm",
+        stream_format="sse",
+        speed=1.0,
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines()
-                  if line.startswith("data: ")]
+        events = [
+            json.loads(line.removeprefix("data: ")) for line in response.iter_lines() if line.startswith("data: ")
+        ]
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) >= 2
     assert events[-1]["type"] == "speech.audio.done"

@@ -40,7 +40,7 @@ def pcm_stream(pcm: bytes, sizes: tuple[int, ...] = (4801, 9999, 3)) -> httpx.Re
     """PCM16 as Kokoro-FastAPI streams it, cut at odd byte counts."""
     pieces, start = [], 0
     for size in sizes:
-        pieces.append(pcm[start:start + size])
+        pieces.append(pcm[start : start + size])
         start += size
     pieces.append(pcm[start:])
     return httpx.Response(200, content=iter(pieces), headers={"content-type": "audio/pcm"})
@@ -52,25 +52,41 @@ def test_voice_list_shapes() -> None:
 
 
 def test_voices_come_from_the_server_and_af_heart_is_the_default(client: TestClient) -> None:
-    assert client.get("/v1/voices").json() == {"voices": ["af_alloy", "af_heart", "am_adam", "bm_george"],
-                                              "default_voice": "af_heart", "service": "Kokoro TTS"}
+    assert client.get("/v1/voices").json() == {
+        "voices": ["af_alloy", "af_heart", "am_adam", "bm_george"],
+        "default_voice": "af_heart",
+        "service": "Kokoro TTS",
+    }
     checks = client.get("/readyz").json()["checks"]
     assert (checks["engine"], checks["upstream_reachable"], checks["default_voice_fallback"]) == (
-        "kokoro-fastapi", True, False)
+        "kokoro-fastapi",
+        True,
+        False,
+    )
 
 
-def test_speech_streams_through_and_is_re_encoded(client: TestClient, upstream: respx.MockRouter,
-                                                  listener: Listener) -> None:
+def test_speech_streams_through_and_is_re_encoded(
+    client: TestClient, upstream: respx.MockRouter, listener: Listener
+) -> None:
     speech = kokoro_speech(PHRASE)
     route = upstream.post("/v1/audio/speech").mock(side_effect=lambda request: pcm_stream(speech.to_pcm16()))
-    response = client.post("/v1/audio/speech", json={"input": PHRASE, "voice": "af_heart(0.7)+am_adam(0.3)",
-                                                     "response_format": "mp3", "speed": 1.1})
+    response = client.post(
+        "/v1/audio/speech",
+        json={"input": PHRASE, "voice": "af_heart(0.7)+am_adam(0.3)", "response_format": "mp3", "speed": 1.1},
+    )
     assert response.status_code == 200
     assert decode_audio(response.content, 24_000).duration == pytest.approx(speech.duration, abs=0.1)
     assert listener.words(response.content) == words(PHRASE)
     sent = json.loads(route.calls.last.request.content)
-    assert sent == {"model": "kokoro", "input": PHRASE, "voice": "af_heart(0.7)+am_adam(0.3)",
-                    "response_format": "pcm", "speed": 1.1, "stream": True, "lang_code": "a"}
+    assert sent == {
+        "model": "kokoro",
+        "input": PHRASE,
+        "voice": "af_heart(0.7)+am_adam(0.3)",
+        "response_format": "pcm",
+        "speed": 1.1,
+        "stream": True,
+        "lang_code": "a",
+    }
 
 
 def test_openai_names_map_to_the_server_s_voices(client: TestClient, upstream: respx.MockRouter) -> None:
@@ -83,15 +99,23 @@ def test_openai_names_map_to_the_server_s_voices(client: TestClient, upstream: r
     assert client.post("/v1/synthesize", json={"text": "Hi there.", "voice": "echo"}).json()["voice"] == "af_heart"
 
 
-@pytest.mark.parametrize(("upstream_response", "expected"), [
-    (httpx.Response(400, json={"detail": {"error": "validation_error", "message": "Voice 'x' not found"}}),
-     (502, "upstream_error")),
-    (httpx.ConnectError("connection refused"), (502, "upstream_unavailable")),
-    (httpx.ReadTimeout("read timed out"), (504, "upstream_timeout")),
-])
-def test_upstream_failures(client: TestClient, upstream: respx.MockRouter,
-                           upstream_response: httpx.Response | Exception,
-                           expected: tuple[int, str]) -> None:
+@pytest.mark.parametrize(
+    ("upstream_response", "expected"),
+    [
+        (
+            httpx.Response(400, json={"detail": {"error": "validation_error", "message": "Voice 'x' not found"}}),
+            (502, "upstream_error"),
+        ),
+        (httpx.ConnectError("connection refused"), (502, "upstream_unavailable")),
+        (httpx.ReadTimeout("read timed out"), (504, "upstream_timeout")),
+    ],
+)
+def test_upstream_failures(
+    client: TestClient,
+    upstream: respx.MockRouter,
+    upstream_response: httpx.Response | Exception,
+    expected: tuple[int, str],
+) -> None:
     upstream.post("/v1/audio/speech").mock(side_effect=[upstream_response])
     response = client.post("/v1/audio/speech", json={"input": "Hi there.", "voice": "af_heart"})
     assert (response.status_code, response.json()["error"]["code"]) == expected

@@ -37,8 +37,7 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 
 def test_several_chunks_and_the_first_long_before_the_end(tts_server: str, listener: Listener) -> None:
-    chunks, total = timed_chunks(tts_server, {"input": THREE_SENTENCES, "voice": "jf_alpha",
-                                              "response_format": "mp3"})
+    chunks, total = timed_chunks(tts_server, {"input": THREE_SENTENCES, "voice": "jf_alpha", "response_format": "mp3"})
     assert len(chunks) >= 3  # one per sentence, and the encoder's tail
     first_at = chunks[0][0]
     assert first_at < 0.6 * total, (first_at, total)
@@ -47,8 +46,9 @@ def test_several_chunks_and_the_first_long_before_the_end(tts_server: str, liste
 
 
 def test_wav_streams_with_a_header_players_accept(tts_server: str) -> None:
-    chunks, _ = timed_chunks(tts_server, {"input": "Hello there. How are you today?", "voice": "jm_kumo",
-                                          "response_format": "wav"})
+    chunks, _ = timed_chunks(
+        tts_server, {"input": "Hello there. How are you today?", "voice": "jm_kumo", "response_format": "wav"}
+    )
     assert len(chunks) >= 2
     audio = b"".join(data for _, data in chunks)
     assert audio[:4] == b"RIFF"
@@ -57,12 +57,18 @@ def test_wav_streams_with_a_header_players_accept(tts_server: str) -> None:
 
 
 def test_a_client_that_disconnects_stops_its_synthesis(tts_server: str) -> None:
-    long_text = " ".join(f"This is sentence number {n} of a long story." for n in
-                         ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))
+    long_text = " ".join(
+        f"This is sentence number {n} of a long story."
+        for n in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    )
     cancelled = metric(tts_server, "tts_syntheses_total", engine="kokoro-onnx", outcome="cancelled")
     started = time.perf_counter()
-    with httpx.stream("POST", f"{tts_server}/v1/audio/speech", timeout=60,
-                      json={"input": long_text, "voice": "jf_alpha", "response_format": "pcm"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{tts_server}/v1/audio/speech",
+        timeout=60,
+        json={"input": long_text, "voice": "jf_alpha", "response_format": "pcm"},
+    ) as response:
         first = next(response.iter_raw())
         assert first
         sentence = time.perf_counter() - started  # about what one sentence takes on this machine now

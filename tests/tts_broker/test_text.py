@@ -24,12 +24,15 @@ def test_sentences_are_pieces_with_a_pause_between() -> None:
     assert [p.pause_after for p in pieces] == [SENTENCE_PAUSE, SENTENCE_PAUSE, 0.0]
 
 
-@pytest.mark.parametrize("text", [
-    "Mr. Smith met Dr. Jones at the station.",
-    "J. R. R. Tolkien wrote it, e.g. this one.",
-    "Pi is 3.14159 and that is exact enough.",
-    "It starts at 9 a.m. sharp for everyone here.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mr. Smith met Dr. Jones at the station.",
+        "J. R. R. Tolkien wrote it, e.g. this one.",
+        "Pi is 3.14159 and that is exact enough.",
+        "It starts at 9 a.m. sharp for everyone here.",
+    ],
+)
 def test_abbreviations_initials_and_numbers_do_not_end_a_sentence(text: str) -> None:
     assert sentences(text) == [text]
 

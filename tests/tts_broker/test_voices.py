@@ -13,8 +13,9 @@ BUNDLED = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 FULL = ("af_alloy", "af_bella", "af_heart", "af_sky", "am_adam", "am_echo", "bm_george")
 
 
-def catalog(voices: tuple[str, ...] = BUNDLED, default: str = "af_heart",
-            offered: list[str] | None = None) -> VoiceCatalog:
+def catalog(
+    voices: tuple[str, ...] = BUNDLED, default: str = "af_heart", offered: list[str] | None = None
+) -> VoiceCatalog:
     built, _ = build_catalog(voices, default_voice=default, offered=offered, openai_voices=DEFAULT_OPENAI_VOICES)
     return built
 
@@ -31,9 +32,22 @@ def test_weights_are_normalised() -> None:
     assert parse_blend("af_bella(1)+af_bella(1)+af_sky(2)") == (("af_bella", 0.5), ("af_sky", 0.5))
 
 
-@pytest.mark.parametrize("spec", ["af_bella+", "+af_sky", "af_bella++af_sky", "af_bella(x)", "af_bella(0)",
-                                  "af_bella(-1)", "af_bella-af_sky", "af_bella((1))", "af_bella(1",
-                                  "af_bella(inf)", "+".join(["af_bella"] * 9)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "af_bella+",
+        "+af_sky",
+        "af_bella++af_sky",
+        "af_bella(x)",
+        "af_bella(0)",
+        "af_bella(-1)",
+        "af_bella-af_sky",
+        "af_bella((1))",
+        "af_bella(1",
+        "af_bella(inf)",
+        "+".join(["af_bella"] * 9),
+    ],
+)
 def test_malformed_blends(spec: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         parse_blend(spec)
@@ -56,8 +70,9 @@ def test_unknown_voice_lists_the_valid_ones() -> None:
 
 
 def test_missing_default_falls_back_to_the_first_voice() -> None:
-    fallback, warnings = build_catalog(BUNDLED, default_voice="af_heart", offered=None,
-                                       openai_voices=DEFAULT_OPENAI_VOICES)
+    fallback, warnings = build_catalog(
+        BUNDLED, default_voice="af_heart", offered=None, openai_voices=DEFAULT_OPENAI_VOICES
+    )
     assert fallback.default.spec == "jf_alpha"
     assert fallback.default_is_fallback
     assert any("af_heart" in w for w in warnings)
@@ -77,8 +92,9 @@ def test_openai_names_map_to_the_model_s_voices() -> None:
 
 
 def test_configured_voice_list_limits_what_is_offered() -> None:
-    limited, warnings = build_catalog(FULL, default_voice="af_heart", offered=["af_heart", "am_adam", "zz_gone"],
-                                      openai_voices=DEFAULT_OPENAI_VOICES)
+    limited, warnings = build_catalog(
+        FULL, default_voice="af_heart", offered=["af_heart", "am_adam", "zz_gone"], openai_voices=DEFAULT_OPENAI_VOICES
+    )
     assert limited.offered == ("af_heart", "am_adam")
     assert any("zz_gone" in w for w in warnings)
     with pytest.raises(InvalidRequest):

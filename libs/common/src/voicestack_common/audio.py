@@ -75,8 +75,7 @@ def pcm16_to_pcm(data: bytes, sample_rate: int, channels: int = 1) -> Pcm:
     if not data:
         raise EmptyAudio("the request body is empty")
     if not 1000 <= sample_rate <= 384_000:
-        raise InvalidRequest(f"sample_rate {sample_rate} is out of range 1000..384000",
-                             code="invalid_sample_rate")
+        raise InvalidRequest(f"sample_rate {sample_rate} is out of range 1000..384000", code="invalid_sample_rate")
     frame = 2 * channels
     if len(data) % frame:
         raise TruncatedAudio(f"raw PCM16 length {len(data)} is not a multiple of {frame} bytes")
@@ -108,7 +107,7 @@ def _wav_declared_bytes(head: bytes) -> tuple[int, int] | None:
         return None
     pos = 12
     while pos + 8 <= len(head):
-        chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
         if chunk == b"data":
             # Streaming writers leave a placeholder (0, 0xFFFFFFFF, or espeak-ng's
             # 0x7FFFF000 on stdout): the length is unknown, not short.
@@ -125,8 +124,8 @@ def decode_audio(source: bytes | IO[bytes], sample_rate: int = STT_SAMPLE_RATE) 
     declared_wav = _wav_declared_bytes(data[:4096])
     if declared_wav and declared_wav[1] + declared_wav[0] > len(data):
         raise TruncatedAudio(
-            f"WAV header declares {declared_wav[0]} data bytes, the file holds "
-            f"{len(data) - declared_wav[1]}")
+            f"WAV header declares {declared_wav[0]} data bytes, the file holds {len(data) - declared_wav[1]}"
+        )
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except EOFError as exc:
@@ -148,8 +147,7 @@ def decode_audio(source: bytes | IO[bytes], sample_rate: int = STT_SAMPLE_RATE) 
                 chunks.extend(_mono(f) for f in resampler.resample(frame))
         except (av.error.FFmpegError, EOFError) as exc:
             if not chunks:
-                raise UnsupportedAudio("the audio stream cannot be decoded",
-                                       code="unsupported_codec") from exc
+                raise UnsupportedAudio("the audio stream cannot be decoded", code="unsupported_codec") from exc
             raise TruncatedAudio("the audio stream breaks off before its end") from exc
         chunks.extend(_mono(f) for f in resampler.resample(None))
         declared = container.duration / 1_000_000 if container.duration else None
@@ -158,6 +156,5 @@ def decode_audio(source: bytes | IO[bytes], sample_rate: int = STT_SAMPLE_RATE) 
         raise EmptyAudio("the file holds no audio samples")
     pcm = Pcm(samples, sample_rate)
     if declared and declared - pcm.duration > max(_TRUNCATION_SLACK_S, declared * _TRUNCATION_SLACK_RATIO):
-        raise TruncatedAudio(
-            f"the file declares {declared:.2f} s of audio but holds {pcm.duration:.2f} s")
+        raise TruncatedAudio(f"the file declares {declared:.2f} s of audio but holds {pcm.duration:.2f} s")
     return pcm

@@ -35,8 +35,9 @@ class BodyLimitMiddleware:
             metrics = getattr(getattr(scope.get("app"), "state", None), "http_metrics", None)
             if metrics is not None:
                 metrics.errors.labels(code=error.code).inc()
-            response = JSONResponse(error_body(error.code, str(error.detail)), status_code=413,
-                                    headers={"Connection": "close"})
+            response = JSONResponse(
+                error_body(error.code, str(error.detail)), status_code=413, headers={"Connection": "close"}
+            )
             await response(scope, receive, send)
             return
         received = 0

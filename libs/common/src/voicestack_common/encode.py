@@ -64,8 +64,9 @@ FORMATS: dict[str, AudioFormat] = {
         AudioFormat("webm", "audio/webm", "webm", "libopus", 48_000, stream_options=_WEBM_STREAMING),
         AudioFormat("aac", "audio/aac", "adts", "aac", bit_rate=64_000),
         # A fragmented MP4 needs no seek back to write its index.
-        AudioFormat("m4a", "audio/mp4", "mp4", "aac", None, (("movflags", "frag_keyframe+empty_moov"),),
-                    64_000, _MP4_STREAMING),
+        AudioFormat(
+            "m4a", "audio/mp4", "mp4", "aac", None, (("movflags", "frag_keyframe+empty_moov"),), 64_000, _MP4_STREAMING
+        ),
     )
 }
 
@@ -74,9 +75,14 @@ def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     """A 44-byte PCM16 mono RIFF header; ``None`` length writes the streaming form."""
     size = 0xFFFFFFFF if data_bytes is None else data_bytes
     riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
-    return (b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-            + b"data" + struct.pack("<I", size))
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", size)
+    )
 
 
 def finalize_wav(data: bytes) -> bytes:
@@ -159,7 +165,8 @@ class AudioEncoder:
         if self._container is None:
             return self._raw(samples)
         frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono")
+            np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono"
+        )
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         frame.time_base = Fraction(1, self.sample_rate)

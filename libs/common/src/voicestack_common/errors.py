@@ -136,11 +136,18 @@ def _count_error(request: Request, code: str) -> None:
         metrics.errors.labels(code=code).inc()
 
 
-def _respond(request: Request, status: int, code: str, message: str, details: Any = None,
-             headers: Mapping[str, str] | None = None) -> JSONResponse:
+def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     _count_error(request, code)
-    return JSONResponse(error_body(code, message, details), status_code=status,
-                        headers=dict(headers) if headers else None)
+    return JSONResponse(
+        error_body(code, message, details), status_code=status, headers=dict(headers) if headers else None
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -155,8 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")}
-            for err in exc.errors()
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")} for err in exc.errors()
         ]
         first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
         message = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"

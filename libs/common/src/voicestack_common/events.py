@@ -32,11 +32,9 @@ def utc_now() -> datetime:
 class SpeechEvent(BaseModel):
     """One finished transcription or synthesis."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
-                              use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
-    event_id: str = Field(default_factory=new_event_id, min_length=8, max_length=64,
-                          pattern=r"^[A-Za-z0-9._:\-]+$")
+    event_id: str = Field(default_factory=new_event_id, min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
     """Unique per event; consumers drop repeats by it."""
     type: Literal["transcription", "synthesis"]
     request_id: str | None = Field(default=None, max_length=128)

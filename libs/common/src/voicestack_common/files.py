@@ -75,15 +75,24 @@ def prepare_once(target: Path, build: Callable[[Path], object]) -> Path:
     return target
 
 
-def download_file(url: str, target: Path, *, progress: Progress | None = None,
-                  transport: httpx.BaseTransport | None = None, timeout: float = 60.0) -> Path:
+def download_file(
+    url: str,
+    target: Path,
+    *,
+    progress: Progress | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout: float = 60.0,
+) -> Path:
     """Fetch ``url`` into ``target`` atomically; an existing ``target`` is kept as is."""
     if target.is_file():
         return target
     try:
-        with httpx.Client(transport=transport, follow_redirects=True,
-                          timeout=httpx.Timeout(timeout, connect=10.0)) as client, \
-                client.stream("GET", url) as response:
+        with (
+            httpx.Client(
+                transport=transport, follow_redirects=True, timeout=httpx.Timeout(timeout, connect=10.0)
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
             if response.status_code != 200:
                 raise DownloadError(f"downloading {url} failed: HTTP {response.status_code}")
             total = int(response.headers.get("content-length", 0)) or None
@@ -95,6 +104,7 @@ def download_file(url: str, target: Path, *, progress: Progress | None = None,
                     if progress is not None:
                         progress(done, total)
     except httpx.TransportError as exc:
-        raise DownloadError(f"cannot download {url}: no connection to the host ({exc}); "
-                            "this machine seems to have no internet access") from exc
+        raise DownloadError(
+            f"cannot download {url}: no connection to the host ({exc}); this machine seems to have no internet access"
+        ) from exc
     return target

@@ -20,13 +20,24 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
         self.registry = registry
         self.namespace = namespace
-        self.requests = Counter("http_requests", "HTTP requests by route and status.",
-                                ["method", "route", "status"], namespace=namespace, registry=registry)
-        self.latency = Histogram("http_request_duration_seconds", "Time to the end of the response.",
-                                 ["method", "route"], namespace=namespace, registry=registry,
-                                 buckets=LATENCY_BUCKETS)
-        self.errors = Counter("errors", "Error responses by machine-readable code.", ["code"],
-                              namespace=namespace, registry=registry)
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to the end of the response.",
+            ["method", "route"],
+            namespace=namespace,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.errors = Counter(
+            "errors", "Error responses by machine-readable code.", ["code"], namespace=namespace, registry=registry
+        )
 
 
 def _route_template(scope: Scope) -> str:

@@ -51,11 +51,19 @@ def create_service_app(
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process serves HTTP")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "service": title, "version": version,
-                "uptime_seconds": round(time.time() - app.state.started_at, 3)}
+        return {
+            "status": "ok",
+            "service": title,
+            "version": version,
+            "uptime_seconds": round(time.time() - app.state.started_at, 3),
+        }
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: model loaded, dependencies reachable",
-             responses={503: {"description": "Not ready; `checks` says why"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: model loaded, dependencies reachable",
+        responses={503: {"description": "Not ready; `checks` says why"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         state = await readiness(request)
         body = {"status": "ready" if state.ready else "not_ready", "service": title, "checks": state.checks}
@@ -63,17 +71,29 @@ def create_service_app(
             body.update(error_body("not_ready", "the service is not ready"))
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["health"],
-                      summary="Prometheus metrics", include_in_schema=True)
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint,
+        methods=["GET"],
+        tags=["health"],
+        summary="Prometheus metrics",
+        include_in_schema=True,
+    )
     return app
 
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def serve(name: str, settings_class: type[S], factory: Callable[[S], FastAPI], *,
-          host: str | None = None, port: int | None = None,
-          uvicorn_options: Callable[[S], dict[str, Any]] | None = None) -> None:
+def serve(
+    name: str,
+    settings_class: type[S],
+    factory: Callable[[S], FastAPI],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    uvicorn_options: Callable[[S], dict[str, Any]] | None = None,
+) -> None:
     """Run a service under uvicorn: settings from the environment (``host``/``port`` override), logging set up.
 
     ``uvicorn_options`` derives extra uvicorn settings from the service's settings.
@@ -82,10 +102,14 @@ def serve(name: str, settings_class: type[S], factory: Callable[[S], FastAPI], *
 
     from voicestack_common.logging import configure_logging
 
-    overrides: dict[str, Any] = {key: value for key, value in {"host": host, "port": port}.items()
-                                 if value is not None}
+    overrides: dict[str, Any] = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
     settings = settings_class(**overrides)
     configure_logging(name, settings.log_level, settings.log_format)
-    uvicorn.run(factory(settings), host=settings.host, port=getattr(settings, "port"),  # noqa: B009
-                log_config=None, timeout_graceful_shutdown=10,
-                **(uvicorn_options(settings) if uvicorn_options else {}))
+    uvicorn.run(
+        factory(settings),
+        host=settings.host,
+        port=getattr(settings, "port"),  # noqa: B009
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        **(uvicorn_options(settings) if uvicorn_options else {}),
+    )

@@ -25,8 +25,15 @@ def upstream_errors(what: str) -> Iterator[None]:
 class RemoteServer:
     """A remote engine server: one pooled client, opened by ``open``, with upstream errors on failure."""
 
-    def __init__(self, name: str, url: str, *, timeout: float, connect_timeout: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        timeout: float,
+        connect_timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.name = f"{name} at {self.url}"
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)

@@ -56,8 +56,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 class WorkerPool(Generic[E]):
     """``size`` engines on ``size`` threads behind a queue of at most ``max_queue`` waiting jobs."""
 
-    def __init__(self, name: str, factory: Callable[[], E], *, size: int, max_queue: int,
-                 retry_after: int = 1) -> None:
+    def __init__(self, name: str, factory: Callable[[], E], *, size: int, max_queue: int, retry_after: int = 1) -> None:
         if size < 1 or max_queue < 0:
             raise ValueError("a pool needs size >= 1 and max_queue >= 0")
         self.name = name
@@ -93,8 +92,9 @@ class WorkerPool(Generic[E]):
         failures: list[BaseException] = []
         for index in range(self.size):
             ready = threading.Event()
-            thread = threading.Thread(target=self._run, args=(ready, failures),
-                                      name=f"{self.name}-{index}", daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(ready, failures), name=f"{self.name}-{index}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
             loaded.append(ready)
@@ -107,8 +107,10 @@ class WorkerPool(Generic[E]):
     async def submit(self, fn: Callable[[E, threading.Event], T], *, timeout: float) -> T:
         """Run ``fn(engine, cancel)`` on a free engine; ``cancel`` is set when the caller gives up."""
         if self._admitted >= self.size + self.max_queue:
-            raise Saturated(f"all {self.size} {self.name} workers are busy and "
-                            f"{self.waiting} requests are queued", retry_after=self.retry_after)
+            raise Saturated(
+                f"all {self.size} {self.name} workers are busy and {self.waiting} requests are queued",
+                retry_after=self.retry_after,
+            )
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop.create_future(), loop)
         self._queue.put_nowait(job)
@@ -117,8 +119,7 @@ class WorkerPool(Generic[E]):
             result: T = await asyncio.wait_for(job.future, timeout)
             return result
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"{self.name} did not finish within {timeout:g} s",
-                                  code="inference_timeout") from exc
+            raise UpstreamTimeout(f"{self.name} did not finish within {timeout:g} s", code="inference_timeout") from exc
         finally:
             self._admitted -= 1
             job.cancel.set()

@@ -53,9 +53,11 @@ def _client(settings: GatewaySettings, timeout: float) -> httpx.AsyncClient:
     """One pooled client per broker; the environment's proxies never apply to internal calls."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
-        limits=httpx.Limits(max_connections=settings.max_connections,
-                            max_keepalive_connections=settings.max_connections),
-        trust_env=False)
+        limits=httpx.Limits(
+            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+        ),
+        trust_env=False,
+    )
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -67,28 +69,62 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         metrics = GatewayMetrics(app.state.http_metrics.registry)
         retry_after = math.ceil(settings.health_interval)
-        stt = Upstream("stt", settings.stt_replicas, _client(settings, settings.stt_timeout), metrics,
-                       settings.upstream_retries, retry_after)
-        tts = Upstream("tts", settings.tts_replicas, _client(settings, settings.tts_timeout), metrics,
-                       settings.upstream_retries, retry_after)
-        events_client = httpx.AsyncClient(timeout=settings.events_timeout, trust_env=False) \
-            if settings.events_url else None
-        events = EventSender(settings.events_url, events_client, metrics, queue_size=settings.events_queue_size,
-                             synthesis=settings.events_synthesis)
-        monitor = HealthMonitor({"stt": stt, "tts": tts}, interval=settings.health_interval,
-                                timeout=settings.health_timeout, cache_seconds=settings.health_cache_seconds,
-                                resolve=settings.resolve_replicas, resolve_interval=settings.resolve_interval)
-        limits = {op: RateLimiter(op, rate, settings.rate_limit_burst) for op, rate in
-                  (("transcribe", settings.transcribe_rate_limit), ("synthesize", settings.synthesize_rate_limit))}
+        stt = Upstream(
+            "stt",
+            settings.stt_replicas,
+            _client(settings, settings.stt_timeout),
+            metrics,
+            settings.upstream_retries,
+            retry_after,
+        )
+        tts = Upstream(
+            "tts",
+            settings.tts_replicas,
+            _client(settings, settings.tts_timeout),
+            metrics,
+            settings.upstream_retries,
+            retry_after,
+        )
+        events_client = (
+            httpx.AsyncClient(timeout=settings.events_timeout, trust_env=False) if settings.events_url else None
+        )
+        events = EventSender(
+            settings.events_url,
+            events_client,
+            metrics,
+            queue_size=settings.events_queue_size,
+            synthesis=settings.events_synthesis,
+        )
+        monitor = HealthMonitor(
+            {"stt": stt, "tts": tts},
+            interval=settings.health_interval,
+            timeout=settings.health_timeout,
+            cache_seconds=settings.health_cache_seconds,
+            resolve=settings.resolve_replicas,
+            resolve_interval=settings.resolve_interval,
+        )
+        limits = {
+            op: RateLimiter(op, rate, settings.rate_limit_burst)
+            for op, rate in (
+                ("transcribe", settings.transcribe_rate_limit),
+                ("synthesize", settings.synthesize_rate_limit),
+            )
+        }
         gateway = Gateway(settings, stt, tts, events, monitor, keys, limits, metrics)
         tasks: list[asyncio.Task[None]] = []
         try:
             await monitor.resolve_all()
             await monitor.check_all()  # readiness is known before the first request
             tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(events.run())]
-            logger.info("gateway ready", extra={
-                "stt": [r.url for r in stt.replicas], "tts": [r.url for r in tts.replicas],
-                "auth": gateway.keys.enabled, "events": events.url or None})
+            logger.info(
+                "gateway ready",
+                extra={
+                    "stt": [r.url for r in stt.replicas],
+                    "tts": [r.url for r in tts.replicas],
+                    "auth": gateway.keys.enabled,
+                    "events": events.url or None,
+                },
+            )
             yield {"gateway": gateway}
         finally:
             for task in tasks:
@@ -104,22 +140,37 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         gateway: Gateway = request.state.gateway
         checks: dict[str, Any] = {
             name: {"healthy_replicas": len(upstream.healthy), "replicas": len(upstream.replicas)}
-            for name, upstream in (("stt", gateway.stt), ("tts", gateway.tts))}
+            for name, upstream in (("stt", gateway.stt), ("tts", gateway.tts))
+        }
         checks["events_pending"] = gateway.events.pending
         ready = all(check["healthy_replicas"] for check in (checks["stt"], checks["tts"]))
         return Readiness(ready=ready, checks=checks)
 
-    app = create_service_app(title="gateway", version=__version__, settings=settings, namespace="gateway",
-                             lifespan=lifespan, readiness=readiness, description=DESCRIPTION)
+    app = create_service_app(
+        title="gateway",
+        version=__version__,
+        settings=settings,
+        namespace="gateway",
+        lifespan=lifespan,
+        readiness=readiness,
+        description=DESCRIPTION,
+    )
     app.state.settings = settings
     # Inside the request-id and metrics middleware, so refused hosts and keys are logged and counted,
     # and before the body limit, so an unauthenticated upload is never read.
-    app.user_middleware[2:2] = [Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
-                                Middleware(ApiKeyMiddleware, keys=keys)]
+    app.user_middleware[2:2] = [
+        Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
+        Middleware(ApiKeyMiddleware, keys=keys),
+    ]
     if origins := split_list(settings.cors_origins):
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=settings.cors_allow_credentials,
-                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
-                           expose_headers=["X-Request-ID", "Retry-After"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")

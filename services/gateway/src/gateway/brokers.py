@@ -45,14 +45,17 @@ def _parse(model: type[M], response: httpx.Response, what: str) -> M:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
         problem = exc.errors()[0]
-        raise UpstreamError(f"the {what} answer is not what the gateway expects: "
-                            f"{'.'.join(map(str, problem['loc']))} {problem['msg']}",
-                            code="upstream_invalid_response") from None
+        raise UpstreamError(
+            f"the {what} answer is not what the gateway expects: {'.'.join(map(str, problem['loc']))} {problem['msg']}",
+            code="upstream_invalid_response",
+        ) from None
 
 
-async def transcribe(stt: Upstream, audio: IO[bytes], *, filename: str, content_type: str,
-                     language: str | None) -> TranscribeResponse:
+async def transcribe(
+    stt: Upstream, audio: IO[bytes], *, filename: str, content_type: str, language: str | None
+) -> TranscribeResponse:
     """The guide's transcription of one file, from the STT broker's ``/v1/transcribe``."""
+
     def args() -> dict[str, Any]:
         audio.seek(0)
         data = {"language": language} if language else {}
@@ -62,8 +65,12 @@ async def transcribe(stt: Upstream, audio: IO[bytes], *, filename: str, content_
     return _parse(TranscribeResponse, response, "STT broker's")
 
 
-async def with_voice_fallback(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str, list[str]],
-                              call: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+async def with_voice_fallback(
+    tts: Upstream,
+    body: dict[str, Any],
+    fallbacks: Mapping[str, list[str]],
+    call: Callable[[dict[str, Any]], Awaitable[T]],
+) -> T:
     """Run ``call(body)``; when the broker lacks a voice the integration guide names (``af_heart``),
     run it once more with the closest voice it has, else with its default voice."""
     try:
@@ -92,9 +99,9 @@ async def _replacement(tts: Upstream, candidates: list[str], details: Any) -> st
     return found or None
 
 
-async def synthesize(tts: Upstream, body: dict[str, Any],
-                     fallbacks: Mapping[str, list[str]]) -> SynthesizeResponse:
+async def synthesize(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> SynthesizeResponse:
     """The guide's synthesis (base64 audio in JSON), from the TTS broker's ``/v1/synthesize``."""
+
     async def call(payload: dict[str, Any]) -> SynthesizeResponse:
         response = await tts.request("POST", "/v1/synthesize", lambda: {"json": payload})
         return _parse(SynthesizeResponse, response, "TTS broker's")
@@ -104,6 +111,7 @@ async def synthesize(tts: Upstream, body: dict[str, Any],
 
 async def open_speech(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> httpx.Response:
     """A streamed ``/v1/audio/speech`` response, open: the caller must close it."""
+
     async def call(payload: dict[str, Any]) -> httpx.Response:
         return await tts.request("POST", "/v1/audio/speech", lambda: {"json": payload}, stream=True)
 

@@ -17,8 +17,10 @@ _WS_OVERHEAD = 64 * 1024
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")] = None,
-          port: Annotated[int | None, typer.Option(help="Override GATEWAY_PORT")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Override GATEWAY_PORT")] = None,
+) -> None:
     """Run the gateway with settings from the environment and .env."""
     from gateway.app import create_app
     from voicestack_common.service import serve as serve_app
@@ -28,8 +30,14 @@ def serve(host: Annotated[str | None, typer.Option(help="Override GATEWAY_HOST")
             logging.getLogger("httpx").setLevel(logging.WARNING)
         return create_app(settings)
 
-    serve_app("gateway", GatewaySettings, build, host=host, port=port,
-              uvicorn_options=lambda s: {"ws_max_size": s.max_upload_bytes * 4 // 3 + _WS_OVERHEAD})
+    serve_app(
+        "gateway",
+        GatewaySettings,
+        build,
+        host=host,
+        port=port,
+        uvicorn_options=lambda s: {"ws_max_size": s.max_upload_bytes * 4 // 3 + _WS_OVERHEAD},
+    )
 
 
 @app.command()

@@ -28,8 +28,15 @@ _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 class EventSender:
     """A bounded queue of events and the task that POSTs them to the bridge, in order."""
 
-    def __init__(self, base_url: str, client: httpx.AsyncClient | None, metrics: GatewayMetrics,
-                 *, queue_size: int, synthesis: bool = True) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        client: httpx.AsyncClient | None,
+        metrics: GatewayMetrics,
+        *,
+        queue_size: int,
+        synthesis: bool = True,
+    ) -> None:
         self.url = base_url + EVENTS_PATH if base_url else ""
         self.client = client
         self.metrics = metrics
@@ -63,14 +70,25 @@ class EventSender:
         self._wake.set()
         self.metrics.events_queued.set(len(self._queue))
 
-    def record(self, kind: Literal["transcription", "synthesis"], started_at: datetime,
-               session_id: str | None = None, **fields: Any) -> None:
+    def record(
+        self,
+        kind: Literal["transcription", "synthesis"],
+        started_at: datetime,
+        session_id: str | None = None,
+        **fields: Any,
+    ) -> None:
         """Build and queue an event for a finished transcription or synthesis."""
         if not self.enabled or (kind == "synthesis" and not self.synthesis):
             return
         try:
-            event = SpeechEvent(type=kind, request_id=request_id_var.get(), session_id=session_id,
-                                started_at=started_at, finished_at=utc_now(), **fields)
+            event = SpeechEvent(
+                type=kind,
+                request_id=request_id_var.get(),
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=utc_now(),
+                **fields,
+            )
         except ValidationError as exc:  # an odd broker answer must not fail the client's request
             logger.warning("event not built: %s", exc.errors()[0].get("msg"))
             self._drop("invalid")
@@ -108,8 +126,9 @@ class EventSender:
             return True
         if response.status_code in _RETRY_STATUSES:
             return False
-        logger.warning("the bridge rejected an event (HTTP %s)", response.status_code,
-                       extra={"event_id": event.event_id})
+        logger.warning(
+            "the bridge rejected an event (HTTP %s)", response.status_code, extra={"event_id": event.event_id}
+        )
         self._drop("rejected")
         return True
 

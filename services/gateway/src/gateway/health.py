@@ -58,8 +58,16 @@ async def expand(url: str, timeout: float) -> list[Replica]:
 class HealthMonitor:
     """Checks every replica of every upstream: on a timer, and live for ``/api/voice/health``."""
 
-    def __init__(self, upstreams: dict[str, Upstream], *, interval: float, timeout: float,
-                 cache_seconds: float, resolve: bool, resolve_interval: float) -> None:
+    def __init__(
+        self,
+        upstreams: dict[str, Upstream],
+        *,
+        interval: float,
+        timeout: float,
+        cache_seconds: float,
+        resolve: bool,
+        resolve_interval: float,
+    ) -> None:
         self.upstreams = upstreams
         self.interval = interval
         self.timeout = timeout
@@ -87,8 +95,13 @@ class HealthMonitor:
 
     async def check_all(self) -> None:
         """Probe every replica at once."""
-        await asyncio.gather(*(self.check_replica(upstream, replica)
-                               for upstream in self.upstreams.values() for replica in list(upstream.replicas)))
+        await asyncio.gather(
+            *(
+                self.check_replica(upstream, replica)
+                for upstream in self.upstreams.values()
+                for replica in list(upstream.replicas)
+            )
+        )
         self._last_check = time.monotonic()
 
     async def fresh(self) -> None:
@@ -135,6 +148,9 @@ class HealthMonitor:
         """One upstream's part of the health answer."""
         upstream = self.upstreams[name]
         latencies = [r.latency_ms for r in upstream.replicas if r.healthy and r.latency_ms is not None]
-        return {"healthy": bool(upstream.healthy), "url": upstream.label,
-                "latency_ms": min(latencies) if latencies else None,
-                "replicas": [r.describe() for r in upstream.replicas]}
+        return {
+            "healthy": bool(upstream.healthy),
+            "url": upstream.label,
+            "latency_ms": min(latencies) if latencies else None,
+            "replicas": [r.describe() for r in upstream.replicas],
+        }

@@ -17,14 +17,21 @@ class GatewayMetrics:
         def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
             return Gauge(name, doc, labels, namespace=namespace, registry=registry)
 
-        self.upstream_requests = counter("upstream_requests", "Requests to broker replicas by outcome.",
-                                         ["upstream", "outcome"])
-        self.upstream_latency = Histogram("upstream_request_duration_seconds",
-                                          "Time to a broker's response headers.", ["upstream"],
-                                          namespace=namespace, registry=registry, buckets=LATENCY_BUCKETS)
+        self.upstream_requests = counter(
+            "upstream_requests", "Requests to broker replicas by outcome.", ["upstream", "outcome"]
+        )
+        self.upstream_latency = Histogram(
+            "upstream_request_duration_seconds",
+            "Time to a broker's response headers.",
+            ["upstream"],
+            namespace=namespace,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
         self.upstream_retries = counter("upstream_retries", "Requests retried on another replica.", ["upstream"])
-        self.replica_up = gauge("upstream_replica_up", "1 when the replica passes its health check.",
-                                ["upstream", "replica"])
+        self.replica_up = gauge(
+            "upstream_replica_up", "1 when the replica passes its health check.", ["upstream", "replica"]
+        )
         self.events_sent = counter("events_sent", "Events the MQTT bridge accepted.", [])
         self.events_dropped = counter("events_dropped", "Events given up on, by reason.", ["reason"])
         self.events_queued = gauge("events_queued", "Events waiting to be sent.", [])

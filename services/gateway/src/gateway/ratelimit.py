@@ -27,8 +27,9 @@ class RateLimited(ClientError):
 class RateLimiter:
     """``per_minute`` requests per caller, up to ``burst`` at once; 0 per minute is no limit."""
 
-    def __init__(self, operation: str, per_minute: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, operation: str, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.operation = operation
         self.rate = per_minute / 60.0
         self.burst = burst
@@ -45,16 +46,18 @@ class RateLimiter:
         if not self.enabled:
             return
         if cost > self.burst:
-            raise InvalidRequest(f"{cost} {self.operation} requests at once exceed the rate limit's burst of "
-                                 f"{self.burst}; send at most {self.burst}", code="batch_exceeds_rate_limit")
+            raise InvalidRequest(
+                f"{cost} {self.operation} requests at once exceed the rate limit's burst of "
+                f"{self.burst}; send at most {self.burst}",
+                code="batch_exceeds_rate_limit",
+            )
         now = self.clock()
         tokens, at = self._buckets.pop(caller, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - at) * self.rate)
         if tokens < cost:
             self._remember(caller, tokens, now)
             retry_after = max(1, math.ceil((cost - tokens) / self.rate))
-            raise RateLimited(f"{self.operation} rate limit reached; retry in {retry_after} s",
-                              retry_after=retry_after)
+            raise RateLimited(f"{self.operation} rate limit reached; retry in {retry_after} s", retry_after=retry_after)
         self._remember(caller, tokens - cost, now)
 
     def _remember(self, caller: str, tokens: float, now: float) -> None:

@@ -32,8 +32,9 @@ class TranscribeJsonRequest(BaseModel):
     """``POST /api/voice/transcribe`` as JSON (the guide's React example)."""
 
     audio_base64: str = Field(description="The audio file, base64 (a `data:` URL prefix is accepted)")
-    language: str | None = Field(default=None, examples=["en"],
-                                 description="ISO 639-1 code, or 'auto'; unset: the broker's default")
+    language: str | None = Field(
+        default=None, examples=["en"], description="ISO 639-1 code, or 'auto'; unset: the broker's default"
+    )
 
 
 class TranscribeResponse(BaseModel):
@@ -52,13 +53,14 @@ class SynthesizeRequest(BaseModel):
     """One synthesis, as the integration guide sends it; unset fields get the TTS broker's defaults."""
 
     text: str = Field(min_length=1, examples=["Hello, this is a test"])
-    voice: str | None = Field(default=None, examples=["af_heart"],
-                              description="A voice, a blend ('a+b', 'a(0.7)+b(0.3)') or an OpenAI name")
-    lang_code: str | None = Field(default=None, examples=["a"],
-                                  description="Kokoro language: a (US English), b (UK English), j, z, ...")
+    voice: str | None = Field(
+        default=None, examples=["af_heart"], description="A voice, a blend ('a+b', 'a(0.7)+b(0.3)') or an OpenAI name"
+    )
+    lang_code: str | None = Field(
+        default=None, examples=["a"], description="Kokoro language: a (US English), b (UK English), j, z, ..."
+    )
     speed: float | None = Field(default=None, ge=0.25, le=4.0, examples=[1.0])
-    format: str | None = Field(default=None, examples=["wav"],
-                               description="wav (default), mp3, opus, flac, aac, pcm")
+    format: str | None = Field(default=None, examples=["wav"], description="wav (default), mp3, opus, flac, aac, pcm")
 
     def upstream_body(self) -> dict[str, Any]:
         """The fields the client set, for the broker (which fills in its defaults)."""
@@ -68,8 +70,7 @@ class SynthesizeRequest(BaseModel):
 class AudioStreamRequest(SynthesizeRequest):
     """``POST /api/voice/audio-stream``: the same fields; the audio comes back as bytes."""
 
-    format: str | None = Field(default="wav", examples=["wav"],
-                               description="wav (default), mp3, opus, aac, flac, pcm")
+    format: str | None = Field(default="wav", examples=["wav"], description="wav (default), mp3, opus, aac, flac, pcm")
 
 
 class SynthesizeResponse(BaseModel):
@@ -134,11 +135,15 @@ class OpenAISpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(default="kokoro", examples=["tts-1"],
-                       description="tts-1, tts-1-hd, gpt-4o-mini-tts or kokoro: all run the one model")
+    model: str = Field(
+        default="kokoro",
+        examples=["tts-1"],
+        description="tts-1, tts-1-hd, gpt-4o-mini-tts or kokoro: all run the one model",
+    )
     input: str = Field(min_length=1, examples=["Hello world"])
-    voice: str | dict[str, Any] | None = Field(default=None, examples=["alloy"],
-                                               description="A Kokoro voice, a blend, or an OpenAI voice name")
+    voice: str | dict[str, Any] | None = Field(
+        default=None, examples=["alloy"], description="A Kokoro voice, a blend, or an OpenAI voice name"
+    )
     response_format: str = Field(default="mp3", description="mp3, opus, aac, flac, wav, pcm")
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
     stream_format: str = Field(default="audio", description="audio (bytes) or sse (speech.audio.delta events)")

@@ -50,24 +50,34 @@ class GatewaySettings(ServiceSettings):
     port: int = Field(default=8000, ge=0, le=65535, validation_alias=env_aliases("GATEWAY_PORT", "port"))
     """TCP port of the public API."""
 
-    log_level: LogLevel = Field(default="INFO", validation_alias=env_aliases(
-        "GATEWAY_LOG_LEVEL", "BACKEND_LOG_LEVEL", "log_level"))
+    log_level: LogLevel = Field(
+        default="INFO", validation_alias=env_aliases("GATEWAY_LOG_LEVEL", "BACKEND_LOG_LEVEL", "log_level")
+    )
     """Log level. Audio and transcript text are never logged."""
 
-    stt_urls: str = Field(default="http://127.0.0.1:9082", validation_alias=env_aliases(
-        "GATEWAY_STT_URLS", "STT_BROKER_URL", "SST_BROKER_URL", "stt_urls"))
+    stt_urls: str = Field(
+        default="http://127.0.0.1:9082",
+        validation_alias=env_aliases("GATEWAY_STT_URLS", "STT_BROKER_URL", "SST_BROKER_URL", "stt_urls"),
+    )
     """STT broker base URLs, comma-separated: requests go round-robin to the healthy ones."""
 
-    tts_urls: str = Field(default="http://127.0.0.1:8080", validation_alias=env_aliases(
-        "GATEWAY_TTS_URLS", "TTS_BROKER_URL", "tts_urls"))
+    tts_urls: str = Field(
+        default="http://127.0.0.1:8080", validation_alias=env_aliases("GATEWAY_TTS_URLS", "TTS_BROKER_URL", "tts_urls")
+    )
     """TTS broker base URLs, comma-separated: requests go round-robin to the healthy ones."""
 
-    stt_timeout: float = Field(default=300.0, gt=0, validation_alias=env_aliases(
-        "GATEWAY_STT_TIMEOUT", "STT_REQUEST_TIMEOUT", "SST_REQUEST_TIMEOUT", "stt_timeout"))
+    stt_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=env_aliases(
+            "GATEWAY_STT_TIMEOUT", "STT_REQUEST_TIMEOUT", "SST_REQUEST_TIMEOUT", "stt_timeout"
+        ),
+    )
     """Seconds to wait for an STT broker's answer (read and write timeout); 504 beyond it."""
 
-    tts_timeout: float = Field(default=30.0, gt=0, validation_alias=env_aliases(
-        "GATEWAY_TTS_TIMEOUT", "TTS_REQUEST_TIMEOUT", "tts_timeout"))
+    tts_timeout: float = Field(
+        default=30.0, gt=0, validation_alias=env_aliases("GATEWAY_TTS_TIMEOUT", "TTS_REQUEST_TIMEOUT", "tts_timeout")
+    )
     """Seconds to wait for a TTS broker's answer, or between two chunks of a stream; 504 beyond it."""
 
     connect_timeout: float = Field(default=3.0, gt=0)
@@ -120,8 +130,10 @@ class GatewaySettings(ServiceSettings):
     trusted_hosts: str = "*"
     """Host names the gateway answers to, comma-separated (``*.example.com`` wildcards); ``*`` is any."""
 
-    events_url: str = Field(default="http://127.0.0.1:9090", validation_alias=env_aliases(
-        "GATEWAY_EVENTS_URL", "MQTT_BRIDGE_URL", "events_url"))
+    events_url: str = Field(
+        default="http://127.0.0.1:9090",
+        validation_alias=env_aliases("GATEWAY_EVENTS_URL", "MQTT_BRIDGE_URL", "events_url"),
+    )
     """MQTT bridge base URL: every finished transcription and synthesis is POSTed to its
     ``/v1/events`` in the background. Empty turns events off."""
 
@@ -144,8 +156,9 @@ class GatewaySettings(ServiceSettings):
     ws_max_in_flight: int = Field(default=4, ge=1)
     """Requests one WebSocket may have running at once; more are answered with an error."""
 
-    voice_fallbacks: dict[str, list[str]] = Field(default_factory=lambda: {
-        k: list(v) for k, v in DEFAULT_VOICE_FALLBACKS.items()})
+    voice_fallbacks: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_VOICE_FALLBACKS.items()}
+    )
     """The integration guide's voice names (JSON: name to voices tried in order) used when the
     TTS broker lacks them, so clients written for the guide keep working."""
 

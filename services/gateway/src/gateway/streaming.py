@@ -47,7 +47,7 @@ class AudioTap:
         """Count bytes; keep the WAV header."""
         self.size += len(chunk)
         if len(self.head) < _WAV_HEADER:
-            self.head += chunk[:_WAV_HEADER - len(self.head)]
+            self.head += chunk[: _WAV_HEADER - len(self.head)]
 
     def finish(self) -> None:
         """Seconds of 16-bit mono audio (0 for compressed formats, whose length is not known here)."""
@@ -121,5 +121,6 @@ def relay(upstream: httpx.Response, tap: Tap | None = None) -> StreamingResponse
 
     headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
     headers["X-Accel-Buffering"] = "no"  # proxies in front of us must not buffer the stream either
-    return RelayResponse(body(), status_code=upstream.status_code, headers=headers,
-                         background=BackgroundTask(upstream.aclose))
+    return RelayResponse(
+        body(), status_code=upstream.status_code, headers=headers, background=BackgroundTask(upstream.aclose)
+    )

@@ -71,8 +71,13 @@ class Replica:
 
     def describe(self) -> dict[str, Any]:
         """The replica as ``/api/voice/health`` shows it."""
-        return {"url": self.url, "healthy": self.healthy, "latency_ms": self.latency_ms,
-                "error": self.error, "checked_at": self.checked_at}
+        return {
+            "url": self.url,
+            "healthy": self.healthy,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "checked_at": self.checked_at,
+        }
 
 
 @dataclass(eq=False)
@@ -122,18 +127,22 @@ class Upstream:
         up = [r for r in self.replicas if r.healthy]
         down = [r for r in self.replicas if not r.healthy]
         if up:
-            up = up[turn % len(up):] + up[:turn % len(up)]
+            up = up[turn % len(up) :] + up[: turn % len(up)]
         if down:
-            down = down[turn % len(down):] + down[:turn % len(down)]
+            down = down[turn % len(down) :] + down[: turn % len(down)]
         return up + down
 
-    def mark(self, replica: Replica, healthy: bool, error: str | None = None,
-             latency_ms: float | None = None) -> None:
+    def mark(self, replica: Replica, healthy: bool, error: str | None = None, latency_ms: float | None = None) -> None:
         """Record a replica's state; going down or coming back is logged once."""
         if replica.healthy != healthy:
             log = logger.info if healthy else logger.warning
-            log("%s replica %s is %s", self.name, replica.url, "back up" if healthy else "down",
-                extra={"upstream": self.name, "replica": replica.url, "reason": error})
+            log(
+                "%s replica %s is %s",
+                self.name,
+                replica.url,
+                "back up" if healthy else "down",
+                extra={"upstream": self.name, "replica": replica.url, "reason": error},
+            )
         replica.healthy, replica.error = healthy, error
         if latency_ms is not None:
             replica.latency_ms = latency_ms
@@ -152,11 +161,11 @@ class Upstream:
         if replica.host is not None:
             headers["Host"] = replica.host
             extensions["sni_hostname"] = urlsplit(replica.source).hostname
-        return self.client.build_request(method, replica.url + path, headers=headers,
-                                         extensions=extensions, **args)
+        return self.client.build_request(method, replica.url + path, headers=headers, extensions=extensions, **args)
 
-    async def request(self, method: str, path: str, args: RequestArgs | None = None, *,
-                      idempotent: bool = True, stream: bool = False) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, args: RequestArgs | None = None, *, idempotent: bool = True, stream: bool = False
+    ) -> httpx.Response:
         """Send to the next healthy replica (failing over as the module docstring says).
 
         A response with an error status raises the matching error; with ``stream`` the
@@ -170,31 +179,35 @@ class Upstream:
                 self.metrics.upstream_retries.labels(self.name).inc()
             started = time.perf_counter()
             try:
-                response = await self.client.send(self.build(replica, method, path, (args or dict)()),
-                                                  stream=stream)
+                response = await self.client.send(self.build(replica, method, path, (args or dict)()), stream=stream)
             except httpx.PoolTimeout:
                 self._outcome("pool_full")
-                raise Saturated(f"every connection to the {self.name.upper()} broker is busy",
-                                code="gateway_saturated") from None
+                raise Saturated(
+                    f"every connection to the {self.name.upper()} broker is busy", code="gateway_saturated"
+                ) from None
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self._outcome("unreachable")
                 self.mark(replica, False, f"cannot connect: {type(exc).__name__}")
-                last = NoUpstream(f"the {self.name.upper()} broker cannot be reached: no replica accepts "
-                                  "connections", retry_after=self.retry_after)
+                last = NoUpstream(
+                    f"the {self.name.upper()} broker cannot be reached: no replica accepts connections",
+                    retry_after=self.retry_after,
+                )
                 continue
             except httpx.TimeoutException:
                 self._outcome("timeout")
                 self.mark(replica, False, "timed out")
-                last = UpstreamTimeout(f"the {self.name.upper()} broker did not answer in time",
-                                       code="upstream_timeout")
+                last = UpstreamTimeout(
+                    f"the {self.name.upper()} broker did not answer in time", code="upstream_timeout"
+                )
                 if idempotent:
                     continue
                 raise last from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 self._outcome("dropped")
                 self.mark(replica, False, f"connection dropped: {type(exc).__name__}")
-                last = UpstreamError(f"the {self.name.upper()} broker dropped the connection",
-                                     code="upstream_unavailable")
+                last = UpstreamError(
+                    f"the {self.name.upper()} broker dropped the connection", code="upstream_unavailable"
+                )
                 if idempotent:
                     continue
                 raise last from None
@@ -208,8 +221,11 @@ class Upstream:
                 answered = error
                 continue
             raise error
-        raise answered or last or NoUpstream(f"the {self.name.upper()} broker has no replicas",
-                                             retry_after=self.retry_after)
+        raise (
+            answered
+            or last
+            or NoUpstream(f"the {self.name.upper()} broker has no replicas", retry_after=self.retry_after)
+        )
 
     def _outcome(self, outcome: str) -> None:
         self.metrics.upstream_requests.labels(self.name, outcome).inc()

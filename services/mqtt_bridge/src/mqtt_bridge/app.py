@@ -29,9 +29,14 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         bridge = Bridge(settings, app.state.bridge_metrics, __version__)
         try:
             await bridge.start()
-            logger.info("mqtt bridge started", extra={"outbox": str(settings.outbox_path),
-                                                      "prefix": settings.topic_prefix,
-                                                      "services": sorted(settings.services)})
+            logger.info(
+                "mqtt bridge started",
+                extra={
+                    "outbox": str(settings.outbox_path),
+                    "prefix": settings.topic_prefix,
+                    "services": sorted(settings.services),
+                },
+            )
             yield {"bridge": bridge}
         finally:
             await bridge.stop()
@@ -42,10 +47,15 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         return Readiness(ready=ready, checks=checks)
 
     app = create_service_app(
-        title="mqtt-bridge", version=__version__, settings=settings, namespace="mqtt_bridge",
-        lifespan=lifespan, readiness=readiness,
+        title="mqtt-bridge",
+        version=__version__,
+        settings=settings,
+        namespace="mqtt_bridge",
+        lifespan=lifespan,
+        readiness=readiness,
         description="Publishes the stack's transcripts, synthesis events and health to MQTT from a durable "
-                    "outbox, with Home Assistant discovery and MQTT commands.")
+        "outbox, with Home Assistant discovery and MQTT commands.",
+    )
     app.state.settings = settings
     app.state.bridge_metrics = BridgeMetrics(app.state.http_metrics.registry)
     app.include_router(events.router)

@@ -33,26 +33,41 @@ class Bridge:
         self.settings = settings
         self.metrics = metrics
         self.topics = Topics(settings.topic_prefix, settings.ha_discovery_prefix)
-        self.outbox = Outbox(settings.outbox_path, synchronous=settings.outbox_sync,
-                             max_events=settings.outbox_max_events, dedup_retention=settings.dedup_retention)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
-                                      limits=httpx.Limits(max_connections=50, max_keepalive_connections=10))
+        self.outbox = Outbox(
+            settings.outbox_path,
+            synchronous=settings.outbox_sync,
+            max_events=settings.outbox_max_events,
+            dedup_retention=settings.dedup_retention,
+        )
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        )
         self.link = MqttLink(settings, self.topics, metrics)
-        self.publisher = OutboxPublisher(self.outbox, self.link, self.topics, metrics,
-                                         batch=settings.publish_batch, timeout=settings.mqtt_timeout)
+        self.publisher = OutboxPublisher(
+            self.outbox, self.link, self.topics, metrics, batch=settings.publish_batch, timeout=settings.mqtt_timeout
+        )
         self.link.add_worker(self.publisher.run)
         self.health = HealthPoller(settings, self.http, self.link, self.topics, metrics)
         self.discovery = Discovery(settings, self.link, self.topics, version) if settings.ha_discovery else None
         self.commands: CommandService | None = None
         if settings.commands:
-            gateway = GatewayClient(self.http, settings.gateway_url, timeout=settings.command_timeout,
-                                    max_audio_bytes=settings.command_max_bytes,
-                                    allow_urls=settings.command_audio_urls,
-                                    api_key=settings.gateway_api_key.get_secret_value()
-                                    if settings.gateway_api_key else None)
-            self.commands = CommandService(self.link, self.topics, gateway, metrics,
-                                           concurrency=settings.command_concurrency,
-                                           max_bytes=settings.command_max_bytes)
+            gateway = GatewayClient(
+                self.http,
+                settings.gateway_url,
+                timeout=settings.command_timeout,
+                max_audio_bytes=settings.command_max_bytes,
+                allow_urls=settings.command_audio_urls,
+                api_key=settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None,
+            )
+            self.commands = CommandService(
+                self.link,
+                self.topics,
+                gateway,
+                metrics,
+                concurrency=settings.command_concurrency,
+                max_bytes=settings.command_max_bytes,
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -64,8 +79,10 @@ class Bridge:
             logger.info("events from the last run are waiting", extra={"events": stats.depth})
         if self.discovery is not None:
             await self.discovery.start()
-        self._tasks = [asyncio.create_task(self.link.run(), name="mqtt-link"),
-                       asyncio.create_task(self.health.run(), name="health-poller")]
+        self._tasks = [
+            asyncio.create_task(self.link.run(), name="mqtt-link"),
+            asyncio.create_task(self.health.run(), name="health-poller"),
+        ]
 
     async def stop(self) -> None:
         """Stop polling and commands, announce ``offline``, disconnect, close the outbox."""
@@ -92,6 +109,7 @@ class Bridge:
         except RuntimeError:
             return False, {**checks, "outbox": "closed"}
         oldest = stats.oldest_accepted_at
-        checks.update({"outbox_depth": stats.depth,
-                       "outbox_oldest_seconds": round(time.time() - oldest, 3) if oldest else 0.0})
+        checks.update(
+            {"outbox_depth": stats.depth, "outbox_oldest_seconds": round(time.time() - oldest, 3) if oldest else 0.0}
+        )
         return self.link.connected, checks

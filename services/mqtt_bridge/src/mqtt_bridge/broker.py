@@ -35,8 +35,9 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
 async def embedded_broker(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> AsyncIterator[Broker]:
     """An amqtt broker listening on ``host:port`` for the duration of the block."""
     if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("the embedded broker accepts anonymous clients; it listens beyond this machine",
-                       extra={"host": host})
+        logger.warning(
+            "the embedded broker accepts anonymous clients; it listens beyond this machine", extra={"host": host}
+        )
     # amqtt's state machine logs every transition at INFO.
     logging.getLogger("transitions").setLevel(logging.WARNING)
     broker = Broker(broker_config(host, port))

@@ -12,8 +12,10 @@ app = typer.Typer(help="voicestack MQTT bridge", no_args_is_help=True, add_compl
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="Override MQTT_BRIDGE_HOST")] = None,
-          port: Annotated[int | None, typer.Option(help="Override MQTT_BRIDGE_PORT")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="Override MQTT_BRIDGE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Override MQTT_BRIDGE_PORT")] = None,
+) -> None:
     """Run the bridge with settings from the environment and .env."""
     from mqtt_bridge.app import create_app
     from voicestack_common.service import serve as serve_app
@@ -22,10 +24,12 @@ def serve(host: Annotated[str | None, typer.Option(help="Override MQTT_BRIDGE_HO
 
 
 @app.command()
-def broker(host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-           port: Annotated[int, typer.Option(help="TCP port")] = 1883,
-           log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
-           log_format: Annotated[str, typer.Option(help="json or text")] = "text") -> None:
+def broker(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 1883,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    log_format: Annotated[str, typer.Option(help="json or text")] = "text",
+) -> None:
     """Run the embedded MQTT broker (amqtt, MQTT 3.1.1, anonymous, in memory) until Ctrl-C."""
     import asyncio
 

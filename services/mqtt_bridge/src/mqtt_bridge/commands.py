@@ -43,8 +43,16 @@ _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 class CommandService:
     """Parses, bounds and executes commands; every request gets exactly one answer."""
 
-    def __init__(self, link: MqttLink, topics: Topics, gateway: GatewayClient, metrics: BridgeMetrics, *,
-                 concurrency: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        link: MqttLink,
+        topics: Topics,
+        gateway: GatewayClient,
+        metrics: BridgeMetrics,
+        *,
+        concurrency: int,
+        max_bytes: int,
+    ) -> None:
         self.link = link
         self.topics = topics
         self.gateway = gateway
@@ -62,6 +70,7 @@ class CommandService:
             task = asyncio.create_task(self.handle(name, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
         return on_message
 
     async def handle(self, name: Command, message: aiomqtt.Message) -> None:
@@ -70,19 +79,24 @@ class CommandService:
         response_topic, correlation = _reply_properties(message)
         request_id: str | None = None
         try:
-            payload = message.payload if isinstance(message.payload, bytes | bytearray) \
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes | bytearray)
                 else str(message.payload or "").encode()
+            )
             if len(payload) > self.max_bytes:
-                raise PayloadTooLarge(f"the command is larger than {self.max_bytes} bytes",
-                                      code="command_too_large")
+                raise PayloadTooLarge(f"the command is larger than {self.max_bytes} bytes", code="command_too_large")
             raw = _parse(payload)
             if isinstance(raw.get("id"), str) and _REQUEST_ID.match(raw["id"]):
                 request_id = raw["id"]
             command = _validate(name, raw)
             if response_topic is None and request_id is None:
                 # Nobody could be told the result: do not spend the gateway's time on it.
-                raise InvalidRequest("without an MQTT 5 response topic, the request needs an 'id' "
-                                     "(the answer goes to .../response/{id})", code="missing_id")
+                raise InvalidRequest(
+                    "without an MQTT 5 response topic, the request needs an 'id' "
+                    "(the answer goes to .../response/{id})",
+                    code="missing_id",
+                )
             body = success(name, request_id, await self._execute(command, request_id))
             outcome = "ok"
         except VoicestackError as exc:
@@ -93,8 +107,15 @@ class CommandService:
             body = failure(name, request_id, VoicestackError("the command failed"))
             outcome = "internal_error"
         self.metrics.commands.labels(command=name, outcome=outcome).inc()
-        logger.info("command answered", extra={"command": name, "id": request_id, "outcome": outcome,
-                                               "seconds": round(time.perf_counter() - started, 3)})
+        logger.info(
+            "command answered",
+            extra={
+                "command": name,
+                "id": request_id,
+                "outcome": outcome,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
         await self._reply(name, request_id, response_topic, correlation, body)
 
     async def _execute(self, command: SynthesizeCommand | TranscribeCommand, request_id: str | None) -> Any:
@@ -110,8 +131,14 @@ class CommandService:
         finally:
             self._active -= 1
 
-    async def _reply(self, name: Command, request_id: str | None, response_topic: str | None,
-                     correlation: bytes | None, body: dict[str, Any]) -> None:
+    async def _reply(
+        self,
+        name: Command,
+        request_id: str | None,
+        response_topic: str | None,
+        correlation: bytes | None,
+        body: dict[str, Any],
+    ) -> None:
         properties = self.link.json_properties(fresh=True)
         if response_topic is not None:
             topic = response_topic
@@ -124,8 +151,9 @@ class CommandService:
         try:
             await self.link.publish(topic, json.dumps(body, separators=(",", ":")).encode(), properties=properties)
         except NotConnected as exc:
-            logger.warning("could not deliver a command answer", extra={"command": name, "id": request_id,
-                                                                         "reason": str(exc)})
+            logger.warning(
+                "could not deliver a command answer", extra={"command": name, "id": request_id, "reason": str(exc)}
+            )
 
     async def close(self) -> None:
         """Cancel commands still running."""

@@ -12,11 +12,11 @@ def tls_context(settings: BridgeSettings) -> ssl.SSLContext | None:
     """The TLS context for ``mqtts://`` URLs: CA file (or system store), optional client certificate."""
     if urlsplit(settings.mqtt_url).scheme != "mqtts":
         return None
-    context = ssl.create_default_context(
-        cafile=str(settings.mqtt_tls_ca_file) if settings.mqtt_tls_ca_file else None)
+    context = ssl.create_default_context(cafile=str(settings.mqtt_tls_ca_file) if settings.mqtt_tls_ca_file else None)
     if settings.mqtt_tls_cert_file is not None:
-        context.load_cert_chain(str(settings.mqtt_tls_cert_file),
-                                str(settings.mqtt_tls_key_file) if settings.mqtt_tls_key_file else None)
+        context.load_cert_chain(
+            str(settings.mqtt_tls_cert_file), str(settings.mqtt_tls_key_file) if settings.mqtt_tls_key_file else None
+        )
     if settings.mqtt_tls_insecure:
         context.check_hostname = False
     return context

@@ -63,8 +63,13 @@ def device_config(settings: BridgeSettings, topics: Topics, version: str) -> dic
         "unique_id": transcript_id,
     }
     return {
-        "dev": {"ids": [dev_id], "name": settings.ha_device_name, "mf": "voicestack",
-                "mdl": "voicestack speech stack", "sw": version},
+        "dev": {
+            "ids": [dev_id],
+            "name": settings.ha_device_name,
+            "mf": "voicestack",
+            "mdl": "voicestack speech stack",
+            "sw": version,
+        },
         "o": {"name": ORIGIN_NAME, "sw": version},
         "avty": [{"t": topics.status, "pl_avail": ONLINE, "pl_not_avail": OFFLINE}],
         "qos": 1,

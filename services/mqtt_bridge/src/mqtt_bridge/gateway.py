@@ -30,8 +30,16 @@ class GatewayRefused(ClientError):
 class GatewayClient:
     """Runs commands through the gateway's REST API (the integration guide's shapes)."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, *, timeout: float, max_audio_bytes: int,
-                 allow_urls: bool, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        timeout: float,
+        max_audio_bytes: int,
+        allow_urls: bool,
+        api_key: str | None = None,
+    ) -> None:
         self.http = http
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url
@@ -47,8 +55,9 @@ class GatewayClient:
         """``{text, language, confidence, duration_seconds, model}``."""
         audio = await self._audio(command)
         form = {"language": command.language} if command.language else {}
-        return await self._call("transcribe", request_id, data=form,
-                                files={"file": (command.filename, audio, "application/octet-stream")})
+        return await self._call(
+            "transcribe", request_id, data=form, files={"file": (command.filename, audio, "application/octet-stream")}
+        )
 
     async def _audio(self, command: TranscribeCommand) -> bytes:
         if command.audio_base64 is not None:
@@ -58,45 +67,48 @@ class GatewayClient:
             except binascii.Error:
                 raise InvalidRequest("audio_base64 is not valid base64", code="invalid_command") from None
         if not self.allow_urls:
-            raise InvalidRequest("audio_url is disabled on this bridge; send audio_base64",
-                                 code="audio_url_disabled")
+            raise InvalidRequest("audio_url is disabled on this bridge; send audio_base64", code="audio_url_disabled")
         return await self._fetch(str(command.audio_url))
 
     async def _fetch(self, url: str) -> bytes:
         try:
             async with self.http.stream("GET", url, timeout=self.timeout, follow_redirects=True) as response:
                 if response.status_code != 200:
-                    raise UpstreamError(f"fetching audio_url answered {response.status_code}",
-                                        code="audio_fetch_failed")
+                    raise UpstreamError(
+                        f"fetching audio_url answered {response.status_code}", code="audio_fetch_failed"
+                    )
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_audio_bytes:
-                    raise PayloadTooLarge(f"audio_url is larger than {self.max_audio_bytes} bytes",
-                                          code="audio_too_large")
+                    raise PayloadTooLarge(
+                        f"audio_url is larger than {self.max_audio_bytes} bytes", code="audio_too_large"
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.max_audio_bytes:
-                        raise PayloadTooLarge(f"audio_url is larger than {self.max_audio_bytes} bytes",
-                                              code="audio_too_large")
+                        raise PayloadTooLarge(
+                            f"audio_url is larger than {self.max_audio_bytes} bytes", code="audio_too_large"
+                        )
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.TimeoutException:
             raise UpstreamTimeout("fetching audio_url timed out", code="audio_fetch_failed") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"fetching audio_url failed: {type(exc).__name__}",
-                                code="audio_fetch_failed") from None
+            raise UpstreamError(f"fetching audio_url failed: {type(exc).__name__}", code="audio_fetch_failed") from None
 
     async def _call(self, verb: str, request_id: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}/api/voice/{verb}"
         try:
-            response = await self.http.post(url, headers={REQUEST_ID_HEADER: request_id, **self._auth},
-                                             timeout=self.timeout, **kwargs)
+            response = await self.http.post(
+                url, headers={REQUEST_ID_HEADER: request_id, **self._auth}, timeout=self.timeout, **kwargs
+            )
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"the gateway did not answer {verb} within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"the gateway is unreachable: {type(exc).__name__}",
-                                code="gateway_unreachable") from None
+            raise UpstreamError(
+                f"the gateway is unreachable: {type(exc).__name__}", code="gateway_unreachable"
+            ) from None
         code, message = _error_of(response)
         if 400 <= response.status_code < 500:
             raise GatewayRefused(message, code=code or "bad_request", upstream_status=response.status_code)

@@ -53,8 +53,13 @@ class ReplicaHealth:
 
     def to_json(self) -> dict[str, Any]:
         """The replica's part of the service payload."""
-        body: dict[str, Any] = {"url": self.url, "status": self.status, "live": self.live, "ready": self.ready,
-                                "latency_ms": self.latency_ms}
+        body: dict[str, Any] = {
+            "url": self.url,
+            "status": self.status,
+            "live": self.live,
+            "ready": self.ready,
+            "latency_ms": self.latency_ms,
+        }
         if self.error:
             body["error"] = self.error
         return body
@@ -82,8 +87,9 @@ class ServiceHealth:
 class HealthPoller:
     """Probes every configured service each ``health_interval``; publishes changes and heartbeats."""
 
-    def __init__(self, settings: BridgeSettings, http: httpx.AsyncClient, link: MqttLink, topics: Topics,
-                 metrics: BridgeMetrics) -> None:
+    def __init__(
+        self, settings: BridgeSettings, http: httpx.AsyncClient, link: MqttLink, topics: Topics, metrics: BridgeMetrics
+    ) -> None:
         self.settings = settings
         self.http = http
         self.link = link
@@ -115,14 +121,15 @@ class HealthPoller:
         results = await asyncio.gather(*(self.probe_service(name) for name in names))
         now = time.time()
         heartbeat = time.monotonic() - self._heartbeat_at >= self.settings.health_heartbeat
-        changed = [h for h in results if h.name not in self.current
-                   or h.signature != self.current[h.name].signature]
+        changed = [h for h in results if h.name not in self.current or h.signature != self.current[h.name].signature]
         for service in changed:
             self._since[service.name] = now
             previous = self.current.get(service.name)
             if previous is not None:
-                logger.info("service health changed", extra={"service": service.name, "from": previous.status,
-                                                              "to": service.status})
+                logger.info(
+                    "service health changed",
+                    extra={"service": service.name, "from": previous.status, "to": service.status},
+                )
         self.current.update({service.name: service for service in results})
         overall = rollup([service.status for service in results])
         if self._overall is None or self._overall[0] != overall:
@@ -130,21 +137,29 @@ class HealthPoller:
         if heartbeat:
             self._heartbeat_at = time.monotonic()
         for service in results if heartbeat else changed:
-            await self.link.publish_retained(self.topics.service_health(service.name),
-                                             self._payload(service, now))
+            await self.link.publish_retained(self.topics.service_health(service.name), self._payload(service, now))
         if heartbeat or changed:
             await self.link.publish_retained(self.topics.health, self._overall_payload(now))
 
     def _payload(self, service: ServiceHealth, now: float) -> bytes:
-        body = {"service": service.name, "status": service.status, "up": service.up,
-                "since": iso(self._since.get(service.name, now)), "checked_at": iso(now),
-                "replicas": [replica.to_json() for replica in service.replicas]}
+        body = {
+            "service": service.name,
+            "status": service.status,
+            "up": service.up,
+            "since": iso(self._since.get(service.name, now)),
+            "checked_at": iso(now),
+            "replicas": [replica.to_json() for replica in service.replicas],
+        }
         return json.dumps(body, separators=(",", ":")).encode()
 
     def _overall_payload(self, now: float) -> bytes:
         status, since = self._overall or ("down", now)
-        body = {"status": status, "services": {name: health.status for name, health in self.current.items()},
-                "since": iso(since), "checked_at": iso(now)}
+        body = {
+            "status": status,
+            "services": {name: health.status for name, health in self.current.items()},
+            "since": iso(since),
+            "checked_at": iso(now),
+        }
         return json.dumps(body, separators=(",", ":")).encode()
 
     async def probe_service(self, name: str) -> ServiceHealth:
@@ -158,7 +173,8 @@ class HealthPoller:
         """``/healthz`` and ``/readyz`` of one base URL, concurrently."""
         started = time.perf_counter()
         (live, live_error), (ready, ready_error) = await asyncio.gather(
-            self._get(f"{url}/healthz"), self._get(f"{url}/readyz"))
+            self._get(f"{url}/healthz"), self._get(f"{url}/readyz")
+        )
         latency = round((time.perf_counter() - started) * 1000, 1)
         if not live:
             return ReplicaHealth(url, "down", False, False, latency, live_error)

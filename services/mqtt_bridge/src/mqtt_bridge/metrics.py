@@ -22,25 +22,36 @@ class BridgeMetrics:
 
         self.accepted = counter("events_accepted", "Events stored in the outbox, by type.", ("type",))
         self.duplicates = counter("events_duplicate", "Events whose event_id was accepted before (not stored).")
-        self.published = counter("events_published", "Events acknowledged by the broker (PUBACK), by type.",
-                                 ("type",))
+        self.published = counter("events_published", "Events acknowledged by the broker (PUBACK), by type.", ("type",))
         self.publish_failures = counter("publish_failures", "Event publishes that failed or timed out (retried).")
         self.reconnects = counter("mqtt_reconnects", "MQTT connections established after a lost or failed one.")
         self.connect_failures = counter("mqtt_connect_failures", "Failed MQTT connection attempts.")
-        self.health_polls = counter("health_probes", "Health probes of polled services, by service and result.",
-                                    ("service", "result"))
-        self.commands = counter("commands", "MQTT commands answered, by command and outcome.",
-                                ("command", "outcome"))
-        self.delivery = Histogram("event_delivery_seconds", "Time from acceptance to the broker's PUBACK.",
-                                  namespace=namespace, registry=registry, buckets=DELIVERY_BUCKETS)
-        self.connected = Gauge("mqtt_connected", "1 while connected to the MQTT broker.",
-                               namespace=namespace, registry=registry)
-        self._depth = Gauge("outbox_depth", "Events in the outbox (pending and in flight).",
-                            namespace=namespace, registry=registry)
-        self._inflight = Gauge("outbox_inflight", "Events published and awaiting their PUBACK.",
-                               namespace=namespace, registry=registry)
-        self._oldest = Gauge("outbox_oldest_pending_seconds", "Age of the oldest event in the outbox (0 when empty).",
-                             namespace=namespace, registry=registry)
+        self.health_polls = counter(
+            "health_probes", "Health probes of polled services, by service and result.", ("service", "result")
+        )
+        self.commands = counter("commands", "MQTT commands answered, by command and outcome.", ("command", "outcome"))
+        self.delivery = Histogram(
+            "event_delivery_seconds",
+            "Time from acceptance to the broker's PUBACK.",
+            namespace=namespace,
+            registry=registry,
+            buckets=DELIVERY_BUCKETS,
+        )
+        self.connected = Gauge(
+            "mqtt_connected", "1 while connected to the MQTT broker.", namespace=namespace, registry=registry
+        )
+        self._depth = Gauge(
+            "outbox_depth", "Events in the outbox (pending and in flight).", namespace=namespace, registry=registry
+        )
+        self._inflight = Gauge(
+            "outbox_inflight", "Events published and awaiting their PUBACK.", namespace=namespace, registry=registry
+        )
+        self._oldest = Gauge(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest event in the outbox (0 when empty).",
+            namespace=namespace,
+            registry=registry,
+        )
 
     def watch_outbox(self, stats: Callable[[], OutboxStats | None]) -> None:
         """Read the outbox gauges from ``stats`` at scrape time."""
@@ -54,6 +65,7 @@ class BridgeMetrics:
                     oldest = current.oldest_accepted_at
                     return max(0.0, time.time() - oldest) if oldest is not None else 0.0
                 return float(getattr(current, field))
+
             return value
 
         self._depth.set_function(read("depth"))

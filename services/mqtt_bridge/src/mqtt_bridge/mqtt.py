@@ -53,8 +53,9 @@ class MqttLink:
         self.topics = topics
         self.metrics = metrics
         self.client_id = settings.mqtt_client_id or f"voicestack-bridge-{secrets.token_hex(4)}"
-        self.protocol = aiomqtt.ProtocolVersion.V311 if settings.mqtt_protocol == "3.1.1" \
-            else aiomqtt.ProtocolVersion.V5
+        self.protocol = (
+            aiomqtt.ProtocolVersion.V311 if settings.mqtt_protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
+        )
         self.client: aiomqtt.Client | None = None
         self.last_error: str | None = None
         self._tls = tls_context(settings)
@@ -102,15 +103,17 @@ class MqttLink:
             self._json_properties = properties
         return self._json_properties
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                      properties: Properties | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, properties: Properties | None = None
+    ) -> None:
         """Publish with QoS 1 and wait for the PUBACK; NotConnected when the broker is away."""
         client = self.client
         if client is None:
             raise NotConnected("not connected to the MQTT broker")
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, properties=properties,
-                                 timeout=self.settings.mqtt_timeout)
+            await client.publish(
+                topic, payload, qos=1, retain=retain, properties=properties, timeout=self.settings.mqtt_timeout
+            )
         except aiomqtt.MqttError as exc:
             raise NotConnected(str(exc)) from exc
 
@@ -127,11 +130,20 @@ class MqttLink:
         if self.settings.mqtt_protocol == "auto" and not self._settled:
             timeout = min(timeout, AUTO_PROBE_TIMEOUT)
         client = aiomqtt.Client(
-            host, port, username=username, password=password, identifier=self.client_id,
-            protocol=self.protocol, keepalive=self.settings.mqtt_keepalive, timeout=timeout,
+            host,
+            port,
+            username=username,
+            password=password,
+            identifier=self.client_id,
+            protocol=self.protocol,
+            keepalive=self.settings.mqtt_keepalive,
+            timeout=timeout,
             will=aiomqtt.Will(self.topics.status, OFFLINE.encode(), qos=1, retain=True),
-            tls_context=self._tls, max_inflight_messages=self.settings.mqtt_max_inflight,
-            max_queued_incoming_messages=MAX_QUEUED_INCOMING, logger=logging.getLogger("mqtt_bridge.paho"))
+            tls_context=self._tls,
+            max_inflight_messages=self.settings.mqtt_max_inflight,
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
+            logger=logging.getLogger("mqtt_bridge.paho"),
+        )
         # A full batch awaiting PUBACKs is normal here, not the leak aiomqtt warns about.
         client.pending_calls_threshold = self.settings.publish_batch + self.settings.command_concurrency * 2 + 100
         return client
@@ -151,8 +163,10 @@ class MqttLink:
                     if established > 1:
                         self.metrics.reconnects.inc()
                     delay = self.settings.reconnect_min_delay
-                    logger.info("connected to the MQTT broker", extra={
-                        "broker": f"{host}:{port}", "protocol": self.protocol_name, "client_id": self.client_id})
+                    logger.info(
+                        "connected to the MQTT broker",
+                        extra={"broker": f"{host}:{port}", "protocol": self.protocol_name, "client_id": self.client_id},
+                    )
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if not connected and self._try_other_protocol(exc):
@@ -183,8 +197,10 @@ class MqttLink:
             # Some 3.1.1-only brokers (amqtt) cannot parse an MQTT 5 CONNECT and never answer it:
             # alternate until one version gets a CONNACK (a slow broker just costs another attempt).
             self.protocol = aiomqtt.ProtocolVersion.V311 if self.is_v5 else aiomqtt.ProtocolVersion.V5
-            logger.info("no answer to the MQTT CONNECT; trying the other protocol version",
-                        extra={"protocol": self.protocol_name})
+            logger.info(
+                "no answer to the MQTT CONNECT; trying the other protocol version",
+                extra={"protocol": self.protocol_name},
+            )
         return False
 
     def _failed(self, reason: str, was_connected: bool) -> None:
@@ -216,8 +232,13 @@ class MqttLink:
             await asyncio.gather(*tasks, stop, return_exceptions=True)
         if stop in done:
             with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(self.topics.status, OFFLINE.encode(), qos=1, retain=True,
-                                     timeout=min(self.settings.mqtt_timeout, 3.0))
+                await client.publish(
+                    self.topics.status,
+                    OFFLINE.encode(),
+                    qos=1,
+                    retain=True,
+                    timeout=min(self.settings.mqtt_timeout, 3.0),
+                )
             logger.info("disconnecting from the MQTT broker")
             return
         for task in done:
@@ -241,5 +262,10 @@ class MqttLink:
     def state(self) -> dict[str, Any]:
         """What /readyz reports about the connection."""
         host, port = broker_address(self.settings)
-        return {"mqtt_connected": self.connected, "broker": f"{host}:{port}", "protocol": self.protocol_name,
-                "client_id": self.client_id, **({"mqtt_error": self.last_error} if self.last_error else {})}
+        return {
+            "mqtt_connected": self.connected,
+            "broker": f"{host}:{port}",
+            "protocol": self.protocol_name,
+            "client_id": self.client_id,
+            **({"mqtt_error": self.last_error} if self.last_error else {}),
+        }

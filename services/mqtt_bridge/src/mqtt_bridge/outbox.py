@@ -76,8 +76,9 @@ class OutboxStats:
 class OutboxStore:
     """The SQLite side; every method blocks, and one thread at a time may call them."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", max_events: int = 100_000,
-                 dedup_retention: float = 86_400.0) -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", max_events: int = 100_000, dedup_retention: float = 86_400.0
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.durable = synchronous == "FULL"
@@ -137,8 +138,10 @@ class OutboxStore:
             if self._depth >= self.max_events:
                 raise OutboxFull(f"the outbox holds {self._depth} events, its limit")
             self._db.execute("INSERT INTO seen (event_id, accepted_at) VALUES (?, ?)", (event_id, now))
-            self._db.execute("INSERT INTO outbox (event_id, kind, payload, accepted_at) VALUES (?, ?, ?, ?)",
-                             (event_id, kind, payload, now))
+            self._db.execute(
+                "INSERT INTO outbox (event_id, kind, payload, accepted_at) VALUES (?, ?, ?, ?)",
+                (event_id, kind, payload, now),
+            )
         self._depth += 1
         if self._oldest is None:
             self._oldest = now
@@ -149,13 +152,19 @@ class OutboxStore:
         with self._transaction():
             rows = self._db.execute(
                 "SELECT seq, event_id, kind, payload, accepted_at, attempts FROM outbox "
-                "WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)).fetchall()
+                "WHERE state = 'pending' ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
             if rows:
-                self._db.executemany("UPDATE outbox SET state = 'inflight', attempts = attempts + 1 WHERE seq = ?",
-                                     [(row[0],) for row in rows])
+                self._db.executemany(
+                    "UPDATE outbox SET state = 'inflight', attempts = attempts + 1 WHERE seq = ?",
+                    [(row[0],) for row in rows],
+                )
         self._inflight += len(rows)
-        return [StoredEvent(seq, event_id, kind, bytes(payload), accepted_at, attempts + 1)
-                for seq, event_id, kind, payload, accepted_at, attempts in rows]
+        return [
+            StoredEvent(seq, event_id, kind, bytes(payload), accepted_at, attempts + 1)
+            for seq, event_id, kind, payload, accepted_at, attempts in rows
+        ]
 
     def ack(self, seqs: Iterable[int]) -> None:
         """The broker has them: delete."""
@@ -189,7 +198,8 @@ class OutboxStore:
         with self._transaction():
             return self._db.execute(
                 "DELETE FROM seen WHERE accepted_at < ? AND event_id NOT IN (SELECT event_id FROM outbox)",
-                (now - self.dedup_retention,)).rowcount
+                (now - self.dedup_retention,),
+            ).rowcount
 
     def close(self) -> None:
         """Checkpoint and close the database."""
@@ -201,10 +211,14 @@ class OutboxStore:
 class Outbox:
     """The async face of the store: its work runs on one dedicated thread."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", max_events: int = 100_000,
-                 dedup_retention: float = 86_400.0) -> None:
-        self._args: dict[str, Any] = {"synchronous": synchronous, "max_events": max_events,
-                                      "dedup_retention": dedup_retention}
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", max_events: int = 100_000, dedup_retention: float = 86_400.0
+    ) -> None:
+        self._args: dict[str, Any] = {
+            "synchronous": synchronous,
+            "max_events": max_events,
+            "dedup_retention": dedup_retention,
+        }
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._store: OutboxStore | None = None

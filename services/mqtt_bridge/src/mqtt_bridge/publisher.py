@@ -24,8 +24,9 @@ PRUNE_INTERVAL = 300.0
 class OutboxPublisher:
     """A connection worker: claim a batch, publish it, delete what the broker acknowledged."""
 
-    def __init__(self, outbox: Outbox, link: MqttLink, topics: Topics, metrics: BridgeMetrics,
-                 batch: int, timeout: float) -> None:
+    def __init__(
+        self, outbox: Outbox, link: MqttLink, topics: Topics, metrics: BridgeMetrics, batch: int, timeout: float
+    ) -> None:
         self.outbox = outbox
         self.link = link
         self.topics = topics
@@ -49,8 +50,7 @@ class OutboxPublisher:
 
     async def _publish_batch(self, client: aiomqtt.Client, claimed: list[StoredEvent]) -> None:
         # Concurrent publishes keep the in-flight window full; paho still sends them in order.
-        results = await asyncio.gather(*(self._publish(client, event) for event in claimed),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._publish(client, event) for event in claimed), return_exceptions=True)
         delivered = [event for event, result in zip(claimed, results, strict=True) if result is None]
         failed = [(event, result) for event, result in zip(claimed, results, strict=True) if result is not None]
         await self.outbox.ack([event.seq for event in delivered])
@@ -67,8 +67,13 @@ class OutboxPublisher:
             raise aiomqtt.MqttError(f"publishing failed: {error!r}") from error
 
     async def _publish(self, client: aiomqtt.Client, event: StoredEvent) -> None:
-        await client.publish(self.topics.event(event.kind), event.payload, qos=1,
-                             properties=self.link.json_properties(), timeout=self.timeout)
+        await client.publish(
+            self.topics.event(event.kind),
+            event.payload,
+            qos=1,
+            properties=self.link.json_properties(),
+            timeout=self.timeout,
+        )
 
     async def _housekeeping(self) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_INTERVAL:

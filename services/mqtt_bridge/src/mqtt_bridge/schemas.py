@@ -15,8 +15,10 @@ EVENT_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Body over `MQTT_BRIDGE_MAX_UPLOAD_BYTES` (`payload_too_large`)"},
     415: {"model": ErrorResponse, "description": "Not `application/json` (`unsupported_media_type`)"},
     422: {"model": ErrorResponse, "description": "Not a valid `SpeechEvent` (`invalid_event`)"},
-    503: {"model": ErrorResponse, "description": "Outbox full (`outbox_full`, with Retry-After) or its disk "
-                                                 "failing (`outbox_unavailable`)"},
+    503: {
+        "model": ErrorResponse,
+        "description": "Outbox full (`outbox_full`, with Retry-After) or its disk failing (`outbox_unavailable`)",
+    },
 }
 
 # Request ids become a topic level and an X-Request-ID: the safe set of both.
@@ -73,5 +75,10 @@ def success(command: str, request_id: str | None, result: Any) -> dict[str, Any]
 def failure(command: str, request_id: str | None, error: VoicestackError) -> dict[str, Any]:
     """A failed answer: the shared error shape and an HTTP-like status (the gateway's when it refused)."""
     status = getattr(error, "upstream_status", error.status_code)
-    return {"id": request_id, "command": command, "ok": False, "status": status,
-            **error_body(error.code, error.message, error.details)}
+    return {
+        "id": request_id,
+        "command": command,
+        "ok": False,
+        "status": status,
+        **error_body(error.code, error.message, error.details),
+    }

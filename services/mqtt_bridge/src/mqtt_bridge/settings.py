@@ -110,8 +110,7 @@ class BridgeSettings(ServiceSettings):
     publish_batch: int = Field(default=100, ge=1, le=10_000)
     """Events taken from the outbox and published together (each still waits for its PUBACK)."""
 
-    services: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in
-                                                                    DEFAULT_SERVICES.items()})
+    services: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_SERVICES.items()})
     """Services whose ``/healthz`` and ``/readyz`` are polled: name → base URLs of its replicas,
     as JSON, or one ``MQTT_BRIDGE_SERVICES__<NAME>`` (a JSON list) per service; either replaces
     the whole default map."""
@@ -167,8 +166,10 @@ class BridgeSettings(ServiceSettings):
     def _check_mqtt_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
-            raise ValueError(f"MQTT_BRIDGE_MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883, "
-                             f"got {parts.scheme or 'no'} scheme")
+            raise ValueError(
+                f"MQTT_BRIDGE_MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883, "
+                f"got {parts.scheme or 'no'} scheme"
+            )
         parts.port  # noqa: B018 - raises ValueError on a bad port
         return value
 
@@ -176,8 +177,7 @@ class BridgeSettings(ServiceSettings):
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#\0"):
-            raise ValueError(f"topic prefix {value!r} must be non-empty, without wildcards or "
-                             "leading/trailing '/'")
+            raise ValueError(f"topic prefix {value!r} must be non-empty, without wildcards or leading/trailing '/'")
         return value
 
     @field_validator("services")

@@ -32,19 +32,34 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
         pool: WorkerPool[SttEngine] = WorkerPool(
-            "stt", engine_factory(settings, model), size=settings.workers,
-            max_queue=settings.max_queue, retry_after=settings.retry_after)
+            "stt",
+            engine_factory(settings, model),
+            size=settings.workers,
+            max_queue=settings.max_queue,
+            retry_after=settings.retry_after,
+        )
         await anyio.to_thread.run_sync(pool.start)
         try:
             engine = pool.engines[0]
-            detector = await anyio.to_thread.run_sync(SpeechDetector, settings.vad_threshold) \
-                if settings.vad else None
+            detector = await anyio.to_thread.run_sync(SpeechDetector, settings.vad_threshold) if settings.vad else None
             transcriber = Transcriber(
-                pool, detector, Limits(settings.max_audio_seconds, settings.inference_timeout),
-                SttMetrics(app.state.http_metrics.registry, pool), engine.backend, engine.model,
-                engine.multilingual)
-            logger.info("stt broker ready", extra={"engine": engine.backend, "model": engine.model,
-                                                   "workers": settings.workers, "threads": settings.threads})
+                pool,
+                detector,
+                Limits(settings.max_audio_seconds, settings.inference_timeout),
+                SttMetrics(app.state.http_metrics.registry, pool),
+                engine.backend,
+                engine.model,
+                engine.multilingual,
+            )
+            logger.info(
+                "stt broker ready",
+                extra={
+                    "engine": engine.backend,
+                    "model": engine.model,
+                    "workers": settings.workers,
+                    "threads": settings.threads,
+                },
+            )
             yield {"transcriber": transcriber}
         finally:
             await anyio.to_thread.run_sync(pool.close)
@@ -52,9 +67,13 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     async def readiness(request: Request) -> Readiness:
         transcriber: Transcriber = request.state.transcriber
         engine = transcriber.pool.engines[0] if transcriber.pool.engines else None
-        checks: dict[str, Any] = {"model_loaded": engine is not None, "engine": transcriber.backend,
-                                  "model": transcriber.model, "workers": transcriber.pool.size,
-                                  "queue_depth": transcriber.pool.waiting}
+        checks: dict[str, Any] = {
+            "model_loaded": engine is not None,
+            "engine": transcriber.backend,
+            "model": transcriber.model,
+            "workers": transcriber.pool.size,
+            "queue_depth": transcriber.pool.waiting,
+        }
         probe = getattr(engine, "probe", None)
         if probe is not None:
             checks["upstream_reachable"] = await anyio.to_thread.run_sync(probe)
@@ -62,10 +81,15 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
         return Readiness(ready=ready, checks=checks)
 
     app = create_service_app(
-        title="stt-broker", version=__version__, settings=settings, namespace="stt",
-        lifespan=lifespan, readiness=readiness,
+        title="stt-broker",
+        version=__version__,
+        settings=settings,
+        namespace="stt",
+        lifespan=lifespan,
+        readiness=readiness,
         description="Speech-to-text on whisper.cpp: the integration guide's `/v1/transcribe` and "
-                    "OpenAI's `/v1/audio/transcriptions`.")
+        "OpenAI's `/v1/audio/transcriptions`.",
+    )
     app.state.settings = settings
     app.include_router(transcriptions.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")

@@ -19,8 +19,10 @@ err = Console(stderr=True)
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = None,
-          port: Annotated[int | None, typer.Option(help="Override STT_PORT")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Override STT_PORT")] = None,
+) -> None:
     """Run the broker with settings from the environment and .env."""
     import uvicorn
 
@@ -30,8 +32,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = SttSettings(**overrides)  # type: ignore[arg-type]
     configure_logging("stt-broker", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=10
+    )
 
 
 @models_app.command("list")
@@ -45,17 +48,20 @@ def list_models() -> None:
 
 
 @models_app.command("pull")
-def pull(name: Annotated[str, typer.Argument(help="e.g. base.en, large-v3-turbo, base.en-q5_1")],
-         dest: Annotated[Path | None, typer.Option(help="Directory (default: cache dir)")] = None) -> None:
+def pull(
+    name: Annotated[str, typer.Argument(help="e.g. base.en, large-v3-turbo, base.en-q5_1")],
+    dest: Annotated[Path | None, typer.Option(help="Directory (default: cache dir)")] = None,
+) -> None:
     """Download an official ggml model (needs internet); prints the STT_MODEL_PATH to set."""
     target_dir = dest or SttSettings().cache_dir / "whisper"
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=err) as progress:
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err
+    ) as progress:
         task = progress.add_task(f"ggml-{name}.bin", total=None)
         try:
-            path = download_ggml(name, target_dir,
-                                 progress=lambda done, total: progress.update(task, completed=done,
-                                                                              total=total))
+            path = download_ggml(
+                name, target_dir, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )
         except ModelError as exc:
             progress.stop()
             err.print(f"[red]error:[/red] {exc}")

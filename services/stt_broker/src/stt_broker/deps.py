@@ -34,8 +34,7 @@ async def require_form(request: Request) -> None:
     """Uploads come as multipart/form-data; anything else is a 415, not a parse error."""
     content_type = request.headers.get("content-type", "")
     if not content_type:
-        raise ClientError("the request has no body: send multipart/form-data with a 'file' field",
-                          code="empty_body")
+        raise ClientError("the request has no body: send multipart/form-data with a 'file' field", code="empty_body")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaType(f"expected multipart/form-data, got {content_type.split(';')[0]}")
 
@@ -51,8 +50,11 @@ async def read_audio(file: UploadFile | None, sample_rate: int | None, input_for
     data = await file.read()
     content_type = (file.content_type or "").split(";")[0].strip().lower()
     name = (file.filename or "").lower()
-    is_raw = (input_format or "").lower() in ("pcm", "pcm_s16le", "s16le") or content_type in RAW_PCM_TYPES \
+    is_raw = (
+        (input_format or "").lower() in ("pcm", "pcm_s16le", "s16le")
+        or content_type in RAW_PCM_TYPES
         or name.endswith(RAW_PCM_SUFFIXES)
+    )
     if is_raw:
         if sample_rate is None:
             raise InvalidRequest("raw PCM16 needs a 'sample_rate' field", code="missing_sample_rate")
@@ -60,15 +62,18 @@ async def read_audio(file: UploadFile | None, sample_rate: int | None, input_for
     return await anyio.to_thread.run_sync(decode_audio, data)
 
 
-def options_from_form(language: str | None, prompt: str | None, temperature: float,
-                      word_timestamps: bool, default_language: str | None) -> TranscribeOptions:
+def options_from_form(
+    language: str | None, prompt: str | None, temperature: float, word_timestamps: bool, default_language: str | None
+) -> TranscribeOptions:
     """Validate the per-request options."""
     try:
         code = normalize_language(language if language is not None else default_language)
     except KeyError:
-        raise InvalidRequest(f"unknown language {language!r}: use an ISO 639-1 code such as 'en', "
-                             "or 'auto'", code="unsupported_language") from None
+        raise InvalidRequest(
+            f"unknown language {language!r}: use an ISO 639-1 code such as 'en', or 'auto'", code="unsupported_language"
+        ) from None
     if not 0.0 <= temperature <= 1.0:
         raise InvalidRequest("temperature must be between 0 and 1", code="invalid_temperature")
-    return TranscribeOptions(language=code, prompt=prompt or None, temperature=temperature,
-                             word_timestamps=word_timestamps)
+    return TranscribeOptions(
+        language=code, prompt=prompt or None, temperature=temperature, word_timestamps=word_timestamps
+    )

@@ -18,8 +18,10 @@ def _clock(seconds: float, separator: str) -> str:
 
 def to_srt(transcript: Transcript) -> str:
     """SubRip: numbered cues, comma before milliseconds."""
-    cues = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
-            for i, s in enumerate(_spoken(transcript), start=1)]
+    cues = [
+        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
+        for i, s in enumerate(_spoken(transcript), start=1)
+    ]
     return "\n".join(cues)
 
 
@@ -54,8 +56,12 @@ def segment_json(segment: Segment, *, with_words: bool) -> dict[str, Any]:
 
 def word_json(word: Any) -> dict[str, Any]:
     """One timed word."""
-    return {"word": word.word, "start": round(word.start, 3), "end": round(word.end, 3),
-            "probability": round(word.probability, 4)}
+    return {
+        "word": word.word,
+        "start": round(word.start, 3),
+        "end": round(word.end, 3),
+        "probability": round(word.probability, 4),
+    }
 
 
 def language_name(code: str) -> str:

@@ -23,12 +23,35 @@ logger = logging.getLogger(__name__)
 BUNDLED_MODEL_ID = "tiny.en"
 GGML_BASE_URL = "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 OFFICIAL_GGML_MODELS = (
-    "tiny", "tiny.en", "tiny-q5_1", "tiny.en-q5_1", "tiny-q8_0",
-    "base", "base.en", "base-q5_1", "base.en-q5_1", "base-q8_0",
-    "small", "small.en", "small-q5_1", "small.en-q5_1", "small-q8_0",
-    "medium", "medium.en", "medium-q5_0", "medium.en-q5_0", "medium-q8_0",
-    "large-v1", "large-v2", "large-v2-q5_0", "large-v2-q8_0",
-    "large-v3", "large-v3-q5_0", "large-v3-turbo", "large-v3-turbo-q5_0", "large-v3-turbo-q8_0",
+    "tiny",
+    "tiny.en",
+    "tiny-q5_1",
+    "tiny.en-q5_1",
+    "tiny-q8_0",
+    "base",
+    "base.en",
+    "base-q5_1",
+    "base.en-q5_1",
+    "base-q8_0",
+    "small",
+    "small.en",
+    "small-q5_1",
+    "small.en-q5_1",
+    "small-q8_0",
+    "medium",
+    "medium.en",
+    "medium-q5_0",
+    "medium.en-q5_0",
+    "medium-q8_0",
+    "large-v1",
+    "large-v2",
+    "large-v2-q5_0",
+    "large-v2-q8_0",
+    "large-v3",
+    "large-v3-q5_0",
+    "large-v3-turbo",
+    "large-v3-turbo-q5_0",
+    "large-v3-turbo-q8_0",
 )
 
 
@@ -81,14 +104,20 @@ def resolve_model(settings: SttSettings) -> ResolvedModel:
     return ResolvedModel(path, model_id)
 
 
-def download_ggml(name: str, dest_dir: Path, *, progress: Progress | None = None,
-                  base_url: str = GGML_BASE_URL, transport: httpx.BaseTransport | None = None) -> Path:
+def download_ggml(
+    name: str,
+    dest_dir: Path,
+    *,
+    progress: Progress | None = None,
+    base_url: str = GGML_BASE_URL,
+    transport: httpx.BaseTransport | None = None,
+) -> Path:
     """Download an official ggml model into ``dest_dir`` (atomically); returns its path."""
     if name not in OFFICIAL_GGML_MODELS:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(OFFICIAL_GGML_MODELS)}")
     try:
-        return download_file(f"{base_url}/ggml-{name}.bin", dest_dir / f"ggml-{name}.bin",
-                             progress=progress, transport=transport)
+        return download_file(
+            f"{base_url}/ggml-{name}.bin", dest_dir / f"ggml-{name}.bin", progress=progress, transport=transport
+        )
     except DownloadError as exc:
-        raise ModelError(f"{exc}. Copy the ggml file here by other means and set STT_MODEL_PATH "
-                         "to it.") from exc
+        raise ModelError(f"{exc}. Copy the ggml file here by other means and set STT_MODEL_PATH to it.") from exc

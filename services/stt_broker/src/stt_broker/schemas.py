@@ -12,8 +12,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Empty body, unreadable or truncated audio"},
     413: {"model": ErrorResponse, "description": "Upload over the size limit (`payload_too_large`)"},
     415: {"model": ErrorResponse, "description": "Not multipart, or not audio (`unsupported_audio`)"},
-    422: {"model": ErrorResponse, "description": "Invalid field: language, response_format, "
-                                                 "temperature, audio too long"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid field: language, response_format, temperature, audio too long",
+    },
     503: {"model": ErrorResponse, "description": "Queue full (`saturated`, with Retry-After)"},
     504: {"model": ErrorResponse, "description": "Inference took longer than the timeout"},
 }
@@ -71,4 +73,3 @@ class OpenAITranscription(BaseModel):
     segments: list[SegmentOut] | None = None
     words: list[WordOut] | None = None
     usage: dict[str, Any] | None = None
-

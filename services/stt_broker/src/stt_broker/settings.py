@@ -20,12 +20,12 @@ class SttSettings(ServiceSettings):
     host: str = Field(default="127.0.0.1", validation_alias=env_aliases("STT_HOST", "SST_BROKER_HOST", "host"))
     """Interface to listen on (``0.0.0.0`` in containers)."""
 
-    port: int = Field(default=9082, ge=0, le=65535,
-                      validation_alias=env_aliases("STT_PORT", "SST_BROKER_PORT", "port"))
+    port: int = Field(default=9082, ge=0, le=65535, validation_alias=env_aliases("STT_PORT", "SST_BROKER_PORT", "port"))
     """TCP port of the broker's HTTP API."""
 
-    log_level: LogLevel = Field(default="INFO", validation_alias=env_aliases(
-        "STT_LOG_LEVEL", "SST_BROKER_LOG_LEVEL", "log_level"))
+    log_level: LogLevel = Field(
+        default="INFO", validation_alias=env_aliases("STT_LOG_LEVEL", "SST_BROKER_LOG_LEVEL", "log_level")
+    )
     """Log level. Transcript text is only ever logged at DEBUG."""
 
     engine: Literal["whispercpp", "faster-whisper", "remote"] = "whispercpp"
@@ -74,8 +74,9 @@ class SttSettings(ServiceSettings):
     use_gpu: bool = False
     """Run whisper.cpp / CTranslate2 on the GPU (needs a CUDA build)."""
 
-    remote_url: str = Field(default="http://localhost:8082", validation_alias=env_aliases(
-        "STT_REMOTE_URL", "REMOTE_SST_URL", "remote_url"))
+    remote_url: str = Field(
+        default="http://localhost:8082", validation_alias=env_aliases("STT_REMOTE_URL", "REMOTE_SST_URL", "remote_url")
+    )
     """Base URL of a whisper.cpp server, for ``engine=remote``."""
 
     remote_timeout: float = Field(default=300.0, gt=0)

@@ -23,20 +23,34 @@ class SttMetrics:
 
     def __init__(self, registry: CollectorRegistry, pool: WorkerPool[SttEngine]) -> None:
         ns = "stt"
-        self.transcriptions = Counter("transcriptions", "Finished transcriptions.", ["engine", "outcome"],
-                                      namespace=ns, registry=registry)
+        self.transcriptions = Counter(
+            "transcriptions", "Finished transcriptions.", ["engine", "outcome"], namespace=ns, registry=registry
+        )
         self.inference_seconds = Histogram(
-            "inference_seconds", "Time in VAD + engine per request.", ["engine"], namespace=ns,
-            registry=registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
-        self.audio_seconds = Counter("audio_seconds", "Seconds of audio received.", ["engine"],
-                                     namespace=ns, registry=registry)
-        self.speech_seconds = Counter("speech_seconds", "Seconds of audio the VAD kept as speech.",
-                                      ["engine"], namespace=ns, registry=registry)
+            "inference_seconds",
+            "Time in VAD + engine per request.",
+            ["engine"],
+            namespace=ns,
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+        )
+        self.audio_seconds = Counter(
+            "audio_seconds", "Seconds of audio received.", ["engine"], namespace=ns, registry=registry
+        )
+        self.speech_seconds = Counter(
+            "speech_seconds", "Seconds of audio the VAD kept as speech.", ["engine"], namespace=ns, registry=registry
+        )
         self.real_time_factor = Histogram(
-            "real_time_factor", "Inference seconds per audio second.", ["engine"], namespace=ns,
-            registry=registry, buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5))
-        queue_depth = Gauge("queue_depth", "Requests waiting for a free model context.", namespace=ns,
-                            registry=registry)
+            "real_time_factor",
+            "Inference seconds per audio second.",
+            ["engine"],
+            namespace=ns,
+            registry=registry,
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5),
+        )
+        queue_depth = Gauge(
+            "queue_depth", "Requests waiting for a free model context.", namespace=ns, registry=registry
+        )
         queue_depth.set_function(lambda: pool.waiting)
         busy = Gauge("workers_busy", "Model contexts decoding now.", namespace=ns, registry=registry)
         busy.set_function(lambda: pool.busy)
@@ -54,8 +68,16 @@ class Limits:
 class Transcriber:
     """Runs transcriptions on the pool and keeps the metrics."""
 
-    def __init__(self, pool: WorkerPool[SttEngine], detector: SpeechDetector | None, limits: Limits,
-                 metrics: SttMetrics, backend: str, model: str, multilingual: bool) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool[SttEngine],
+        detector: SpeechDetector | None,
+        limits: Limits,
+        metrics: SttMetrics,
+        backend: str,
+        model: str,
+        multilingual: bool,
+    ) -> None:
         self.pool = pool
         self.multilingual = multilingual
         # OpenAI clients send "whisper-1"; the served model's own id works too.
@@ -69,11 +91,14 @@ class Transcriber:
     def check(self, audio: Pcm) -> None:
         """Reject audio over the configured length before it takes a worker."""
         if audio.duration > self.limits.max_audio_seconds:
-            raise InvalidRequest(f"audio is {audio.duration:.1f} s long; the limit is "
-                                 f"{self.limits.max_audio_seconds:g} s", code="audio_too_long")
+            raise InvalidRequest(
+                f"audio is {audio.duration:.1f} s long; the limit is {self.limits.max_audio_seconds:g} s",
+                code="audio_too_long",
+            )
 
-    async def transcribe(self, audio: Pcm, options: TranscribeOptions,
-                         on_segment: Callable[[Segment], None] | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Pcm, options: TranscribeOptions, on_segment: Callable[[Segment], None] | None = None
+    ) -> Transcript:
         """Transcribe on a free worker; ``on_segment`` runs on the worker thread."""
         self.check(audio)
         self.metrics.audio_seconds.labels(self.backend).inc(audio.duration)
@@ -81,7 +106,8 @@ class Transcriber:
         try:
             transcript = await self.pool.submit(
                 lambda engine, cancel: self._run(engine, audio, options, on_segment, cancel),
-                timeout=self.limits.timeout)
+                timeout=self.limits.timeout,
+            )
             outcome = "ok" if transcript.text else "empty"
             return transcript
         finally:
@@ -91,6 +117,7 @@ class Transcriber:
         """Yield segments as the engine decodes them, then the finished transcript."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Segment] = asyncio.Queue()
+
         def forward(segment: Segment) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, segment)
 
@@ -107,8 +134,14 @@ class Transcriber:
         finally:
             task.cancel()
 
-    def _run(self, engine: SttEngine, audio: Pcm, options: TranscribeOptions,
-             on_segment: Callable[[Segment], None] | None, cancel: threading.Event) -> Transcript:
+    def _run(
+        self,
+        engine: SttEngine,
+        audio: Pcm,
+        options: TranscribeOptions,
+        on_segment: Callable[[Segment], None] | None,
+        cancel: threading.Event,
+    ) -> Transcript:
         started = time.perf_counter()
         time_map = TimeMap.identity()
         speech = audio
@@ -118,6 +151,7 @@ class Transcriber:
                 self._observe(started, audio, 0.0)
                 return Transcript("", options.language or "en", audio.duration, ())
             speech, time_map = found
+
         def place(segment: Segment) -> Segment:
             return _shift(segment, time_map, audio.duration)
 

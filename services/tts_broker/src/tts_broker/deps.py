@@ -38,23 +38,25 @@ async def check_json_body(request: Request) -> None:
         message = email.message.Message()
         message["content-type"] = content_type
         subtype = message.get_content_subtype()
-        if message.get_content_maintype() != "application" or not (subtype == "json" or
-                                                                    subtype.endswith("+json")):
-            raise UnsupportedMediaType(f"expected a JSON body (Content-Type: application/json), "
-                                       f"got {message.get_content_type()}")
+        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"expected a JSON body (Content-Type: application/json), got {message.get_content_type()}"
+            )
     body = await request.body()
     if not body.strip():
         raise ClientError("the request has no body: send a JSON object", code="empty_body")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UnsupportedMediaType(f"the body is not valid UTF-8 (byte {exc.start}); JSON must be "
-                                   "sent as UTF-8", code="invalid_encoding") from None
+        raise UnsupportedMediaType(
+            f"the body is not valid UTF-8 (byte {exc.start}); JSON must be sent as UTF-8", code="invalid_encoding"
+        ) from None
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ClientError(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          code="invalid_json") from None
+        raise ClientError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code="invalid_json"
+        ) from None
     if not isinstance(parsed, dict):
         raise ClientError("the body must be a JSON object", code="invalid_json")
 

@@ -34,9 +34,24 @@ LANGUAGES: dict[str, Language] = {
 
 # Clients also send the usual tags; each means the Kokoro code it maps to.
 _ALIASES = {
-    "en": "a", "en-us": "a", "american": "a", "en-gb": "b", "en-uk": "b", "british": "b",
-    "es": "e", "fr": "f", "fr-fr": "f", "hi": "h", "it": "i", "pt": "p", "pt-br": "p",
-    "ja": "j", "jp": "j", "zh": "z", "cmn": "z", "zh-cn": "z",
+    "en": "a",
+    "en-us": "a",
+    "american": "a",
+    "en-gb": "b",
+    "en-uk": "b",
+    "british": "b",
+    "es": "e",
+    "fr": "f",
+    "fr-fr": "f",
+    "hi": "h",
+    "it": "i",
+    "pt": "p",
+    "pt-br": "p",
+    "ja": "j",
+    "jp": "j",
+    "zh": "z",
+    "cmn": "z",
+    "zh-cn": "z",
 }
 
 

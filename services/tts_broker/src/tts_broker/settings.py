@@ -39,12 +39,12 @@ class TtsSettings(ServiceSettings):
     host: str = Field(default="127.0.0.1", validation_alias=env_aliases("TTS_HOST", "TTS_BROKER_HOST", "host"))
     """Interface to listen on (``0.0.0.0`` in containers)."""
 
-    port: int = Field(default=8080, ge=0, le=65535,
-                      validation_alias=env_aliases("TTS_PORT", "TTS_BROKER_PORT", "port"))
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias=env_aliases("TTS_PORT", "TTS_BROKER_PORT", "port"))
     """TCP port of the broker's HTTP API."""
 
-    log_level: LogLevel = Field(default="INFO", validation_alias=env_aliases(
-        "TTS_LOG_LEVEL", "TTS_BROKER_LOG_LEVEL", "log_level"))
+    log_level: LogLevel = Field(
+        default="INFO", validation_alias=env_aliases("TTS_LOG_LEVEL", "TTS_BROKER_LOG_LEVEL", "log_level")
+    )
     """Log level. Request text is only ever logged at DEBUG."""
 
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -67,18 +67,19 @@ class TtsSettings(ServiceSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Directory for assembled and downloaded models (written once, atomically)."""
 
-    default_voice: str = Field(default="af_heart", validation_alias=env_aliases(
-        "TTS_DEFAULT_VOICE", "default_voice"))
+    default_voice: str = Field(default="af_heart", validation_alias=env_aliases("TTS_DEFAULT_VOICE", "default_voice"))
     """Voice (or blend) when a request names none. When the model lacks it, the first
     available voice is used instead, and the logs and ``/readyz`` say so."""
 
-    voices: Annotated[list[str] | None, NoDecode] = Field(default=None, validation_alias=env_aliases(
-        "TTS_VOICES", "voices"))
+    voices: Annotated[list[str] | None, NoDecode] = Field(
+        default=None, validation_alias=env_aliases("TTS_VOICES", "voices")
+    )
     """Voices offered to clients (comma-separated or a JSON list); unset offers every voice
     the model has. Names the model lacks are left out, with a warning."""
 
-    default_speed: float = Field(default=1.0, ge=0.25, le=4.0, validation_alias=env_aliases(
-        "TTS_DEFAULT_SPEED", "default_speed"))
+    default_speed: float = Field(
+        default=1.0, ge=0.25, le=4.0, validation_alias=env_aliases("TTS_DEFAULT_SPEED", "default_speed")
+    )
     """Speed when a request names none (0.25-4.0)."""
 
     default_lang_code: str = "a"
@@ -117,8 +118,9 @@ class TtsSettings(ServiceSettings):
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """Total size of the cached audio, in bytes."""
 
-    remote_url: str = Field(default="http://localhost:8081", validation_alias=env_aliases(
-        "TTS_REMOTE_URL", "REMOTE_TTS_URL", "remote_url"))
+    remote_url: str = Field(
+        default="http://localhost:8081", validation_alias=env_aliases("TTS_REMOTE_URL", "REMOTE_TTS_URL", "remote_url")
+    )
     """Base URL of a Kokoro-FastAPI server, for ``engine=remote``."""
 
     remote_model: str = "kokoro"

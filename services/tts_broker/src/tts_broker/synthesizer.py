@@ -75,8 +75,9 @@ class Defaults:
 class Synthesizer:
     """Validates requests, runs them on the pool, streams encoded audio, keeps the cache."""
 
-    def __init__(self, pool: WorkerPool[TtsEngine], cache: ResultCache, metrics: TtsMetrics,
-                 defaults: Defaults) -> None:
+    def __init__(
+        self, pool: WorkerPool[TtsEngine], cache: ResultCache, metrics: TtsMetrics, defaults: Defaults
+    ) -> None:
         self.pool = pool
         self.cache = cache
         self.metrics = metrics
@@ -103,8 +104,9 @@ class Synthesizer:
             self._catalog_at = time.monotonic()
             return self._catalog
         d = self.defaults
-        catalog, warnings = build_catalog(voices, default_voice=d.default_voice, offered=d.offered_voices,
-                                          openai_voices=d.openai_voices)
+        catalog, warnings = build_catalog(
+            voices, default_voice=d.default_voice, offered=d.offered_voices, openai_voices=d.openai_voices
+        )
         if self._catalog is None or catalog.offered != self._catalog.offered:
             for warning in warnings:
                 logger.warning(warning)
@@ -115,27 +117,39 @@ class Synthesizer:
         """The sample rate of the encoded audio (Opus always runs at 48 kHz)."""
         return FORMATS[fmt].codec_rate or self.sample_rate
 
-    async def job(self, text: str, voice: str | None, lang_code: str | None, speed: float | None,
-                  fmt: str, formats: Collection[str]) -> SpeechJob:
+    async def job(
+        self,
+        text: str,
+        voice: str | None,
+        lang_code: str | None,
+        speed: float | None,
+        fmt: str,
+        formats: Collection[str],
+    ) -> SpeechJob:
         """Check every field of a request, with a specific error code for each problem."""
         if not text.strip():
             raise InvalidRequest("the text is empty", code="empty_text")
         if len(text) > self.defaults.max_text_length:
-            raise InvalidRequest(f"the text is {len(text)} characters long; the limit is "
-                                 f"{self.defaults.max_text_length}", code="text_too_long")
+            raise InvalidRequest(
+                f"the text is {len(text)} characters long; the limit is {self.defaults.max_text_length}",
+                code="text_too_long",
+            )
         fmt = fmt.strip().lower()
         if fmt not in formats:
-            raise InvalidRequest(f"unknown audio format {fmt!r}; use one of {', '.join(formats)}",
-                                 code="unsupported_format")
+            raise InvalidRequest(
+                f"unknown audio format {fmt!r}; use one of {', '.join(formats)}", code="unsupported_format"
+            )
         speed = self.defaults.speed if speed is None else speed
         if not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
-            raise InvalidRequest(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}",
-                                 code="invalid_speed")
+            raise InvalidRequest(
+                f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}", code="invalid_speed"
+            )
         try:
             lang = normalize_lang_code(lang_code) if lang_code else self.defaults.lang_code
         except KeyError:
-            raise InvalidRequest(f"unknown lang_code {lang_code!r}; use one of {supported_codes()}",
-                                 code="unsupported_lang_code") from None
+            raise InvalidRequest(
+                f"unknown lang_code {lang_code!r}; use one of {supported_codes()}", code="unsupported_lang_code"
+            ) from None
         blend = (await self.catalog()).resolve(voice)
         return SpeechJob(SpeechRequest(text, blend, lang, float(speed)), fmt)
 
@@ -155,8 +169,9 @@ class Synthesizer:
         def emit(chunk: Chunk) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
 
-        task = asyncio.ensure_future(self.pool.submit(
-            lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout))
+        task = asyncio.ensure_future(
+            self.pool.submit(lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout)
+        )
         parts: list[bytes] = []
         seconds = 0.0
         outcome = "cancelled"
@@ -187,11 +202,13 @@ class Synthesizer:
         """The whole file (a WAV with its exact length)."""
         chunks = [chunk async for chunk in self.stream(job)]
         data = b"".join(c.data for c in chunks)
-        return SpeechResult(finalize_wav(data) if job.format == "wav" else data,
-                            self.output_rate(job.format), sum(c.seconds for c in chunks))
+        return SpeechResult(
+            finalize_wav(data) if job.format == "wav" else data,
+            self.output_rate(job.format),
+            sum(c.seconds for c in chunks),
+        )
 
-    def _run(self, engine: TtsEngine, job: SpeechJob, cancel: threading.Event,
-             emit: Callable[[Chunk], None]) -> None:
+    def _run(self, engine: TtsEngine, job: SpeechJob, cancel: threading.Event, emit: Callable[[Chunk], None]) -> None:
         """On a worker thread: synthesize, encode and hand over piece by piece."""
         started = time.perf_counter()
         encoder = AudioEncoder(job.format, engine.sample_rate)
@@ -214,5 +231,7 @@ class Synthesizer:
         self.metrics.characters.labels(self.backend).inc(len(job.request.text))
         self.metrics.audio_seconds.labels(self.backend).inc(total)
         self.metrics.real_time_factor.labels(self.backend).observe(elapsed / total)
-        logger.debug("synthesized", extra={"text": job.request.text, "audio_seconds": round(total, 3),
-                                           "elapsed": round(elapsed, 3)})
+        logger.debug(
+            "synthesized",
+            extra={"text": job.request.text, "audio_seconds": round(total, 3), "elapsed": round(elapsed, 3)},
+        )

@@ -26,11 +26,40 @@ CLAUSE_PAUSE = 0.1
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]»]*\s+|[。！？]+[」』）]*\s*|\n\s*\n")
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])")
 # A period after these ends a word, not a sentence.
-_ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "fig",
-    "mt", "inc", "ltd", "co", "approx", "dept", "est", "a.m", "p.m", "jan", "feb", "aug", "sept", "oct",
-    "nov", "dec",
-})
+_ABBREVIATIONS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "no",
+        "fig",
+        "mt",
+        "inc",
+        "ltd",
+        "co",
+        "approx",
+        "dept",
+        "est",
+        "a.m",
+        "p.m",
+        "jan",
+        "feb",
+        "aug",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +86,7 @@ def sentences(text: str) -> list[str]:
     for match in _SENTENCE_END.finditer(text):
         if text[match.start()] == "." and match.group().strip() == "." and _is_abbreviation(text, match.start()):
             continue
-        out.append(text[start:match.end()])
+        out.append(text[start : match.end()])
         start = match.end()
     out.append(text[start:])
     return [" ".join(s.split()) for s in out if s.strip()]
@@ -104,16 +133,18 @@ def _fit(sentence: str, first_limit: int, limit: int) -> list[TextPiece]:
     return pieces
 
 
-def split_text(text: str, *, max_chars: int = MAX_PIECE_CHARS,
-               first_chars: int = FIRST_PIECE_CHARS) -> list[TextPiece]:
+def split_text(text: str, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int = FIRST_PIECE_CHARS) -> list[TextPiece]:
     """``text`` as pieces of at most ``max_chars``, in order; the last one has no pause after it."""
     pieces: list[TextPiece] = []
     for sentence in sentences(text):
         pieces.extend(_fit(sentence, first_chars if not pieces else max_chars, max_chars))
     merged: list[TextPiece] = []
     for piece in pieces:
-        if merged and len(merged[-1].text) < MIN_PIECE_CHARS \
-                and len(merged[-1].text) + 1 + len(piece.text) <= max_chars:
+        if (
+            merged
+            and len(merged[-1].text) < MIN_PIECE_CHARS
+            and len(merged[-1].text) + 1 + len(piece.text) <= max_chars
+        ):
             merged[-1] = TextPiece(f"{merged[-1].text} {piece.text}", piece.pause_after)
         else:
             merged.append(piece)

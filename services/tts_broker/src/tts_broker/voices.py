@@ -15,8 +15,9 @@ _PART = re.compile(r"^([A-Za-z0-9_.]+)(?:\(([^()]*)\))?$")
 
 
 def _blend_error(message: str) -> InvalidRequest:
-    return InvalidRequest(f"{message}; write a blend as 'voice_a+voice_b' or "
-                          "'voice_a(0.7)+voice_b(0.3)'", code="invalid_voice_blend")
+    return InvalidRequest(
+        f"{message}; write a blend as 'voice_a+voice_b' or 'voice_a(0.7)+voice_b(0.3)'", code="invalid_voice_blend"
+    )
 
 
 def parse_blend(spec: str) -> tuple[tuple[str, float], ...]:
@@ -35,8 +36,11 @@ def parse_blend(spec: str) -> tuple[tuple[str, float], ...]:
     for part in parts:
         match = _PART.match(part)
         if match is None:
-            raise _blend_error(f"{part!r} in voice {spec!r} is not a voice name with an optional "
-                               "(weight)" if part else f"voice {spec!r} has an empty part")
+            raise _blend_error(
+                f"{part!r} in voice {spec!r} is not a voice name with an optional (weight)"
+                if part
+                else f"voice {spec!r} has an empty part"
+            )
         name, raw = match.groups()
         try:
             weight = 1.0 if raw is None else float(raw)
@@ -82,12 +86,19 @@ class VoiceCatalog:
             else:
                 raise InvalidRequest(
                     f"unknown voice {name!r}; available voices: {', '.join(self.offered)}",
-                    code="unknown_voice", details={"voices": list(self.offered)})
+                    code="unknown_voice",
+                    details={"voices": list(self.offered)},
+                )
         return _mix(parts)
 
 
-def build_catalog(available: Sequence[str], *, default_voice: str, offered: Sequence[str] | None,
-                  openai_voices: Mapping[str, Sequence[str]]) -> tuple[VoiceCatalog, list[str]]:
+def build_catalog(
+    available: Sequence[str],
+    *,
+    default_voice: str,
+    offered: Sequence[str] | None,
+    openai_voices: Mapping[str, Sequence[str]],
+) -> tuple[VoiceCatalog, list[str]]:
     """The catalog for an engine's voices, and warnings about configured voices it lacks."""
     warnings: list[str] = []
     names = tuple(sorted(available))

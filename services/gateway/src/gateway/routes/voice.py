@@ -45,12 +45,24 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"], route_class=JsonBodyRoute)
 authed = [Depends(authenticate)]
 
-_TRANSCRIBE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary", "description": "Audio in any common format"},
-        "language": {"type": "string", "description": "ISO 639-1 code, or 'auto'", "example": "en"}}}},
-    "application/json": {"schema": TranscribeJsonRequest.model_json_schema()},
-}}}
+_TRANSCRIBE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "Audio in any common format"},
+                        "language": {"type": "string", "description": "ISO 639-1 code, or 'auto'", "example": "en"},
+                    },
+                }
+            },
+            "application/json": {"schema": TranscribeJsonRequest.model_json_schema()},
+        },
+    }
+}
 _AUDIO_TYPES: dict[str, Any] = {FORMATS[f].media_type: {} for f in ("wav", "mp3", "opus", "aac", "flac", "pcm")}
 
 
@@ -58,9 +70,14 @@ def _as_validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
 
-@router.post("/transcribe", summary="Transcribe audio (multipart upload, or base64 in JSON)",
-             response_model=TranscribeResponse, dependencies=[Depends(limit_transcribe)],
-             openapi_extra=_TRANSCRIBE_BODY, responses=errors(400, 401, 413, 415, 422, 429, 502, 503, 504))
+@router.post(
+    "/transcribe",
+    summary="Transcribe audio (multipart upload, or base64 in JSON)",
+    response_model=TranscribeResponse,
+    dependencies=[Depends(limit_transcribe)],
+    openapi_extra=_TRANSCRIBE_BODY,
+    responses=errors(400, 401, 413, 415, 422, 429, 502, 503, 504),
+)
 async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep) -> TranscribeResponse:
     """``multipart/form-data`` with ``file`` and ``language``, or JSON ``{audio_base64, language}``:
     ``{text, language, confidence, duration_seconds, model}``."""
@@ -73,22 +90,38 @@ async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep)
                 raise ClientError("no 'file' field in the upload", code="empty_body")
             if language is not None and not isinstance(language, str):
                 raise InvalidRequest("'language' must be a text field", code="invalid_request")
-            result = await brokers.transcribe(gateway.stt, upload.file, filename=upload.filename or "audio",
-                                              content_type=upload.content_type or "application/octet-stream",
-                                              language=language or None)
+            result = await brokers.transcribe(
+                gateway.stt,
+                upload.file,
+                filename=upload.filename or "audio",
+                content_type=upload.content_type or "application/octet-stream",
+                language=language or None,
+            )
     elif media == "application/json" or media.endswith("+json"):
         try:
             payload = TranscribeJsonRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             raise _as_validation_error(exc) from None
         audio = brokers.decode_base64_audio(payload.audio_base64, gateway.settings.max_upload_bytes)
-        result = await brokers.transcribe(gateway.stt, io.BytesIO(audio), filename="audio",
-                                          content_type="application/octet-stream", language=payload.language)
+        result = await brokers.transcribe(
+            gateway.stt,
+            io.BytesIO(audio),
+            filename="audio",
+            content_type="application/octet-stream",
+            language=payload.language,
+        )
     else:
         raise UnsupportedMediaType(f"expected multipart/form-data or application/json, got {media}")
-    gateway.events.record("transcription", started, session, text=result.text, language=result.language,
-                          duration_seconds=result.duration_seconds, model=result.model,
-                          confidence=result.confidence)
+    gateway.events.record(
+        "transcription",
+        started,
+        session,
+        text=result.text,
+        language=result.language,
+        duration_seconds=result.duration_seconds,
+        model=result.model,
+        confidence=result.confidence,
+    )
     return result
 
 
@@ -96,51 +129,90 @@ async def synthesize_one(gateway: Gateway, body: SynthesizeRequest, session: str
     """One synthesis through the TTS broker, and its event."""
     started = utc_now()
     result = await brokers.synthesize(gateway.tts, body.upstream_body(), gateway.settings.voice_fallbacks)
-    gateway.events.record("synthesis", started, session, text=body.text, language=body.lang_code,
-                          duration_seconds=result.audio_duration_seconds, voice=result.voice)
+    gateway.events.record(
+        "synthesis",
+        started,
+        session,
+        text=body.text,
+        language=body.lang_code,
+        duration_seconds=result.audio_duration_seconds,
+        voice=result.voice,
+    )
     return result
 
 
-@router.post("/synthesize", summary="Synthesize speech, returned as base64 in JSON",
-             response_model=SynthesizeResponse, dependencies=[Depends(require_json), Depends(limit_synthesize)],
-             responses=errors(401, 413, 415, 422, 429, 502, 503, 504))
+@router.post(
+    "/synthesize",
+    summary="Synthesize speech, returned as base64 in JSON",
+    response_model=SynthesizeResponse,
+    dependencies=[Depends(require_json), Depends(limit_synthesize)],
+    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+)
 async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: SessionDep) -> SynthesizeResponse:
     """``{text, voice, lang_code, speed}`` to ``{audio_base64, audio_sample_rate, audio_duration_seconds,
     voice, speed}`` (WAV unless ``format`` says otherwise)."""
     return await synthesize_one(gateway, body, session)
 
 
-@router.post("/audio-stream", summary="Synthesize speech, streamed as audio bytes",
-             response_class=StreamingResponse, dependencies=[Depends(require_json), Depends(limit_synthesize)],
-             responses={200: {"description": "Audio bytes as the TTS broker makes them (WAV by default)",
-                              "content": _AUDIO_TYPES}, **errors(401, 413, 415, 422, 429, 502, 503, 504)})
+@router.post(
+    "/audio-stream",
+    summary="Synthesize speech, streamed as audio bytes",
+    response_class=StreamingResponse,
+    dependencies=[Depends(require_json), Depends(limit_synthesize)],
+    responses={
+        200: {"description": "Audio bytes as the TTS broker makes them (WAV by default)", "content": _AUDIO_TYPES},
+        **errors(401, 413, 415, 422, 429, 502, 503, 504),
+    },
+)
 async def audio_stream(body: AudioStreamRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:
     """The audio itself, passed through chunk by chunk as it is synthesized (never buffered whole here)."""
     started = utc_now()
-    payload: dict[str, Any] = {"model": brokers.STREAM_MODEL, "input": body.text,
-                               "response_format": body.format or "wav", "stream_format": "audio"}
-    payload.update({k: v for k, v in (("voice", body.voice), ("speed", body.speed), ("lang_code", body.lang_code))
-                    if v is not None})
+    payload: dict[str, Any] = {
+        "model": brokers.STREAM_MODEL,
+        "input": body.text,
+        "response_format": body.format or "wav",
+        "stream_format": "audio",
+    }
+    payload.update(
+        {
+            k: v
+            for k, v in (("voice", body.voice), ("speed", body.speed), ("lang_code", body.lang_code))
+            if v is not None
+        }
+    )
     upstream = await brokers.open_speech(gateway.tts, payload, gateway.settings.voice_fallbacks)
 
     def done(seconds: float) -> None:
-        gateway.events.record("synthesis", started, session, text=body.text, language=body.lang_code,
-                              duration_seconds=seconds, voice=payload.get("voice"))
+        gateway.events.record(
+            "synthesis",
+            started,
+            session,
+            text=body.text,
+            language=body.lang_code,
+            duration_seconds=seconds,
+            voice=payload.get("voice"),
+        )
 
     return relay(upstream, AudioTap(upstream.headers.get("content-type", ""), done))
 
 
-@router.post("/synthesize-batch", summary="Synthesize several texts, with bounded parallelism",
-             response_model=list[SynthesizeResponse], dependencies=[Depends(require_json)],
-             responses=errors(401, 413, 415, 422, 429, 502, 503, 504))
-async def synthesize_batch(body: list[SynthesizeRequest], gateway: GatewayDep, caller: CallerDep,
-                           session: SessionDep) -> list[SynthesizeResponse]:
+@router.post(
+    "/synthesize-batch",
+    summary="Synthesize several texts, with bounded parallelism",
+    response_model=list[SynthesizeResponse],
+    dependencies=[Depends(require_json)],
+    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+)
+async def synthesize_batch(
+    body: list[SynthesizeRequest], gateway: GatewayDep, caller: CallerDep, session: SessionDep
+) -> list[SynthesizeResponse]:
     """A JSON array of synthesis requests; the results in the same order. The first failure fails the
     batch (its ``details.index`` says which item)."""
     settings = gateway.settings
     if len(body) > settings.batch_max_items:
-        raise InvalidRequest(f"a batch holds at most {settings.batch_max_items} requests, got {len(body)}",
-                             code="batch_too_large")
+        raise InvalidRequest(
+            f"a batch holds at most {settings.batch_max_items} requests, got {len(body)}", code="batch_too_large"
+        )
     if not body:
         return []
     gateway.charge("synthesize", caller, len(body))
@@ -176,8 +248,13 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return min(known, key=lambda e: e.details.get("index", 0) if isinstance(e.details, dict) else 0)
 
 
-@router.get("/voices", summary="Voices the TTS broker offers", response_model=VoicesResponse,
-            dependencies=authed, responses=errors(401, 502, 503, 504))
+@router.get(
+    "/voices",
+    summary="Voices the TTS broker offers",
+    response_model=VoicesResponse,
+    dependencies=authed,
+    responses=errors(401, 502, 503, 504),
+)
 async def voices(gateway: GatewayDep) -> VoicesResponse:
     """``{voices, default_voice, service}``."""
     return await brokers.voices(gateway.tts)
@@ -191,12 +268,22 @@ async def health(gateway: GatewayDep) -> HealthResponse:
     stt, tts = gateway.monitor.report("stt"), gateway.monitor.report("tts")
     healthy = [stt["healthy"], tts["healthy"]]
     events = gateway.events
-    return HealthResponse.model_validate({
-        "status": "healthy" if all(healthy) else "degraded" if any(healthy) else "unhealthy",
-        "sst_service": stt["url"], "tts_service": tts["url"],
-        "sst_healthy": stt["healthy"], "tts_healthy": tts["healthy"],
-        "sst_latency_ms": stt["latency_ms"], "tts_latency_ms": tts["latency_ms"],
-        "sst_replicas": stt["replicas"], "tts_replicas": tts["replicas"],
-        "events": {"enabled": events.enabled, "pending": events.pending, "sent": events.sent,
-                   "dropped": events.dropped},
-    })
+    return HealthResponse.model_validate(
+        {
+            "status": "healthy" if all(healthy) else "degraded" if any(healthy) else "unhealthy",
+            "sst_service": stt["url"],
+            "tts_service": tts["url"],
+            "sst_healthy": stt["healthy"],
+            "tts_healthy": tts["healthy"],
+            "sst_latency_ms": stt["latency_ms"],
+            "tts_latency_ms": tts["latency_ms"],
+            "sst_replicas": stt["replicas"],
+            "tts_replicas": tts["replicas"],
+            "events": {
+                "enabled": events.enabled,
+                "pending": events.pending,
+                "sent": events.sent,
+                "dropped": events.dropped,
+            },
+        }
+    )

@@ -97,12 +97,17 @@ class ChatSession:
             await self.send(_with_id({"type": "pong"}, request_id))
             return
         if kind not in ("transcribe", "synthesize"):
-            await self.error("unknown_message_type", f"unknown message type {kind!r}; use one of "
-                             f"{', '.join(_KINDS)}", request_id)
+            await self.error(
+                "unknown_message_type", f"unknown message type {kind!r}; use one of {', '.join(_KINDS)}", request_id
+            )
             return
         if len(self.tasks) >= self.gateway.settings.ws_max_in_flight:
-            await self.error("too_many_in_flight", f"at most {self.gateway.settings.ws_max_in_flight} "
-                             "requests may run at once on one socket; wait for an answer", request_id)
+            await self.error(
+                "too_many_in_flight",
+                f"at most {self.gateway.settings.ws_max_in_flight} "
+                "requests may run at once on one socket; wait for an answer",
+                request_id,
+            )
             return
         try:
             request = WsTranscribe.model_validate(data) if kind == "transcribe" else WsSynthesize.model_validate(data)
@@ -118,8 +123,11 @@ class ChatSession:
     async def serve(self, request: WsTranscribe | WsSynthesize, request_id: Any) -> None:
         """Run one request and send its answer (or its error)."""
         self.count += 1
-        suffix = str(request_id) if isinstance(request_id, str | int) and _SAFE_ID.match(str(request_id)) \
+        suffix = (
+            str(request_id)
+            if isinstance(request_id, str | int) and _SAFE_ID.match(str(request_id))
             else str(self.count)
+        )
         request_id_var.set(f"{self.request_id}.{suffix}"[:128])  # this task's own context
         try:
             if isinstance(request, WsTranscribe):
@@ -141,20 +149,37 @@ class ChatSession:
         audio = brokers.decode_base64_audio(request.audio_base64, gateway.settings.max_upload_bytes)
         gateway.charge("transcribe", self.caller)
         started = utc_now()
-        result = await brokers.transcribe(gateway.stt, io.BytesIO(audio), filename="audio",
-                                          content_type="application/octet-stream", language=request.language)
-        gateway.events.record("transcription", started, self.session_id, text=result.text,
-                              language=result.language, duration_seconds=result.duration_seconds,
-                              model=result.model, confidence=result.confidence)
+        result = await brokers.transcribe(
+            gateway.stt,
+            io.BytesIO(audio),
+            filename="audio",
+            content_type="application/octet-stream",
+            language=request.language,
+        )
+        gateway.events.record(
+            "transcription",
+            started,
+            self.session_id,
+            text=result.text,
+            language=result.language,
+            duration_seconds=result.duration_seconds,
+            model=result.model,
+            confidence=result.confidence,
+        )
         return {"type": "transcription", **result.model_dump()}
 
     async def synthesize(self, request: WsSynthesize) -> dict[str, Any]:
         """An ``audio`` answer."""
         self.gateway.charge("synthesize", self.caller)
         result = await synthesize_one(self.gateway, request, self.session_id)
-        return {"type": "audio", "audio_base64": result.audio_base64,
-                "duration_seconds": result.audio_duration_seconds, "sample_rate": result.audio_sample_rate,
-                "voice": result.voice, "speed": result.speed}
+        return {
+            "type": "audio",
+            "audio_base64": result.audio_base64,
+            "duration_seconds": result.audio_duration_seconds,
+            "sample_rate": result.audio_sample_rate,
+            "voice": result.voice,
+            "speed": result.speed,
+        }
 
 
 def _with_id(message: dict[str, Any], request_id: Any) -> dict[str, Any]:
@@ -165,8 +190,9 @@ def _with_id(message: dict[str, Any], request_id: Any) -> dict[str, Any]:
 async def chat(websocket: WebSocket, gateway: GatewayDep) -> None:
     """Voice chat: ``transcribe``, ``synthesize`` and ``ping`` messages (see docs/gateway.md)."""
     host = websocket.client.host if websocket.client else None
-    session_id = (websocket.query_params.get("session_id") or websocket.headers.get("x-session-id")
-                  or uuid.uuid4().hex)[:128]
+    session_id = (
+        websocket.query_params.get("session_id") or websocket.headers.get("x-session-id") or uuid.uuid4().hex
+    )[:128]
     await websocket.accept()
     try:
         caller = gateway.keys.caller(presented_key(websocket.headers, websocket.query_params), host)

@@ -40,8 +40,9 @@ def parse_event(content_type: str, body: bytes) -> SpeechEvent:
     response_model=EventAccepted,
     summary="Accept a transcription or synthesis event for publishing",
     responses=EVENT_ERROR_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": SpeechEvent.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SpeechEvent.model_json_schema()}}}
+    },
 )
 async def post_event(request: Request, outbox: OutboxDep, metrics: MetricsDep) -> EventAccepted:
     """Store the event durably (202), then publish it; a repeated ``event_id`` gets ``duplicate: true``."""
@@ -49,8 +50,11 @@ async def post_event(request: Request, outbox: OutboxDep, metrics: MetricsDep) -
     try:
         stored = await outbox.accept(event)
     except OutboxFull as exc:
-        raise Saturated(f"{exc}; the MQTT broker has been unreachable for a while",
-                        retry_after=OUTBOX_FULL_RETRY_AFTER, code="outbox_full") from None
+        raise Saturated(
+            f"{exc}; the MQTT broker has been unreachable for a while",
+            retry_after=OUTBOX_FULL_RETRY_AFTER,
+            code="outbox_full",
+        ) from None
     except sqlite3.Error as exc:
         logger.exception("the outbox could not store an event")
         raise NotReady(f"the outbox cannot store events: {exc}", code="outbox_unavailable") from None

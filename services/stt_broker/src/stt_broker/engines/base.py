@@ -70,8 +70,7 @@ def merge_word_pieces(pieces: Iterable[tuple[str, float, float, float]]) -> tupl
             continue
         if words and not piece.startswith(" "):
             last = words[-1]
-            words[-1] = Word(last.start, max(last.end, end), last.word + piece,
-                             min(last.probability, prob))
+            words[-1] = Word(last.start, max(last.end, end), last.word + piece, min(last.probability, prob))
         else:
             words.append(Word(start, end, piece.strip(), prob))
     return tuple(words)
@@ -88,9 +87,14 @@ class SttEngine(Protocol):
 
     def load(self) -> None: ...
 
-    def transcribe(self, audio: Pcm, options: TranscribeOptions, *,
-                   on_segment: SegmentCallback | None = None,
-                   cancel: threading.Event | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Pcm,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         """Transcribe 16 kHz mono audio; ``on_segment`` sees each segment as it is decoded."""
         ...
 

@@ -15,8 +15,15 @@ class FasterWhisperEngine:
 
     backend = "faster-whisper"
 
-    def __init__(self, model_dir: Path, *, threads: int = 2, compute_type: str = "int8",
-                 device: str = "cpu", model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        threads: int = 2,
+        compute_type: str = "int8",
+        device: str = "cpu",
+        model_id: str | None = None,
+    ) -> None:
         self.model_dir = model_dir
         self.threads = threads
         self.compute_type = compute_type
@@ -31,14 +38,24 @@ class FasterWhisperEngine:
 
         if not (self.model_dir / "model.bin").is_file():
             raise FileNotFoundError(f"no CTranslate2 model.bin in {self.model_dir}")
-        self._model = WhisperModel(str(self.model_dir), device=self.device,
-                                   compute_type=self.compute_type, cpu_threads=self.threads,
-                                   num_workers=1, local_files_only=True)
+        self._model = WhisperModel(
+            str(self.model_dir),
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.threads,
+            num_workers=1,
+            local_files_only=True,
+        )
         self.multilingual = bool(self._model.model.is_multilingual)
 
-    def transcribe(self, audio: Pcm, options: TranscribeOptions, *,
-                   on_segment: SegmentCallback | None = None,
-                   cancel: threading.Event | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Pcm,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         """Greedy decoding; the broker does voice-activity detection before this."""
         if self._model is None:
             raise RuntimeError("engine not loaded")

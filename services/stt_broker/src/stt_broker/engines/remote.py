@@ -26,10 +26,18 @@ class RemoteWhisperCppEngine:
 
     backend = "whisper.cpp-server"
 
-    def __init__(self, url: str, *, timeout: float = 300.0, connect_timeout: float = 5.0,
-                 model_id: str = "remote", transport: httpx.BaseTransport | None = None) -> None:
-        self._server = RemoteServer("whisper.cpp server", url, timeout=timeout,
-                                    connect_timeout=connect_timeout, transport=transport)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 300.0,
+        connect_timeout: float = 5.0,
+        model_id: str = "remote",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._server = RemoteServer(
+            "whisper.cpp server", url, timeout=timeout, connect_timeout=connect_timeout, transport=transport
+        )
         self.url = self._server.url
         self.model = model_id
         self.multilingual = True
@@ -42,9 +50,14 @@ class RemoteWhisperCppEngine:
         """Whether the server answers at all."""
         return self._server.probe("/")
 
-    def transcribe(self, audio: Pcm, options: TranscribeOptions, *,
-                   on_segment: SegmentCallback | None = None,
-                   cancel: threading.Event | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Pcm,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         """One multipart request; segments are reported when the answer arrives."""
         fields = {
             "response_format": "verbose_json",
@@ -55,22 +68,22 @@ class RemoteWhisperCppEngine:
         if options.prompt:
             fields["prompt"] = options.prompt
         wav = encode_audio(audio, "wav")
-        response = self._server.request("POST", "/inference", data=fields,
-                                 files={"file": ("audio.wav", wav, "audio/wav")})
+        response = self._server.request(
+            "POST", "/inference", data=fields, files={"file": ("audio.wav", wav, "audio/wav")}
+        )
         if response.status_code >= 400:
-            raise UpstreamError(f"whisper.cpp server answered {response.status_code}: "
-                                f"{response.text[:200]}", code="upstream_error")
+            raise UpstreamError(
+                f"whisper.cpp server answered {response.status_code}: {response.text[:200]}", code="upstream_error"
+            )
         try:
             body = response.json()
         except ValueError as exc:
-            raise UpstreamError("whisper.cpp server sent a non-JSON answer",
-                                code="upstream_bad_response") from exc
+            raise UpstreamError("whisper.cpp server sent a non-JSON answer", code="upstream_bad_response") from exc
         if not isinstance(body, dict) or "error" in body:
             # The server reports request errors as {"error": "..."} with status 200.
             message = body.get("error") if isinstance(body, dict) else body
             raise UpstreamError(f"whisper.cpp server error: {message}", code="upstream_error")
-        segments = tuple(_segment(i, raw, options.word_timestamps)
-                         for i, raw in enumerate(body.get("segments") or ()))
+        segments = tuple(_segment(i, raw, options.word_timestamps) for i, raw in enumerate(body.get("segments") or ()))
         if on_segment is not None:
             for segment in segments:
                 on_segment(segment)
@@ -85,8 +98,7 @@ class RemoteWhisperCppEngine:
 
 def _segment(index: int, raw: dict[str, Any], with_words: bool) -> Segment:
     pieces = [
-        (str(t.get("word", "")), float(t.get("start", 0.0)), float(t.get("end", 0.0)),
-         float(t.get("probability", 0.0)))
+        (str(t.get("word", "")), float(t.get("start", 0.0)), float(t.get("end", 0.0)), float(t.get("probability", 0.0)))
         for t in raw.get("words") or ()
         if not str(t.get("word", "")).startswith("[_")  # [_BEG_], [_TT_...] specials
     ]

@@ -35,8 +35,15 @@ class WhisperCppEngine:
 
     backend = "whisper.cpp"
 
-    def __init__(self, model_path: Path, *, threads: int = 2, model_id: str | None = None,
-                 use_gpu: bool = False, flash_attn: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        threads: int = 2,
+        model_id: str | None = None,
+        use_gpu: bool = False,
+        flash_attn: bool = False,
+    ) -> None:
         self.model_path = model_path
         self.threads = threads
         self.model = model_id or model_id_from_path(model_path)
@@ -64,9 +71,14 @@ class WhisperCppEngine:
 
         self.multilingual = bool(pw.whisper_is_multilingual(self._model._ctx))
 
-    def transcribe(self, audio: Pcm, options: TranscribeOptions, *,
-                   on_segment: SegmentCallback | None = None,
-                   cancel: threading.Event | None = None) -> Transcript:
+    def transcribe(
+        self,
+        audio: Pcm,
+        options: TranscribeOptions,
+        *,
+        on_segment: SegmentCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
         """Decode greedily (deterministic); segments go to ``on_segment`` as whisper.cpp emits them."""
         import _pywhispercpp as pw
 
@@ -94,8 +106,7 @@ class WhisperCppEngine:
             token_timestamps=options.word_timestamps,
             no_context=True,
         )
-        segments = tuple(self._segment(ctx, i, options.word_timestamps)
-                         for i in range(pw.whisper_full_n_segments(ctx)))
+        segments = tuple(self._segment(ctx, i, options.word_timestamps) for i in range(pw.whisper_full_n_segments(ctx)))
         detected = pw.whisper_lang_str(pw.whisper_full_lang_id(ctx)) or language
         text = " ".join(s.text for s in segments if s.text).strip()
         return Transcript(text=text, language=detected, duration=audio.duration, segments=segments)
@@ -117,8 +128,11 @@ class WhisperCppEngine:
                 continue
             tokens.append(data.id)
             logprobs.append(math.log(max(data.p, 1e-12)))
-            piece = pw.whisper_token_to_bytes(ctx, data.id).decode("utf-8", errors="replace") \
-                if hasattr(pw, "whisper_token_to_bytes") else pw.whisper_full_get_token_text(ctx, index, j)
+            piece = (
+                pw.whisper_token_to_bytes(ctx, data.id).decode("utf-8", errors="replace")
+                if hasattr(pw, "whisper_token_to_bytes")
+                else pw.whisper_full_get_token_text(ctx, index, j)
+            )
             pieces.append((piece, data.t0 * _CS, data.t1 * _CS, data.p))
         raw = pw.whisper_full_get_segment_text(ctx, index)
         text = (raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)).strip()
@@ -131,4 +145,3 @@ class WhisperCppEngine:
             avg_logprob=sum(logprobs) / len(logprobs) if logprobs else 0.0,
             words=merge_word_pieces(pieces) if with_words else (),
         )
-

@@ -15,5 +15,6 @@ async def list_models(transcriber: TranscriberDep, request: Request) -> ModelLis
     """The loaded model (and ``whisper-1``, the alias OpenAI clients send)."""
     created = int(request.app.state.started_at)
     owner = f"voicestack/{transcriber.backend}"
-    return ModelList(data=[ModelCard(id=model_id, created=created, owned_by=owner)
-                           for model_id in (transcriber.model, "whisper-1")])
+    return ModelList(
+        data=[ModelCard(id=model_id, created=created, owned_by=owner) for model_id in (transcriber.model, "whisper-1")]
+    )

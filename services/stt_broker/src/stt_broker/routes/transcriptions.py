@@ -30,15 +30,16 @@ _FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 def _response_format(value: str) -> str:
     if value not in _FORMATS:
-        raise InvalidRequest(f"response_format must be one of {', '.join(_FORMATS)}",
-                             code="invalid_response_format")
+        raise InvalidRequest(f"response_format must be one of {', '.join(_FORMATS)}", code="invalid_response_format")
     return value
 
 
 def _check_language(transcriber: Transcriber, options: TranscribeOptions) -> None:
     if options.language not in (None, "en") and not transcriber.multilingual:
-        raise InvalidRequest(f"model {transcriber.model} is English-only; it cannot transcribe "
-                             f"language {options.language!r}", code="unsupported_language")
+        raise InvalidRequest(
+            f"model {transcriber.model} is English-only; it cannot transcribe language {options.language!r}",
+            code="unsupported_language",
+        )
 
 
 def _render_text(transcript: Transcript, fmt: str) -> Response | None:
@@ -56,14 +57,20 @@ def _render_text(transcript: Transcript, fmt: str) -> Response | None:
     summary="Transcribe an uploaded audio file",
     response_model=VerboseTranscribeResponse,
     response_model_exclude_none=True,
-    responses={**ERROR_RESPONSES, 200: {"description": "The transcript as JSON, text, SRT or WebVTT",
-                                        "content": {"text/plain": {}, "text/vtt": {}}}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "description": "The transcript as JSON, text, SRT or WebVTT",
+            "content": {"text/plain": {}, "text/vtt": {}},
+        },
+    },
 )
 async def transcribe(
     transcriber: TranscriberDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile | None, File(description="Audio in any common container/codec, "
-                                                       "or raw PCM16 with sample_rate")] = None,
+    file: Annotated[
+        UploadFile | None, File(description="Audio in any common container/codec, or raw PCM16 with sample_rate")
+    ] = None,
     language: Annotated[str | None, Form(description="ISO 639-1 code, or 'auto'")] = None,
     prompt: Annotated[str | None, Form(description="Text to condition the decoder on")] = None,
     temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
@@ -78,8 +85,7 @@ async def transcribe(
     _check_language(transcriber, options)
     audio = await read_audio(file, sample_rate, input_format)
     transcript = await transcriber.transcribe(audio, options)
-    logger.info("transcribed", extra={"audio_seconds": round(audio.duration, 3),
-                                      "characters": len(transcript.text)})
+    logger.info("transcribed", extra={"audio_seconds": round(audio.duration, 3), "characters": len(transcript.text)})
     if (text := _render_text(transcript, fmt)) is not None:
         return text
     body: dict[str, Any] = {
@@ -99,16 +105,19 @@ async def transcribe(
     "/audio/transcriptions",
     summary="OpenAI-compatible transcription",
     response_model=OpenAITranscription,
-    responses={**ERROR_RESPONSES, 200: {"description": "JSON, text, SRT, WebVTT, or server-sent events "
-                                                       "when stream=true",
-                                        "content": {"text/plain": {}, "text/event-stream": {}}}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "description": "JSON, text, SRT, WebVTT, or server-sent events when stream=true",
+            "content": {"text/plain": {}, "text/event-stream": {}},
+        },
+    },
 )
 async def openai_transcriptions(
     transcriber: TranscriberDep,
     settings: SettingsDep,
     file: Annotated[UploadFile | None, File()] = None,
-    model: Annotated[str, Form(description="Accepted for compatibility (whisper-1 or the served model)")]
-    = "whisper-1",
+    model: Annotated[str, Form(description="Accepted for compatibility (whisper-1 or the served model)")] = "whisper-1",
     language: Annotated[str | None, Form()] = None,
     prompt: Annotated[str | None, Form()] = None,
     response_format: Annotated[str, Form()] = "json",
@@ -120,19 +129,23 @@ async def openai_transcriptions(
     fmt = _response_format(response_format)
     granularities = set(timestamp_granularities or ["segment"])
     if unknown := granularities - {"word", "segment"}:
-        raise InvalidRequest(f"unknown timestamp granularity {sorted(unknown)}",
-                             code="invalid_timestamp_granularity")
+        raise InvalidRequest(f"unknown timestamp granularity {sorted(unknown)}", code="invalid_timestamp_granularity")
     if model not in transcriber.accepted_models:
-        raise InvalidRequest(f"model {model!r} is not served here; use one of "
-                             f"{sorted(transcriber.accepted_models)}", code="model_not_found")
+        raise InvalidRequest(
+            f"model {model!r} is not served here; use one of {sorted(transcriber.accepted_models)}",
+            code="model_not_found",
+        )
     with_words = "word" in granularities
     options = options_from_form(language, prompt, temperature, with_words, settings.default_language)
     _check_language(transcriber, options)
     audio = await read_audio(file, None, None)
     if stream:
         transcriber.check(audio)
-        return StreamingResponse(_sse(transcriber.stream(audio, options)), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _sse(transcriber.stream(audio, options)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
     transcript = await transcriber.transcribe(audio, options)
     if (text := _render_text(transcript, fmt)) is not None:
         return text
@@ -145,7 +158,8 @@ async def openai_transcriptions(
         "duration": round(transcript.duration, 3),
         "text": transcript.text,
         "segments": [segment_json(s, with_words=False) for s in transcript.segments]
-        if "segment" in granularities else None,
+        if "segment" in granularities
+        else None,
         "usage": usage,
     }
     if with_words:

@@ -17,9 +17,15 @@ def engine_factory(settings: TtsSettings, model: ResolvedModel) -> Callable[[], 
         files = model.files
         if files is None:
             raise ValueError("the kokoro engine needs model files")
-        return lambda: KokoroEngine(files.model, files.voices, model_id=model.model_id,
-                                    threads=settings.intra_op_threads, use_gpu=settings.use_gpu)
+        return lambda: KokoroEngine(
+            files.model,
+            files.voices,
+            model_id=model.model_id,
+            threads=settings.intra_op_threads,
+            use_gpu=settings.use_gpu,
+        )
     from tts_broker.engines.remote import RemoteKokoroEngine
 
-    return lambda: RemoteKokoroEngine(settings.remote_url, timeout=settings.remote_timeout,
-                                      model=settings.remote_model, model_id=model.model_id)
+    return lambda: RemoteKokoroEngine(
+        settings.remote_url, timeout=settings.remote_timeout, model=settings.remote_model, model_id=model.model_id
+    )

@@ -69,8 +69,10 @@ def execution_providers(use_gpu: bool) -> list[str]:
     if use_gpu:
         if "CUDAExecutionProvider" in rt.get_available_providers():
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        logger.warning("TTS_USE_GPU is set, but this onnxruntime has no CUDA execution provider "
-                       "(install onnxruntime-gpu); running on the CPU")
+        logger.warning(
+            "TTS_USE_GPU is set, but this onnxruntime has no CUDA execution provider "
+            "(install onnxruntime-gpu); running on the CPU"
+        )
     return ["CPUExecutionProvider"]
 
 
@@ -81,8 +83,9 @@ class KokoroEngine:
     sample_rate = SAMPLE_RATE
     static_voices = True
 
-    def __init__(self, model_path: Path, voices_path: Path, *, model_id: str, threads: int = 2,
-                 use_gpu: bool = False) -> None:
+    def __init__(
+        self, model_path: Path, voices_path: Path, *, model_id: str, threads: int = 2, use_gpu: bool = False
+    ) -> None:
         self.model_path = model_path
         self.voices_path = voices_path
         self.model = model_id
@@ -107,8 +110,9 @@ class KokoroEngine:
         options = rt.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        self._session = rt.InferenceSession(str(self.model_path), sess_options=options,
-                                            providers=execution_providers(self.use_gpu))
+        self._session = rt.InferenceSession(
+            str(self.model_path), sess_options=options, providers=execution_providers(self.use_gpu)
+        )
         self.provider = self._session.get_providers()[0]
         # kokoro-onnx picks the vocabulary (the model's own, else its default) and sets up espeak-ng.
         self._tokenizer = Kokoro.from_session(self._session, str(self.voices_path)).tokenizer
@@ -163,7 +167,8 @@ class KokoroEngine:
         feeds = {
             name: np.array([[0, *tokens, 0]], dtype=np.int64),
             "style": style[min(len(tokens), len(style)) - 1].reshape(1, -1),
-            "speed": np.array([max(1, round(speed))], dtype=speed_type) if speed_type
+            "speed": np.array([max(1, round(speed))], dtype=speed_type)
+            if speed_type
             else np.array([speed], dtype=np.float32),
         }
         audio = self._session.run(None, feeds)[0]

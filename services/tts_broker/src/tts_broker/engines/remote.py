@@ -23,8 +23,7 @@ def parse_voice_list(body: Any) -> tuple[str, ...]:
     """``{"voices": [...]}`` of names, or (Kokoro-FastAPI 0.3+) of ``{"id", "name"}`` objects."""
     items = body.get("voices") if isinstance(body, dict) else None
     if not isinstance(items, list):
-        raise UpstreamError("the Kokoro server's voice list has no 'voices' array",
-                            code="upstream_bad_response")
+        raise UpstreamError("the Kokoro server's voice list has no 'voices' array", code="upstream_bad_response")
     names = [item.get("id") or item.get("name") if isinstance(item, dict) else item for item in items]
     return tuple(sorted({str(name) for name in names if name}))
 
@@ -36,11 +35,19 @@ class RemoteKokoroEngine:
     sample_rate = SAMPLE_RATE
     static_voices = False
 
-    def __init__(self, url: str, *, timeout: float = 120.0, connect_timeout: float = 5.0,
-                 model: str = "kokoro", model_id: str | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._server = RemoteServer("Kokoro server", url, timeout=timeout, connect_timeout=connect_timeout,
-                                    transport=transport)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        model: str = "kokoro",
+        model_id: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._server = RemoteServer(
+            "Kokoro server", url, timeout=timeout, connect_timeout=connect_timeout, transport=transport
+        )
         self.url = self._server.url
         self.remote_model = model
         self.model = model_id or model
@@ -66,8 +73,7 @@ class RemoteKokoroEngine:
         try:
             voices = parse_voice_list(response.json())
         except ValueError as exc:
-            raise UpstreamError("the Kokoro server sent a non-JSON voice list",
-                                code="upstream_bad_response") from exc
+            raise UpstreamError("the Kokoro server sent a non-JSON voice list", code="upstream_bad_response") from exc
         with self._lock:
             self._voices, self._voices_at = voices, time.monotonic()
         return voices

@@ -55,31 +55,44 @@ def usage(characters: int, seconds: float) -> dict[str, int]:
     "/audio/speech",
     summary="OpenAI-compatible speech",
     response_class=StreamingResponse,
-    responses={**ERROR_RESPONSES, 200: {"description": "Audio bytes as they are encoded, or server-sent "
-                                                       "events with stream_format=sse",
-                                        "content": {**_AUDIO_CONTENT, "text/event-stream": {}}}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "description": "Audio bytes as they are encoded, or server-sent events with stream_format=sse",
+            "content": {**_AUDIO_CONTENT, "text/event-stream": {}},
+        },
+    },
 )
 async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request: Request) -> Response:
     """Fields, formats and stream events as OpenAI's ``audio.speech.create``."""
     if body.model not in (*OPENAI_MODELS, synthesizer.model):
-        raise InvalidRequest(f"model {body.model!r} is not served here; use one of "
-                             f"{', '.join((*OPENAI_MODELS, synthesizer.model))}", code="model_not_found")
+        raise InvalidRequest(
+            f"model {body.model!r} is not served here; use one of {', '.join((*OPENAI_MODELS, synthesizer.model))}",
+            code="model_not_found",
+        )
     if body.stream_format not in ("audio", "sse"):
         raise InvalidRequest("stream_format must be 'audio' or 'sse'", code="unsupported_stream_format")
     voice = body.voice.id if isinstance(body.voice, VoiceId) else body.voice
-    job = await synthesizer.job(body.input, voice, body.lang_code, body.speed, body.response_format,
-                                OPENAI_FORMATS)
+    job = await synthesizer.job(body.input, voice, body.lang_code, body.speed, body.response_format, OPENAI_FORMATS)
     if body.instructions:
         logger.debug("instructions ignored: Kokoro takes none")
-    logger.info("speech", extra={"characters": len(body.input), "format": job.format,
-                                 "voice": job.request.voice.spec, "stream_format": body.stream_format})
+    logger.info(
+        "speech",
+        extra={
+            "characters": len(body.input),
+            "format": job.format,
+            "voice": job.request.voice.spec,
+            "stream_format": body.stream_format,
+        },
+    )
     errors = request.app.state.http_metrics.errors
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     if body.stream_format == "sse":
         chunks = synthesizer.stream(job)
         first = await anext(chunks)  # an error before any audio still gets its own status code
-        return StreamingResponse(_events(first, chunks, len(body.input), errors),
-                                 media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            _events(first, chunks, len(body.input), errors), media_type="text/event-stream", headers=headers
+        )
     media_type = FORMATS[job.format].media_type
     headers["Content-Disposition"] = f'inline; filename="speech.{job.format}"'
     if not body.stream:
@@ -110,16 +123,16 @@ async def _audio(first: Chunk, rest: AsyncGenerator[Chunk, None], errors: Any) -
         await rest.aclose()
 
 
-async def _events(first: Chunk, rest: AsyncGenerator[Chunk, None], characters: int,
-                  errors: Any) -> AsyncIterator[bytes]:
+async def _events(
+    first: Chunk, rest: AsyncGenerator[Chunk, None], characters: int, errors: Any
+) -> AsyncIterator[bytes]:
     """``speech.audio.delta`` per chunk, then ``speech.audio.done``; failures as an ``error`` event."""
     seconds = 0.0
     try:
         async for chunk in _chain(first, rest):
             seconds += chunk.seconds
             if chunk.data:
-                yield _event({"type": "speech.audio.delta",
-                              "audio": base64.b64encode(chunk.data).decode("ascii")})
+                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk.data).decode("ascii")})
         yield _event({"type": "speech.audio.done", "usage": usage(characters, seconds)})
     except Exception as exc:  # the status line is gone: report in-band
         code = exc.code if isinstance(exc, VoicestackError) else "internal_error"

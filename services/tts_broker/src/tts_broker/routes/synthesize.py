@@ -15,16 +15,25 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["synthesis"], route_class=JsonBodyRoute, strict_content_type=False)
 
 
-@router.post("/synthesize", summary="Synthesize speech, returned as base64 in JSON",
-             response_model=SynthesizeResponse, responses=ERROR_RESPONSES)
+@router.post(
+    "/synthesize",
+    summary="Synthesize speech, returned as base64 in JSON",
+    response_model=SynthesizeResponse,
+    responses=ERROR_RESPONSES,
+)
 async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep) -> SynthesizeResponse:
     """``{audio_base64, audio_sample_rate, audio_duration_seconds, voice, speed}``; WAV unless asked."""
-    job = await synthesizer.job(body.text, body.voice, body.lang_code, body.speed, body.format,
-                                SYNTHESIZE_FORMATS)
+    job = await synthesizer.job(body.text, body.voice, body.lang_code, body.speed, body.format, SYNTHESIZE_FORMATS)
     result = await synthesizer.synthesize(job)
-    logger.info("synthesized", extra={"characters": len(body.text), "format": job.format,
-                                      "voice": job.request.voice.spec,
-                                      "audio_seconds": round(result.duration, 3)})
+    logger.info(
+        "synthesized",
+        extra={
+            "characters": len(body.text),
+            "format": job.format,
+            "voice": job.request.voice.spec,
+            "audio_seconds": round(result.duration, 3),
+        },
+    )
     return SynthesizeResponse(
         audio_base64=base64.b64encode(result.audio).decode("ascii"),
         audio_sample_rate=result.sample_rate,

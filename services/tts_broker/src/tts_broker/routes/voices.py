@@ -17,8 +17,7 @@ SERVICE_NAME = "Kokoro TTS"
 async def voices(synthesizer: SynthesizerDep) -> VoicesResponse:
     """``{voices, default_voice, service}`` as the integration guide has it."""
     catalog = await synthesizer.catalog()
-    return VoicesResponse(voices=list(catalog.offered), default_voice=catalog.default.spec,
-                          service=SERVICE_NAME)
+    return VoicesResponse(voices=list(catalog.offered), default_voice=catalog.default.spec, service=SERVICE_NAME)
 
 
 @router.get("/audio/voices", summary="Voices, as Kokoro-FastAPI lists them", response_model=KokoroVoiceList)
