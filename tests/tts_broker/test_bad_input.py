@@ -143,9 +143,9 @@ def test_full_queue_is_a_503_with_retry_after_and_slow_work_a_504(tight_server: 
 def test_a_stream_that_runs_out_of_time_is_cut_off(tight_server: str) -> None:
     wait_idle(tight_server)
     received = b""
-    with (
+    with (  # noqa: PT012
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.stream(  # noqa: PT012
+        httpx.stream(
             "POST", f"{tight_server}/v1/audio/speech", timeout=60, json={"input": LONG_STORY, "response_format": "pcm"}
         ) as response,
     ):
