@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from gateway.ratelimit import RateLimited, RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
 from voicestack_common.errors import ClientError, UnsupportedMediaType
+from voicestack_common.jsonbody import loads_bounded
 
 Operation = Literal["transcribe", "synthesize"]
 SESSION_HEADER = "X-Session-ID"
@@ -110,7 +110,7 @@ def check_json(body: bytes) -> None:
     if not body.strip():
         raise ClientError("the request has no body: send JSON", code="empty_body")
     try:
-        json.loads(body)
+        loads_bounded(body)
     except UnicodeDecodeError:
         raise UnsupportedMediaType("the body is not valid UTF-8", code="invalid_encoding") from None
     except ValueError as exc:

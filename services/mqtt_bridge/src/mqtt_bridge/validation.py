@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
 from voicestack_common.errors import ClientError, InvalidRequest
+from voicestack_common.jsonbody import loads_bounded
 
 
 def _reject_constant(name: str) -> Any:
@@ -20,7 +20,7 @@ def loads_strict(data: bytes, what: str) -> Any:
     if not data.strip():
         raise ClientError(f"the {what} is empty; send a JSON object", code="invalid_json")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return loads_bounded(data, what=what, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClientError(f"the {what} is not valid JSON: {exc}", code="invalid_json") from None
 

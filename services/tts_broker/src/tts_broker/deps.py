@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from tts_broker.settings import TtsSettings
 from tts_broker.synthesizer import Synthesizer
 from voicestack_common.errors import ClientError, UnsupportedMediaType
+from voicestack_common.jsonbody import loads_bounded
 
 
 def get_synthesizer(request: Request) -> Synthesizer:
@@ -52,7 +53,7 @@ async def check_json_body(request: Request) -> None:
             f"the body is not valid UTF-8 (byte {exc.start}); JSON must be sent as UTF-8", code="invalid_encoding"
         ) from None
     try:
-        parsed = json.loads(text)
+        parsed = loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise ClientError(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code="invalid_json"

@@ -24,8 +24,9 @@ from gateway.auth import Unauthorized, presented_key
 from gateway.deps import Gateway, GatewayDep
 from gateway.routes.voice import synthesize_one
 from gateway.schemas import WsSynthesize, WsTranscribe
-from voicestack_common.errors import VoicestackError, error_body
+from voicestack_common.errors import ClientError, VoicestackError, error_body
 from voicestack_common.events import utc_now
+from voicestack_common.jsonbody import loads_bounded
 from voicestack_common.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ class ChatSession:
     async def handle(self, text: str) -> None:
         """Answer a ping at once; check a request and start it as a task."""
         try:
-            data = json.loads(text)
+            data = loads_bounded(text, what="message")
+        except ClientError as exc:
+            await self.error(exc.code, exc.message)
+            return
         except ValueError:
             await self.error("invalid_json", "the message is not valid JSON")
             return
@@ -92,6 +96,10 @@ class ChatSession:
             await self.error("invalid_message", "a message is a JSON object with a 'type'")
             return
         kind, request_id = data["type"], data.get("id")
+        if not isinstance(request_id, str | int | float | bool | None):
+            # Echoed in every answer: a scalar only, so an answer can never be larger than the request.
+            await self.error("invalid_message", "'id' must be a string or a number")
+            return
         self.gateway.metrics.ws_messages.labels(kind if kind in _KINDS else "unknown").inc()
         if kind == "ping":
             await self.send(_with_id({"type": "pong"}, request_id))
