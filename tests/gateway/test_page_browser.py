@@ -73,6 +73,21 @@ def test_push_to_talk_shows_the_words(gateway_url: str, question_wav: tuple[Path
         screenshot(browser, "transcript")
 
 
+def test_media_recorder_fallback_sends_webm(gateway_url: str, question_wav: tuple[Path, float]) -> None:
+    """Where AudioWorklet is missing (forced here with ``?recorder``), WebM/Opus from MediaRecorder."""
+    path, seconds = question_wav
+    with chromium(gateway_url + "/?recorder", microphone=path) as browser:
+        page = browser.page
+        page.wait_for_selector("#voice option[value='jf_alpha']", state="attached")
+        page.keyboard.down("Space")
+        browser.wait_for(f"stats.sentChunks >= {int(seconds / 0.25)}")  # 250 ms slices
+        page.keyboard.up("Space")
+        page.wait_for_selector("#finals li")
+        assert page.locator("#capture-kind").inner_text() == "WebM/Opus"
+        heard = words(page.locator("#finals li").first.inner_text())
+        assert {"weather", "paris", "today"} <= set(heard), heard
+
+
 def test_refused_microphone_shows_its_message(gateway_url: str) -> None:
     with chromium(gateway_url + "/", allow_mic=False) as browser:
         page = browser.page
