@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gateway.app import create_app
@@ -55,6 +56,42 @@ def test_page_loads_without_console_errors(gateway_url: str) -> None:
         assert page.locator("#finals").get_attribute("aria-live") == "polite"
         assert page.locator("#error").is_hidden()
         assert browser.console_errors == []
+
+
+# A tone at 48 kHz through the capture worklet, rendered offline: what comes out at 16 kHz.
+RENDER_TONE = """
+async (frequency) => {
+  const context = new OfflineAudioContext(1, 48000, 48000);
+  await context.audioWorklet.addModule("page/capture-worklet.js");
+  const tone = new OscillatorNode(context, { frequency });
+  const node = new AudioWorkletNode(context, "pcm16-capture", {
+    numberOfInputs: 1, numberOfOutputs: 0, processorOptions: { targetRate: 16000, chunkMs: 40 },
+  });
+  const chunks = [];
+  node.port.onmessage = (event) => chunks.push(...new Int16Array(event.data.pcm));
+  tone.connect(node);
+  tone.start();
+  await context.startRendering();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return chunks;
+}
+"""
+
+
+def test_capture_worklet_resamples_48k_to_16k_without_aliasing(gateway_url: str) -> None:
+    with chromium(gateway_url + "/") as browser:
+        for frequency, passes in ((440, True), (3000, True), (10_000, False), (15_000, False)):
+            samples = np.array(browser.page.evaluate(RENDER_TONE, frequency), dtype=np.float64) / 32768
+            assert len(samples) >= 15_000  # one second at 16 kHz, less the last unflushed chunk
+            steady = samples[1600:]
+            rms = float(np.sqrt(np.mean(steady**2)))
+            if passes:
+                spectrum = np.abs(np.fft.rfft(steady * np.hanning(len(steady))))
+                peak = np.argmax(spectrum) * 16_000 / len(steady)
+                assert abs(peak - frequency) < 5, (frequency, peak)
+                assert rms == pytest.approx(0.5**0.5, rel=0.02)  # a full-scale sine, kept whole
+            else:
+                assert rms < 0.003, (frequency, rms)  # above 8 kHz: filtered out, not folded back
 
 
 def test_push_to_talk_shows_the_words(gateway_url: str, question_wav: tuple[Path, float]) -> None:
