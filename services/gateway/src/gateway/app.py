@@ -23,6 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import openai, voice, ws
+from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
 from gateway.upstream import Upstream
 from voicestack_common.service import Readiness, create_service_app
@@ -173,4 +174,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
+    if settings.page:
+        app.include_router(page_router())
     return app
