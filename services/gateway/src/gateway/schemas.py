@@ -8,10 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicestack_common.schemas import ErrorResponse
 
-_JSON_400 = (
-    "Empty body or not JSON (`empty_body`, `invalid_json`, also for nesting deeper than 32 levels; "
-    "`invalid_encoding` is 415)"
-)
+_JSON_400 = "Empty body, not JSON, or nested deeper than 32 levels (`empty_body`, `invalid_json`, `json_too_deep`)"
 
 
 def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
