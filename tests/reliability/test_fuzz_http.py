@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -37,7 +36,9 @@ FIXTURES = {
     "tts_broker": "tts_url",
     "mqtt_bridge": "bridge_url",
 }
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# "No 5xx" is judged below: a 503 with Retry-After is the documented answer of a saturated broker
+# (one worker here, and a batch can fill its queue), not a fault.
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def bridge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def fuzz(url: str) -> dict[str, Any]:
     """Every operation of the service at ``url``; returns the counts and the failures."""
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
-    outcome: dict[str, Any] = {"sent": 0, "server_errors": 0, "failures": []}
+    outcome: dict[str, Any] = {"sent": 0, "server_errors": 0, "saturated": 0, "failures": []}
     for result in schema.get_all_operations():
         _fuzz_operation(result.ok(), url, outcome)
     return outcome
@@ -78,7 +79,11 @@ def _fuzz_operation(operation: Any, url: str, outcome: dict[str, Any]) -> None:
     def run(case: Any) -> None:
         outcome["sent"] += 1
         response = case.call(base_url=url, timeout=600)
-        outcome["server_errors"] += response.status_code >= 500
+        if response.status_code == 503 and "retry-after" in response.headers:
+            outcome["saturated"] += 1
+        elif response.status_code >= 500:
+            outcome["server_errors"] += 1
+            outcome["failures"].append(f"{operation.label}: {response.status_code} {response.text[:300]}")
         try:
             case.validate_response(response, checks=CHECKS)
         except Exception as exc:  # collect every failure; the test fails on any
@@ -97,7 +102,12 @@ def test_every_operation_answers_as_documented(service: str, request: pytest.Fix
     record(
         "fuzz",
         service,
-        {"requests": outcome["sent"], "5xx": outcome["server_errors"], "failures": len(outcome["failures"])},
+        {
+            "requests": outcome["sent"],
+            "5xx": outcome["server_errors"],
+            "503_retry_after": outcome["saturated"],
+            "failures": len(outcome["failures"]),
+        },
     )
     assert outcome["sent"] > 0
     assert outcome["failures"] == [], "\n\n".join(outcome["failures"][:10])
