@@ -22,7 +22,7 @@ from gateway.health import HealthMonitor
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
-from gateway.routes import openai, voice, ws
+from gateway.routes import openai, realtime, voice, ws
 from gateway.settings import GatewaySettings, split_list
 from gateway.upstream import Upstream
 from voicestack_common.service import Readiness, create_service_app
@@ -174,4 +174,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
+    app.include_router(realtime.router, prefix="/v1")
     return app

@@ -156,6 +156,11 @@ class GatewaySettings(ServiceSettings):
     ws_max_in_flight: int = Field(default=4, ge=1)
     """Requests one WebSocket may have running at once; more are answered with an error."""
 
+    realtime_max_sessions: int = Field(default=4, ge=1)
+    """Most ``/v1/realtime`` sessions one caller (API key, or address without keys) may hold open at once."""
+    realtime_voice: str = ""
+    """The voice ``/v1/realtime`` sessions start with (``session.update`` changes it); empty: the TTS broker's
+    default voice."""
     voice_fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_VOICE_FALLBACKS.items()}
     )
