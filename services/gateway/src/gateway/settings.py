@@ -161,6 +161,11 @@ class GatewaySettings(ServiceSettings):
     realtime_voice: str = ""
     """The voice ``/v1/realtime`` sessions start with (``session.update`` changes it); empty: the TTS broker's
     default voice."""
+
+    page: bool = True
+    """Serve the voice page at ``/`` (static files, no API key needed to load it; every call it makes
+    needs one when keys are on)."""
+
     voice_fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_VOICE_FALLBACKS.items()}
     )
