@@ -5,7 +5,7 @@ The face drives a ``Replier`` and never splits sentences, calls a responder or a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -50,7 +50,7 @@ class ReplyAudio:
 class ReplyStream(Protocol):
     """One reply in progress."""
 
-    def events(self) -> AsyncIterator[ReplyText | ReplyAudio]:
+    def events(self) -> AsyncGenerator[ReplyText | ReplyAudio, None]:
         """Text and audio as they come; ends when the reply is complete (raises on failure)."""
         ...
 

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from gateway.realtime import codecs
@@ -50,6 +50,7 @@ class ResponseRun:
         self.reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.stream: ReplyStream | None = None
+        self._events: AsyncGenerator[ReplyText | ReplyAudio, None] | None = None
         self.added = False
         self.text = ""
         self.input_text = ""
@@ -118,10 +119,11 @@ class ResponseRun:
         except asyncio.CancelledError:
             self.status = "cancelled"
             self.item.status = "incomplete"
-            if self.stream is not None:
-                heard = codecs.duration_ms(self.item.audio_bytes, self.format) / 1000 if self.audio else None
+            if self._events is not None:
                 with contextlib.suppress(Exception):
-                    await self.stream.cancel(heard)
+                    await self._events.aclose()  # the voice loop stops at once; what was heard is told later
+            if self.stream is not None:
+                self.session.interrupted[self.item_id] = self.stream
         except VoicestackError as exc:
             self.status = "failed"
             self.item.status = "incomplete"
@@ -182,9 +184,12 @@ class ResponseRun:
                 "responses need the conversation service: set GATEWAY_CONVERSATION_URLS", code="conversations_disabled"
             )
         self.stream = await replier.open(request)
+        if self.audio:
+            self.session.spoken[self.item_id] = self.stream
         encoder = codecs.OutputEncoder(self.format) if self.audio else None
         send = self.session.send
-        async for chunk in self.stream.events():
+        self._events = self.stream.events()
+        async for chunk in self._events:
             if isinstance(chunk, ReplyText):
                 self.text += chunk.text
                 kind = "response.audio_transcript.delta" if self.audio else "response.text.delta"

@@ -45,6 +45,7 @@ from gateway.realtime.protocol import (
     new_id,
     validation_error,
 )
+from gateway.realtime.reply import ReplyStream
 from gateway.realtime.responses import ResponseRun
 from voicestack_common.errors import VoicestackError
 from voicestack_common.live import ErrorEvent, Final, Partial, SpeechStarted, SpeechStopped, StartMessage
@@ -95,6 +96,10 @@ class RealtimeSession:
         self._buffered_ms = 0  # audio since the last commit, clear or VAD turn
         self._commit_event: str | None = None
         self.response: ResponseRun | None = None
+        self.spoken: dict[str, ReplyStream] = {}
+        """Replies with audio, by item: truncating one tells the voice loop what was heard."""
+        self.interrupted: dict[str, ReplyStream] = {}
+        """Cancelled replies not yet told what was heard (a truncate or the next response settles them)."""
 
     async def send(self, event: dict[str, Any]) -> None:
         """Send one server event with its own ``event_id``."""
@@ -120,7 +125,23 @@ class RealtimeSession:
         """Stop the response and the live session."""
         if self.response is not None:
             await self.response.cancel("client_cancelled")
+        await self._settle()
         await self._close_live()
+
+    async def _settle(self, item_id: str | None = None, heard_seconds: float | None = None) -> None:
+        """Tell the voice loop what was heard: of one item (truncate), or of every interrupted reply
+        not truncated (without a position: what was sent)."""
+        if item_id is None:
+            streams = list(self.interrupted.values())
+            self.interrupted.clear()
+        else:
+            found = self.interrupted.pop(item_id, None) or self.spoken.get(item_id)
+            streams = [found] if found is not None else []
+        for key in [item_id] if item_id is not None else []:
+            self.spoken.pop(key, None)
+        for stream in streams:
+            with contextlib.suppress(Exception):
+                await stream.cancel(heard_seconds)
 
     # -- client events ---------------------------------------------------------------------------
 
@@ -460,6 +481,7 @@ class RealtimeSession:
         if self.response is not None and self.response.item_id == item.id:
             await self.response.cancel("client_cancelled")
         item.truncate(event.audio_end_ms)
+        await self._settle(item.id, event.audio_end_ms / 1000)
         await self.send(
             {
                 "type": "conversation.item.truncated",
@@ -483,6 +505,7 @@ class RealtimeSession:
         if self.response is not None:
             return
         self.gateway.charge("synthesize", self.caller)
+        await self._settle()
         waits: list[Awaitable[Any]] = [u.done.wait() for u in self._utterances.values() if u.item_id in self.items]
         run = ResponseRun(self, options, waits)
         self.response = run
