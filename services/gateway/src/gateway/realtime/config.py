@@ -56,6 +56,11 @@ class SessionConfig:
         return config
 
     @property
+    def conversation_id(self) -> str:
+        """The session's conversation (``conv_…``), also its id in the conversation service."""
+        return "conv_" + self.id.removeprefix("sess_")
+
+    @property
     def interrupts(self) -> bool:
         """Whether speech cancels a response in progress."""
         return self.turn_detection is not None and self.turn_detection.interrupt_response is not False

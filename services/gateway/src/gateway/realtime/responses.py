@@ -91,7 +91,7 @@ class ResponseRun:
             "status": self.status,
             "status_details": details,
             "output": output,
-            "conversation_id": self.session.config.id.replace("sess_", "conv_") if self.in_conversation else None,
+            "conversation_id": self.session.config.conversation_id if self.in_conversation else None,
             "modalities": self.modalities,
             "voice": self.voice,
             "output_audio_format": self.format,

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import brokers
 from gateway.deps import Gateway
 from gateway.realtime import codecs
 from gateway.realtime.config import SessionConfig, SessionKind
@@ -47,6 +49,7 @@ from gateway.realtime.protocol import (
 )
 from gateway.realtime.reply import ReplyStream
 from gateway.realtime.responses import ResponseRun
+from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
 from voicestack_common.live import ErrorEvent, Final, Partial, SpeechStarted, SpeechStopped, StartMessage
 
@@ -54,8 +57,6 @@ logger = logging.getLogger(__name__)
 
 # Least audio a manual commit takes (OpenAI's own floor).
 MIN_COMMIT_MS = 100
-# Seconds a response waits for the transcripts of committed audio before answering without them.
-TRANSCRIPT_WAIT = 30.0
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OpenLive = Callable[[StartMessage], Awaitable[LiveLink]]
@@ -98,6 +99,8 @@ class RealtimeSession:
         self.response: ResponseRun | None = None
         self.spoken: dict[str, ReplyStream] = {}
         """Replies with audio, by item: truncating one tells the voice loop what was heard."""
+        self._item_transcriptions: dict[str, _Utterance] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.interrupted: dict[str, ReplyStream] = {}
         """Cancelled replies not yet told what was heard (a truncate or the next response settles them)."""
 
@@ -125,6 +128,9 @@ class RealtimeSession:
         """Stop the response and the live session."""
         if self.response is not None:
             await self.response.cancel("client_cancelled")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._settle()
         await self._close_live()
 
@@ -403,19 +409,7 @@ class RealtimeSession:
             utterance = self._utterance(event.utterance_id)
             self._utterances.pop(event.utterance_id, None)
             utterance.done.set()
-            await self.send(
-                {
-                    "type": "conversation.item.input_audio_transcription.failed",
-                    "item_id": utterance.item_id,
-                    "content_index": 0,
-                    "error": {
-                        "type": "server_error",
-                        "code": event.error.code,
-                        "message": event.error.message,
-                        "param": None,
-                    },
-                }
-            )
+            await self._transcription_failed(utterance.item_id, event.error.code, event.error.message)
             return
         code = "input_audio_buffer_commit_empty" if event.error.code == "nothing_to_commit" else event.error.code
         kind = "invalid_request_error" if code == "input_audio_buffer_commit_empty" else "server_error"
@@ -435,6 +429,7 @@ class RealtimeSession:
             if previous is not None and previous != "root" and previous not in self.items:
                 raise RealtimeError(f"Item with id '{previous}' not found.", param="previous_item_id")
             after = next(reversed(self.items), None) if previous is None else previous
+            audio = self._item_audio(event) if item.kind == "input_audio" else None
             self._insert(item, previous)
             await self.send(
                 {
@@ -443,6 +438,12 @@ class RealtimeSession:
                     "item": item_view(item),
                 }
             )
+            if audio is not None:
+                utterance = _Utterance(item.id)
+                self._item_transcriptions[item.id] = utterance
+                task = asyncio.create_task(self._transcribe_item(item, audio, utterance))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return
         found = self.items.get(event.item_id)
         if found is None:
@@ -457,6 +458,59 @@ class RealtimeSession:
             await self.send({"type": "conversation.item.retrieved", "item": item_view(item)})
         else:
             await self._truncate(item, event)
+
+    def _item_audio(self, event: ItemCreateEvent) -> bytes:
+        """A user audio item's audio as a 16-bit WAV (checked before the item is accepted)."""
+        try:
+            data = base64.b64decode(event.item.content[0].audio or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise RealtimeError("'audio' is not valid base64.", param="item.content.0.audio") from None
+        fmt = self.config.input_audio_format
+        pcm16 = codecs.to_pcm16(data, fmt)
+        if len(pcm16) < 2 or len(pcm16) % 2 or len(data) > self.gateway.settings.max_upload_bytes:
+            raise RealtimeError("'audio' must hold whole samples of the input format.", param="item.content.0.audio")
+        return wav_header(codecs.sample_rate(fmt), len(pcm16)) + pcm16
+
+    async def _transcribe_item(self, item: Item, wav: bytes, utterance: _Utterance) -> None:
+        """Transcribe a client's audio item on the STT broker; responses wait for it."""
+        transcription = self.config.input_audio_transcription
+        try:
+            self.gateway.charge("transcribe", self.caller)
+            result = await brokers.transcribe(
+                self.gateway.stt,
+                io.BytesIO(wav),
+                filename="item.wav",
+                content_type="audio/wav",
+                language=transcription.language if transcription else None,
+            )
+        except VoicestackError as exc:
+            if transcription is not None:
+                await self._transcription_failed(item.id, exc.code, exc.message)
+        else:
+            item.transcript = result.text.strip()
+            if transcription is not None:
+                await self.send(
+                    {
+                        "type": "conversation.item.input_audio_transcription.completed",
+                        "item_id": item.id,
+                        "content_index": 0,
+                        "transcript": item.transcript,
+                        "usage": {"type": "duration", "seconds": round(result.duration_seconds, 3)},
+                    }
+                )
+        finally:
+            utterance.done.set()
+            self._item_transcriptions.pop(item.id, None)
+
+    async def _transcription_failed(self, item_id: str, code: str, message: str) -> None:
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": item_id,
+                "content_index": 0,
+                "error": {"type": "server_error", "code": code, "message": message, "param": None},
+            }
+        )
 
     def _insert(self, item: Item, previous: str | None) -> None:
         if previous is None:
@@ -506,7 +560,8 @@ class RealtimeSession:
             return
         self.gateway.charge("synthesize", self.caller)
         await self._settle()
-        waits: list[Awaitable[Any]] = [u.done.wait() for u in self._utterances.values() if u.item_id in self.items]
+        pending = [*self._utterances.values(), *self._item_transcriptions.values()]
+        waits: list[Awaitable[Any]] = [u.done.wait() for u in pending if u.item_id in self.items]
         run = ResponseRun(self, options, waits)
         self.response = run
         run.task.add_done_callback(lambda _: self._response_done(run))
