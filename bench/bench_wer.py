@@ -18,6 +18,7 @@ alone are counted separately: any word on them is a hallucination.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -39,21 +40,27 @@ from voicestack_common.audio import Pcm, decode_audio
 
 
 def engines(threads: int) -> dict[str, Callable[[], SttEngine]]:
-    """Every configuration by name; built lazily, one at a time."""
+    """Every configuration by name, most telling first; built lazily, one at a time."""
     cache = TEST_CACHE / "models"
-    out: dict[str, Callable[[], SttEngine]] = {}
-    for quant in ("f16", "q8_0", "q5_1"):
-        for beam in (1, 5):
-            name = f"whisper.cpp {quant} {'greedy' if beam == 1 else f'beam {beam}'}"
-            out[name] = lambda q=quant, b=beam: WhisperCppEngine(
-                prepare_bundled_ggml(cache, quantization=q), threads=threads, params=WhisperCppParams(beam_size=b)
-            )
-    for beam in (1, 5):
-        name = f"faster-whisper int8 {'greedy' if beam == 1 else f'beam {beam}'}"
-        out[name] = lambda b=beam: FasterWhisperEngine(
-            bundled_ct2_dir(), threads=threads, model_id="tiny.en", beam_size=b
+
+    def cpp(quant: str, beam: int) -> Callable[[], SttEngine]:
+        return lambda: WhisperCppEngine(
+            prepare_bundled_ggml(cache, quantization=quant), threads=threads, params=WhisperCppParams(beam_size=beam)
         )
-    return out
+
+    def fw(beam: int) -> Callable[[], SttEngine]:
+        return lambda: FasterWhisperEngine(bundled_ct2_dir(), threads=threads, model_id="tiny.en", beam_size=beam)
+
+    return {
+        "whisper.cpp f16 greedy": cpp("f16", 1),
+        "whisper.cpp f16 beam 5": cpp("f16", 5),
+        "faster-whisper int8 beam 5": fw(5),
+        "whisper.cpp q8_0 greedy": cpp("q8_0", 1),
+        "whisper.cpp q5_1 greedy": cpp("q5_1", 1),
+        "faster-whisper int8 greedy": fw(1),
+        "whisper.cpp q8_0 beam 5": cpp("q8_0", 5),
+        "whisper.cpp q5_1 beam 5": cpp("q5_1", 5),
+    }
 
 
 def run(engine: SttEngine, clips: list[tuple[str, Pcm]], detector: SpeechDetector | None) -> dict[str, Any]:
@@ -79,11 +86,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=36)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--only", help="run only configurations whose name contains this")
+    parser.add_argument("--only", action="append", help="run only configurations named so (repeatable)")
     parser.add_argument("--vad-sweep", action="store_true")
+    parser.add_argument("--vad-only", action="store_true", help="skip the runs without VAD")
+    parser.add_argument("--pick", help="comma-separated clip indices instead of the first --size")
     args = parser.parse_args()
 
     items = wer_set(args.size)
+    if args.pick:
+        items = [items[int(i)] for i in args.pick.split(",")]
     clips = [(item.text, decode_audio(clip_wav(item))) for item in items]
     empties = [("", decode_audio(noise_only_wav())), ("", Pcm(np.zeros(48_000, np.float32), 16_000))]
     results: dict[str, Any] = {
@@ -113,28 +124,35 @@ def main() -> None:
             "clip_wer": [round(wer([p]), 3) for p in pairs],
         }
         print(f"{name}: WER {results['configs'][name]['wer']:.3f}, RTF {measured['rtf']:.3f}", flush=True)
+        if args.json:  # after every configuration, so a long run can be read while it goes on
+            emit_quietly(results, args.json)
 
     if args.vad_sweep:
         engine = engines(args.threads)["whisper.cpp f16 greedy"]()
         engine.load()
         score("no VAD", engine, None)
-        for pad, gap in ((200, 500), (400, 500), (200, 2000), (400, 2000)):
+        for pad, gap in ((200, 500), (400, 2000)):
             score(f"VAD pad {pad} ms, gap {gap} ms", engine, SpeechDetector(0.5, pad, gap))
         engine.close()
     else:
         detector = SpeechDetector()
         for name, make in engines(args.threads).items():
-            if args.only and args.only not in name:
+            if args.only and name not in args.only:
                 continue
             engine = make()
             engine.load()
             engine.transcribe(clips[0][1], TranscribeOptions(language="en"))  # warm-up
             score(f"{name}, VAD", engine, detector)
-            score(f"{name}, no VAD", engine, None)
+            if not args.vad_only:
+                score(f"{name}, no VAD", engine, None)
             engine.close()
     results["median_rtf"] = statistics.median(c["rtf"] for c in results["configs"].values())
     emit(results, args.json)
     print(table(results))
+
+
+def emit_quietly(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2))
 
 
 def table(results: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ def test_a_run_without_the_carry_folder_stops_before_building(tmp_path: Path) ->
 
 
 @pytest.mark.engine
+@pytest.mark.timeout(900)  # seven short decodes and a broker start; slow only on a crowded machine
 def test_the_measuring_half_runs_on_cpu_and_checks_transcripts(
     model_cache: Path, sentence: tuple[str, Pcm], tmp_path: Path
 ) -> None:
