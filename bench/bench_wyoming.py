@@ -24,6 +24,7 @@ from benchkit import emit, machine, service, summary
 from tests.servers import free_port
 from tests.speech import TEST_CACHE, kokoro_speech
 from tests.wyoming_kit import audio_events, client, read_until, send_all
+from wyoming.event import Event
 from wyoming.tts import Synthesize
 
 from voicestack_common.encode import encode_audio
@@ -32,7 +33,7 @@ CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, i
 SAY_TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
 
 
-async def wyoming_transcribe(port: int, events: list) -> float:  # type: ignore[type-arg]
+async def wyoming_transcribe(port: int, events: list[Event]) -> float:
     started = time.perf_counter()
     async with client(port) as conn:
         await send_all(conn, events)
