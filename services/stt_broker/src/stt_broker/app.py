@@ -20,6 +20,7 @@ from stt_broker.routes import models, stream, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
+from stt_broker.wyoming import wyoming_server
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.workers import WorkerPool
 
@@ -70,7 +71,8 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 model=engine.model,
                 default_language=settings.default_language,
             )
-            yield {"transcriber": transcriber, "live": live}
+            async with wyoming_server(settings, transcriber, app.state.http_metrics):
+                yield {"transcriber": transcriber, "live": live}
         finally:
             await anyio.to_thread.run_sync(pool.close)
 

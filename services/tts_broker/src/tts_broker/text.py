@@ -92,6 +92,16 @@ def sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in out if s.strip()]
 
 
+def complete_sentences(text: str) -> tuple[str, str]:
+    """``text`` cut after its last finished sentence: ``(finished, rest)``, for text that arrives in pieces."""
+    end = 0
+    for match in _SENTENCE_END.finditer(text):
+        if text[match.start()] == "." and match.group().strip() == "." and _is_abbreviation(text, match.start()):
+            continue
+        end = match.end()
+    return text[:end], text[end:]
+
+
 def _words(text: str, limit: int) -> list[str]:
     """``text`` packed into runs of whole words of at most ``limit`` characters."""
     runs: list[str] = []
