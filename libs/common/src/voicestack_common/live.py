@@ -105,7 +105,7 @@ class SessionSettings(_Message):
     format: LiveFormat
     sample_rate: int
     channels: int
-    language: str | None
+    language: str | None = None
     partials: bool
     words: bool
     vad: bool
@@ -181,7 +181,7 @@ class Final(_Message):
     end: float
     segments: list[LiveSegment]
     words: list[LiveWord] | None = None
-    confidence: float | None
+    confidence: float | None = None
     language: str
 
 
@@ -228,6 +228,15 @@ ServerEvent = Annotated[
 server_event: TypeAdapter[
     Ready | SpeechStarted | Partial | SpeechStopped | Final | ErrorEvent | Checkpoint | Closed
 ] = TypeAdapter(ServerEvent)
+
+
+def sniff_container(data: bytes) -> str | None:
+    """The container a frame starts with, if any: such bytes sent without ``start`` are refused,
+    since they would be read as PCM."""
+    for magic, name in ((b"\x1a\x45\xdf\xa3", "webm"), (b"OggS", "ogg"), (b"RIFF", "wav")):
+        if data.startswith(magic):
+            return name
+    return None
 
 
 def error_event(code: str, message: str, *, fatal: bool = False, utterance_id: int | None = None) -> ErrorEvent:

@@ -18,8 +18,6 @@ import av
 import numpy as np
 
 from stt_broker.live.containers import (
-    EBML_MAGIC,
-    OGG_MAGIC,
     BrokenStream,
     OggDemuxer,
     Packet,
@@ -193,14 +191,6 @@ def make_decoder(fmt: LiveFormat, sample_rate: int, channels: int) -> _Decoder:
     if fmt == "wav":
         return WavDecoder()
     return OpusDecoder(WebmDemuxer() if fmt == "webm" else OggDemuxer())
-
-
-def sniff_container(data: bytes) -> str | None:
-    """The container a frame starts with, if any (used to refuse containers sent without ``start``)."""
-    for magic, name in ((EBML_MAGIC, "webm"), (OGG_MAGIC, "ogg"), (b"RIFF", "wav")):
-        if data.startswith(magic):
-            return name
-    return None
 
 
 class AudioInput:

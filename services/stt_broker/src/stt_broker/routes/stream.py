@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from stt_broker.languages import normalize_language
-from stt_broker.live.decoders import sniff_container
 from stt_broker.live.runtime import LiveRuntime
 from stt_broker.live.session import LiveSession
 from voicestack_common.audio import AudioError
@@ -39,6 +38,7 @@ from voicestack_common.live import (
     StopMessage,
     client_message,
     error_event,
+    sniff_container,
 )
 
 logger = logging.getLogger(__name__)
