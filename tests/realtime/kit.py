@@ -96,6 +96,17 @@ def with_silence(pcm: Pcm, lead: float = 0.5, tail: float = 1.5, rate: int = 24_
     )
 
 
+async def stream(connection: Any, data: bytes, size: int, seconds: float) -> None:
+    """Append ``data`` in chunks of ``size`` bytes, one every ``seconds`` (real time: the chunk's length)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for index, piece in enumerate(chunks(data, size)):
+        await connection.input_audio_buffer.append(audio=piece)
+        delay = started + (index + 1) * seconds - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 def chunks(data: bytes, size: int) -> Iterator[str]:
     """Base64 chunks of ``size`` bytes, as ``input_audio_buffer.append`` takes them."""
     for start in range(0, len(data), size):

@@ -10,7 +10,7 @@ import pytest
 from gateway.realtime import codecs
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
-from tests.realtime.kit import chunks, client, of, until, with_silence
+from tests.realtime.kit import client, of, stream, until, with_silence
 from tests.speech import kokoro_speech, words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -41,8 +41,7 @@ def test_server_vad_transcribes_a_spoken_sentence(realtime_url: str) -> None:
                 }
             )
             await until(connection, "transcription_session.updated", into=events)
-            for piece in chunks(audio, 4800):  # 100 ms
-                await connection.input_audio_buffer.append(audio=piece)
+            await stream(connection, audio, 4800, 0.1)  # 100 ms chunks in real time
             return await until(connection, "conversation.item.input_audio_transcription.completed", into=events)
 
     events = asyncio.run(scenario())
@@ -98,8 +97,7 @@ def test_manual_commit_in_g711(realtime_url: str, fmt: codecs.RealtimeFormat) ->
             await until(connection, "transcription_session.updated", into=events)
             await connection.input_audio_buffer.commit(event_id="commit-too-early")
             await until(connection, "error", into=events)
-            for piece in chunks(audio, 1600):  # 200 ms
-                await connection.input_audio_buffer.append(audio=piece)
+            await stream(connection, audio, 1600, 0.2)  # 200 ms chunks in real time
             await connection.input_audio_buffer.commit()
             return await until(connection, "conversation.item.input_audio_transcription.completed", into=events)
 

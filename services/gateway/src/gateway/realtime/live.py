@@ -1,29 +1,29 @@
-"""The live session core as this face drives it: one STT broker ``/v1/stream`` session.
+"""The live session core as this face drives it: the gateway's ``LiveRelay`` (one STT replica's
+``/v1/stream`` session, replayed onto another replica if that one dies, a transcript event per final).
 
-``LiveLink`` is the small interface the face needs (audio in, commit, clear, the core's events out);
-``open_live`` opens one on a healthy STT replica. Everything about speech (VAD, endpointing,
-partials, finals) happens in the core, none of it here.
+``LiveLink`` is the small interface the face needs (audio in, commit, clear, the core's events out).
+Everything about speech (VAD, endpointing, partials, finals) happens in the core, none of it here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from gateway.upstream import NoUpstream, Upstream
+from gateway.deps import Gateway
+from gateway.relay import LiveRelay, RelayError
 from voicestack_common.errors import UpstreamError
 from voicestack_common.live import (
-    STREAM_PATH,
     ClearMessage,
+    Closed,
     CommitMessage,
     ErrorEvent,
+    Final,
     Ready,
     StartMessage,
     StopMessage,
@@ -32,15 +32,9 @@ from voicestack_common.live import (
 
 logger = logging.getLogger(__name__)
 
-LiveEvent = object
-# Seconds to wait for the broker's ``ready`` before trying the next replica.
-READY_TIMEOUT = 10.0
-
 
 class LiveLink(Protocol):
     """One live session in the core."""
-
-    ready: Ready
 
     async def send_audio(self, data: bytes) -> None: ...
     async def commit(self) -> None: ...
@@ -50,77 +44,84 @@ class LiveLink(Protocol):
     def events(self) -> AsyncIterator[object]: ...
 
 
-class BrokerLive:
-    """A ``LiveLink`` over one STT broker's ``WS /v1/stream``."""
+class RelayLive:
+    """A ``LiveLink`` over the gateway's ``LiveRelay``."""
 
-    def __init__(self, socket: ClientConnection, ready: Ready) -> None:
-        self.socket = socket
-        self.ready = ready
+    def __init__(self, gateway: Gateway, start: StartMessage, session_id: str) -> None:
+        self._events: asyncio.Queue[str] = asyncio.Queue()
+        self.session_id = session_id
+
+        async def send_text(text: str) -> None:
+            self._events.put_nowait(text)
+
+        def on_final(final: Final, started_at: datetime) -> None:
+            gateway.events.record(
+                "transcription",
+                started_at,
+                session_id,
+                utterance_id=final.utterance_id,
+                text=final.text,
+                language=final.language,
+                duration_seconds=round(max(0.0, final.end - final.start), 3),
+                model=self.relay.model,
+                confidence=final.confidence,
+            )
+
+        self.relay = LiveRelay(
+            gateway.stt,
+            start.model_copy(update={"session_id": session_id}),
+            send_text,
+            on_final,
+            max_frame=gateway.settings.live_max_frame_bytes,
+        )
+
+    async def open(self) -> None:
+        """Open the broker session (an ``UpstreamError`` when no replica takes it)."""
+        try:
+            await self.relay.open()
+        except RelayError as exc:
+            raise UpstreamError(exc.message, code=exc.code) from None
 
     async def send_audio(self, data: bytes) -> None:
-        """Binary PCM frames; the core applies back-pressure by reading slower."""
-        await self._send(data)
+        """PCM frames, at most the relay's frame size each."""
+        size = self.relay.max_frame
+        for start in range(0, len(data), size):
+            await self.relay.send_audio(data[start : start + size])
 
     async def commit(self) -> None:
         """End the open utterance now."""
-        await self._send(CommitMessage().model_dump_json())
+        await self.relay.send_control(CommitMessage().model_dump_json())
 
     async def clear(self) -> None:
         """Drop the open utterance."""
-        await self._send(ClearMessage().model_dump_json())
+        await self.relay.send_control(ClearMessage().model_dump_json())
 
     async def stop(self) -> None:
         """Finish after the last final."""
-        await self._send(StopMessage().model_dump_json())
+        await self.relay.send_control(StopMessage().model_dump_json())
 
     async def close(self) -> None:
         """Leave at once (open decodes are cancelled by the core)."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(), 2.0)
+        await self.relay.close()
 
     async def events(self) -> AsyncIterator[object]:
-        """The core's events until it closes."""
-        try:
-            async for message in self.socket:
-                if isinstance(message, bytes):
-                    continue
-                try:
-                    yield server_event.validate_json(message)
-                except ValidationError:
-                    logger.warning("the STT broker sent an event this gateway does not know")
-        except ConnectionClosed:
-            return
-
-    async def _send(self, data: bytes | str) -> None:
-        try:
-            await self.socket.send(data)
-        except ConnectionClosed:
-            raise UpstreamError("the STT broker closed the live session", code="upstream_unavailable") from None
+        """The core's events until the session closes."""
+        while True:
+            text = await self._events.get()
+            try:
+                event = server_event.validate_json(text)
+            except ValidationError:
+                logger.warning("a live event was not understood")
+                continue
+            if isinstance(event, Ready):
+                continue
+            yield event
+            if isinstance(event, Closed) or (isinstance(event, ErrorEvent) and event.fatal):
+                return
 
 
-async def open_live(stt: Upstream, start: StartMessage) -> BrokerLive:
-    """Open a session on the first healthy replica that accepts one."""
-    last: Exception | None = None
-    for replica in stt.candidates()[: 1 + stt.retries]:
-        url = "ws" + replica.url.removeprefix("http") + STREAM_PATH
-        try:
-            socket = await connect(url, max_size=2**22, open_timeout=READY_TIMEOUT, proxy=None)
-        except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as exc:
-            stt.mark(replica, False, f"live session refused: {type(exc).__name__}")
-            last = exc
-            continue
-        try:
-            await socket.send(start.model_dump_json(exclude_none=True))
-            first = server_event.validate_json(await asyncio.wait_for(socket.recv(), READY_TIMEOUT))
-        except (ConnectionClosed, TimeoutError, ValidationError) as exc:
-            await socket.close()
-            last = exc
-            continue
-        if isinstance(first, Ready):
-            return BrokerLive(socket, first)
-        await socket.close()
-        if isinstance(first, ErrorEvent):
-            last = UpstreamError(first.error.message, code=first.error.code)
-    if isinstance(last, UpstreamError):
-        raise last
-    raise NoUpstream("no STT broker replica accepts a live session", retry_after=stt.retry_after)
+async def open_live(gateway: Gateway, start: StartMessage, session_id: str) -> RelayLive:
+    """A live session for a Realtime connection."""
+    link = RelayLive(gateway, start, session_id)
+    await link.open()
+    return link

@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 # Least audio a manual commit takes (OpenAI's own floor).
 MIN_COMMIT_MS = 100
 
+# The core ends an idle session; a Realtime client may be silent for long (reading, listening to a reply).
+QUIET_CLOSES = frozenset({"idle_timeout"})
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 OpenLive = Callable[[StartMessage], Awaitable[LiveLink]]
 
@@ -260,7 +263,9 @@ class RealtimeSession:
             channels=1,
             language=transcription.language if transcription else None,
             prompt=transcription.prompt if transcription else None,
-            partials=True,
+            # Partials only feed transcription deltas; with manual commits a partial decode is often still
+            # running at the commit, and the core's final waits behind its abort (see docs/realtime.md).
+            partials=transcription is not None and vad is not None,
             vad=vad is not None,
             silence_ms=vad.silence_duration_ms if vad else None,
             vad_threshold=vad.threshold if vad else None,
@@ -411,6 +416,8 @@ class RealtimeSession:
             utterance.done.set()
             await self._transcription_failed(utterance.item_id, event.error.code, event.error.message)
             return
+        if event.fatal and event.error.code in QUIET_CLOSES:
+            return  # the next append opens a new live session
         code = "input_audio_buffer_commit_empty" if event.error.code == "nothing_to_commit" else event.error.code
         kind = "invalid_request_error" if code == "input_audio_buffer_commit_empty" else "server_error"
         client_event, self._commit_event = (

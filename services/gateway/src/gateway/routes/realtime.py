@@ -72,7 +72,7 @@ async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
     )
 
     async def live(start: StartMessage) -> Any:
-        return await open_live(gateway.stt, start)
+        return await open_live(gateway, start, config.id)
 
     session = RealtimeSession(send, gateway, caller, config, live, replier=None)
     _open_sessions[caller] = _open_sessions.get(caller, 0) + 1
