@@ -88,7 +88,8 @@ async def one_stream(url: str, frames: list[bytes], spans: tuple[tuple[float, fl
     ws_url = url.replace("http://", "ws://") + "/v1/stream"
     stopped: dict[int, float] = {}
     results: list[dict[str, float]] = []
-    async with websockets.connect(ws_url, max_size=None) as ws:
+    # No keep-alive pings: a broker holding back (back-pressure) does not read them.
+    async with websockets.connect(ws_url, max_size=None, ping_interval=None) as ws:
         await ws.send(json.dumps({"type": "start", "format": "pcm16", "partials": True}))
         began = time.monotonic()
 

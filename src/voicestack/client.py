@@ -189,7 +189,9 @@ def stream_transcribe(
     if language:
         start["language"] = language
     try:
-        socket = connect(base + "/api/voice/ws/transcribe", additional_headers=headers, open_timeout=10)
+        socket = connect(
+            base + "/api/voice/ws/transcribe", additional_headers=headers, open_timeout=10, ping_interval=None
+        )
     except (OSError, InvalidStatus, TimeoutError) as exc:
         raise ClientError(f"cannot open a live session at {gateway.url}: {exc}") from None
     with socket:
