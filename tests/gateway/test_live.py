@@ -31,7 +31,14 @@ class Broker:
     def __init__(self, model_cache: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "STT_CACHE_DIR": str(model_cache), "STT_WORKERS": "1", "STT_LOG_LEVEL": "WARNING"}
+        # A long idle limit: on a loaded machine the test pauses its stream while decodes catch up.
+        env = {
+            **os.environ,
+            "STT_CACHE_DIR": str(model_cache),
+            "STT_WORKERS": "1",
+            "STT_LOG_LEVEL": "WARNING",
+            "STT_LIVE_IDLE_TIMEOUT": "600",
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "stt_broker.app:create_app", "--port", str(self.port)],
             env=env,
