@@ -8,7 +8,7 @@ import { FileTurn, LiveSession, errorFromEvent } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const HEALTH_INTERVAL_MS = 5000;
-const PLAYBACK_REPORT_MS = 500;
+const PLAYBACK_REPORT_MS = 250; // how often the server hears how much of a reply has played
 const SETTINGS_KEY = "voicestack.settings";
 const TRANSCRIBE_PATH = "api/voice/ws/transcribe";
 const CHAT_PATH = "api/voice/ws/chat";
@@ -318,9 +318,11 @@ async function endTranscribeTurn() {
 function chatEvent(event) {
   switch (event.type) {
     case "conversation.started":
-    case "conversation":
-    case "ready":
-      if (event.conversation_id) setConversation(event.conversation_id, event.title);
+      setConversation(event.conversation_id, event.title);
+      loadConversations();
+      break;
+    case "reply.started":
+      replyMessage(event);
       break;
     case "speech_started":
       setStatus("Hearing you…");
@@ -341,7 +343,7 @@ function chatEvent(event) {
       }
       break;
     case "reply.text.delta":
-      replyMessage(event).append(event.delta ?? event.text ?? "");
+      replyMessage(event).append(event.text ?? event.delta ?? "");
       break;
     case "reply.audio":
       playReplyAudio(event);
@@ -354,8 +356,11 @@ function chatEvent(event) {
       setStatus(state.listening ? "Listening…" : "Ready.");
       break;
     case "reply.cancelled":
+      // The server stopped the reply (it heard you speak, or was asked to): stop playing it too.
+      if (player.playing) bargeIn("speech", false);
       if (state.reply) state.reply.element.classList.add("cancelled");
       state.reply = null;
+      afterReply();
       break;
     case "error":
       showError(errorFromEvent(event));
@@ -383,7 +388,7 @@ function addMessage(role, text) {
 function replyMessage(event) {
   if (!state.reply) {
     player.reset();
-    state.reply = { element: addMessage("assistant", ""), id: event.reply_id || event.message_id || null };
+    state.reply = { element: addMessage("assistant", ""), id: event.message_id || null };
     $("stop-reply").disabled = false;
   }
   const text = state.reply.element.querySelector(".text");
@@ -399,7 +404,7 @@ function base64Bytes(text) {
 
 function playReplyAudio(event) {
   replyMessage(event);
-  const data = event.audio_base64 ?? event.audio ?? event.delta;
+  const data = event.audio_base64;
   if (!data) return;
   const { samples, rate } = decodeAudioChunk(base64Bytes(data), event.sample_rate || 24000);
   player.enqueue(samples, rate);
@@ -410,7 +415,7 @@ function playReplyAudio(event) {
 
 function reportPlayback() {
   if (!state.chat || !player.playing) return;
-  state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
+  state.chat.send({ type: "playback", position: player.heardSeconds() });
 }
 
 function afterReply() {
@@ -421,18 +426,18 @@ function afterReply() {
 }
 
 player.onIdle = () => {
-  if (state.chat) state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
+  if (state.chat) state.chat.send({ type: "playback", position: player.heardSeconds() });
   if (!state.reply) afterReply();
 };
 
 /** Stop the reply now: silence it, tell the server how much was heard, and cancel the rest. */
-function bargeIn(why) {
+function bargeIn(why, tell = true) {
   const scheduled = player.scheduledSeconds();
   const heard = player.stop();
   stats.stoppedReplies += 1;
   stats.lastHeardSeconds = heard;
-  if (state.chat) {
-    state.chat.send({ type: "playback", position_ms: Math.round(heard * 1000) });
+  if (state.chat && tell) {
+    state.chat.send({ type: "playback", position: heard });
     state.chat.send({ type: "cancel" });
   }
   if (state.reply) state.reply.element.classList.add("cancelled");
@@ -450,10 +455,13 @@ function setConversation(id, title) {
 
 async function openChat() {
   if (state.chat && state.chat.isOpen) return state.chat;
-  const start = { type: "start_conversation", ...voiceOptions(), ...capture.format, partials: true };
-  start.audio_format = "wav";
+  if (capture.kind !== "worklet") {
+    throw new PageError("no_pcm", "Conversations need an AudioWorklet (16 kHz PCM), which this browser lacks.");
+  }
+  // Reply audio as one WAV per sentence; our audio as 16 kHz PCM16 mono binary frames.
+  const start = { type: "start_conversation", ...voiceOptions(), format: "wav", sample_rate: capture.format.sample_rate };
   if (state.conversationId) start.conversation_id = state.conversationId;
-  if (!$("responder").hidden && $("responder").value) start.responder = $("responder").value;
+  if (!$("responder").hidden && $("responder").value) start.responder = { name: $("responder").value };
   const chat = new LiveSession(CHAT_PATH, {
     start,
     readyType: "conversation.started",
@@ -501,7 +509,8 @@ async function loadConversations() {
   const items = Array.isArray(answer) ? answer : answer.conversations || answer.items || [];
   for (const conversation of items) {
     const id = conversation.id || conversation.conversation_id;
-    const label = conversation.title || (conversation.updated_at || conversation.created_at || id).toString();
+    const when = conversation.updated_at || conversation.created_at;
+    const label = conversation.title || (when ? new Date(when).toLocaleString() : id);
     const item = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = label;
@@ -516,6 +525,7 @@ async function loadConversations() {
     remove.textContent = "Delete";
     remove.setAttribute("aria-label", `Delete the conversation ${label}`);
     remove.addEventListener("click", () => deleteConversation(id));
+    if (id === state.conversationId) item.setAttribute("aria-current", "true");
     item.append(name, open, remove);
     list.append(item);
   }
