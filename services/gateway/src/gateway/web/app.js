@@ -28,6 +28,7 @@ const stats = {
   playing: false,
   stoppedReplies: 0,
   lastHeardSeconds: null,
+  replyAudioSeconds: 0, // what the server says it sent (reply.audio durations), to compare with the above
   errors: [],
 };
 window.voicestack = { stats };
@@ -407,6 +408,7 @@ function playReplyAudio(event) {
   const data = event.audio_base64;
   if (!data) return;
   const { samples, rate } = decodeAudioChunk(base64Bytes(data), event.sample_rate || 24000);
+  stats.replyAudioSeconds += event.duration_seconds || 0;
   player.enqueue(samples, rate);
   $("stop-reply").disabled = false;
   $("playback").textContent = "Playing the reply…";
@@ -671,9 +673,11 @@ function setInput(input) {
   updateTalkButton();
 }
 
-function typingIn(target) {
-  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName)) &&
-    !(target instanceof HTMLInputElement && target.type === "radio");
+/** Whether Space belongs to the focused control (typing, or pressing another button) rather than to talking. */
+function spaceTaken(target) {
+  if (!(target instanceof HTMLElement) || target === $("talk")) return false;
+  if (target.isContentEditable || /^(SELECT|TEXTAREA|BUTTON|A|SUMMARY)$/.test(target.tagName)) return true;
+  return target instanceof HTMLInputElement && !["radio", "range"].includes(target.type);
 }
 
 function wire() {
@@ -693,7 +697,7 @@ function wire() {
   document.addEventListener("keydown", (event) => {
     const isSpace = event.code === "Space" || event.key === " ";
     const isEnter = event.key === "Enter" && document.activeElement === talk;
-    if ((!isSpace && !isEnter) || typingIn(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ((!isSpace && !isEnter) || spaceTaken(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
     event.preventDefault();
     if (event.repeat) return;
     if (state.input === "ptt") press();
@@ -747,6 +751,23 @@ function wire() {
   });
   $("stop-reply").addEventListener("click", () => bargeIn("button"));
   $("new-conversation").addEventListener("click", newConversation);
+  $("say").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = $("say-text").value.trim();
+    if (!text) return;
+    clearError();
+    player.unlock();
+    if (state.reply || player.playing) bargeIn("button");
+    try {
+      const chat = await openChat();
+      chat.send({ type: "text", text });
+      addMessage("user", text);
+      $("say-text").value = "";
+      setStatus("Thinking…");
+    } catch (error) {
+      showError(error);
+    }
+  });
   $("refresh-conversations").addEventListener("click", loadConversations);
 }
 
