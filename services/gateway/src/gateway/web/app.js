@@ -42,7 +42,8 @@ const state = {
   turn: null, // where captured audio goes: a LiveSession or a FileTurn
   chat: null, // the conversation socket
   conversationId: null,
-  reply: null, // {element, text, id} of the assistant message being received
+  reply: null, // {element, id} of the assistant message being received
+  playingElement: null, // the assistant message whose audio is scheduled
   playbackTimer: null,
   gatewayDown: false,
 };
@@ -356,13 +357,16 @@ function chatEvent(event) {
       if (!player.playing) afterReply();
       setStatus(state.listening ? "Listening…" : "Ready.");
       break;
-    case "reply.cancelled":
+    case "reply.cancelled": {
       // The server stopped the reply (it heard you speak, or was asked to): stop playing it too.
       if (player.playing) bargeIn("speech", false);
+      const item = event.message_id && $("messages").querySelector(`li[data-message-id="${CSS.escape(event.message_id)}"]`);
+      if (item) item.classList.add("cancelled");
       if (state.reply) state.reply.element.classList.add("cancelled");
       state.reply = null;
       afterReply();
       break;
+    }
     case "error":
       showError(errorFromEvent(event));
       break;
@@ -390,6 +394,7 @@ function replyMessage(event) {
   if (!state.reply) {
     player.reset();
     state.reply = { element: addMessage("assistant", ""), id: event.message_id || null };
+    if (event.message_id) state.reply.element.dataset.messageId = event.message_id;
     $("stop-reply").disabled = false;
   }
   const text = state.reply.element.querySelector(".text");
@@ -410,6 +415,7 @@ function playReplyAudio(event) {
   const { samples, rate } = decodeAudioChunk(base64Bytes(data), event.sample_rate || 24000);
   stats.replyAudioSeconds += event.duration_seconds || 0;
   player.enqueue(samples, rate);
+  state.playingElement = state.reply.element;
   $("stop-reply").disabled = false;
   $("playback").textContent = "Playing the reply…";
   if (!state.playbackTimer) state.playbackTimer = setInterval(reportPlayback, PLAYBACK_REPORT_MS);
@@ -429,7 +435,10 @@ function afterReply() {
 
 player.onIdle = () => {
   if (state.chat) state.chat.send({ type: "playback", position: player.heardSeconds() });
-  if (!state.reply) afterReply();
+  if (!state.reply) {
+    state.playingElement = null;
+    afterReply();
+  }
 };
 
 /** Stop the reply now: silence it, tell the server how much was heard, and cancel the rest. */
@@ -442,8 +451,10 @@ function bargeIn(why, tell = true) {
     state.chat.send({ type: "playback", position: heard });
     state.chat.send({ type: "cancel" });
   }
-  if (state.reply) state.reply.element.classList.add("cancelled");
+  const element = (state.reply && state.reply.element) || state.playingElement;
+  if (element) element.classList.add("cancelled");
   state.reply = null;
+  state.playingElement = null;
   afterReply();
   const of = scheduled ? ` of ${scheduled.toFixed(1)} s` : "";
   $("playback").textContent =
