@@ -395,6 +395,7 @@ function replyMessage(event) {
     player.reset();
     state.reply = { element: addMessage("assistant", ""), id: event.message_id || null };
     if (event.message_id) state.reply.element.dataset.messageId = event.message_id;
+    $("playback").textContent = "";
     $("stop-reply").disabled = false;
   }
   const text = state.reply.element.querySelector(".text");
@@ -430,13 +431,13 @@ function afterReply() {
   clearInterval(state.playbackTimer);
   state.playbackTimer = null;
   $("stop-reply").disabled = true;
-  if (!state.reply) $("playback").textContent = "";
 }
 
 player.onIdle = () => {
   if (state.chat) state.chat.send({ type: "playback", position: player.heardSeconds() });
   if (!state.reply) {
     state.playingElement = null;
+    $("playback").textContent = "";
     afterReply();
   }
 };
