@@ -2,7 +2,7 @@
 // replies and barge-in, settings, and a health strip. Plain modules, no build step.
 
 import { PageError, apiKey, request, setApiKey } from "./api.js";
-import { Capture } from "./capture.js";
+import { Capture, PCM_RATE } from "./capture.js";
 import { Player, decodeAudioChunk } from "./player.js";
 import { FileTurn, LiveSession, errorFromEvent } from "./voice.js";
 
@@ -469,11 +469,11 @@ function setConversation(id, title) {
 
 async function openChat() {
   if (state.chat && state.chat.isOpen) return state.chat;
-  if (capture.kind !== "worklet") {
+  if (capture.kind === "recorder") {
     throw new PageError("no_pcm", "Conversations need an AudioWorklet (16 kHz PCM), which this browser lacks.");
   }
   // Reply audio as one WAV per sentence; our audio as 16 kHz PCM16 mono binary frames.
-  const start = { type: "start_conversation", ...voiceOptions(), format: "wav", sample_rate: capture.format.sample_rate };
+  const start = { type: "start_conversation", ...voiceOptions(), format: "wav", sample_rate: PCM_RATE };
   if (state.conversationId) start.conversation_id = state.conversationId;
   if (!$("responder").hidden && $("responder").value) start.responder = { name: $("responder").value };
   const chat = new LiveSession(CHAT_PATH, {
