@@ -195,13 +195,17 @@ function showPartial(event) {
     unstable = text.startsWith(stable) ? text.slice(stable.length) : text;
     if (!text.startsWith(stable)) stable = "";
   }
-  $("partial").querySelector(".stable").textContent = stable;
-  $("partial").querySelector(".unstable").textContent = unstable;
+  for (const partial of document.querySelectorAll(".partial")) {
+    partial.querySelector(".stable").textContent = stable;
+    partial.querySelector(".unstable").textContent = unstable;
+  }
 }
 
 function clearPartial() {
-  $("partial").querySelector(".stable").textContent = "";
-  $("partial").querySelector(".unstable").textContent = "";
+  for (const partial of document.querySelectorAll(".partial")) {
+    partial.querySelector(".stable").textContent = "";
+    partial.querySelector(".unstable").textContent = "";
+  }
 }
 
 function addFinal(text) {
@@ -342,6 +346,9 @@ function chatEvent(event) {
       if (event.text && event.text.trim()) {
         stats.finals += 1;
         addMessage("user", event.text.trim());
+        setStatus("Thinking…");
+      } else {
+        setStatus(state.listening ? "Listening…" : "Ready.");
       }
       break;
     case "reply.text.delta":
@@ -506,7 +513,7 @@ async function endConversationTurn() {
   if (chat instanceof LiveSession) {
     stats.commits += 1;
     chat.send({ type: "commit" });
-    setStatus("Thinking…");
+    setStatus("Ready.");
   }
 }
 
@@ -524,7 +531,8 @@ async function loadConversations() {
   for (const conversation of items) {
     const id = conversation.id || conversation.conversation_id;
     const when = conversation.updated_at || conversation.created_at;
-    const label = conversation.title || (when ? new Date(when).toLocaleString() : id);
+    const label =
+      conversation.title || (when ? new Date(when).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : id);
     const item = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = label;
@@ -672,6 +680,7 @@ function setMode(mode) {
   if (state.listening) stopHandsFree();
   state.mode = mode;
   $("conversation").hidden = mode !== "conversation";
+  $("transcript").hidden = mode === "conversation";
   if (mode === "conversation") loadConversations();
   else if (state.chat) {
     state.chat.close();
