@@ -31,7 +31,7 @@ const stats = {
   replyAudioSeconds: 0, // what the server says it sent (reply.audio durations), to compare with the above
   errors: [],
 };
-window.voicestack = { stats };
+window.voicestack = { stats, heardSeconds: () => player.heardSeconds() };
 
 const state = {
   mode: "transcribe", // or "conversation"
@@ -368,8 +368,9 @@ function chatEvent(event) {
       // The server stopped the reply (it heard you speak, or was asked to): stop playing it too.
       if (player.playing) bargeIn("speech", false);
       const item = event.message_id && $("messages").querySelector(`li[data-message-id="${CSS.escape(event.message_id)}"]`);
-      if (item) item.classList.add("cancelled");
-      if (state.reply) state.reply.element.classList.add("cancelled");
+      for (const element of new Set([item, state.reply && state.reply.element])) {
+        if (element) markInterrupted(element, event.heard_text);
+      }
       state.reply = null;
       afterReply();
       break;
@@ -380,6 +381,18 @@ function chatEvent(event) {
     default:
       break;
   }
+}
+
+/** Mark a reply interrupted; the words the user did not hear are greyed. */
+function markInterrupted(element, heardText) {
+  element.classList.add("cancelled");
+  const text = element.querySelector(".text");
+  const full = text.textContent;
+  if (typeof heardText !== "string" || !full.startsWith(heardText) || full === heardText) return;
+  const unheard = document.createElement("span");
+  unheard.className = "unheard";
+  unheard.textContent = full.slice(heardText.length);
+  text.replaceChildren(heardText, unheard);
 }
 
 function addMessage(role, text) {
@@ -560,8 +573,9 @@ async function continueConversation(id, label) {
     state.chat = null;
     $("messages").replaceChildren();
     for (const message of answer.messages || []) {
-      const item = addMessage(message.role === "user" ? "user" : "assistant", message.text || message.content || "");
-      if (message.interrupted) item.classList.add("cancelled");
+      const interrupted = message.interrupted && message.generated_text;
+      const item = addMessage(message.role === "user" ? "user" : "assistant", interrupted || message.text || "");
+      if (message.interrupted) markInterrupted(item, message.text);
     }
     setConversation(id, label);
     setStatus("Continuing that conversation: hold to talk.");
