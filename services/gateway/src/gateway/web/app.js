@@ -4,6 +4,7 @@
 import { PageError, apiKey, request, setApiKey } from "./api.js";
 import { Capture, PCM_RATE } from "./capture.js";
 import { Player, decodeAudioChunk } from "./player.js";
+import * as transcript from "./transcript.js";
 import { FileTurn, LiveSession, errorFromEvent } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,7 +31,12 @@ const stats = {
   lastHeardSeconds: null,
   replyAudioSeconds: 0, // what the server says it sent (reply.audio durations), to compare with the above
   errors: [],
+  events: {}, // server events received, by type
 };
+
+function count(event) {
+  stats.events[event.type] = (stats.events[event.type] || 0) + 1;
+}
 window.voicestack = { stats, heardSeconds: () => player.heardSeconds() };
 
 const state = {
@@ -188,37 +194,19 @@ async function refreshHealth() {
 // ---------------------------------------------------------------- transcript
 
 function showPartial(event) {
-  let stable = event.stable ?? event.stable_text ?? "";
-  let unstable = event.unstable ?? event.unstable_text;
-  if (unstable === undefined) {
-    const text = event.text || "";
-    unstable = text.startsWith(stable) ? text.slice(stable.length) : text;
-    if (!text.startsWith(stable)) stable = "";
-  }
-  for (const partial of document.querySelectorAll(".partial")) {
-    partial.querySelector(".stable").textContent = stable;
-    partial.querySelector(".unstable").textContent = unstable;
-  }
+  transcript.showPartial(document, event);
 }
 
 function clearPartial() {
-  for (const partial of document.querySelectorAll(".partial")) {
-    partial.querySelector(".stable").textContent = "";
-    partial.querySelector(".unstable").textContent = "";
-  }
+  transcript.clearPartial(document);
 }
 
 function addFinal(text) {
-  clearPartial();
-  if (!text || !text.trim()) return;
-  stats.finals += 1;
-  const item = document.createElement("li");
-  item.textContent = text.trim();
-  $("finals").append(item);
-  item.scrollIntoView({ block: "nearest" });
+  if (transcript.addFinal($("finals"), text)) stats.finals += 1;
 }
 
 function transcriptEvent(event) {
+  count(event);
   switch (event.type) {
     case "speech_started":
       setStatus("Hearing you…");
@@ -322,6 +310,7 @@ async function endTranscribeTurn() {
 // ---------------------------------------------------------------- conversation mode
 
 function chatEvent(event) {
+  count(event);
   switch (event.type) {
     case "conversation.started":
       setConversation(event.conversation_id, event.title);
