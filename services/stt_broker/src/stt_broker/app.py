@@ -34,17 +34,24 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
+        workers, threads = settings.layout()
         pool: WorkerPool[SttEngine] = WorkerPool(
             "stt",
             engine_factory(settings, model),
-            size=settings.workers,
+            size=workers,
             max_queue=settings.max_queue,
             retry_after=settings.retry_after,
         )
         await anyio.to_thread.run_sync(pool.start)
         try:
             engine = pool.engines[0]
-            detector = await anyio.to_thread.run_sync(SpeechDetector, settings.vad_threshold) if settings.vad else None
+            detector = (
+                await anyio.to_thread.run_sync(
+                    SpeechDetector, settings.vad_threshold, settings.vad_speech_pad_ms, settings.vad_min_gap_ms
+                )
+                if settings.vad
+                else None
+            )
             transcriber = Transcriber(
                 pool,
                 detector,
@@ -59,8 +66,10 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 extra={
                     "engine": engine.backend,
                     "model": engine.model,
-                    "workers": settings.workers,
-                    "threads": settings.threads,
+                    "workers": workers,
+                    "threads": threads,
+                    "flash_attn": settings.flash_attn,
+                    "beam_size": settings.beam_size,
                 },
             )
             live = LiveRuntime(
