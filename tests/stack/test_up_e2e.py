@@ -67,12 +67,15 @@ def _children(pid: int) -> list[int]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
     ports = {"gateway": free_port(), "stt": free_port(), "tts": free_port(), "bridge": free_port(), "mqtt": free_port()}
+    ports["conversation"] = free_port()
     env = {
         **os.environ,
         "GATEWAY_PORT": str(ports["gateway"]),
         "STT_PORT": str(ports["stt"]),
         "TTS_PORT": str(ports["tts"]),
         "MQTT_BRIDGE_PORT": str(ports["bridge"]),
+        "CONVERSATION_PORT": str(ports["conversation"]),
+        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
         "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
         "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
         "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
@@ -199,7 +202,7 @@ def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> N
 
 def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:
     children = _children(stack.process.pid)
-    assert len(children) == 5  # mqtt, stt, tts, bridge, gateway
+    assert len(children) == 6  # mqtt, stt, tts, bridge, conversation, gateway
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0
     deadline = time.monotonic() + 15
