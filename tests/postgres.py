@@ -42,8 +42,22 @@ class Postgres:
     def psql(self, sql: str) -> None:
         """Run SQL as the superuser."""
         subprocess.run(
-            [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", "postgres"]
-            + ["-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            [
+                str(bin_dir() / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                USER,
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
             check=True,
             capture_output=True,
             timeout=30,
@@ -79,8 +93,19 @@ def postgres_server() -> Iterator[Postgres]:
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
         subprocess.run(
             _as_server_user(
-                [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w"]
-                + ["-t", str(START_TIMEOUT_S), "start"]
+                [
+                    str(binaries / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(folder / "log"),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,

@@ -61,7 +61,12 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "GATEWAY_CONVERSATION_URLS": conversation_url,
         "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
         "MQTT_BRIDGE_SERVICES": json.dumps(
-            {"gateway": [gateway_url], "stt_broker": [stt_url], "tts_broker": [tts_url], "conversation": [conversation_url]}
+            {
+                "gateway": [gateway_url],
+                "stt_broker": [stt_url],
+                "tts_broker": [tts_url],
+                "conversation": [conversation_url],
+            }
         ),
     }
     env = {key: value for key, value in wiring.items() if key not in os.environ}

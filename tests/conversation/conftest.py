@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conversation.settings import ConversationSettings
 from tests.postgres import Postgres, postgres_server
-from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def conversation_settings(database_url: str, **overrides: Any) -> ConversationSettings:
@@ -47,32 +40,3 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """An empty SQLite database."""
     return f"sqlite+aiosqlite:///{tmp_path / 'conversations.sqlite3'}"
-
-
-@pytest.fixture(scope="session")
-def openai_server() -> Iterator[str]:
-    """tests/conversation/openai_server.py as its own process; yields its ``/v1`` base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.conversation.openai_server", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/requests", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the OpenAI-style test server did not start") from None
-                time.sleep(0.05)
-        yield f"{base}/v1"
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()

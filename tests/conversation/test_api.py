@@ -31,19 +31,25 @@ def test_conversation_lifecycle_and_owners(database_url: str) -> None:
         assert created.status_code == 201
         cid = created.json()["id"]
         turn = client.post(f"/v1/conversations/{cid}/turns", json={"text": "Turn on the lights"}, headers=A)
-        assert turn.status_code == 200 and turn.headers["content-type"].startswith("text/event-stream")
+        assert turn.status_code == 200
+        assert turn.headers["content-type"].startswith("text/event-stream")
         kinds = events(turn.text)
-        assert kinds[0][0] == "turn" and kinds[-1][0] == "done"
+        assert kinds[0][0] == "turn"
+        assert kinds[-1][0] == "done"
         reply = "".join(data["text"] for kind, data in kinds if kind == "delta")
         assert reply == "You said: Turn on the lights."
         assert kinds[-1][1]["message"]["text"] == reply
         detail = client.get(f"/v1/conversations/{cid}", headers=A).json()
-        assert [(m["role"], m["text"]) for m in detail["messages"]] == [("user", "Turn on the lights"), ("assistant", reply)]
+        assert [(m["role"], m["text"]) for m in detail["messages"]] == [
+            ("user", "Turn on the lights"),
+            ("assistant", reply),
+        ]
         assert detail["messages"][1]["responder"] == "echo"
         # another owner learns nothing: 404, not 403
         for call in (client.get, client.delete):
             answer = call(f"/v1/conversations/{cid}", headers=B)
-            assert answer.status_code == 404 and answer.json()["error"]["code"] == "conversation_not_found"
+            assert answer.status_code == 404
+            assert answer.json()["error"]["code"] == "conversation_not_found"
         assert client.post(f"/v1/conversations/{cid}/turns", json={"text": "hi"}, headers=B).status_code == 404
         assert client.get("/v1/conversations", headers=B).json()["total"] == 0
         assert client.get("/v1/conversations", headers=A).json()["conversations"][0]["id"] == cid
@@ -95,7 +101,8 @@ def test_interrupt_endpoint(sqlite_url: str) -> None:
         message_id = turn[0][1]["assistant_message_id"]
         answer = client.post(f"/v1/conversations/c/messages/{message_id}/interrupt", json={"heard_text": "You said"})
         assert answer.status_code == 200
-        assert answer.json()["interrupted"] and answer.json()["text"] == "You said"
+        assert answer.json()["interrupted"]
+        assert answer.json()["text"] == "You said"
         assert answer.json()["generated_text"] == "You said: one two three four."
         user_id = turn[0][1]["user_message"]["id"]
         wrong = client.post(f"/v1/conversations/c/messages/{user_id}/interrupt", json={"heard_text": ""})

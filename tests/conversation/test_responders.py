@@ -25,7 +25,9 @@ from tests.servers import serve
 
 def collect(responder: OpenAIResponder, text: str, **options: Any) -> str:
     async def main() -> str:
-        request = ReplyRequest("c", text, [HistoryItem("user", "hi"), HistoryItem("assistant", "hello")], options=options)
+        request = ReplyRequest(
+            "c", text, [HistoryItem("user", "hi"), HistoryItem("assistant", "hello")], options=options
+        )
         try:
             return "".join([piece async for piece in responder.reply(request)])
         finally:
@@ -56,7 +58,9 @@ def test_openai_responder_streams_with_history_and_options(openai_server: str, s
     sent = httpx.get(openai_server.removesuffix("/v1") + "/requests").json()[-1]
     assert sent["authorization"] == "Bearer sk-secret"
     body = sent["body"]
-    assert body["stream"] is True and body["model"] == "llama3.1" and body["temperature"] == 0.2
+    assert body["stream"] is True
+    assert body["model"] == "llama3.1"
+    assert body["temperature"] == 0.2
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
 
 
@@ -94,10 +98,13 @@ def test_failed_reply_keeps_the_user_message(
         sqlite_url, openai_base_url=openai_server, allowed_responders=["echo", "openai"], **overrides
     )
     found = _turn(settings, text)
-    assert found[-2][0] == "error" and found[-2][1]["error"]["code"] == code
+    assert found[-2][0] == "error"
+    assert found[-2][1]["error"]["code"] == code
     stored = found[-1][1]["messages"]
-    assert stored[0]["role"] == "user" and stored[0]["text"] == text
-    assert stored[1]["status"] == "error" and stored[1]["error_code"] == code
+    assert stored[0]["role"] == "user"
+    assert stored[0]["text"] == text
+    assert stored[1]["status"] == "error"
+    assert stored[1]["error_code"] == code
 
 
 def test_unreachable_model_server(sqlite_url: str) -> None:
@@ -113,7 +120,9 @@ def test_unreachable_model_server(sqlite_url: str) -> None:
 def test_endless_stream_is_cut_at_the_length_cap(openai_server: str, sqlite_url: str) -> None:
     settings = conversation_settings(sqlite_url, responder="openai", openai_base_url=openai_server, max_reply_chars=300)
     found = _turn(settings, "endless")
-    assert found[-2][0] == "done" and found[-2][1]["truncated"] and found[-2][1]["reason"] == "length_limit"
+    assert found[-2][0] == "done"
+    assert found[-2][1]["truncated"]
+    assert found[-2][1]["reason"] == "length_limit"
     assert len(found[-2][1]["message"]["text"]) == 300
     assert found[-1][1]["messages"][1]["status"] == "truncated"
 
@@ -123,7 +132,8 @@ def test_endless_stream_is_cut_at_the_time_cap(openai_server: str, sqlite_url: s
         sqlite_url, responder="openai", openai_base_url=openai_server, max_reply_chars=10**6, reply_timeout=0.5
     )
     found = _turn(settings, "endless")
-    assert found[-2][1]["truncated"] and found[-2][1]["reason"] == "time_limit"
+    assert found[-2][1]["truncated"]
+    assert found[-2][1]["reason"] == "time_limit"
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +181,8 @@ def webhook() -> Iterator[str]:
 def test_webhook_answers(webhook: str, sqlite_url: str, text: str, reply: str) -> None:
     settings = conversation_settings(sqlite_url, responder="webhook", webhook_url=webhook)
     found = _turn(settings, text, "webhook")
-    assert found[-2][0] == "done" and found[-2][1]["message"]["text"] == reply
+    assert found[-2][0] == "done"
+    assert found[-2][1]["message"]["text"] == reply
 
 
 @pytest.mark.parametrize("text", ["binary", "bad json"])

@@ -44,7 +44,8 @@ def test_owner_sees_only_own_conversations(database_url: str) -> None:
         mine = await store.create("key:a", user_id="u1", title="first")
         await store.create("key:b", conversation_id="theirs")
         rows, total = await store.conversations("key:a")
-        assert [r.id for r in rows] == [mine.id] and total == 1
+        assert [r.id for r in rows] == [mine.id]
+        assert total == 1
         with pytest.raises(ConversationNotFound):
             await store.get("key:a", "theirs")
         with pytest.raises(ConversationNotFound):
@@ -69,7 +70,8 @@ def test_messages_history_and_interruption(database_url: str) -> None:
         # the stream ends first (the gateway went away), then the gateway says what was heard
         await store.finish_reply(reply.id, "It is noon. And the sun shines.", status="interrupted")
         heard = await store.interrupt("anonymous", "c-1", reply.id, "It is noon.")
-        assert heard.interrupted and heard.text == "It is noon."
+        assert heard.interrupted
+        assert heard.text == "It is noon."
         # the other order: what was heard arrives before the stream's end, and is kept
         second = await store.add_message("c-1", "assistant", "", status="streaming", responder="echo")
         await store.interrupt("anonymous", "c-1", second.id, "Well")

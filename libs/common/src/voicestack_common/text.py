@@ -92,6 +92,16 @@ def sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in out if s.strip()]
 
 
+def _last_sentence_end(text: str) -> int:
+    """Where the last complete sentence of ``text`` ends (0: none is complete yet)."""
+    end = 0
+    for match in _SENTENCE_END.finditer(text):
+        if text[match.start()] == "." and match.group().strip() == "." and _is_abbreviation(text, match.start()):
+            continue
+        end = match.end()
+    return end
+
+
 def _words(text: str, limit: int) -> list[str]:
     """``text`` packed into runs of whole words of at most ``limit`` characters."""
     runs: list[str] = []
@@ -151,3 +161,49 @@ def split_text(text: str, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int 
     if merged:
         merged[-1] = TextPiece(merged[-1].text, 0.0)
     return merged
+
+
+class SentenceBuffer:
+    """Text arriving in deltas (a model's tokens), handed out as pieces as soon as each is complete.
+
+    A sentence is complete once the text after it has started; the first piece may be cut at a
+    clause (``FIRST_PIECE_CHARS``) so that the first audio starts after a few words. ``flush``
+    hands out what is left when the stream ends.
+    """
+
+    def __init__(self, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int = FIRST_PIECE_CHARS) -> None:
+        self.max_chars = max_chars
+        self.first_chars = first_chars
+        self.pending = ""
+        self.emitted = 0
+
+    def push(self, delta: str) -> list[TextPiece]:
+        """Add a delta; the pieces it completed."""
+        self.pending += delta
+        cut = _last_sentence_end(self.pending)
+        if cut and len(" ".join(self.pending[:cut].split())) >= MIN_PIECE_CHARS:
+            complete, self.pending = self.pending[:cut], self.pending[cut:]
+            return self._emit(complete, SENTENCE_PAUSE)
+        if len(self.pending) > self._first():  # a long sentence: its first clauses need not wait
+            pieces = split_text(self.pending, max_chars=self.max_chars, first_chars=self._first())
+            if len(pieces) > 1:
+                done = pieces[:-1]
+                self.pending = pieces[-1].text
+                self.emitted += len(done)
+                return done
+        return []
+
+    def flush(self) -> list[TextPiece]:
+        """What is left, once the stream has ended."""
+        text, self.pending = self.pending, ""
+        return self._emit(text, 0.0)
+
+    def _emit(self, text: str, pause: float) -> list[TextPiece]:
+        pieces = split_text(text, max_chars=self.max_chars, first_chars=self._first())
+        if pieces:
+            pieces[-1] = TextPiece(pieces[-1].text, pause)
+        self.emitted += len(pieces)
+        return pieces
+
+    def _first(self) -> int:
+        return self.first_chars if self.emitted == 0 else self.max_chars
