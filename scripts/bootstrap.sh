@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what voicestack needs on a fresh Debian machine with Python 3.11:
 # Debian packages (espeak-ng for speech fixtures; mosquitto, mosquitto-clients and
-# openssl for the MQTT tests; docker-compose to validate the compose files; postgresql for the
-# conversation store's tests, which start their own throwaway server), uv, and
+# openssl for the MQTT tests; docker-compose to validate the compose files; chromium for
+# the voice page's browser tests, driven by Playwright: never `playwright install`; postgresql
+# for the conversation store's tests, which start their own throwaway server), uv, and
 # the workspace's Python packages in .venv. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 for pair in "espeak-ng:espeak-ng" "mosquitto:mosquitto" "mosquitto_sub:mosquitto-clients" \
-            "openssl:openssl" "docker-compose:docker-compose"; do
+            "openssl:openssl" "docker-compose:docker-compose" "chromium:chromium"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

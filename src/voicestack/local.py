@@ -98,6 +98,7 @@ def services() -> tuple[list[Service], dict[str, str]]:
         Service("gateway", python_module("gateway.cli", "serve"), f"{gateway_url}/readyz", gateway.port, "blue", env),
     ]
     urls = {
+        "voice page": f"{gateway_url}/",
         "gateway": gateway_url,
         "API docs": f"{gateway_url}/docs",
         "MQTT": f"mqtt://{mqtt.hostname}:{mqtt_port}",

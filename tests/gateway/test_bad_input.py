@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from tests.gateway.conftest import FakeBroker, gateway_settings
+from tests.jsonpolicy import DEEP, check_accepted, check_refusals
 
 LIMIT = 4096
 
@@ -81,6 +82,25 @@ def test_bad_json_bodies(client: TestClient, body: bytes, status: int, code: str
     assert response.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("path", ["/api/voice/synthesize", "/api/voice/audio-stream", "/v1/audio/speech"])
+def test_the_json_body_policy(client: TestClient, path: str) -> None:
+    def post(content: bytes, headers: dict[str, str]) -> Any:
+        return client.post(path, content=content, headers=headers)
+
+    check_refusals(post, "invalid_request")
+    field = "input" if path.startswith("/v1") else "text"
+    check_accepted(post, lambda: {field: "Hello there."}, 200)
+
+
+def test_the_json_body_policy_on_base64_transcription(client: TestClient) -> None:
+    def post(content: bytes, headers: dict[str, str]) -> Any:
+        return client.post("/api/voice/transcribe", content=content, headers=headers)
+
+    check_refusals(post, "invalid_request")
+    audio = base64.b64encode(b"RIFF" + b"\0" * 64).decode()
+    check_accepted(post, lambda: {"audio_base64": audio}, 200)
+
+
 def test_transcribe_needs_a_file_and_valid_base64(client: TestClient) -> None:
     no_file = client.post("/api/voice/transcribe", data={"language": "en"}, files={"other": ("x.txt", b"x")})
     assert (no_file.status_code, no_file.json()["error"]["code"]) == (400, "empty_body")
@@ -127,8 +147,9 @@ def test_bad_websocket_messages_get_errors_and_the_socket_stays_open(client: Tes
                 {"type": "transcribe", "id": "big", "audio_base64": base64.b64encode(b"\0" * LIMIT * 2).decode()}
             ),
             json.dumps({"type": "synthesize", "id": "slow", "text": "hello", "speed": 99}),
+            DEEP.decode(),
         ],
-        count=9,
+        count=10,
     )
     codes = {a.get("id"): a["error"]["code"] for a in answers}
     assert all(a["type"] == "error" for a in answers)
@@ -142,7 +163,7 @@ def test_bad_websocket_messages_get_errors_and_the_socket_stays_open(client: Tes
         "slow": "invalid_request",
     }
     unnamed = [a["error"]["code"] for a in answers if "id" not in a]
-    assert sorted(unnamed) == ["invalid_json", "invalid_message", "invalid_message"]
+    assert sorted(unnamed) == ["invalid_json", "invalid_message", "invalid_message", "json_too_deep"]
 
 
 def test_websocket_in_flight_limit(fake_brokers: tuple[FakeBroker, str, FakeBroker, str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from mqtt_bridge.app import create_app
 from mqtt_bridge.settings import BridgeSettings
+from tests.jsonpolicy import check_accepted, check_refusals
 from tests.mqtt_bridge.kit import Mosquitto, event_json, make_event, subscriber, wait_until
 from tests.servers import serve
 from voicestack_common.events import EVENTS_PATH, MAX_TEXT_CHARS
@@ -57,7 +58,7 @@ def test_a_duplicate_event_id_is_accepted_once(
 
 BAD_BODIES = [
     ("malformed JSON", "application/json", b'{"type": "transcription", ', 400, "invalid_json"),
-    ("empty body", "application/json", b"", 400, "invalid_json"),
+    ("empty body", "application/json", b"", 400, "empty_body"),
     (
         "NaN is not JSON",
         "application/json",
@@ -179,3 +180,13 @@ def test_status_is_online_while_connected_and_offline_after_a_clean_stop(
         live.wait_for(f"{prefix}/status", lambda m: m.payload == b"offline")
     with subscriber(mosquitto.port, [f"{prefix}/status"]) as after:
         assert after.wait_for(f"{prefix}/status").payload == b"offline"
+
+
+def test_the_json_body_policy(settings_for: Callable[..., BridgeSettings]) -> None:
+    with serve(create_app(settings_for())) as url, httpx.Client(base_url=url, timeout=10) as client:
+
+        def post(content: bytes, headers: dict[str, str]) -> httpx.Response:
+            return client.post(EVENTS_PATH, content=content, headers=headers)
+
+        check_refusals(post, "invalid_event")
+        check_accepted(post, lambda: event_json(make_event()), 202)

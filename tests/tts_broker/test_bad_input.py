@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.jsonpolicy import check_accepted, check_refusals
 from tests.servers import serve
 from tests.tts_broker.conftest import tts_settings
 from tts_broker.app import create_app
@@ -89,7 +90,7 @@ def test_non_utf8_body(tts_client: TestClient) -> None:
     [
         (b"", {"content-type": "application/json"}, (400, "empty_body")),
         (b'{"text": "Hi"', {"content-type": "application/json"}, (400, "invalid_json")),
-        (b'["Hi"]', {"content-type": "application/json"}, (400, "invalid_json")),
+        (b'["Hi"]', {"content-type": "application/json"}, (422, "invalid_request")),
         (b"text=Hi", {"content-type": "application/x-www-form-urlencoded"}, (415, "unsupported_media_type")),
         (b'{"voice": "jf_alpha"}', {"content-type": "application/json"}, (422, "invalid_request")),
         (b'{"text": 42}', {"content-type": "application/json"}, (422, "invalid_request")),
@@ -99,6 +100,15 @@ def test_malformed_bodies(
     tts_client: TestClient, content: bytes, headers: dict[str, str], expected: tuple[int, str]
 ) -> None:
     assert error_of(tts_client.post("/v1/synthesize", content=content, headers=headers)) == expected
+
+
+@pytest.mark.parametrize(("path", "field"), [("/v1/synthesize", "text"), ("/v1/audio/speech", "input")])
+def test_the_json_body_policy(tts_client: TestClient, path: str, field: str) -> None:
+    def post(content: bytes, headers: dict[str, str]) -> Any:
+        return tts_client.post(path, content=content, headers=headers)
+
+    check_refusals(post, "invalid_request")
+    check_accepted(post, lambda: {field: "Hi.", "format" if field == "text" else "response_format": "pcm"}, 200)
 
 
 def test_a_body_without_content_type_is_read_as_json(tts_client: TestClient) -> None:

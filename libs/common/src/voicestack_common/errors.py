@@ -19,12 +19,13 @@ Nothing below ever sends a stack trace to a client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,32 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": error}
 
 
+# Where FastAPI found a field; a message names the field itself.
+_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def invalid_request(
+    errors: Sequence[Mapping[str, Any]], *, code: str = "invalid_request", what: str = "body"
+) -> InvalidRequest:
+    """Pydantic's (or FastAPI's) validation errors as the one 422: the message names the first
+    wrong field, ``details.errors`` lists them all (``what`` names a body without a field)."""
+    problems = [{"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))} for err in errors]
+    first = problems[0] if problems else {"loc": [], "msg": "invalid"}
+    loc = first["loc"][1:] if first["loc"][:1] and first["loc"][0] in _SOURCES else first["loc"]
+    return InvalidRequest(f"{'.'.join(loc) or what}: {first['msg']}", code=code, details={"errors": problems})
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_as(model: type[M], data: Any, *, code: str = "invalid_request", what: str = "body") -> M:
+    """``data`` as ``model``, or the one 422 (``invalid_request``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_request(exc.errors(), code=code, what=what) from None
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -161,12 +188,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")} for err in exc.errors()
-        ]
-        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
-        return _respond(request, 422, "invalid_request", message, problems)
+        error = invalid_request(exc.errors())
+        return _respond(request, error.status_code, error.code, error.message, error.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

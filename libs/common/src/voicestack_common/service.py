@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
 
 from voicestack_common.body_limit import BodyLimitMiddleware
 from voicestack_common.errors import error_body, install_error_handlers
@@ -39,15 +40,27 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     readiness: ReadinessProbe,
     description: str = "",
+    outer: Sequence[Middleware] = (),
+    guards: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """A FastAPI app with error handlers, request ids, metrics, /healthz, /readyz and /metrics."""
-    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
-    app.state.http_metrics = HttpMetrics(CollectorRegistry(), namespace)
+    """A FastAPI app with error handlers, request ids, metrics, /healthz, /readyz and /metrics.
+
+    Middleware runs in this order, outermost first: ``outer`` (CORS: even refusals carry its
+    headers), request id, metrics, ``guards`` (host and key checks: refusals are logged and
+    counted, and come before any body is read), body limit.
+    """
+    http_metrics = HttpMetrics(CollectorRegistry(), namespace)
+    middleware = [
+        *outer,
+        Middleware(RequestIdMiddleware),
+        Middleware(HttpMetricsMiddleware, metrics=http_metrics),
+        *guards,
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes),
+    ]
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, middleware=middleware)
+    app.state.http_metrics = http_metrics
     app.state.started_at = time.time()
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
-    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process serves HTTP")
     async def healthz() -> dict[str, Any]:

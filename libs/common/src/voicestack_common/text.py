@@ -92,14 +92,14 @@ def sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in out if s.strip()]
 
 
-def _last_sentence_end(text: str) -> int:
-    """Where the last complete sentence of ``text`` ends (0: none is complete yet)."""
+def complete_sentences(text: str) -> tuple[str, str]:
+    """``text`` cut after its last finished sentence: ``(finished, rest)``, for text that arrives in pieces."""
     end = 0
     for match in _SENTENCE_END.finditer(text):
         if text[match.start()] == "." and match.group().strip() == "." and _is_abbreviation(text, match.start()):
             continue
         end = match.end()
-    return end
+    return text[:end], text[end:]
 
 
 def _words(text: str, limit: int) -> list[str]:
@@ -180,9 +180,9 @@ class SentenceBuffer:
     def push(self, delta: str) -> list[TextPiece]:
         """Add a delta; the pieces it completed."""
         self.pending += delta
-        cut = _last_sentence_end(self.pending)
-        if cut and len(" ".join(self.pending[:cut].split())) >= MIN_PIECE_CHARS:
-            complete, self.pending = self.pending[:cut], self.pending[cut:]
+        complete, rest = complete_sentences(self.pending)
+        if len(" ".join(complete.split())) >= MIN_PIECE_CHARS:
+            self.pending = rest
             return self._emit(complete, SENTENCE_PAUSE)
         if len(self.pending) > self._first():  # a long sentence: its first clauses need not wait
             pieces = split_text(self.pending, max_chars=self.max_chars, first_chars=self._first())

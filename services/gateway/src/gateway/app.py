@@ -26,6 +26,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import openai, voice, ws
+from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
 from gateway.upstream import Upstream
 from voicestack_common.service import Readiness, create_service_app
@@ -163,6 +164,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ready = all(check["healthy_replicas"] for check in (checks["stt"], checks["tts"]))
         return Readiness(ready=ready, checks=checks)
 
+    origins = split_list(settings.cors_origins)
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=settings.cors_allow_credentials,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
     app = create_service_app(
         title="gateway",
         version=__version__,
@@ -171,26 +181,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         description=DESCRIPTION,
+        outer=[cors] if origins else [],
+        guards=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
+            Middleware(ApiKeyMiddleware, keys=keys),
+        ],
     )
     app.state.settings = settings
-    # Inside the request-id and metrics middleware, so refused hosts and keys are logged and counted,
-    # and before the body limit, so an unauthenticated upload is never read.
-    app.user_middleware[2:2] = [
-        Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
-        Middleware(ApiKeyMiddleware, keys=keys),
-    ]
-    if origins := split_list(settings.cors_origins):
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_credentials=settings.cors_allow_credentials,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-        )
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
     app.include_router(conversation_routes.router, prefix="/api/conversations")
     app.include_router(conversation_routes.seeds)
+    if settings.page:
+        app.include_router(page_router())
     return app

@@ -1,14 +1,11 @@
-"""Typed dependencies: the lifespan's resources, authentication, rate limits, content-type checks."""
+"""Typed dependencies: the lifespan's resources, authentication, rate limits, the multipart check."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import Depends, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from gateway.auth import ApiKeys, presented_key
@@ -18,7 +15,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimited, RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
-from voicestack_common.errors import ClientError, UnsupportedMediaType
+from voicestack_common.errors import UnsupportedMediaType
+from voicestack_common.jsonbody import media_type
 
 Operation = Literal["transcribe", "synthesize"]
 SESSION_HEADER = "X-Session-ID"
@@ -82,60 +80,11 @@ def session_id(request: Request) -> str | None:
     return value[:128] or None
 
 
-def content_type(request: Request) -> str:
-    """The body's media type, lower-case, without parameters."""
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def require_json(request: Request) -> None:
-    """JSON bodies only (a body without a type, or ``text/plain`` as ``fetch`` sends it, counts)."""
-    media = content_type(request)
-    if media in ("", "text/plain", "application/json") or media.endswith("+json"):
-        return
-    raise UnsupportedMediaType(f"expected application/json, got {media}")
-
-
 def require_multipart(request: Request) -> None:
     """Multipart uploads only."""
-    media = content_type(request)
+    media = media_type(request.headers)
     if media != "multipart/form-data":
         raise UnsupportedMediaType(f"expected multipart/form-data, got {media or 'no Content-Type'}")
 
 
 SessionDep = Annotated[str | None, Depends(session_id)]
-
-
-def check_json(body: bytes) -> None:
-    """A JSON body that parses, or a 400 with a specific code (FastAPI's own is a generic 422)."""
-    if not body.strip():
-        raise ClientError("the request has no body: send JSON", code="empty_body")
-    try:
-        json.loads(body)
-    except UnicodeDecodeError:
-        raise UnsupportedMediaType("the body is not valid UTF-8", code="invalid_encoding") from None
-    except ValueError as exc:
-        raise ClientError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-
-
-class JsonBodyRoute(APIRoute):
-    """Reads an untyped or ``text/plain`` body as JSON (``fetch`` with a string body sends
-    ``text/plain``) and checks that a JSON body parses before FastAPI reads it."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """FastAPI's handler, behind the Content-Type rewrite and the syntax check."""
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            if request.method != "POST":
-                return await handler(request)
-            media = content_type(request)
-            if media in ("", "text/plain"):
-                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-                headers.append((b"content-type", b"application/json"))
-                request = Request({**request.scope, "headers": headers}, request.receive)
-                media = "application/json"
-            if media == "application/json" or media.endswith("+json"):
-                check_json(await request.body())
-            return await handler(request)
-
-        return route

@@ -156,6 +156,10 @@ class GatewaySettings(ServiceSettings):
     ws_max_in_flight: int = Field(default=4, ge=1)
     """Requests one WebSocket may have running at once; more are answered with an error."""
 
+    page: bool = True
+    """Serve the voice page at ``/`` (static files, no API key needed to load it; every call it makes
+    needs one when keys are on)."""
+
     voice_fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_VOICE_FALLBACKS.items()}
     )

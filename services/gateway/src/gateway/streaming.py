@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 import httpx
 from starlette.background import BackgroundTask
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+
+from voicestack_common.streaming import CutOffStreamingResponse, StreamCutOff
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +19,6 @@ _PASSED_HEADERS = ("content-type", "content-disposition", "cache-control")
 # Kokoro's rate, for raw PCM streams (they carry no header to read it from).
 PCM_SAMPLE_RATE = 24_000
 _WAV_HEADER = 44
-
-
-class StreamBrokenOff(Exception):
-    """The broker's stream ended early: the client's response is aborted, not ended cleanly."""
 
 
 class Tap(Protocol):
@@ -87,18 +83,7 @@ class SseTap:
         self.done(self.events)
 
 
-class RelayResponse(StreamingResponse):
-    """A streamed response that, when the broker's stream breaks, is left unfinished: the server
-    then closes the connection, so the client sees a cut-off body, never a clean but short one."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except StreamBrokenOff:
-            return  # already logged; a traceback would say nothing more
-
-
-def relay(upstream: httpx.Response, tap: Tap | None = None) -> StreamingResponse:
+def relay(upstream: httpx.Response, tap: Tap | None = None) -> CutOffStreamingResponse:
     """The broker's response as ours, each chunk passed on as it arrives; the broker's
     response is closed however the client's ends (done, disconnected, failed)."""
 
@@ -110,7 +95,7 @@ def relay(upstream: httpx.Response, tap: Tap | None = None) -> StreamingResponse
                 yield chunk
         except httpx.HTTPError as exc:
             logger.warning("the broker's stream broke off: %s", type(exc).__name__)
-            raise StreamBrokenOff(str(exc)) from None
+            raise StreamCutOff(str(exc)) from None
         finally:
             await upstream.aclose()
         if tap is not None:
@@ -121,6 +106,6 @@ def relay(upstream: httpx.Response, tap: Tap | None = None) -> StreamingResponse
 
     headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
     headers["X-Accel-Buffering"] = "no"  # proxies in front of us must not buffer the stream either
-    return RelayResponse(
+    return CutOffStreamingResponse(
         body(), status_code=upstream.status_code, headers=headers, background=BackgroundTask(upstream.aclose)
     )

@@ -18,7 +18,6 @@ from typing import Any
 
 import aiomqtt
 from paho.mqtt.properties import Properties
-from pydantic import ValidationError
 
 from mqtt_bridge.gateway import GatewayClient
 from mqtt_bridge.metrics import BridgeMetrics
@@ -32,8 +31,8 @@ from mqtt_bridge.schemas import (
     success,
 )
 from mqtt_bridge.topics import COMMANDS, Command, Topics, valid_publish_topic
-from mqtt_bridge.validation import invalid, loads_strict
-from voicestack_common.errors import InvalidRequest, PayloadTooLarge, Saturated, VoicestackError
+from voicestack_common.errors import InvalidRequest, PayloadTooLarge, Saturated, VoicestackError, validate_as
+from voicestack_common.jsonbody import parse_json
 from voicestack_common.logging import new_request_id
 
 logger = logging.getLogger(__name__)
@@ -177,7 +176,7 @@ def _reply_properties(message: aiomqtt.Message) -> tuple[str | None, bytes | Non
 
 def _parse(payload: bytes) -> dict[str, Any]:
     """The request as a JSON object."""
-    raw = loads_strict(payload, "command")
+    raw = parse_json(payload, "command")
     if not isinstance(raw, dict):
         raise InvalidRequest("the command must be a JSON object", code="invalid_command")
     return raw
@@ -185,7 +184,4 @@ def _parse(payload: bytes) -> dict[str, Any]:
 
 def _validate(name: Command, raw: dict[str, Any]) -> SynthesizeCommand | TranscribeCommand:
     """The typed request, or ``invalid_command`` saying which field is wrong."""
-    try:
-        return COMMAND_MODELS[name].model_validate(raw)
-    except ValidationError as exc:
-        raise invalid(exc, code="invalid_command", what="command") from None
+    return validate_as(COMMAND_MODELS[name], raw, code="invalid_command", what="command")

@@ -18,6 +18,7 @@ from stt_broker.routes import models, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
+from stt_broker.wyoming import wyoming_server
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.workers import WorkerPool
 
@@ -60,7 +61,8 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                     "threads": settings.threads,
                 },
             )
-            yield {"transcriber": transcriber}
+            async with wyoming_server(settings, transcriber, app.state.http_metrics):
+                yield {"transcriber": transcriber}
         finally:
             await anyio.to_thread.run_sync(pool.close)
 

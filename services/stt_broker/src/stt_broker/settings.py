@@ -82,6 +82,20 @@ class SttSettings(ServiceSettings):
     remote_timeout: float = Field(default=300.0, gt=0)
     """Read timeout towards the remote whisper.cpp server, in seconds."""
 
+    wyoming_enabled: bool = False
+    """Also serve the Wyoming protocol (Home Assistant Assist's speech-to-text) on ``wyoming_port``."""
+
+    wyoming_port: int = Field(default=10300, ge=1, le=65535)
+    """TCP port of the Wyoming server (10300 is Wyoming's usual speech-to-text port)."""
+
+    wyoming_zeroconf: str = ""
+    """Advertise the Wyoming server on mDNS (``_wyoming._tcp``) under this name, so Home Assistant
+    discovers it; empty: no advertisement."""
+
+    events_url: str = ""
+    """Base URL of the MQTT bridge: transcripts made over Wyoming are sent to its ``/v1/events``
+    (the gateway sends the others). Empty: none are sent."""
+
     @model_validator(mode="after")
     def _check_model(self) -> SttSettings:
         if self.model_path is not None and not self.model_path.exists():

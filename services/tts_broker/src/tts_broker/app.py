@@ -19,6 +19,7 @@ from tts_broker.models import resolve_model
 from tts_broker.routes import speech, synthesize, voices
 from tts_broker.settings import TtsSettings
 from tts_broker.synthesizer import Defaults, Synthesizer
+from tts_broker.wyoming import wyoming_server
 from voicestack_common.errors import VoicestackError
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.workers import WorkerPool
@@ -73,7 +74,8 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
                     **voice_info,
                 },
             )
-            yield {"synthesizer": synthesizer}
+            async with wyoming_server(settings, synthesizer, app.state.http_metrics):
+                yield {"synthesizer": synthesizer}
         finally:
             await anyio.to_thread.run_sync(pool.close)
 

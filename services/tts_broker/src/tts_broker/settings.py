@@ -129,6 +129,16 @@ class TtsSettings(ServiceSettings):
     remote_timeout: float = Field(default=120.0, gt=0)
     """Read timeout towards the remote server, in seconds (between streamed chunks)."""
 
+    wyoming_enabled: bool = False
+    """Also serve the Wyoming protocol (Home Assistant Assist's text-to-speech) on ``wyoming_port``."""
+
+    wyoming_port: int = Field(default=10200, ge=1, le=65535)
+    """TCP port of the Wyoming server (10200 is Wyoming's usual text-to-speech port)."""
+
+    wyoming_zeroconf: str = ""
+    """Advertise the Wyoming server on mDNS (``_wyoming._tcp``) under this name, so Home Assistant
+    discovers it; empty: no advertisement."""
+
     @field_validator("voices", mode="before")
     @classmethod
     def _split_voices(cls, value: Any) -> Any:

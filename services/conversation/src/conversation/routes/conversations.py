@@ -21,8 +21,9 @@ from conversation.schemas import (
 )
 from conversation.turns import Turn, check_choice
 from voicestack_common.errors import InvalidRequest
+from voicestack_common.jsonbody import JsonBodyRoute
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], route_class=JsonBodyRoute)
 ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import logging
 import re
 import time
@@ -20,15 +19,16 @@ from gateway import brokers
 from gateway.conversations.client import owner_of
 from gateway.conversations.reply import Reply, Voice
 from gateway.conversations.state import ConversationsDep, DeviceTurn
-from gateway.deps import CallerDep, GatewayDep, content_type, limit_transcribe
+from gateway.deps import CallerDep, GatewayDep, limit_transcribe
 from gateway.schemas import TranscribeResponse
 from gateway.schemas import errors as common_errors
 from voicestack_common.encode import FORMATS
 from voicestack_common.errors import ClientError, InvalidRequest, UpstreamError, UpstreamTimeout, VoicestackError
+from voicestack_common.jsonbody import JsonBodyRoute, media_type, read_json
 from voicestack_common.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], route_class=JsonBodyRoute)
 seeds = APIRouter(tags=["seed flows"])
 
 ID = r"^[A-Za-z0-9._:\-]{1,64}$"
@@ -68,11 +68,7 @@ async def list_conversations(
 @router.post("", status_code=201, summary="Start a conversation", responses=errors(401, 409, 422, 503))
 async def create_conversation(request: Request, conversations: ConversationsDep, caller: CallerDep) -> JSONResponse:
     """JSON ``{id?, user_id?, title?}``; 409 when the id is taken."""
-    body = await request.body()
-    try:
-        payload = json.loads(body or b"{}")
-    except ValueError:
-        raise ClientError("the body is not valid JSON", code="invalid_json") from None
+    payload = await read_json(request) if await request.body() else {}
     return _json(await conversations.client.call("POST", "/v1/conversations", owner_of(caller), json_body=payload))
 
 
@@ -121,7 +117,7 @@ def transcript_metadata(result: TranscribeResponse) -> dict[str, Any]:
 
 async def _upload_audio(request: Request) -> tuple[bytes, str, str]:
     """The audio of a raw-body or multipart upload: (bytes, filename, content type)."""
-    media = content_type(request)
+    media = media_type(request.headers)
     if media == "multipart/form-data":
         async with request.form(max_files=4, max_fields=16) as form:
             upload = form.get("file") or form.get("audio")

@@ -17,16 +17,15 @@ from gateway import brokers
 from gateway.deps import (
     Gateway,
     GatewayDep,
-    JsonBodyRoute,
     SessionDep,
     limit_synthesize,
     limit_transcribe,
-    require_json,
     require_multipart,
 )
 from gateway.schemas import OpenAISpeechRequest, errors
 from gateway.streaming import AudioTap, SseTap, relay
 from voicestack_common.events import utc_now
+from voicestack_common.jsonbody import JsonBodyRoute
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"], route_class=JsonBodyRoute)
@@ -132,7 +131,7 @@ def _record_answer(record: Callable[..., None], body: bytes, media: str) -> None
     "/audio/speech",
     summary="OpenAI-compatible speech (streamed from the TTS broker)",
     response_class=StreamingResponse,
-    dependencies=[Depends(require_json), Depends(limit_synthesize)],
+    dependencies=[Depends(limit_synthesize)],
     responses={
         200: {
             "description": "Audio bytes as they are made, or server-sent events with stream_format=sse",

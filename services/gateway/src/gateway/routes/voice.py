@@ -8,9 +8,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from gateway import brokers
@@ -18,13 +16,10 @@ from gateway.deps import (
     CallerDep,
     Gateway,
     GatewayDep,
-    JsonBodyRoute,
     SessionDep,
     authenticate,
-    content_type,
     limit_synthesize,
     limit_transcribe,
-    require_json,
 )
 from gateway.schemas import (
     AudioStreamRequest,
@@ -38,8 +33,9 @@ from gateway.schemas import (
 )
 from gateway.streaming import AudioTap, relay
 from voicestack_common.encode import FORMATS
-from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType, VoicestackError
+from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType, VoicestackError, validate_as
 from voicestack_common.events import utc_now
+from voicestack_common.jsonbody import JsonBodyRoute, is_json_media, media_type, read_json
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"], route_class=JsonBodyRoute)
@@ -66,10 +62,6 @@ _TRANSCRIBE_BODY: dict[str, Any] = {
 _AUDIO_TYPES: dict[str, Any] = {FORMATS[f].media_type: {} for f in ("wav", "mp3", "opus", "aac", "flac", "pcm")}
 
 
-def _as_validation_error(exc: ValidationError) -> RequestValidationError:
-    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
-
-
 @router.post(
     "/transcribe",
     summary="Transcribe audio (multipart upload, or base64 in JSON)",
@@ -82,7 +74,7 @@ async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep)
     """``multipart/form-data`` with ``file`` and ``language``, or JSON ``{audio_base64, language}``:
     ``{text, language, confidence, duration_seconds, model}``."""
     started = utc_now()
-    media = content_type(request)
+    media = media_type(request.headers)
     if media == "multipart/form-data":
         async with request.form(max_files=4, max_fields=16) as form:
             upload, language = form.get("file"), form.get("language")
@@ -97,11 +89,8 @@ async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep)
                 content_type=upload.content_type or "application/octet-stream",
                 language=language or None,
             )
-    elif media == "application/json" or media.endswith("+json"):
-        try:
-            payload = TranscribeJsonRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise _as_validation_error(exc) from None
+    elif is_json_media(media):
+        payload = validate_as(TranscribeJsonRequest, await read_json(request))
         audio = brokers.decode_base64_audio(payload.audio_base64, gateway.settings.max_upload_bytes)
         result = await brokers.transcribe(
             gateway.stt,
@@ -145,7 +134,7 @@ async def synthesize_one(gateway: Gateway, body: SynthesizeRequest, session: str
     "/synthesize",
     summary="Synthesize speech, returned as base64 in JSON",
     response_model=SynthesizeResponse,
-    dependencies=[Depends(require_json), Depends(limit_synthesize)],
+    dependencies=[Depends(limit_synthesize)],
     responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: SessionDep) -> SynthesizeResponse:
@@ -158,7 +147,7 @@ async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: Sess
     "/audio-stream",
     summary="Synthesize speech, streamed as audio bytes",
     response_class=StreamingResponse,
-    dependencies=[Depends(require_json), Depends(limit_synthesize)],
+    dependencies=[Depends(limit_synthesize)],
     responses={
         200: {"description": "Audio bytes as the TTS broker makes them (WAV by default)", "content": _AUDIO_TYPES},
         **errors(401, 413, 415, 422, 429, 502, 503, 504),
@@ -200,7 +189,6 @@ async def audio_stream(body: AudioStreamRequest, gateway: GatewayDep, session: S
     "/synthesize-batch",
     summary="Synthesize several texts, with bounded parallelism",
     response_model=list[SynthesizeResponse],
-    dependencies=[Depends(require_json)],
     responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize_batch(

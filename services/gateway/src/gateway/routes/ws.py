@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway import brokers
@@ -26,8 +25,9 @@ from gateway.conversations.voice_loop import VOICE_KINDS, VoiceLoop
 from gateway.deps import Gateway, GatewayDep
 from gateway.routes.voice import synthesize_one
 from gateway.schemas import WsSynthesize, WsTranscribe
-from voicestack_common.errors import VoicestackError, error_body
+from voicestack_common.errors import VoicestackError, error_body, validate_as
 from voicestack_common.events import utc_now
+from voicestack_common.jsonbody import parse_json
 from voicestack_common.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -95,9 +95,9 @@ class ChatSession:
     async def handle(self, text: str) -> None:
         """Answer a ping at once; check a request and start it as a task."""
         try:
-            data = json.loads(text)
-        except ValueError:
-            await self.error("invalid_json", "the message is not valid JSON")
+            data = parse_json(text, "message")
+        except VoicestackError as exc:
+            await self.error(exc.code, exc.message)
             return
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.error("invalid_message", "a message is a JSON object with a 'type'")
@@ -126,11 +126,13 @@ class ChatSession:
             )
             return
         try:
-            request = WsTranscribe.model_validate(data) if kind == "transcribe" else WsSynthesize.model_validate(data)
-        except ValidationError as exc:
-            problems = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-            first = problems[0]
-            await self.error("invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", request_id, problems)
+            request: WsTranscribe | WsSynthesize = (
+                validate_as(WsTranscribe, data, what="message")
+                if kind == "transcribe"
+                else validate_as(WsSynthesize, data, what="message")
+            )
+        except VoicestackError as exc:
+            await self.error(exc.code, exc.message, request_id, exc.details)
             return
         task = asyncio.create_task(self.serve(request, request_id))
         self.tasks.add(task)

@@ -6,32 +6,19 @@ import logging
 import sqlite3
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
 from mqtt_bridge.deps import MetricsDep, OutboxDep
 from mqtt_bridge.outbox import OutboxFull
 from mqtt_bridge.schemas import EVENT_ERROR_RESPONSES
-from mqtt_bridge.validation import invalid, loads_strict
-from voicestack_common.errors import NotReady, Saturated, UnsupportedMediaType
+from voicestack_common.errors import NotReady, Saturated, validate_as
 from voicestack_common.events import EVENTS_PATH, EventAccepted, SpeechEvent
+from voicestack_common.jsonbody import read_json
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 
 # Long enough for a broker outage to be noticed and the outbox to drain a little.
 OUTBOX_FULL_RETRY_AFTER = 5
-
-
-def parse_event(content_type: str, body: bytes) -> SpeechEvent:
-    """The body as a ``SpeechEvent``, or a 4xx that says what is wrong."""
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaType(f"send the event as application/json, not {media_type or 'no content type'}")
-    raw = loads_strict(body, "request body")
-    try:
-        return SpeechEvent.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid(exc, code="invalid_event", what="event") from None
 
 
 @router.post(
@@ -46,7 +33,7 @@ def parse_event(content_type: str, body: bytes) -> SpeechEvent:
 )
 async def post_event(request: Request, outbox: OutboxDep, metrics: MetricsDep) -> EventAccepted:
     """Store the event durably (202), then publish it; a repeated ``event_id`` gets ``duplicate: true``."""
-    event = parse_event(request.headers.get("content-type", ""), await request.body())
+    event = validate_as(SpeechEvent, await read_json(request), code="invalid_event", what="event")
     try:
         stored = await outbox.accept(event)
     except OutboxFull as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -19,7 +18,8 @@ from stt_broker.schemas import (
     VerboseTranscribeResponse,
 )
 from stt_broker.transcriber import Transcriber, confidence
-from voicestack_common.errors import InvalidRequest, error_body
+from voicestack_common.errors import InvalidRequest
+from voicestack_common.streaming import SSE_MEDIA_TYPE, STREAM_HEADERS, sse_stream
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["transcription"], dependencies=[Depends(require_form)])
@@ -142,9 +142,9 @@ async def openai_transcriptions(
     if stream:
         transcriber.check(audio)
         return StreamingResponse(
-            _sse(transcriber.stream(audio, options)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
+            sse_stream(_events(transcriber.stream(audio, options)), what="transcription"),
+            media_type=SSE_MEDIA_TYPE,
+            headers=STREAM_HEADERS,
         )
     transcript = await transcriber.transcribe(audio, options)
     if (text := _render_text(transcript, fmt)) is not None:
@@ -167,25 +167,14 @@ async def openai_transcriptions(
     return JSONResponse({k: v for k, v in body.items() if v is not None})
 
 
-async def _sse(events: AsyncIterator[Segment | Transcript]) -> AsyncIterator[bytes]:
+async def _events(events: AsyncIterator[Segment | Transcript]) -> AsyncIterator[dict[str, Any]]:
     """OpenAI's transcription stream: a delta per decoded segment, then done."""
     separator = ""
-    try:
-        async for event in events:
-            if isinstance(event, Segment):
-                if event.text:
-                    # Deltas concatenate to the final text, which joins segments with a space.
-                    yield _event({"type": "transcript.text.delta", "delta": separator + event.text})
-                    separator = " "
-            else:
-                yield _event({"type": "transcript.text.done", "text": event.text})
-    except Exception as exc:  # the status line is gone: report in-band
-        code = getattr(exc, "code", "internal_error")
-        message = getattr(exc, "message", "internal server error")
-        if code == "internal_error":
-            logger.exception("streaming transcription failed")
-        yield _event({"type": "error", **error_body(code, message)})
-
-
-def _event(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload)}\n\n".encode()
+    async for event in events:
+        if isinstance(event, Segment):
+            if event.text:
+                # Deltas concatenate to the final text, which joins segments with a space.
+                yield {"type": "transcript.text.delta", "delta": separator + event.text}
+                separator = " "
+        else:
+            yield {"type": "transcript.text.done", "text": event.text}

@@ -3,46 +3,34 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.types import Send
 
-from tts_broker.deps import JsonBodyRoute, SynthesizerDep
+from tts_broker.deps import SynthesizerDep
 from tts_broker.schemas import ERROR_RESPONSES, OPENAI_FORMATS, OpenAISpeechRequest, VoiceId
 from tts_broker.synthesizer import Chunk
 from voicestack_common.encode import FORMATS
-from voicestack_common.errors import InvalidRequest, VoicestackError, error_body
+from voicestack_common.errors import InvalidRequest, VoicestackError
+from voicestack_common.jsonbody import JsonBodyRoute
+from voicestack_common.streaming import (
+    SSE_MEDIA_TYPE,
+    STREAM_HEADERS,
+    CutOffStreamingResponse,
+    StreamCutOff,
+    sse_stream,
+)
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["speech"], route_class=JsonBodyRoute, strict_content_type=False)
+router = APIRouter(tags=["speech"], route_class=JsonBodyRoute)
 
 # Every name OpenAI and Kokoro-FastAPI clients send runs the one loaded model.
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15", "kokoro")
 _AUDIO_CONTENT: dict[str, Any] = {FORMATS[f].media_type: {} for f in OPENAI_FORMATS}
-
-
-class _CutOff(Exception):
-    """Raised by a body iterator to end its response without the closing chunk."""
-
-
-class AudioStreamResponse(StreamingResponse):
-    """A streamed body that a failure can cut short, so that the client sees it is incomplete.
-
-    Once the status line is out, an error cannot be reported in an audio
-    stream; leaving out the closing chunk makes HTTP clients raise, rather
-    than play a truncated file as if it were whole.
-    """
-
-    async def stream_response(self, send: Send) -> None:
-        with contextlib.suppress(_CutOff):
-            await super().stream_response(send)
 
 
 def usage(characters: int, seconds: float) -> dict[str, int]:
@@ -86,13 +74,12 @@ async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request
         },
     )
     errors = request.app.state.http_metrics.errors
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = dict(STREAM_HEADERS)
     if body.stream_format == "sse":
         chunks = synthesizer.stream(job)
         first = await anext(chunks)  # an error before any audio still gets its own status code
-        return StreamingResponse(
-            _events(first, chunks, len(body.input), errors), media_type="text/event-stream", headers=headers
-        )
+        events = sse_stream(_events(first, chunks, len(body.input)), what="speech", on_error=_count(errors))
+        return StreamingResponse(events, media_type=SSE_MEDIA_TYPE, headers=headers)
     media_type = FORMATS[job.format].media_type
     headers["Content-Disposition"] = f'inline; filename="speech.{job.format}"'
     if not body.stream:
@@ -100,7 +87,7 @@ async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request
         return Response(result.audio, media_type=media_type, headers=headers)
     chunks = synthesizer.stream(job)
     first = await anext(chunks)
-    return AudioStreamResponse(_audio(first, chunks, errors), media_type=media_type, headers=headers)
+    return CutOffStreamingResponse(_audio(first, chunks, errors), media_type=media_type, headers=headers)
 
 
 async def _chain(first: Chunk, rest: AsyncGenerator[Chunk, None]) -> AsyncIterator[Chunk]:
@@ -118,32 +105,23 @@ async def _audio(first: Chunk, rest: AsyncGenerator[Chunk, None], errors: Any) -
     except VoicestackError as exc:
         errors.labels(code=exc.code).inc()
         logger.warning("audio stream cut off: %s: %s", exc.code, exc.message)
-        raise _CutOff from exc
+        raise StreamCutOff from exc
     finally:
         await rest.aclose()
 
 
-async def _events(
-    first: Chunk, rest: AsyncGenerator[Chunk, None], characters: int, errors: Any
-) -> AsyncIterator[bytes]:
-    """``speech.audio.delta`` per chunk, then ``speech.audio.done``; failures as an ``error`` event."""
+async def _events(first: Chunk, rest: AsyncGenerator[Chunk, None], characters: int) -> AsyncIterator[dict[str, Any]]:
+    """``speech.audio.delta`` per chunk, then ``speech.audio.done``."""
     seconds = 0.0
     try:
         async for chunk in _chain(first, rest):
             seconds += chunk.seconds
             if chunk.data:
-                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk.data).decode("ascii")})
-        yield _event({"type": "speech.audio.done", "usage": usage(characters, seconds)})
-    except Exception as exc:  # the status line is gone: report in-band
-        code = exc.code if isinstance(exc, VoicestackError) else "internal_error"
-        message = exc.message if isinstance(exc, VoicestackError) else "internal server error"
-        if code == "internal_error":
-            logger.exception("streaming speech failed")
-        errors.labels(code=code).inc()
-        yield _event({"type": "error", **error_body(code, message)})
+                yield {"type": "speech.audio.delta", "audio": base64.b64encode(chunk.data).decode("ascii")}
+        yield {"type": "speech.audio.done", "usage": usage(characters, seconds)}
     finally:
         await rest.aclose()
 
 
-def _event(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload)}\n\n".encode()
+def _count(errors: Any) -> Callable[[str], None]:
+    return lambda code: errors.labels(code=code).inc()

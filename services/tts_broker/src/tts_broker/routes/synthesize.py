@@ -7,12 +7,12 @@ import logging
 
 from fastapi import APIRouter
 
-from tts_broker.deps import JsonBodyRoute, SynthesizerDep
+from tts_broker.deps import SynthesizerDep
 from tts_broker.schemas import ERROR_RESPONSES, SYNTHESIZE_FORMATS, SynthesizeRequest, SynthesizeResponse
+from voicestack_common.jsonbody import JsonBodyRoute
 
 logger = logging.getLogger(__name__)
-# A body without a Content-Type is read as JSON, as curl users expect.
-router = APIRouter(tags=["synthesis"], route_class=JsonBodyRoute, strict_content_type=False)
+router = APIRouter(tags=["synthesis"], route_class=JsonBodyRoute)
 
 
 @router.post(

@@ -1,0 +1,747 @@
+// The voice page: push-to-talk and hands-free, live transcripts, conversations with spoken
+// replies and barge-in, settings, and a health strip. Plain modules, no build step.
+
+import { PageError, apiKey, request, setApiKey } from "./api.js";
+import { Capture } from "./capture.js";
+import { Player, decodeAudioChunk } from "./player.js";
+import { FileTurn, LiveSession, errorFromEvent } from "./voice.js";
+
+const $ = (id) => document.getElementById(id);
+const HEALTH_INTERVAL_MS = 5000;
+const PLAYBACK_REPORT_MS = 500;
+const SETTINGS_KEY = "voicestack.settings";
+const TRANSCRIBE_PATH = "api/voice/ws/transcribe";
+const CHAT_PATH = "api/voice/ws/chat";
+
+// Counters the page keeps about itself: shown nowhere, read by tests and from the console.
+const stats = {
+  sentChunks: 0,
+  sentBytes: 0,
+  commits: 0,
+  partials: 0,
+  finals: 0,
+  liveSessions: 0,
+  fileTurns: 0,
+  replies: 0,
+  scheduledSamples: 0,
+  scheduledSeconds: 0,
+  playing: false,
+  stoppedReplies: 0,
+  lastHeardSeconds: null,
+  errors: [],
+};
+window.voicestack = { stats };
+
+const state = {
+  mode: "transcribe", // or "conversation"
+  input: "ptt", // or "handsfree"
+  pressed: false, // push-to-talk held
+  listening: false, // hands-free on
+  live: null, // live recognition offered by the gateway: null until known
+  turn: null, // where captured audio goes: a LiveSession or a FileTurn
+  chat: null, // the conversation socket
+  conversationId: null,
+  reply: null, // {element, text, id} of the assistant message being received
+  playbackTimer: null,
+  gatewayDown: false,
+};
+
+const player = new Player(stats);
+const capture = new Capture({
+  onChunk: (chunk) => {
+    if (!state.turn) return;
+    stats.sentChunks += 1;
+    stats.sentBytes += chunk.byteLength;
+    state.turn.sendAudio(chunk);
+  },
+  onLevel: (level) => {
+    $("level").value = Math.min(1, level * 4);
+  },
+  forceRecorder: new URLSearchParams(location.search).has("recorder"),
+});
+
+// ---------------------------------------------------------------- messages
+
+function showError(error) {
+  const message = error instanceof PageError ? error.message : String((error && error.message) || error);
+  stats.errors.push(error instanceof PageError ? error.code : "error");
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+  if (error instanceof PageError && (error.code === "invalid_api_key" || error.code === "unauthorized")) {
+    $("api-key").setAttribute("aria-invalid", "true");
+  }
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+// ---------------------------------------------------------------- settings
+
+function loadSettings() {
+  try {
+    return JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}");
+  } catch {
+    return {};
+  }
+}
+
+function saveSettings() {
+  const settings = {
+    voice: $("voice").value,
+    speed: $("speed").value,
+    language: $("language").value,
+    responder: $("responder").value,
+    mode: state.mode,
+    input: state.input,
+  };
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+}
+
+function applySettings() {
+  const settings = loadSettings();
+  if (settings.speed) $("speed").value = settings.speed;
+  if (settings.language !== undefined) $("language").value = settings.language;
+  $("speed-value").textContent = `${Number($("speed").value).toFixed(1)}×`;
+  $("api-key").value = apiKey();
+  for (const [name, value] of [
+    ["mode", settings.mode],
+    ["input", settings.input],
+  ]) {
+    const radio = document.querySelector(`input[name="${name}"][value="${value}"]`);
+    if (radio) radio.checked = true;
+  }
+  setMode(document.querySelector('input[name="mode"]:checked').value);
+  setInput(document.querySelector('input[name="input"]:checked').value);
+}
+
+async function loadVoices() {
+  const saved = loadSettings().voice;
+  try {
+    const answer = await request("api/voice/voices");
+    const select = $("voice");
+    select.replaceChildren();
+    for (const voice of answer.voices) {
+      const option = new Option(voice === answer.default_voice ? `${voice} (default)` : voice, voice);
+      select.append(option);
+    }
+    select.value = answer.voices.includes(saved) ? saved : answer.default_voice;
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function voiceOptions() {
+  const options = { speed: Number($("speed").value) };
+  if ($("voice").value) options.voice = $("voice").value;
+  if ($("language").value) options.language = $("language").value;
+  return options;
+}
+
+// ---------------------------------------------------------------- health
+
+function setHealth(service, level, text) {
+  const item = document.querySelector(`#health [data-service="${service}"]`);
+  if (!item) return;
+  item.hidden = false;
+  item.dataset.level = level;
+  item.querySelector(".state").textContent = text;
+}
+
+async function refreshHealth() {
+  let health;
+  try {
+    const response = await fetch(new URL("api/voice/health", document.baseURI), { cache: "no-store" });
+    health = await response.json();
+  } catch {
+    setHealth("gateway", "down", "unreachable");
+    setHealth("stt", "unknown", "unknown");
+    setHealth("tts", "unknown", "unknown");
+    if (!state.gatewayDown) showError(new PageError("unreachable", "The gateway is unreachable. Is it running?"));
+    state.gatewayDown = true;
+    return;
+  }
+  if (state.gatewayDown) {
+    state.gatewayDown = false;
+    clearError();
+    loadVoices();
+  }
+  setHealth("gateway", "up", "up");
+  setHealth("stt", health.sst_healthy ? "up" : "down", health.sst_healthy ? "up" : "down");
+  setHealth("tts", health.tts_healthy ? "up" : "down", health.tts_healthy ? "up" : "down");
+  if (health.events && health.events.enabled) {
+    const pending = health.events.pending;
+    setHealth("events", pending > 100 ? "degraded" : "up", pending ? `${pending} waiting` : "up");
+  }
+  if (health.conversation_healthy !== undefined) {
+    setHealth("conversation", health.conversation_healthy ? "up" : "down", health.conversation_healthy ? "up" : "down");
+  }
+}
+
+// ---------------------------------------------------------------- transcript
+
+function showPartial(event) {
+  let stable = event.stable ?? event.stable_text ?? "";
+  let unstable = event.unstable ?? event.unstable_text;
+  if (unstable === undefined) {
+    const text = event.text || "";
+    unstable = text.startsWith(stable) ? text.slice(stable.length) : text;
+    if (!text.startsWith(stable)) stable = "";
+  }
+  $("partial").querySelector(".stable").textContent = stable;
+  $("partial").querySelector(".unstable").textContent = unstable;
+}
+
+function clearPartial() {
+  $("partial").querySelector(".stable").textContent = "";
+  $("partial").querySelector(".unstable").textContent = "";
+}
+
+function addFinal(text) {
+  clearPartial();
+  if (!text || !text.trim()) return;
+  stats.finals += 1;
+  const item = document.createElement("li");
+  item.textContent = text.trim();
+  $("finals").append(item);
+  item.scrollIntoView({ block: "nearest" });
+}
+
+function transcriptEvent(event) {
+  switch (event.type) {
+    case "speech_started":
+      setStatus("Hearing you…");
+      break;
+    case "partial":
+      stats.partials += 1;
+      showPartial(event);
+      break;
+    case "speech_stopped":
+      setStatus("Transcribing…");
+      break;
+    case "final":
+      addFinal(event.text);
+      setStatus(state.listening ? "Listening…" : "Ready.");
+      break;
+    case "error":
+      showError(errorFromEvent(event));
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- transcription mode
+
+function transcribeSession() {
+  const start = { type: "start", ...capture.format, partials: true };
+  if ($("language").value) start.language = $("language").value;
+  const session = new LiveSession(TRANSCRIBE_PATH, {
+    start,
+    readyType: "ready",
+    onEvent: transcriptEvent,
+    onEnd: (error) => {
+      if (error && error.code !== "unavailable") showError(error);
+      if (state.turn === session) state.turn = null;
+      if (state.listening && !state.pressed) stopHandsFree();
+    },
+  });
+  return session;
+}
+
+/** Start sending audio to a live session, or to a file upload when live recognition is missing. */
+async function startTranscribeTurn() {
+  if (state.live !== false) {
+    const session = transcribeSession();
+    state.turn = session;
+    capture.start();
+    try {
+      await session.open();
+      state.live = true;
+      stats.liveSessions += 1;
+      return;
+    } catch (error) {
+      if (error.code !== "unavailable" || state.live === true) {
+        await capture.stop();
+        state.turn = null;
+        throw error;
+      }
+      state.live = false;
+    }
+    // No live recognition here: what was captured so far goes into a file upload.
+    const turn = new FileTurn(capture.format);
+    for (const chunk of session.queue) turn.sendAudio(chunk);
+    state.turn = turn;
+    return;
+  }
+  state.turn = new FileTurn(capture.format);
+  capture.start();
+}
+
+async function endTranscribeTurn() {
+  await capture.stop();
+  const turn = state.turn;
+  if (turn instanceof LiveSession) {
+    stats.commits += 1;
+    turn.send({ type: "commit" });
+    turn.send({ type: "stop" });
+    setStatus("Transcribing…");
+    return;
+  }
+  state.turn = null;
+  if (!(turn instanceof FileTurn) || !turn.sentBytes) {
+    setStatus("Ready.");
+    return;
+  }
+  if (state.input === "handsfree") {
+    showError(new PageError("no_live", "Hands-free needs live recognition, which this gateway does not offer."));
+  }
+  stats.fileTurns += 1;
+  setStatus("Transcribing…");
+  try {
+    const answer = await turn.finish($("language").value);
+    addFinal(answer.text);
+    setStatus("Ready.");
+  } catch (error) {
+    setStatus("Ready.");
+    showError(error);
+  }
+}
+
+// ---------------------------------------------------------------- conversation mode
+
+function chatEvent(event) {
+  switch (event.type) {
+    case "conversation.started":
+    case "conversation":
+    case "ready":
+      if (event.conversation_id) setConversation(event.conversation_id, event.title);
+      break;
+    case "speech_started":
+      setStatus("Hearing you…");
+      if (state.reply || player.playing) bargeIn("speech");
+      break;
+    case "partial":
+      stats.partials += 1;
+      showPartial(event);
+      break;
+    case "speech_stopped":
+      setStatus("Thinking…");
+      break;
+    case "final":
+      clearPartial();
+      if (event.text && event.text.trim()) {
+        stats.finals += 1;
+        addMessage("user", event.text.trim());
+      }
+      break;
+    case "reply.text.delta":
+      replyMessage(event).append(event.delta ?? event.text ?? "");
+      break;
+    case "reply.audio":
+      playReplyAudio(event);
+      break;
+    case "reply.done":
+      stats.replies += 1;
+      if (event.text && state.reply) state.reply.element.querySelector(".text").textContent = event.text;
+      state.reply = null;
+      if (!player.playing) afterReply();
+      setStatus(state.listening ? "Listening…" : "Ready.");
+      break;
+    case "reply.cancelled":
+      if (state.reply) state.reply.element.classList.add("cancelled");
+      state.reply = null;
+      break;
+    case "error":
+      showError(errorFromEvent(event));
+      break;
+    default:
+      break;
+  }
+}
+
+function addMessage(role, text) {
+  const item = document.createElement("li");
+  item.className = role;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You: " : "Assistant: ";
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  item.append(who, body);
+  $("messages").append(item);
+  item.scrollIntoView({ block: "nearest" });
+  return item;
+}
+
+function replyMessage(event) {
+  if (!state.reply) {
+    player.reset();
+    state.reply = { element: addMessage("assistant", ""), id: event.reply_id || event.message_id || null };
+    $("stop-reply").disabled = false;
+  }
+  const text = state.reply.element.querySelector(".text");
+  return { append: (delta) => (text.textContent += delta) };
+}
+
+function base64Bytes(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function playReplyAudio(event) {
+  replyMessage(event);
+  const data = event.audio_base64 ?? event.audio ?? event.delta;
+  if (!data) return;
+  const { samples, rate } = decodeAudioChunk(base64Bytes(data), event.sample_rate || 24000);
+  player.enqueue(samples, rate);
+  $("stop-reply").disabled = false;
+  $("playback").textContent = "Playing the reply…";
+  if (!state.playbackTimer) state.playbackTimer = setInterval(reportPlayback, PLAYBACK_REPORT_MS);
+}
+
+function reportPlayback() {
+  if (!state.chat || !player.playing) return;
+  state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
+}
+
+function afterReply() {
+  clearInterval(state.playbackTimer);
+  state.playbackTimer = null;
+  $("stop-reply").disabled = true;
+  if (!state.reply) $("playback").textContent = "";
+}
+
+player.onIdle = () => {
+  if (state.chat) state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
+  if (!state.reply) afterReply();
+};
+
+/** Stop the reply now: silence it, tell the server how much was heard, and cancel the rest. */
+function bargeIn(why) {
+  const scheduled = player.scheduledSeconds();
+  const heard = player.stop();
+  stats.stoppedReplies += 1;
+  stats.lastHeardSeconds = heard;
+  if (state.chat) {
+    state.chat.send({ type: "playback", position_ms: Math.round(heard * 1000) });
+    state.chat.send({ type: "cancel" });
+  }
+  if (state.reply) state.reply.element.classList.add("cancelled");
+  state.reply = null;
+  afterReply();
+  const of = scheduled ? ` of ${scheduled.toFixed(1)} s` : "";
+  $("playback").textContent =
+    why === "speech" ? `Interrupted: you heard ${heard.toFixed(1)} s${of}.` : `Stopped: you heard ${heard.toFixed(1)} s${of}.`;
+}
+
+function setConversation(id, title) {
+  state.conversationId = id;
+  $("conversation-title").textContent = title ? `— ${title}` : `— ${id.slice(0, 8)}`;
+}
+
+async function openChat() {
+  if (state.chat && state.chat.isOpen) return state.chat;
+  const start = { type: "start_conversation", ...voiceOptions(), ...capture.format, partials: true };
+  start.audio_format = "wav";
+  if (state.conversationId) start.conversation_id = state.conversationId;
+  if (!$("responder").hidden && $("responder").value) start.responder = $("responder").value;
+  const chat = new LiveSession(CHAT_PATH, {
+    start,
+    readyType: "conversation.started",
+    onEvent: chatEvent,
+    onEnd: (error) => {
+      if (error) showError(error);
+      if (state.chat === chat) state.chat = null;
+      if (state.turn === chat) state.turn = null;
+    },
+  });
+  state.chat = chat;
+  await chat.open();
+  stats.liveSessions += 1;
+  return chat;
+}
+
+async function startConversationTurn() {
+  if (state.reply || player.playing) bargeIn("button");
+  const chat = await openChat();
+  state.turn = chat;
+  capture.start();
+}
+
+async function endConversationTurn() {
+  await capture.stop();
+  const chat = state.turn;
+  state.turn = null;
+  if (chat instanceof LiveSession) {
+    stats.commits += 1;
+    chat.send({ type: "commit" });
+    setStatus("Thinking…");
+  }
+}
+
+async function loadConversations() {
+  let answer;
+  try {
+    answer = await request("api/conversations");
+  } catch (error) {
+    if (error.code !== "http_404") showError(error);
+    return;
+  }
+  const list = $("conversations");
+  list.replaceChildren();
+  const items = Array.isArray(answer) ? answer : answer.conversations || answer.items || [];
+  for (const conversation of items) {
+    const id = conversation.id || conversation.conversation_id;
+    const label = conversation.title || (conversation.updated_at || conversation.created_at || id).toString();
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.textContent = "Continue";
+    open.setAttribute("aria-label", `Continue the conversation ${label}`);
+    open.addEventListener("click", () => continueConversation(id, label));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "quiet";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete the conversation ${label}`);
+    remove.addEventListener("click", () => deleteConversation(id));
+    item.append(name, open, remove);
+    list.append(item);
+  }
+}
+
+async function continueConversation(id, label) {
+  try {
+    const answer = await request(`api/conversations/${encodeURIComponent(id)}`);
+    if (state.chat) state.chat.close();
+    state.chat = null;
+    $("messages").replaceChildren();
+    for (const message of answer.messages || []) {
+      const item = addMessage(message.role === "user" ? "user" : "assistant", message.text || message.content || "");
+      if (message.interrupted) item.classList.add("cancelled");
+    }
+    setConversation(id, label);
+    setStatus("Continuing that conversation: hold to talk.");
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function deleteConversation(id) {
+  try {
+    await request(`api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+    if (state.conversationId === id) newConversation();
+    await loadConversations();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function newConversation() {
+  if (state.chat) state.chat.close();
+  state.chat = null;
+  state.conversationId = null;
+  $("messages").replaceChildren();
+  $("conversation-title").textContent = "";
+}
+
+// ---------------------------------------------------------------- talking
+
+async function press() {
+  if (state.pressed) return;
+  state.pressed = true;
+  $("talk").setAttribute("aria-pressed", "true");
+  $("talk").classList.add("active");
+  clearError();
+  player.unlock(); // inside the gesture, so reply audio may play later
+  try {
+    await capture.open();
+    $("capture-kind").textContent = capture.kind === "worklet" ? "16 kHz PCM" : "WebM/Opus";
+    if (!state.pressed) return; // released while the microphone opened
+    setStatus("Listening… let go when you are done.");
+    if (state.mode === "conversation") await startConversationTurn();
+    else await startTranscribeTurn();
+  } catch (error) {
+    showError(error);
+    release(true);
+  }
+}
+
+async function release(failed = false) {
+  if (!state.pressed) return;
+  state.pressed = false;
+  $("talk").setAttribute("aria-pressed", "false");
+  $("talk").classList.remove("active");
+  if (failed) {
+    await capture.stop().catch(() => {});
+    state.turn = null;
+    setStatus("Ready.");
+    return;
+  }
+  if (state.mode === "conversation") await endConversationTurn();
+  else await endTranscribeTurn();
+}
+
+async function startHandsFree() {
+  clearError();
+  player.unlock();
+  try {
+    await capture.open();
+    $("capture-kind").textContent = capture.kind === "worklet" ? "16 kHz PCM" : "WebM/Opus";
+    state.listening = true;
+    state.pressed = false;
+    updateTalkButton();
+    if (state.mode === "conversation") {
+      await startConversationTurn();
+    } else {
+      if (state.live === false) throw new PageError("no_live", "Hands-free needs live recognition, which this gateway does not offer.");
+      await startTranscribeTurn();
+      if (!(state.turn instanceof LiveSession)) {
+        throw new PageError("no_live", "Hands-free needs live recognition, which this gateway does not offer.");
+      }
+    }
+    setStatus("Listening… speak; a pause ends what you said.");
+  } catch (error) {
+    showError(error);
+    await stopHandsFree();
+  }
+}
+
+async function stopHandsFree() {
+  const wasListening = state.listening;
+  state.listening = false;
+  updateTalkButton();
+  await capture.stop().catch(() => {});
+  const turn = state.turn;
+  state.turn = null;
+  if (turn instanceof LiveSession && turn !== state.chat) turn.send({ type: "stop" });
+  if (turn instanceof LiveSession && turn === state.chat) turn.send({ type: "commit" });
+  if (wasListening) setStatus("Ready.");
+}
+
+function updateTalkButton() {
+  const button = $("talk");
+  if (state.input === "handsfree") {
+    button.textContent = state.listening ? "Stop listening" : "Start listening";
+    button.setAttribute("aria-pressed", String(state.listening));
+    button.classList.toggle("active", state.listening);
+    $("talk-hint").textContent = "Press the space bar (or this button) to start or stop; pauses end each utterance.";
+  } else {
+    button.textContent = "Hold to talk";
+    button.setAttribute("aria-pressed", String(state.pressed));
+    $("talk-hint").textContent = "Hold the space bar (or this button) while you speak, then let go.";
+  }
+}
+
+function setMode(mode) {
+  if (state.listening) stopHandsFree();
+  state.mode = mode;
+  $("conversation").hidden = mode !== "conversation";
+  if (mode === "conversation") loadConversations();
+  else if (state.chat) {
+    state.chat.close();
+    state.chat = null;
+  }
+}
+
+function setInput(input) {
+  if (state.listening) stopHandsFree();
+  state.input = input;
+  updateTalkButton();
+}
+
+function typingIn(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName)) &&
+    !(target instanceof HTMLInputElement && target.type === "radio");
+}
+
+function wire() {
+  const talk = $("talk");
+  talk.addEventListener("pointerdown", (event) => {
+    if (state.input !== "ptt" || event.button !== 0) return;
+    talk.setPointerCapture(event.pointerId);
+    press();
+  });
+  talk.addEventListener("pointerup", () => state.input === "ptt" && release());
+  talk.addEventListener("pointercancel", () => state.input === "ptt" && release());
+  talk.addEventListener("click", (event) => {
+    if (state.input !== "handsfree" || event.detail === 0) return; // keyboard clicks come as keys
+    state.listening ? stopHandsFree() : startHandsFree();
+  });
+  // Space (or Enter on the focused button) talks, unless the user is typing in a field.
+  document.addEventListener("keydown", (event) => {
+    const isSpace = event.code === "Space" || event.key === " ";
+    const isEnter = event.key === "Enter" && document.activeElement === talk;
+    if ((!isSpace && !isEnter) || typingIn(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    event.preventDefault();
+    if (event.repeat) return;
+    if (state.input === "ptt") press();
+    else state.listening ? stopHandsFree() : startHandsFree();
+  });
+  document.addEventListener("keyup", (event) => {
+    const isSpace = event.code === "Space" || event.key === " ";
+    const isEnter = event.key === "Enter";
+    if ((!isSpace && !isEnter) || state.input !== "ptt" || !state.pressed) return;
+    event.preventDefault();
+    release();
+  });
+  window.addEventListener("blur", () => state.input === "ptt" && release());
+
+  for (const radio of document.querySelectorAll('input[name="mode"]')) {
+    radio.addEventListener("change", () => {
+      setMode(radio.value);
+      saveSettings();
+    });
+  }
+  for (const radio of document.querySelectorAll('input[name="input"]')) {
+    radio.addEventListener("change", () => {
+      setInput(radio.value);
+      saveSettings();
+    });
+  }
+  $("speed").addEventListener("input", () => {
+    $("speed-value").textContent = `${Number($("speed").value).toFixed(1)}×`;
+  });
+  for (const id of ["voice", "speed", "language", "responder"]) $(id).addEventListener("change", saveSettings);
+  $("settings").addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey($("api-key").value.trim());
+    $("api-key").removeAttribute("aria-invalid");
+    clearError();
+    if (state.chat) state.chat.close();
+    state.chat = null;
+    setStatus(apiKey() ? "Key saved in this browser." : "Key forgotten.");
+    loadVoices();
+    if (state.mode === "conversation") loadConversations();
+  });
+  $("forget-key").addEventListener("click", () => {
+    $("api-key").value = "";
+    setApiKey("");
+    setStatus("Key forgotten.");
+  });
+  $("error-close").addEventListener("click", clearError);
+  $("clear-transcript").addEventListener("click", () => {
+    $("finals").replaceChildren();
+    clearPartial();
+  });
+  $("stop-reply").addEventListener("click", () => bargeIn("button"));
+  $("new-conversation").addEventListener("click", newConversation);
+  $("refresh-conversations").addEventListener("click", loadConversations);
+}
+
+wire();
+applySettings();
+refreshHealth();
+setInterval(refreshHealth, HEALTH_INTERVAL_MS);
+loadVoices();
