@@ -389,3 +389,37 @@ def test_keys_keep_conversations_apart(stt_url: str, tts_url: str, conversation_
         assert httpx.delete(f"{base}/api/conversations/{cid}", headers=two, timeout=10).status_code == 404
         assert httpx.get(f"{base}/api/conversations", headers=two, timeout=10).json()["total"] == 0
         assert httpx.delete(f"{base}/api/conversations/{cid}", headers=one, timeout=10).status_code == 204
+
+
+def test_documented_client_script(chat_gateway: str, tmp_path: Path) -> None:
+    """docs/examples/voice_chat.py as a user runs it: a question, then an interruption while the answer plays."""
+    import subprocess
+    import sys
+
+    from tests.speech import REPO
+
+    question, stop = tmp_path / "question.wav", tmp_path / "stop.wav"
+    question.write_bytes(encode_audio(kokoro_speech(QUESTION), "wav"))
+    stop.write_bytes(encode_audio(kokoro_speech(LATER), "wav"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "docs" / "examples" / "voice_chat.py"),
+            str(question),
+            "--interrupt",
+            str(stop),
+            "--interrupt-after",
+            "0.5",
+            "--url",
+            ws_url(chat_gateway),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("you: ") == 2
+    assert "[interrupted; heard: " in result.stdout
+    assert sorted(tmp_path.glob("reply-*.wav"))

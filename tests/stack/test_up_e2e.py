@@ -152,7 +152,7 @@ def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
-DOCS_WITH_CURL = ("README.md", "docs/api.md", "docs/gateway.md", "docs/tts.md", "docs/mqtt.md")
+DOCS_WITH_CURL = ("README.md", "docs/api.md", "docs/gateway.md", "docs/tts.md", "docs/mqtt.md", "docs/conversations.md")
 DEFAULT_PORTS = {"8000": "gateway", "9082": "stt", "8080": "tts", "9090": "bridge"}
 
 
