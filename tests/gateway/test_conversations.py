@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 QUESTION = "What is the weather like in Paris today?"
 LATER = "Please tell me a story."
 CHUNK = 3200  # 100 ms of 16 kHz PCM16
-TIMEOUT = 120
+TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,15 @@ def events() -> Iterator[tuple[EventReceiver, str]]:
 @pytest.fixture(scope="module")
 def chat_gateway(stt_url: str, tts_url: str, conversation_url: str, events: tuple[EventReceiver, str]) -> Iterator[str]:
     """The gateway in front of the real brokers and the conversation service."""
+    # A loaded CI machine may keep Kokoro busy for a while: generous timeouts, so only a real fault fails.
     settings = gateway_settings(
-        stt_urls=stt_url, tts_urls=tts_url, conversation_urls=conversation_url, events_url=events[1]
+        stt_urls=stt_url,
+        tts_urls=tts_url,
+        conversation_urls=conversation_url,
+        events_url=events[1],
+        stt_timeout=TIMEOUT,
+        tts_timeout=TIMEOUT,
+        health_timeout=5.0,
     )
     with serve(create_app(settings)) as url:
         yield url
@@ -156,7 +163,9 @@ def test_barge_in_cuts_the_reply_to_what_was_heard(
     async def scenario() -> tuple[Chat, str]:
         async with websockets.connect(ws_url(chat_gateway), max_size=None) as ws:
             chat = Chat(ws)
-            await chat.send({"type": "start_conversation", "responder": {"name": "openai"}, "format": "wav"})
+            await chat.send(
+                {"type": "start_conversation", "responder": {"name": "openai"}, "format": "wav", "voice": "jf_alpha"}
+            )
             conversation = (await chat.until("conversation.started"))["conversation_id"]
             await chat.send({"type": "text", "text": "Tell me something long please."})
             first = await chat.until("reply.audio")

@@ -61,13 +61,6 @@ class SpeechEvent(BaseModel):
     source: str = Field(default="gateway", max_length=64)
     """Which service produced it."""
 
-    def payload(self) -> str:
-        """The JSON published to MQTT: the reply-only fields appear on replies only."""
-        return self.model_dump_json(exclude=None if self.type == "reply" else _REPLY_ONLY)
-
-
-_REPLY_ONLY = {"conversation_id", "message_id", "interrupted"}
-
 
 class EventAccepted(BaseModel):
     """The bridge's ``202`` answer."""

@@ -188,7 +188,8 @@ class SentenceBuffer:
             pieces = split_text(self.pending, max_chars=self.max_chars, first_chars=self._first())
             if len(pieces) > 1:
                 done = pieces[:-1]
-                self.pending = pieces[-1].text
+                # keep the space a delta ended with: the next delta starts a new word
+                self.pending = pieces[-1].text + (" " if self.pending[-1:].isspace() else "")
                 self.emitted += len(done)
                 return done
         return []

@@ -250,7 +250,7 @@ class Outbox:
 
     async def accept(self, event: SpeechEvent) -> bool:
         """Commit ``event`` durably; False when its id was accepted before."""
-        payload = event.payload().encode()
+        payload = event.model_dump_json().encode()
         stored: bool = await self._run(self.store.accept, event.event_id, event.type, payload, time.time())
         if stored:
             self._new.set()
