@@ -59,6 +59,7 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "GATEWAY_TTS_URLS": tts_url,
         "GATEWAY_EVENTS_URL": bridge_url,
         "GATEWAY_CONVERSATION_URLS": conversation_url,
+        "STT_EVENTS_URL": bridge_url,  # transcripts made over Wyoming
         "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
         "MQTT_BRIDGE_SERVICES": json.dumps(
             {
@@ -107,6 +108,10 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "MQTT bridge": bridge_url,
         "conversations": conversation_url,
     }
+    if stt.wyoming_enabled:
+        urls["Wyoming STT"] = f"tcp://{stt.host}:{stt.wyoming_port}"
+    if tts.wyoming_enabled:
+        urls["Wyoming TTS"] = f"tcp://{tts.host}:{tts.wyoming_port}"
     return stack, urls
 
 

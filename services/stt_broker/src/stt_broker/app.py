@@ -13,8 +13,10 @@ from fastapi import FastAPI, Request
 from stt_broker import __version__
 from stt_broker.engines import engine_factory
 from stt_broker.engines.base import SttEngine
+from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
+from stt_broker.live.vad import load_silero
 from stt_broker.models import resolve_model
-from stt_broker.routes import models, transcriptions
+from stt_broker.routes import models, stream, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
@@ -32,17 +34,24 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
+        workers, threads = settings.layout()
         pool: WorkerPool[SttEngine] = WorkerPool(
             "stt",
             engine_factory(settings, model),
-            size=settings.workers,
+            size=workers,
             max_queue=settings.max_queue,
             retry_after=settings.retry_after,
         )
         await anyio.to_thread.run_sync(pool.start)
         try:
             engine = pool.engines[0]
-            detector = await anyio.to_thread.run_sync(SpeechDetector, settings.vad_threshold) if settings.vad else None
+            detector = (
+                await anyio.to_thread.run_sync(
+                    SpeechDetector, settings.vad_threshold, settings.vad_speech_pad_ms, settings.vad_min_gap_ms
+                )
+                if settings.vad
+                else None
+            )
             transcriber = Transcriber(
                 pool,
                 detector,
@@ -57,12 +66,22 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 extra={
                     "engine": engine.backend,
                     "model": engine.model,
-                    "workers": settings.workers,
-                    "threads": settings.threads,
+                    "workers": workers,
+                    "threads": threads,
+                    "flash_attn": settings.flash_attn,
+                    "beam_size": settings.beam_size,
                 },
             )
+            live = LiveRuntime(
+                pool,
+                await anyio.to_thread.run_sync(load_silero),
+                LiveMetrics(app.state.http_metrics.registry),
+                LiveConfig.from_settings(settings),
+                model=engine.model,
+                default_language=settings.default_language,
+            )
             async with wyoming_server(settings, transcriber, app.state.http_metrics):
-                yield {"transcriber": transcriber}
+                yield {"transcriber": transcriber, "live": live}
         finally:
             await anyio.to_thread.run_sync(pool.close)
 
@@ -90,9 +109,10 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         description="Speech-to-text on whisper.cpp: the integration guide's `/v1/transcribe` and "
-        "OpenAI's `/v1/audio/transcriptions`.",
+        "OpenAI's `/v1/audio/transcriptions`, and live transcription over `WS /v1/stream`.",
     )
     app.state.settings = settings
     app.include_router(transcriptions.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
+    app.include_router(stream.router, prefix="/v1")
     return app

@@ -22,7 +22,7 @@ from gateway.deps import (
     limit_transcribe,
     require_multipart,
 )
-from gateway.schemas import OpenAISpeechRequest, errors
+from gateway.schemas import OpenAISpeechRequest, errors, json_errors
 from gateway.streaming import AudioTap, SseTap, relay
 from voicestack_common.events import utc_now
 from voicestack_common.jsonbody import JsonBodyRoute
@@ -145,7 +145,7 @@ def _record_answer(record: Callable[..., None], body: bytes, media: str) -> None
                 "text/event-stream": {},
             },
         },
-        **errors(401, 413, 415, 422, 429, 502, 503, 504),
+        **json_errors(401, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def speech(body: OpenAISpeechRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:

@@ -30,6 +30,7 @@ from gateway.schemas import (
     TranscribeResponse,
     VoicesResponse,
     errors,
+    json_errors,
 )
 from gateway.streaming import AudioTap, relay
 from voicestack_common.encode import FORMATS
@@ -135,7 +136,7 @@ async def synthesize_one(gateway: Gateway, body: SynthesizeRequest, session: str
     summary="Synthesize speech, returned as base64 in JSON",
     response_model=SynthesizeResponse,
     dependencies=[Depends(limit_synthesize)],
-    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+    responses=json_errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: SessionDep) -> SynthesizeResponse:
     """``{text, voice, lang_code, speed}`` to ``{audio_base64, audio_sample_rate, audio_duration_seconds,
@@ -150,7 +151,7 @@ async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: Sess
     dependencies=[Depends(limit_synthesize)],
     responses={
         200: {"description": "Audio bytes as the TTS broker makes them (WAV by default)", "content": _AUDIO_TYPES},
-        **errors(401, 413, 415, 422, 429, 502, 503, 504),
+        **json_errors(401, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def audio_stream(body: AudioStreamRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:
@@ -189,7 +190,7 @@ async def audio_stream(body: AudioStreamRequest, gateway: GatewayDep, session: S
     "/synthesize-batch",
     summary="Synthesize several texts, with bounded parallelism",
     response_model=list[SynthesizeResponse],
-    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+    responses=json_errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize_batch(
     body: list[SynthesizeRequest], gateway: GatewayDep, caller: CallerDep, session: SessionDep
