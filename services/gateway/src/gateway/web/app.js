@@ -519,11 +519,11 @@ async function endConversationTurn() {
   }
 }
 
-/** Offer a responder choice only where the server allows more than one. */
+/** Offer a responder choice only where the server allows more than one (GET api/voice/responders). */
 async function loadResponders() {
   let answer;
   try {
-    answer = await request("api/conversations/responders");
+    answer = await request("api/voice/responders");
   } catch {
     return; // no choice offered here: the server's default answers
   }
