@@ -72,12 +72,12 @@ class EventSender:
 
     def record(
         self,
-        kind: Literal["transcription", "synthesis"],
+        kind: Literal["transcription", "synthesis", "reply"],
         started_at: datetime,
         session_id: str | None = None,
         **fields: Any,
     ) -> None:
-        """Build and queue an event for a finished transcription or synthesis."""
+        """Build and queue an event for a finished transcription, synthesis or reply."""
         if not self.enabled or (kind == "synthesis" and not self.synthesis):
             return
         try:
