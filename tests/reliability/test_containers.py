@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-OURS = ("gateway", "stt_broker", "tts_broker", "mqtt_bridge")
+OURS = ("gateway", "stt_broker", "tts_broker", "mqtt_bridge", "conversation")
 
 
 def _k8s_deployments() -> dict[str, dict[str, Any]]:
