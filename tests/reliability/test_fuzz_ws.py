@@ -159,3 +159,63 @@ def test_edge_frames(ws_base: str, route: str) -> None:
     assert after.alive("after")
     after.close()
     record("ws_edges", route, {"tiny_frames": 3000, "oversized_frame_close": 1009})
+
+
+LIVE_EVENTS = {"ready", "speech_started", "partial", "speech_stopped", "final", "error", "checkpoint", "closed"}
+# 1003/1007: data the session cannot read (a documented answer to garbage); 1013: try again later.
+LIVE_CLEAN_CLOSE = {1000, 1003, 1007, 1008, 1009, 1013}
+live_frames = st.one_of(
+    st.binary(max_size=3200),  # raw audio, or garbage
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["start", "audio", "commit", "clear", "ping", "", "stop2"])},
+        optional={
+            "audio_base64": st.one_of(st.text(max_size=40), st.integers()),
+            "format": st.one_of(st.sampled_from(["pcm16", "webm", "ogg", "wav", "mp3"]), st.integers()),
+            "sample_rate": st.one_of(st.integers(min_value=-10, max_value=200_000), st.text(max_size=3)),
+            "language": json_values,
+        },
+    ).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=60),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("fixture", "route"), [("fuzz_gateway_url", "/api/voice/ws/transcribe"), ("stt_url", "/v1/stream")]
+)
+def test_live_transcription_frames_end_in_a_clean_close(
+    fixture: str, route: str, request: pytest.FixtureRequest
+) -> None:
+    """Random audio and out-of-order control messages, then ``stop``: known events, then a clean close."""
+    ws_base = request.getfixturevalue(fixture).replace("http://", "ws://")
+    counts = {"sequences": 0, "frames": 0, "events": 0}
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+    @given(sequence=st.lists(live_frames, min_size=1, max_size=8))
+    def run(sequence: list[str | bytes]) -> None:
+        with connect(ws_base + route, max_size=None, open_timeout=60) as ws:
+            closed: int | None = None
+            try:
+                for frame in [*sequence, json.dumps({"type": "stop"})]:
+                    ws.send(frame)
+            except ConnectionClosed as exc:
+                closed = exc.rcvd.code if exc.rcvd is not None else None
+            while closed is None:
+                try:
+                    raw = ws.recv(timeout=RECV_TIMEOUT)
+                except ConnectionClosed as exc:
+                    closed = exc.rcvd.code if exc.rcvd is not None else None
+                    break
+                assert isinstance(raw, str), "events are text frames"
+                event = json.loads(raw)
+                assert event.get("type") in LIVE_EVENTS, event
+                counts["events"] += 1
+            assert closed in LIVE_CLEAN_CLOSE, f"closed without a clean close frame: {closed}"
+        counts["sequences"] += 1
+        counts["frames"] += len(sequence) + 1
+
+    run()
+    record("ws_fuzz", route, counts)
