@@ -140,6 +140,8 @@ class HealthResponse(BaseModel):
     sst_replicas: list[ReplicaHealth]
     tts_replicas: list[ReplicaHealth]
     events: EventsHealth
+    conversation_service: str | None = Field(default=None, description="Unset when no conversation service is set")
+    conversation_healthy: bool | None = None
 
 
 class OpenAISpeechRequest(BaseModel):

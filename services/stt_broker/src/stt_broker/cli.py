@@ -33,7 +33,14 @@ def serve(
     settings = SttSettings(**overrides)  # type: ignore[arg-type]
     configure_logging("stt-broker", settings.log_level, settings.log_format)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=10
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        # No keep-alive pings on live sessions: a session applying back-pressure stops reading its
+        # socket, pongs included, and would be closed for it; STT_LIVE_IDLE_TIMEOUT ends dead ones.
+        ws_ping_interval=None,
     )
 
 

@@ -72,6 +72,18 @@ async def create_conversation(request: Request, conversations: ConversationsDep,
     return _json(await conversations.client.call("POST", "/v1/conversations", owner_of(caller), json_body=payload))
 
 
+# Not under /api/conversations/, where it would hide a conversation whose id is "responders".
+@seeds.get(
+    "/api/voice/responders",
+    tags=["conversations"],
+    summary="The responders a client may choose, and their allowed options",
+    responses=errors(401, 503),
+)
+async def responders(conversations: ConversationsDep) -> JSONResponse:
+    """``{default, allowed, options}``: what ``start_conversation``'s ``responder`` may ask for."""
+    return JSONResponse(await conversations.client.responders())
+
+
 @router.get("/{conversation_id}", summary="A conversation with its messages", responses=errors(401, 404, 503))
 async def get_conversation(conversation_id: str, conversations: ConversationsDep, caller: CallerDep) -> JSONResponse:
     """404 for an unknown id and for another key's conversation alike."""
