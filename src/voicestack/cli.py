@@ -24,8 +24,9 @@ models_app = typer.Typer(help="Whisper and Kokoro models: list, download, prepar
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a long line stays one line (a pipe or a log file has no width to wrap at).
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="VOICESTACK_URL", help="Gateway base URL")]
 KeyOption = Annotated[
@@ -72,7 +73,7 @@ def stt(
     """Transcribe a file through the gateway and print the result."""
     if fmt not in ("json", "text", "srt", "vtt"):
         raise _fail(f"unknown format {fmt!r}: use json, text, srt or vtt")
-    gateway = client.Gateway(url, api_key)
+    gateway = client.GatewayTarget(url, api_key)
     api_format = "json" if fmt in ("json", "text") else fmt
     try:
         with _progress(f"uploading {file.name}") as bar:
@@ -84,7 +85,7 @@ def stt(
                 fmt=api_format,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except client.ClientError as exc:
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     if isinstance(result, dict):
         out.print(json.dumps(result, indent=2) if fmt == "json" else result.get("text", ""), soft_wrap=True)
@@ -107,7 +108,7 @@ def tts(
     api_key: KeyOption = None,
 ) -> None:
     """Synthesize speech through the gateway into a file."""
-    gateway = client.Gateway(url, api_key)
+    gateway = client.GatewayTarget(url, api_key)
     try:
         with _progress("synthesizing") as bar:
             task = bar.add_task("synthesizing", total=None)
@@ -119,7 +120,7 @@ def tts(
                 speed=speed,
                 progress=lambda done, _: bar.update(task, completed=done),
             )
-    except client.ClientError as exc:
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {output} ({size} bytes)")
 
@@ -128,8 +129,8 @@ def tts(
 def voices(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """List the voices the TTS broker offers."""
     try:
-        body = client.voices(client.Gateway(url, api_key))
-    except client.ClientError as exc:
+        body = client.voices(client.GatewayTarget(url, api_key))
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     default = body.get("default_voice")
     for name in body.get("voices", []):
@@ -144,8 +145,8 @@ def health(
 ) -> None:
     """Show every service and replica; exit non-zero unless all are healthy."""
     try:
-        body = client.health(client.Gateway(url, api_key))
-    except client.ClientError as exc:
+        body = client.health(client.GatewayTarget(url, api_key))
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     if as_json:
         out.print(json.dumps(body, indent=2))
@@ -156,7 +157,7 @@ def health(
 
 
 def _health_table(body: dict[str, Any]) -> Table:
-    """One row per replica of each broker (the guide's fields, plus the gateway's replica detail)."""
+    """One row per replica of each broker, then the MQTT bridge and the MQTT broker (as the bridge sees it)."""
     table = Table(title=f"voicestack: {body.get('status', 'unknown')}")
     for column in ("service", "replica", "healthy", "latency ms", "detail"):
         table.add_column(column)
@@ -173,10 +174,32 @@ def _health_table(body: dict[str, Any]) -> Table:
             table.add_row(
                 label,
                 str(replica.get("url") or ""),
-                "[green]yes[/green]" if replica.get("healthy") else "[red]no[/red]",
+                _yes_no(replica.get("healthy")),
                 "" if latency is None else f"{latency:.0f}",
                 str(replica.get("error") or ""),
             )
+    bridge = body.get("mqtt_bridge")
+    if isinstance(bridge, dict):
+        latency = bridge.get("latency_ms")
+        table.add_row(
+            "mqtt_bridge",
+            str(bridge.get("url") or ""),
+            _yes_no(bridge.get("healthy")),
+            "" if latency is None else f"{latency:.0f}",
+            str(bridge.get("error") or ""),
+        )
+        connected = bridge.get("mqtt_connected")
+        table.add_row(
+            "mqtt_broker",
+            f"mqtt://{bridge['mqtt_broker']}" if bridge.get("mqtt_broker") else "",
+            "?" if connected is None else _yes_no(connected),
+            "",
+            str(bridge.get("mqtt_error") or ("unknown: the bridge did not answer" if connected is None else "")),
+        )
+    else:
+        detail = "events are off (GATEWAY_EVENTS_URL is empty)"
+        table.add_row("mqtt_bridge", "", "-", "", detail)
+        table.add_row("mqtt_broker", "", "-", "", detail)
     events = body.get("events")
     if events:
         table.caption = (
@@ -184,6 +207,10 @@ def _health_table(body: dict[str, Any]) -> Table:
             f"{events.get('pending', 0)} pending, {events.get('dropped', 0)} dropped"
         )
     return table
+
+
+def _yes_no(value: object) -> str:
+    return "[green]yes[/green]" if value else "[red]no[/red]"
 
 
 @models_app.command("list")

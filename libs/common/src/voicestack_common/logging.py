@@ -80,6 +80,10 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO ("HTTP Request: GET .../readyz"): the health probes of the
+    # gateway and the bridge would print a line per service every few seconds. Kept at DEBUG.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if root.isEnabledFor(logging.DEBUG) else logging.WARNING)
     access = logging.getLogger("uvicorn.access")
     access.filters[:] = [f for f in access.filters if not isinstance(f, ProbeAccessFilter)]
     access.addFilter(ProbeAccessFilter())

@@ -59,6 +59,7 @@ def create_service_app(
     ]
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, middleware=middleware)
     app.state.http_metrics = http_metrics
+    app.state.settings = settings
     app.state.started_at = time.time()
     install_error_handlers(app)
 

@@ -18,14 +18,14 @@ from gateway import __version__
 from gateway.auth import ApiKeyMiddleware, ApiKeys
 from gateway.deps import Gateway
 from gateway.events import EventSender
-from gateway.health import HealthMonitor
+from gateway.health import BridgeProbe, HealthMonitor
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
+from gateway.replicas import ReplicaSet
 from gateway.routes import openai, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
-from gateway.upstream import Upstream
 from voicestack_common.service import Readiness, create_service_app
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         metrics = GatewayMetrics(app.state.http_metrics.registry)
         retry_after = math.ceil(settings.health_interval)
-        stt = Upstream(
+        stt = ReplicaSet(
             "stt",
             settings.stt_replicas,
             _client(settings, settings.stt_timeout),
@@ -78,7 +78,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.upstream_retries,
             retry_after,
         )
-        tts = Upstream(
+        tts = ReplicaSet(
             "tts",
             settings.tts_replicas,
             _client(settings, settings.tts_timeout),
@@ -103,6 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             cache_seconds=settings.health_cache_seconds,
             resolve=settings.resolve_replicas,
             resolve_interval=settings.resolve_interval,
+            bridge=BridgeProbe(settings.events_url, events_client) if events_client is not None else None,
         )
         limits = {
             op: RateLimiter(op, rate, settings.rate_limit_burst)
@@ -170,7 +171,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             Middleware(ApiKeyMiddleware, keys=keys),
         ],
     )
-    app.state.settings = settings
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
@@ -70,25 +70,65 @@ class EventSender:
         self._wake.set()
         self.metrics.events_queued.set(len(self._queue))
 
-    def record(
+    def transcribed(
         self,
-        kind: Literal["transcription", "synthesis"],
         started_at: datetime,
-        session_id: str | None = None,
-        **fields: Any,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        language: str | None = None,
+        model: str | None = None,
+        confidence: float | None = None,
     ) -> None:
-        """Build and queue an event for a finished transcription or synthesis."""
-        if not self.enabled or (kind == "synthesis" and not self.synthesis):
+        """Queue the event of a finished transcription."""
+        if not self.enabled:
             return
-        try:
-            event = SpeechEvent(
-                type=kind,
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="transcription",
                 request_id=request_id_var.get(),
                 session_id=session_id,
                 started_at=started_at,
                 finished_at=utc_now(),
-                **fields,
+                text=text,
+                duration_seconds=seconds,
+                language=language,
+                model=model,
+                confidence=confidence,
             )
+        )
+
+    def synthesized(
+        self,
+        started_at: datetime,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        language: str | None = None,
+        voice: str | None = None,
+    ) -> None:
+        """Queue the event of a finished synthesis (unless synthesis events are off)."""
+        if not self.enabled or not self.synthesis:
+            return
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="synthesis",
+                request_id=request_id_var.get(),
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=utc_now(),
+                text=text,
+                duration_seconds=seconds,
+                language=language,
+                voice=voice,
+            )
+        )
+
+    def _queue_built(self, build: Callable[[], SpeechEvent]) -> None:
+        try:
+            event = build()
         except ValidationError as exc:  # an odd broker answer must not fail the client's request
             logger.warning("event not built: %s", exc.errors()[0].get("msg"))
             self._drop("invalid")

@@ -42,14 +42,12 @@ class WhisperCppEngine:
         threads: int = 2,
         model_id: str | None = None,
         use_gpu: bool = False,
-        flash_attn: bool = False,
     ) -> None:
         self.model_path = model_path
         self.threads = threads
         self.model = model_id or model_id_from_path(model_path)
         self.multilingual = not self.model.split("-")[0].endswith(".en")
         self._use_gpu = use_gpu
-        self._flash_attn = flash_attn
         self._model: Any = None
 
     def load(self) -> None:
@@ -65,7 +63,8 @@ class WhisperCppEngine:
             print_progress=False,
             print_realtime=False,
             redirect_whispercpp_logs_to=None,
-            context_params={"use_gpu": self._use_gpu, "flash_attn": self._flash_attn},
+            # Pinned off, as every test and benchmark ran it (whisper.cpp 1.8 may default it on).
+            context_params={"use_gpu": self._use_gpu, "flash_attn": False},
         )
         import _pywhispercpp as pw
 
