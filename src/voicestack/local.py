@@ -85,6 +85,7 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "GATEWAY_STT_URLS": stt_url,
         "GATEWAY_TTS_URLS": tts_url,
         "GATEWAY_EVENTS_URL": bridge_url,
+        "STT_EVENTS_URL": bridge_url,  # transcripts made over Wyoming
         "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
         "MQTT_BRIDGE_SERVICES": json.dumps(
             {"gateway": [gateway_url], "stt_broker": [stt_url], "tts_broker": [tts_url]}
@@ -124,6 +125,10 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "TTS broker": tts_url,
         "MQTT bridge": bridge_url,
     }
+    if stt.wyoming_enabled:
+        urls["Wyoming STT"] = f"tcp://{stt.host}:{stt.wyoming_port}"
+    if tts.wyoming_enabled:
+        urls["Wyoming TTS"] = f"tcp://{tts.host}:{tts.wyoming_port}"
     return stack, urls
 
 

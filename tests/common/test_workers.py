@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from voicestack_common.errors import Saturated, UpstreamTimeout
-from voicestack_common.workers import Done, WorkerPool, emitted
+from voicestack_common.workers import Done, Priority, WorkerPool, emitted
 
 
 class Recorder:
@@ -164,3 +164,33 @@ def test_emitted_raises_the_job_s_failure_and_cancels_when_closed_early() -> Non
 
     assert run(pool, scenario) == ["partial", "tick"]
     assert cancelled.wait(5)
+
+
+def test_urgent_jobs_jump_the_queue_and_idle_tells_optional_work() -> None:
+    pool = WorkerPool("t", Recorder, size=1, max_queue=1)
+    gate = threading.Event()
+    order: list[str] = []
+
+    def job(name: str) -> Any:
+        def fn(engine: Recorder, cancel: threading.Event) -> None:
+            if name == "first":
+                gate.wait(5)
+            order.append(name)
+
+        return fn
+
+    async def main() -> None:
+        assert pool.has_idle_worker
+        first = asyncio.ensure_future(pool.submit(job("first"), timeout=5))
+        await asyncio.sleep(0.05)
+        assert not pool.has_idle_worker  # optional work (a live partial) is skipped now
+        normal = asyncio.ensure_future(pool.submit(job("normal"), timeout=5))
+        await asyncio.sleep(0)
+        # The queue is full for normal work; an urgent job (a live final) still gets in, ahead of it.
+        urgent = asyncio.ensure_future(pool.submit(job("urgent"), timeout=5, priority=Priority.URGENT))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, normal, urgent)
+
+    run(pool, main)
+    assert order == ["first", "urgent", "normal"]

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 CPU_OVERRIDE = DEPLOY / "docker-compose.cpu.yml"
+WYOMING_OVERRIDE = DEPLOY / "docker-compose.wyoming.yml"
 SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
 
 
@@ -153,8 +154,9 @@ def merge(base: Any, override: Any) -> Any:
     """Compose's merge of an override file, for overrides made of mappings and scalars only.
 
     Mappings merge key by key, a scalar replaces, ``!reset`` removes. Compose merges
-    sequences by rules of their own (ports by target, ...): ``assert_no_sequences`` keeps
-    the override files this is used on free of them, so the result is exact.
+    sequences by rules of their own (ports by target, ...): the override files hold none,
+    except the Wyoming one, whose ``ports`` are new and whose ``networks`` are a superset
+    of the base's (checked in test_compose), so replacing them is what Compose does.
     """
     if isinstance(override, dict) and isinstance(base, dict):
         merged = dict(base)
@@ -212,6 +214,8 @@ VARIANTS = (
     Variant("gpu-remote", (COMPOSE_FILE,), ("remote",)),
     Variant("cpu", (COMPOSE_FILE, CPU_OVERRIDE)),
     Variant("cpu-remote", (COMPOSE_FILE, CPU_OVERRIDE), ("remote",)),
+    Variant("gpu-wyoming", (COMPOSE_FILE, WYOMING_OVERRIDE)),
+    Variant("cpu-wyoming", (COMPOSE_FILE, CPU_OVERRIDE, WYOMING_OVERRIDE)),
 )
 
 

@@ -17,6 +17,7 @@ from tests.deploy.kit import (
     DEPLOY,
     REPO,
     VARIANTS,
+    WYOMING_OVERRIDE,
     Variant,
     compose_config,
     env_of,
@@ -75,7 +76,7 @@ def test_docker_compose_accepts_the_files(variant: Variant, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("path", [COMPOSE_FILE, CPU_OVERRIDE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [COMPOSE_FILE, CPU_OVERRIDE, WYOMING_OVERRIDE], ids=lambda p: p.name)
 def test_files_match_the_compose_spec_schema(path: Path) -> None:
     assert schema_errors(load_yaml(path, resets=False)) == []
 
@@ -169,13 +170,15 @@ def test_long_running_services_restart(variant: Variant) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_only_the_gateway_mqtt_and_grafana_are_published(variant: Variant) -> None:
+    """...and the brokers' Wyoming ports, only with the Wyoming override."""
     doc = variant.document()
+    published = PUBLISHED | ({"stt_broker", "tts_broker"} if WYOMING_OVERRIDE in variant.files else set())
     backend = [name for name, net in doc["networks"].items() if (net or {}).get("internal")]
     assert backend == ["backend"]
     for name, svc in doc["services"].items():
         if svc.get("network_mode") == "none":
             continue
-        if name in PUBLISHED:
+        if name in published:
             assert svc.get("ports"), name
             assert set(svc["networks"]) == {"frontend", "backend"}, name
         else:
@@ -305,10 +308,27 @@ def test_the_profile_services_stay_out_of_a_plain_up() -> None:
 def test_every_compose_variable_is_documented() -> None:
     """docs/deploy.md lists what the Compose files interpolate and what they pass through."""
     guide = (REPO / "docs" / "deploy.md").read_text()
-    for path in (COMPOSE_FILE, CPU_OVERRIDE):
+    for path in (COMPOSE_FILE, CPU_OVERRIDE, WYOMING_OVERRIDE):
         for name in sorted(interpolated_names(path.read_text())):
             assert f"`{name}`" in guide, f"{name} ({path.name}) is not in docs/deploy.md"
     for name, svc in services(VARIANTS[0]).items():
         for variable, value in env_of(svc).items():
             if value is None:
                 assert f"`{variable}`" in guide, f"{name} passes {variable} through: list it in docs/deploy.md"
+
+
+def test_the_wyoming_override_publishes_the_usual_ports_and_merges_exactly() -> None:
+    """Wyoming on, 10300 (STT) and 10200 (TTS) published; its lists are new or supersets of the base's."""
+    base = load_yaml(COMPOSE_FILE)["services"]
+    override = load_yaml(WYOMING_OVERRIDE)["services"]
+    assert set(override) == {"stt_broker", "tts_broker"}
+    for name, port in (("stt_broker", 10300), ("tts_broker", 10200)):
+        prefix = BY_NAME[name].env_prefix()
+        env = env_of(override[name])
+        assert env[f"{prefix}WYOMING_ENABLED"] == "true"
+        assert env[f"{prefix}WYOMING_PORT"] == str(port)
+        assert [with_defaults(p) for p in override[name]["ports"]] == [f"0.0.0.0:{port}:{port}"]
+        assert "ports" not in base[name]
+        assert set(base[name]["networks"]) <= set(override[name]["networks"])
+        assert set(sequences_in(override[name])) == {".ports", ".networks"}
+    assert env_of(base["stt_broker"])["STT_EVENTS_URL"] == f"http://mqtt_bridge:{BY_NAME['mqtt_bridge'].default_port()}"

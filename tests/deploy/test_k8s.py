@@ -17,6 +17,7 @@ KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
 DOCUMENTS = [doc for name in KUSTOMIZATION["resources"] for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
 DEPLOYMENTS = {d["metadata"]["name"]: d for d in DOCUMENTS if d["kind"] == "Deployment"}
 K8S_SERVICES = {d["metadata"]["name"]: d for d in DOCUMENTS if d["kind"] == "Service"}
+WYOMING_PORTS = {"stt-broker": 10300, "tts-broker": 10200}
 GPU_DEPLOYMENTS = {"stt-broker", "tts-broker"}
 
 
@@ -47,7 +48,8 @@ def test_deployments_have_probes_on_the_health_endpoints(name: str) -> None:
     deployment = DEPLOYMENTS[name]
     spec = container(deployment)
     port = service_of(deployment).default_port()
-    assert [p["containerPort"] for p in spec["ports"]] == [port]
+    wyoming = [WYOMING_PORTS[name]] if name in WYOMING_PORTS else []
+    assert [p["containerPort"] for p in spec["ports"]] == [port, *wyoming]
     port_name = spec["ports"][0]["name"]
     assert spec["readinessProbe"]["httpGet"] == {"path": service_of(deployment).ready_path, "port": port_name}
     assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port_name}
@@ -84,10 +86,13 @@ def test_environment_names_are_settings(name: str) -> None:
 
 def test_services_select_their_pods_and_the_brokers_are_headless() -> None:
     for name, svc in K8S_SERVICES.items():
-        deployment = DEPLOYMENTS[name]
+        deployment = DEPLOYMENTS[name.removesuffix("-wyoming")]
         assert svc["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
         (port,) = svc["spec"]["ports"]
-        assert port["port"] == service_of(deployment).default_port()
+        if name.endswith("-wyoming"):
+            assert port["port"] == WYOMING_PORTS[deployment["metadata"]["name"]]
+        else:
+            assert port["port"] == service_of(deployment).default_port()
         assert port["targetPort"] in [p["name"] for p in container(deployment)["ports"]]
     # Headless: DNS lists every ready pod, which the gateway spreads requests over.
     assert K8S_SERVICES["stt-broker"]["spec"]["clusterIP"] == "None"
@@ -105,6 +110,21 @@ def test_the_gateway_and_bridge_point_at_the_kubernetes_services() -> None:
         assert host in K8S_SERVICES
     assert DEPLOYMENTS["mqtt-bridge"]["spec"]["replicas"] == 1
     assert DEPLOYMENTS["mqtt-bridge"]["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("name", sorted(WYOMING_PORTS))
+def test_the_brokers_serve_wyoming_behind_a_service_of_their_own(name: str) -> None:
+    spec = container(DEPLOYMENTS[name])
+    env = {e["name"]: e.get("value") for e in spec["env"]}
+    prefix = service_of(DEPLOYMENTS[name]).env_prefix()
+    assert env[f"{prefix}WYOMING_ENABLED"] == "true"
+    assert env[f"{prefix}WYOMING_PORT"] == str(WYOMING_PORTS[name])
+    assert {"name": "wyoming", "containerPort": WYOMING_PORTS[name]} in spec["ports"]
+    service = K8S_SERVICES[f"{name}-wyoming"]["spec"]
+    assert "clusterIP" not in service  # kube-proxy spreads connections over the pods
+    assert service["ports"] == [{"name": "wyoming", "port": WYOMING_PORTS[name], "targetPort": "wyoming"}]
+    if name == "stt-broker":
+        assert env["STT_EVENTS_URL"] == "http://mqtt-bridge:9090"
 
 
 def test_kustomize_renders_the_set() -> None:

@@ -35,6 +35,8 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
         "health_cache_seconds": 0.0,
         "connect_timeout": 1.0,
         "health_timeout": 1.0,
+        # TestClient's requests come as Host: testserver.
+        "trusted_hosts": "localhost,127.0.0.1,::1,testserver",
     }
     values.update(overrides)
     return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]

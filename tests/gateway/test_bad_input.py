@@ -207,6 +207,6 @@ def test_cors_and_trusted_hosts(fake_brokers: tuple[FakeBroker, str, FakeBroker,
         voices = client.get("/api/voice/voices", headers={"Origin": "https://app.example.com"})
         assert "X-Request-ID" in voices.headers["access-control-expose-headers"]
         assert client.get("/healthz", headers={"Host": "api.example.com"}).status_code == 200
-        refused = client.get("/healthz", headers={"Host": "evil.test"})
+        refused = client.get("/api/voice/voices", headers={"Host": "evil.test"})
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "invalid_host"

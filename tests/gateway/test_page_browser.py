@@ -12,7 +12,7 @@ import pytest
 from gateway.app import create_app
 from tests.browser import Browser, chromium, microphone_wav
 from tests.gateway.conftest import gateway_settings
-from tests.servers import serve
+from tests.servers import free_port, serve
 from tests.speech import REPO, kokoro_speech, words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -135,6 +135,46 @@ def test_refused_microphone_shows_its_message(gateway_url: str) -> None:
         assert "Microphone access was refused" in page.locator("#error-text").inner_text()
         assert browser.stats()["sentChunks"] == 0
         screenshot(browser, "mic-refused")
+
+
+def test_a_service_down_shows_its_message(tts_url: str, question_wav: tuple[Path, float]) -> None:
+    """No STT broker behind the gateway: the strip says so, and talking says a service is down."""
+    settings = gateway_settings(stt_urls=f"http://127.0.0.1:{free_port()}", tts_urls=tts_url)
+    path, seconds = question_wav
+    with serve(create_app(settings), ready_path="/healthz") as url, chromium(url + "/", microphone=path) as browser:
+        page = browser.page
+        page.wait_for_selector('#health [data-service="stt"][data-level="down"]')
+        page.keyboard.down("Space")
+        browser.wait_for(f"stats.sentBytes >= {int(seconds / 3 * 16_000 * 2)}")
+        page.keyboard.up("Space")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "down or busy" in page.locator("#error-text").inner_text()
+
+
+# What the page says for each answer the gateway can give (api.js's explain()).
+EXPLAIN = """
+async ([code, status, retryAfter]) => {
+  const { explain } = await import("./page/api.js");
+  return explain(code, status, "the broker said so", retryAfter);
+}
+"""
+
+
+ERROR_SENTENCES = [
+    ("unauthorized", 401, None, "needs an API key"),
+    ("invalid_api_key", 401, None, "API key was rejected"),
+    ("rate_limited", 429, "7", "rate-limiting this key. Try again in 7 s."),
+    ("no_upstream", 503, None, "down or busy (the broker said so)"),
+    ("saturated", 503, "2", "down or busy (the broker said so). Try again in 2 s."),
+    ("upstream_timeout", 504, None, "failed (the broker said so)"),
+    ("too_many_sessions", 0, None, "Too many live sessions"),
+]
+
+
+def test_error_sentences(gateway_url: str) -> None:
+    with chromium(gateway_url + "/") as browser:
+        for code, status, retry_after, expected in ERROR_SENTENCES:
+            assert expected in browser.page.evaluate(EXPLAIN, [code, status, retry_after]), code
 
 
 def test_wrong_key_shows_its_message(keyed_gateway_url: str) -> None:

@@ -155,4 +155,4 @@ def test_api_keys_identify_callers_without_revealing_keys() -> None:
 
 def test_replica_report_shape() -> None:
     replica = Replica("http://a", "http://a")
-    assert set(replica.describe()) == {"url", "healthy", "latency_ms", "error", "checked_at"}
+    assert set(replica.describe()) == {"url", "healthy", "busy", "latency_ms", "error", "checked_at"}

@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from mqtt_bridge.app import create_app
+from mqtt_bridge.gateway import url_host_allowed
 from mqtt_bridge.settings import BridgeSettings
 from tests.mqtt_bridge.kit import Mosquitto, Received, Subscriber, subscriber
 from tests.servers import free_port, serve
@@ -60,6 +62,11 @@ def stand_in_gateway(calls: list[tuple[str, Any, str | None]]) -> FastAPI:
     @app.get("/clip.wav")
     async def clip() -> Response:
         return Response(b"audio from a url", media_type="audio/wav")
+
+    @app.get("/redirect.wav")
+    async def redirect() -> Response:
+        # An allowed host must not lead the bridge elsewhere (here: the stand-in's own metrics).
+        return Response(status_code=302, headers={"Location": "http://localhost:9/metrics"})
 
     return app
 
@@ -115,7 +122,11 @@ def test_transcribe_round_trip_over_mqtt311_with_base64_and_url_audio(
 ) -> None:
     with (
         gateway() as (gateway_url, calls),
-        serve(create_app(settings_for(gateway_url=gateway_url))),
+        serve(
+            create_app(
+                settings_for(gateway_url=gateway_url, command_audio_urls=True, command_audio_url_hosts="127.0.0.1")
+            )
+        ),
         subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client,
     ):
         inline = ask(
@@ -178,6 +189,16 @@ BAD_COMMANDS: list[tuple[str, str, Any, str | None, str, int]] = [
     ("not an http URL", "transcribe", {"audio_url": "file:///etc/passwd"}, "bad-7", "invalid_command", 422),
     ("gateway refuses", "synthesize", {"text": "a", "voice": "nobody"}, "bad-8", "unknown_voice", 422),
     ("audio URL missing", "transcribe", {"audio_url": "{gateway}/missing.wav"}, "bad-9", "audio_fetch_failed", 502),
+    ("host not allowed", "transcribe", {"audio_url": "http://localhost:9/a.wav"}, "bad-10", "audio_url_forbidden", 422),
+    (
+        "credentials in URL",
+        "transcribe",
+        {"audio_url": "http://u:p@127.0.0.1:9/"},
+        "bad-11",
+        "audio_url_forbidden",
+        422,
+    ),
+    ("redirect", "transcribe", {"audio_url": "{gateway}/redirect.wav"}, "bad-12", "audio_fetch_failed", 502),
     ("too large", "synthesize", {"text": "a" * 5000}, None, "command_too_large", 413),
     ("no id and no response topic", "synthesize", {"text": "who gets this?"}, None, "missing_id", 422),
 ]
@@ -188,7 +209,16 @@ def test_invalid_commands_get_error_answers(
 ) -> None:
     with (
         gateway() as (gateway_url, calls),
-        serve(create_app(settings_for(gateway_url=gateway_url, command_max_bytes=4096))),
+        serve(
+            create_app(
+                settings_for(
+                    gateway_url=gateway_url,
+                    command_max_bytes=4096,
+                    command_audio_urls=True,
+                    command_audio_url_hosts="127.0.0.1",
+                )
+            )
+        ),
         subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client,
     ):
         for what, command, body, request_id, code, status in BAD_COMMANDS:
@@ -209,3 +239,40 @@ def test_an_unreachable_gateway_is_an_upstream_error(
     with serve(create_app(config)), subscriber(mosquitto.port, [f"{prefix}/cmd/#"]) as client:
         reply = ask(client, prefix, "synthesize", {"text": "anyone there?"}, request_id="lost-1").json()
         assert (reply["ok"], reply["status"], reply["error"]["code"]) == (False, 502, "gateway_unreachable")
+
+
+def test_audio_urls_are_off_by_default(
+    mosquitto: Mosquitto, prefix: str, settings_for: Callable[..., BridgeSettings]
+) -> None:
+    with (
+        gateway() as (gateway_url, calls),
+        serve(create_app(settings_for(gateway_url=gateway_url))),
+        subscriber(mosquitto.port, [f"{prefix}/cmd/#"], protocol=paho.MQTTv311) as client,
+    ):
+        reply = ask(client, prefix, "transcribe", {"audio_url": f"{gateway_url}/clip.wav"}, request_id="u-1").json()
+        assert (reply["ok"], reply["status"], reply["error"]["code"]) == (False, 422, "audio_url_disabled")
+        assert calls == []
+
+
+def test_audio_urls_need_an_allow_list() -> None:
+    with pytest.raises(ValueError, match="COMMAND_AUDIO_URL_HOSTS"):
+        BridgeSettings(_env_file=None, command_audio_urls=True)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://nas.lan/a.wav", True),
+        ("https://nas.lan:443/a.wav", True),
+        ("http://nas.lan:8080/a.wav", True),  # a host without a port: any port
+        ("http://box.lan:8081/a.wav", False),
+        ("http://media.nas.lan/a.wav", False),
+        ("http://cdn.media.lan/a.wav", True),
+        ("http://127.0.0.1:9090/metrics", False),
+        ("ftp://nas.lan/a.wav", False),
+        ("http://nas.lan@evil.example/a.wav", False),
+        ("http://nas.lan:99999/", False),
+    ],
+)
+def test_audio_url_hosts_match_exactly(url: str, allowed: bool) -> None:
+    assert url_host_allowed(url, ["nas.lan", "*.media.lan", "box.lan:8080"]) is allowed

@@ -66,7 +66,8 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
-    ports = {"gateway": free_port(), "stt": free_port(), "tts": free_port(), "bridge": free_port(), "mqtt": free_port()}
+    names = ("gateway", "stt", "tts", "bridge", "mqtt", "stt_wyoming", "tts_wyoming")
+    ports = {name: free_port() for name in names}
     env = {
         **os.environ,
         "GATEWAY_PORT": str(ports["gateway"]),
@@ -79,6 +80,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "STT_CACHE_DIR": str(TEST_CACHE / "models"),
         "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
         "VOICESTACK_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "STT_WYOMING_ENABLED": "true",
+        "STT_WYOMING_PORT": str(ports["stt_wyoming"]),
+        "TTS_WYOMING_ENABLED": "true",
+        "TTS_WYOMING_PORT": str(ports["tts_wyoming"]),
         "COLUMNS": "200",
     }
     process = subprocess.Popen(
@@ -137,6 +142,43 @@ def test_cli_round_trip_and_transcript_on_mqtt(stack: Stack, tmp_path: Path) -> 
         subscriber.disconnect()
     assert received, "no transcript event on voicestack/transcripts"
     assert words(str(received[0]["text"])) == ["hello", "there"]
+
+
+def test_the_wyoming_example_synthesizes_and_transcribes_and_the_transcript_reaches_mqtt(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """docs/examples/wyoming_client.py against the stack, as docs/wyoming.md runs it."""
+    received: list[dict[str, object]] = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-wyoming")
+    subscriber.on_message = lambda c, u, msg: received.append(json.loads(msg.payload))
+    subscriber.connect("127.0.0.1", stack.ports["mqtt"])
+    subscriber.subscribe("voicestack/transcripts", qos=1)
+    subscriber.loop_start()
+    try:
+        script = REPO / "docs" / "examples" / "wyoming_client.py"
+        example = subprocess.run(
+            [sys.executable, str(script), "Please call me back tomorrow morning.", "-o", "said.wav"],
+            env=stack.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert example.returncode == 0, example.stdout + example.stderr
+        deadline = time.monotonic() + 30
+        while not [e for e in received if e["source"] == "stt_broker/wyoming"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    out = example.stdout
+    assert "voicestack-stt" in out
+    assert "voicestack-tts" in out
+    heard = next(line for line in out.splitlines() if line.startswith("heard:"))
+    assert words(heard.removeprefix("heard:")) == ["please", "call", "me", "back", "tomorrow", "morning"]
+    assert (tmp_path / "said.wav").read_bytes()[:4] == b"RIFF"
+    (event,) = [e for e in received if e["source"] == "stt_broker/wyoming"]
+    assert words(str(event["text"])) == ["please", "call", "me", "back", "tomorrow", "morning"]
 
 
 def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:

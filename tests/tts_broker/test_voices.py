@@ -45,6 +45,10 @@ def test_weights_are_normalised() -> None:
         "af_bella((1))",
         "af_bella(1",
         "af_bella(inf)",
+        "af_bella(1e308)+af_sky(1e308)",
+        "af_bella(1e-320)+af_sky",
+        "af_bella(nan)",
+        "af_bella(1001)",
         "+".join(["af_bella"] * 9),
     ],
 )

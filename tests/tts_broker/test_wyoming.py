@@ -18,6 +18,7 @@ from tests.servers import free_port, serve
 from tests.speech import words
 from tests.tts_broker.conftest import PHRASE, Listener, tts_settings
 from tests.wyoming_kit import client, closed, metric, read_until, run, wait_for
+from tts_broker import wyoming as tts_wyoming
 from tts_broker.app import create_app
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -144,6 +145,39 @@ def test_bad_sequences_are_an_error_then_the_connection_closes(
 
     error, was_closed = run(exchange())
     assert error.code == code
+    assert was_closed
+
+
+def test_a_new_stream_ends_the_one_left_open(broker: tuple[str, int], listener: Listener) -> None:
+    async def two_streams() -> list[Event]:
+        async with client(broker[1]) as conn:
+            await conn.write_event(SynthesizeStart().event())
+            await conn.write_event(SynthesizeChunk(text="Hello there.").event())
+            await conn.write_event(SynthesizeStart(voice=SynthesizeVoice(name="jm_kumo")).event())
+            await conn.write_event(SynthesizeChunk(text=PHRASE).event())
+            await conn.write_event(SynthesizeStop().event())
+            first = await read_until(conn, "synthesize-stopped")
+            return first + await read_until(conn, "synthesize-stopped")
+
+    events = run(two_streams())
+    first_end = [e.type for e in events].index("synthesize-stopped")
+    assert listener.words(audio_of(events[:first_end]), "pcm") == ["hello", "there"]
+    assert listener.words(audio_of(events[first_end:]), "pcm") == words(PHRASE)
+
+
+def test_a_stream_carries_a_bounded_amount_of_text(broker: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tts_wyoming, "MAX_STREAM_CHARS", 30)
+
+    async def flood() -> tuple[Error, bool]:
+        async with client(broker[1]) as conn:
+            await conn.write_event(SynthesizeStart().event())
+            for _ in range(3):
+                await conn.write_event(SynthesizeChunk(text="A dozen more").event())
+            error = Error.from_event((await read_until(conn, "error"))[-1])
+            return error, await closed(conn)
+
+    error, was_closed = run(flood())
+    assert error.code == "text_too_long"
     assert was_closed
 
 

@@ -41,6 +41,8 @@ class SpeechEvent(BaseModel):
     """The ``X-Request-ID`` of the request that produced it."""
     session_id: str | None = Field(default=None, max_length=128)
     """The WebSocket session (or client-supplied session), when known."""
+    utterance_id: int | None = Field(default=None, ge=1)
+    """Live transcription only: the utterance within ``session_id`` (one event per ``final``)."""
     text: str = Field(max_length=MAX_TEXT_CHARS)
     """The transcript, or the synthesized text."""
     language: str | None = Field(default=None, max_length=16)

@@ -67,9 +67,35 @@ class ProbeAccessFilter(logging.Filter):
         return True
 
 
+# Query parameters whose values are secrets: a WebSocket client can only send its key as ``?api_key=``,
+# and uvicorn logs every request's full path (access log, and "WebSocket PATH [accepted]").
+SECRET_QUERY_PARAMS = ("api_key", "apikey", "access_token", "token", "key", "password", "secret")
+_SECRET_QUERY = re.compile(r"([?&](?:" + "|".join(SECRET_QUERY_PARAMS) + r")=)[^&#\s\"']*", re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of secret query parameters replaced."""
+    return _SECRET_QUERY.sub(r"\1" + REDACTED, text) if "=" in text else text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Redacts secret query parameters from every record's message and string arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route the root logger (and uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecretsFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
     else:

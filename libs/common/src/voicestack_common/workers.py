@@ -6,17 +6,24 @@ several threads have), and a model context serves one request at a time. So
 each engine instance lives on its own thread for its whole life, and requests
 reach it through one bounded queue: the pool size is the parallelism, the
 queue bound is the back-pressure (503 + Retry-After beyond it).
+
+Jobs have a priority: a live session's final (``URGENT``) goes ahead of
+waiting file transcriptions (``NORMAL``). Optional work (a live partial)
+checks ``has_idle_worker`` first and is skipped, never queued, when every
+context is taken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -73,6 +80,17 @@ class Engine(Protocol):
 E = TypeVar("E", bound=Engine)
 
 
+class Priority(IntEnum):
+    """Lower runs first among waiting jobs."""
+
+    URGENT = 0
+    """A live utterance's final: someone is waiting for it right now."""
+    NORMAL = 1
+    """A request."""
+    STOP = 9
+    """Shutdown markers: after every admitted job."""
+
+
 @dataclass(eq=False)
 class _Job:
     fn: Callable[[Any, threading.Event], Any]
@@ -101,7 +119,8 @@ class WorkerPool(Generic[E]):
         self.max_queue = max_queue
         self.retry_after = retry_after
         self._factory = factory
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._threads: list[threading.Thread] = []
         self._engines: list[E] = []
         self._busy = 0
@@ -117,6 +136,12 @@ class WorkerPool(Generic[E]):
     def busy(self) -> int:
         """Jobs running now."""
         return self._busy
+
+    @property
+    def has_idle_worker(self) -> bool:
+        """Whether a job submitted now would start at once (optional work checks this, on the loop)."""
+        # A job whose caller gave up still holds its thread until the engine notices the cancel.
+        return max(self._admitted, self._busy) < self.size
 
     @property
     def engines(self) -> list[E]:
@@ -141,16 +166,21 @@ class WorkerPool(Generic[E]):
             self.close()
             raise failures[0]
 
-    async def submit(self, fn: Callable[[E, threading.Event], T], *, timeout: float) -> T:
-        """Run ``fn(engine, cancel)`` on a free engine; ``cancel`` is set when the caller gives up."""
-        if self._admitted >= self.size + self.max_queue:
+    async def submit(
+        self, fn: Callable[[E, threading.Event], T], *, timeout: float, priority: Priority = Priority.NORMAL
+    ) -> T:
+        """Run ``fn(engine, cancel)`` on a free engine; ``cancel`` is set when the caller gives up.
+
+        ``URGENT`` jobs are admitted past ``max_queue`` (their callers bound how many they send).
+        """
+        if priority > Priority.URGENT and self._admitted >= self.size + self.max_queue:
             raise Saturated(
                 f"all {self.size} {self.name} workers are busy and {self.waiting} requests are queued",
                 retry_after=self.retry_after,
             )
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop.create_future(), loop)
-        self._queue.put_nowait(job)
+        self._queue.put_nowait((priority, next(self._order), job))
         self._admitted += 1
         try:
             result: T = await asyncio.wait_for(job.future, timeout)
@@ -164,7 +194,7 @@ class WorkerPool(Generic[E]):
     def close(self) -> None:
         """Stop the threads after the jobs they are running; close every engine."""
         for _ in self._threads:
-            self._queue.put(None)
+            self._queue.put((Priority.STOP, next(self._order), None))
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
@@ -181,7 +211,7 @@ class WorkerPool(Generic[E]):
             self._engines.append(engine)
         ready.set()
         try:
-            while (job := self._queue.get()) is not None:
+            while (job := self._queue.get()[2]) is not None:
                 if job.cancel.is_set() or job.future.done():
                     continue
                 with self._lock:

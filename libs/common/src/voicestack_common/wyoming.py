@@ -136,7 +136,7 @@ class WyomingHandler(AsyncEventHandler):
             await self.send_error(exc)
             return True
         except (KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong type
-            logger.debug("malformed %s event: %r", event.type, exc)
+            logger.info("malformed %s event: %r", event.type, exc)
             await self.send_error(ProtocolError(f"malformed {event.type!r} event", code="invalid_event"))
             return False
 

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.auth import ApiKeyMiddleware, ApiKeys
+from gateway.auth import API_KEY_HEADER, OPEN_PATHS, PROTECTED_PREFIXES, ApiKeyMiddleware, ApiKeys
 from gateway.deps import Gateway
 from gateway.events import EventSender
 from gateway.health import BridgeProbe, HealthMonitor
@@ -23,7 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.replicas import ReplicaSet
-from gateway.routes import openai, voice, ws
+from gateway.routes import live, openai, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
 from voicestack_common.service import Readiness, create_service_app
@@ -77,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics,
             settings.upstream_retries,
             retry_after,
+            max_body_bytes=settings.stt_max_request_bytes,
         )
         tts = ReplicaSet(
             "tts",
@@ -85,6 +86,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics,
             settings.upstream_retries,
             retry_after,
+            max_body_bytes=settings.tts_max_request_bytes,
         )
         events_client = (
             httpx.AsyncClient(timeout=settings.events_timeout, trust_env=False) if settings.events_url else None
@@ -101,6 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             interval=settings.health_interval,
             timeout=settings.health_timeout,
             cache_seconds=settings.health_cache_seconds,
+            down_after=settings.health_down_after,
             resolve=settings.resolve_replicas,
             resolve_interval=settings.resolve_interval,
             bridge=BridgeProbe(settings.events_url, events_client) if events_client is not None else None,
@@ -133,6 +136,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await monitor.close()
+            await stt.close_probes()
+            await tts.close_probes()
             await events.close(EVENTS_FLUSH_SECONDS)
             for client in (stt.client, tts.client, events_client):
                 if client is not None:
@@ -167,13 +172,43 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         outer=[cors] if origins else [],
         guards=[
-            Middleware(TrustedHostMiddleware, allowed_hosts=split_list(settings.trusted_hosts)),
+            Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=split_list(settings.trusted_hosts),
+                allowed_origins=split_list(settings.cors_origins),
+            ),
             Middleware(ApiKeyMiddleware, keys=keys),
         ],
     )
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
+    app.include_router(live.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
     if settings.page:
         app.include_router(page_router())
+    declare_security(app)
     return app
+
+
+def declare_security(app: FastAPI) -> None:
+    """The OpenAPI document declares both ways to send a key, on every route that may need one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer KEY`"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith(PROTECTED_PREFIXES) or path in OPEN_PATHS:
+                continue
+            for operation in operations.values():
+                # Either scheme; an empty requirement: callable without a key when none is configured.
+                operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -34,6 +34,8 @@ class Gateway:
     keys: ApiKeys
     limits: dict[str, RateLimiter]
     metrics: GatewayMetrics
+    live_sessions: dict[str, int] = field(default_factory=dict)
+    """Open live transcription sessions per caller."""
 
     def charge(self, operation: Operation, caller: str, cost: int = 1) -> None:
         """Take from the caller's allowance for ``operation`` (raises 429 when it is used up)."""

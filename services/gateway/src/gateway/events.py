@@ -80,8 +80,9 @@ class EventSender:
         language: str | None = None,
         model: str | None = None,
         confidence: float | None = None,
+        utterance_id: int | None = None,
     ) -> None:
-        """Queue the event of a finished transcription."""
+        """Queue the event of a finished transcription (``utterance_id``: a live session's final)."""
         if not self.enabled:
             return
         self._queue_built(
@@ -96,6 +97,7 @@ class EventSender:
                 language=language,
                 model=model,
                 confidence=confidence,
+                utterance_id=utterance_id,
             )
         )
 

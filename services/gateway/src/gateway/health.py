@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -102,6 +103,7 @@ class HealthMonitor:
         interval: float,
         timeout: float,
         cache_seconds: float,
+        down_after: int = 3,
         resolve: bool,
         resolve_interval: float,
         bridge: BridgeProbe | None = None,
@@ -110,22 +112,38 @@ class HealthMonitor:
         self.bridge = bridge
         self.interval = interval
         self.timeout = timeout
+        self.down_after = down_after
         self.cache_seconds = cache_seconds
         self.resolve = resolve
         self.resolve_interval = resolve_interval
         self._last_check = 0.0
         self._running: asyncio.Task[None] | None = None
+        for upstream in upstreams.values():
+            upstream.probe = functools.partial(self.check_replica, upstream)
 
     async def check_replica(self, upstream: ReplicaSet, replica: Replica) -> None:
-        """One readiness probe; marks the replica up or down."""
+        """One readiness probe; marks the replica up, busy or down.
+
+        Refused or reset connections mean a dead replica: down at once. A probe that times out
+        on a replica that accepted the connection is a busy one (inference holds its CPU): it stays
+        in rotation, marked busy, until ``down_after`` probes in a row have timed out."""
         started = time.perf_counter()
         try:
             request = upstream.build(replica, "GET", HEALTH_PATH, {"timeout": self.timeout})
             response = await upstream.client.send(request)
             await response.aclose()
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            replica.failures += 1
+            if replica.healthy and replica.failures < self.down_after:
+                upstream.mark(replica, True, f"busy: health check timed out ({replica.failures} in a row)", busy=True)
+            else:
+                upstream.mark(replica, False, f"health check failed: {type(exc).__name__}")
+            return
         except httpx.HTTPError as exc:
+            replica.failures = 0
             upstream.mark(replica, False, f"health check failed: {type(exc).__name__}")
             return
+        replica.failures = 0
         latency = round((time.perf_counter() - started) * 1000, 2)
         if response.status_code == 200:
             upstream.mark(replica, True, None, latency)

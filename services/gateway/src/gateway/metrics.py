@@ -38,3 +38,7 @@ class GatewayMetrics:
         self.rate_limited = counter("rate_limited", "Requests refused by a rate limit.", ["operation"])
         self.ws_connections = gauge("ws_connections", "Open WebSocket connections.", [])
         self.ws_messages = counter("ws_messages", "WebSocket messages received, by type.", ["type"])
+        self.live_sessions = gauge("live_sessions", "Live transcription sessions relayed now.", [])
+        self.live_failovers = counter(
+            "live_failovers", "Live sessions moved to another STT replica after theirs dropped.", []
+        )

@@ -1,20 +1,24 @@
 """A broker behind a set of replicas: round-robin over the healthy ones, mark-down, one retry.
 
+    body over the broker's limit        → 413 here, nothing sent (a broker refusing a body mid-upload
+                                          resets the connection, which would read as a dead replica)
     connect refused / connect timeout   → replica marked down, request tried on the next one
-    read timeout, connection dropped    → marked down; retried only when the request is idempotent
+    read timeout, connection dropped    → replica probed at once (busy or dead is the probe's call, not
+                                          this request's); retried only when the request is idempotent
     503 from a replica (saturated)      → tried on the next one, replica stays up
     nothing left to try                 → 503 no_upstream, 504 upstream_timeout
     any other 4xx/5xx                   → the broker's error passed through (a 500 becomes 502)
 
-The health monitor (``gateway.health``) brings marked-down replicas back.
+The health monitor (``gateway.health``) brings marked-down replicas back and runs the probes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.metrics import GatewayMetrics
-from voicestack_common.errors import Saturated, UpstreamError, UpstreamTimeout, VoicestackError
+from voicestack_common.errors import PayloadTooLarge, Saturated, UpstreamError, UpstreamTimeout, VoicestackError
 from voicestack_common.logging import REQUEST_ID_HEADER, request_id_var
 from voicestack_common.upstream import MAX_ERROR_BODY, answered_error
 
@@ -55,6 +59,10 @@ class Replica:
     host: str | None = None
     """The configured host name, sent as ``Host`` (and TLS server name) to a resolved address."""
     healthy: bool = True
+    busy: bool = False
+    """Up, but its last health check timed out (it accepts connections: a busy broker, not a dead one)."""
+    failures: int = 0
+    """Health checks in a row that timed out."""
     error: str | None = None
     latency_ms: float | None = None
     checked_at: float | None = None
@@ -64,6 +72,7 @@ class Replica:
         return {
             "url": self.url,
             "healthy": self.healthy,
+            "busy": self.busy,
             "latency_ms": self.latency_ms,
             "error": self.error,
             "checked_at": self.checked_at,
@@ -81,8 +90,13 @@ class ReplicaSet:
     retries: int = 1
     retry_after: int = 5
     """``Retry-After`` seconds when no replica is reachable (about one health-check interval)."""
+    max_body_bytes: int | None = None
+    """Largest request body the broker accepts (its ``*_MAX_UPLOAD_BYTES``); larger ones get 413 here."""
+    probe: Callable[[Replica], Awaitable[None]] | None = None
+    """Checks one replica now (set by the health monitor); called when a request saw it fail."""
     replicas: list[Replica] = field(default_factory=list)
     _turn: int = 0
+    _probes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.replicas:
@@ -122,7 +136,15 @@ class ReplicaSet:
             down = down[turn % len(down) :] + down[: turn % len(down)]
         return up + down
 
-    def mark(self, replica: Replica, healthy: bool, error: str | None = None, latency_ms: float | None = None) -> None:
+    def mark(
+        self,
+        replica: Replica,
+        healthy: bool,
+        error: str | None = None,
+        latency_ms: float | None = None,
+        *,
+        busy: bool = False,
+    ) -> None:
         """Record a replica's state; going down or coming back is logged once."""
         if replica.healthy != healthy:
             log = logger.info if healthy else logger.warning
@@ -133,11 +155,30 @@ class ReplicaSet:
                 "back up" if healthy else "down",
                 extra={"upstream": self.name, "replica": replica.url, "reason": error},
             )
-        replica.healthy, replica.error = healthy, error
+        replica.healthy, replica.error, replica.busy = healthy, error, busy and healthy
         if latency_ms is not None:
             replica.latency_ms = latency_ms
         replica.checked_at = time.time()
         self._gauge(replica)
+
+    def suspect(self, replica: Replica) -> None:
+        """A request saw ``replica`` time out or drop the connection: probe it now, once at a time.
+
+        One request's failure is no verdict (a broker closing on a body it refuses, a busy broker
+        answering late); the probe tells a dead replica from a live one."""
+        if self.probe is None or not replica.healthy:
+            return
+        running = self._probes.get(replica.url)
+        if running is not None and not running.done():
+            return
+        self._probes[replica.url] = asyncio.ensure_future(self.probe(replica))
+
+    async def close_probes(self) -> None:
+        """Cancel probes still running (at shutdown)."""
+        for task in self._probes.values():
+            task.cancel()
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        self._probes.clear()
 
     def _gauge(self, replica: Replica) -> None:
         self.metrics.replica_up.labels(self.name, replica.url).set(1 if replica.healthy else 0)
@@ -162,6 +203,7 @@ class ReplicaSet:
         caller owns the successful response and must close it.
         """
         attempts = 1 + self.retries
+        self._check_size(method, path, args)
         last: VoicestackError | None = None
         answered: VoicestackError | None = None  # a replica's own error beats "unreachable"
         for index, replica in enumerate(self.candidates()[:attempts]):
@@ -185,16 +227,16 @@ class ReplicaSet:
                 continue
             except httpx.TimeoutException:
                 self._outcome("timeout")
-                self.mark(replica, False, "timed out")
+                self.suspect(replica)
                 last = UpstreamTimeout(
                     f"the {self.name.upper()} broker did not answer in time", code="upstream_timeout"
                 )
                 if idempotent:
                     continue
                 raise last from None
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
                 self._outcome("dropped")
-                self.mark(replica, False, f"connection dropped: {type(exc).__name__}")
+                self.suspect(replica)
                 last = UpstreamError(
                     f"the {self.name.upper()} broker dropped the connection", code="upstream_unavailable"
                 )
@@ -216,6 +258,17 @@ class ReplicaSet:
             or last
             or NoUpstream(f"the {self.name.upper()} broker has no replicas", retry_after=self.retry_after)
         )
+
+    def _check_size(self, method: str, path: str, args: RequestArgs | None) -> None:
+        """413 before anything is sent when the body is over the broker's limit."""
+        if self.max_body_bytes is None or args is None:
+            return
+        request = self.client.build_request(method, "http://size.check" + path, **args())
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"the request is larger than the {self.name.upper()} broker accepts ({self.max_body_bytes} bytes)"
+            )
 
     def _outcome(self, outcome: str) -> None:
         self.metrics.upstream_requests.labels(self.name, outcome).inc()

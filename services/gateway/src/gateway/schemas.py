@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from voicestack_common.contracts.tts import SynthesizeRequest
 from voicestack_common.schemas import ErrorResponse
 
+_JSON_400 = "Empty body, not JSON, or nested deeper than 32 levels (`empty_body`, `invalid_json`, `json_too_deep`)"
+
 
 def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the given statuses, with the common descriptions."""
@@ -29,6 +31,13 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``errors`` for a route with a JSON body: 400 says why a body is not read."""
+    out = errors(*statuses)
+    out[400] = {"model": ErrorResponse, "description": _JSON_400}
+    return out
+
+
 class TranscribeJsonRequest(BaseModel):
     """``POST /api/voice/transcribe`` as JSON (the guide's React example)."""
 
@@ -43,6 +52,10 @@ class ReplicaHealth(BaseModel):
 
     url: str
     healthy: bool
+    busy: bool = Field(
+        default=False,
+        description="In rotation, but its last /readyz timed out: a busy broker (a dead one refuses connections)",
+    )
     latency_ms: float | None = None
     error: str | None = None
     checked_at: float | None = Field(default=None, description="Unix time of the last check")

@@ -80,6 +80,14 @@ class GatewaySettings(ServiceSettings):
     )
     """Seconds to wait for a TTS broker's answer, or between two chunks of a stream; 504 beyond it."""
 
+    stt_max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """Largest request the gateway forwards to an STT broker; keep it equal to the brokers'
+    ``STT_MAX_UPLOAD_BYTES``. Larger requests are answered 413 here, without reaching a broker."""
+
+    tts_max_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest request the gateway forwards to a TTS broker; keep it equal to the brokers'
+    ``TTS_MAX_UPLOAD_BYTES``. Larger requests are answered 413 here, without reaching a broker."""
+
     connect_timeout: float = Field(default=3.0, gt=0)
     """Seconds to open a connection to a broker replica before trying another one."""
 
@@ -96,6 +104,11 @@ class GatewaySettings(ServiceSettings):
 
     health_timeout: float = Field(default=2.0, gt=0)
     """Seconds a replica's ``/readyz`` may take before it counts as down."""
+
+    health_down_after: int = Field(default=3, ge=1)
+    """Health checks in a row that must time out before a replica that still accepts connections
+    counts as down. A busy broker answers its probe late; a dead one refuses the connection (down at
+    once). Until then the replica stays in rotation, shown as ``busy``."""
 
     health_cache_seconds: float = Field(default=1.0, ge=0)
     """How long ``/api/voice/health`` reuses its last live check (concurrent callers share one)."""
@@ -122,13 +135,16 @@ class GatewaySettings(ServiceSettings):
 
     cors_origins: str = ""
     """Origins allowed to call the API from a browser, comma-separated (``*`` for any); empty
-    turns CORS off."""
+    turns CORS off. WebSockets check the same list: a handshake whose ``Origin`` is neither listed
+    nor the gateway's own is refused (clients that send no ``Origin``, like SDKs, are not browsers)."""
 
     cors_allow_credentials: bool = False
     """Let browsers send cookies and HTTP auth with cross-origin calls (never with ``*``)."""
 
-    trusted_hosts: str = "*"
-    """Host names the gateway answers to, comma-separated (``*.example.com`` wildcards); ``*`` is any."""
+    trusted_hosts: str = "localhost,127.0.0.1,::1"
+    """Host names the gateway answers to, comma-separated (``*.example.com`` wildcards); ``*`` is any.
+    The default, loopback names, fits the local stack and stops DNS rebinding (a web page reaching
+    ``localhost`` under a name of its own); list the names clients use when serving a network."""
 
     events_url: str = Field(
         default="http://127.0.0.1:9090",
@@ -155,6 +171,12 @@ class GatewaySettings(ServiceSettings):
 
     ws_max_in_flight: int = Field(default=4, ge=1)
     """Requests one WebSocket may have running at once; more are answered with an error."""
+
+    live_max_sessions_per_key: int = Field(default=4, ge=1)
+    """Live transcription sessions (``/api/voice/ws/transcribe``) one API key (or address) may hold at once."""
+
+    live_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest message a live transcription client may send (``frame_too_large`` above it)."""
 
     page: bool = True
     """Serve the voice page at ``/`` (static files, no API key needed to load it; every call it makes

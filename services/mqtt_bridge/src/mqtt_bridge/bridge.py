@@ -58,6 +58,7 @@ class Bridge:
                 timeout=settings.command_timeout,
                 max_audio_bytes=settings.command_max_bytes,
                 allow_urls=settings.command_audio_urls,
+                url_hosts=settings.audio_url_hosts,
                 api_key=settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None,
             )
             self.commands = CommandService(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,6 +30,7 @@ class GatewayClient:
         timeout: float,
         max_audio_bytes: int,
         allow_urls: bool,
+        url_hosts: list[str] | None = None,
         api_key: str | None = None,
     ) -> None:
         self.http = http
@@ -37,6 +39,7 @@ class GatewayClient:
         self.timeout = timeout
         self.max_audio_bytes = max_audio_bytes
         self.allow_urls = allow_urls
+        self.url_hosts = url_hosts or []
 
     async def synthesize(self, command: SynthesizeCommand, request_id: str) -> Any:
         """``{audio_base64, audio_sample_rate, audio_duration_seconds, voice, speed}``."""
@@ -59,13 +62,20 @@ class GatewayClient:
                 raise InvalidRequest("audio_base64 is not valid base64", code="invalid_command") from None
         if not self.allow_urls:
             raise InvalidRequest("audio_url is disabled on this bridge; send audio_base64", code="audio_url_disabled")
-        return await self._fetch(str(command.audio_url))
+        url = str(command.audio_url)
+        if not url_host_allowed(url, self.url_hosts):
+            raise InvalidRequest(
+                "audio_url names a host this bridge does not fetch from (MQTT_BRIDGE_COMMAND_AUDIO_URL_HOSTS)",
+                code="audio_url_forbidden",
+            )
+        return await self._fetch(url)
 
     async def _fetch(self, url: str) -> bytes:
         with upstream_errors(
             "fetching audio_url", unreachable_code="audio_fetch_failed", timeout_code="audio_fetch_failed"
         ):
-            async with self.http.stream("GET", url, timeout=self.timeout, follow_redirects=True) as response:
+            # No redirects: one could lead from an allowed host to any other.
+            async with self.http.stream("GET", url, timeout=self.timeout, follow_redirects=False) as response:
                 if response.status_code != 200:
                     raise UpstreamError(
                         f"fetching audio_url answered {response.status_code}", code="audio_fetch_failed"
@@ -98,3 +108,21 @@ class GatewayClient:
             return response.json()
         except ValueError:
             raise UpstreamError("the gateway answered with something that is not JSON") from None
+
+
+def url_host_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether ``url`` is http(s) on an allowed host: ``*``, ``host``, ``host:port`` or ``*.domain``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return False
+    host = parts.hostname.lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    for entry in allowed:
+        if entry == "*" or entry in (host, f"{host}:{port}"):
+            return True
+        if entry.startswith("*.") and host.endswith(entry[1:]):
+            return True
+    return False

@@ -1,7 +1,9 @@
 """Polls ``/healthz`` and ``/readyz`` of every service and publishes retained health JSON.
 
-A replica is ``up`` (live and ready), ``not_ready`` (live, ``/readyz`` not 200)
-or ``down``. A service is ``up`` when all its replicas are, ``degraded`` when
+A replica is ``up`` (live and ready), ``busy`` (it accepted the probe's
+connection but answered too late: inference holds its CPU, it still serves),
+``not_ready`` (live, ``/readyz`` not 200) or ``down`` (refused, reset, or an
+error status). ``busy`` counts as up in every roll-up. A service is ``up`` when all its replicas are, ``degraded`` when
 some are, ``down`` when none is; the overall state reads the same way over
 services. Each service's state goes to ``{prefix}/health/{service}`` and the
 summary to ``{prefix}/health``, when it changes and every heartbeat.
@@ -32,9 +34,13 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+SERVING = frozenset({"up", "busy"})
+"""Replica states that serve requests."""
+
+
 def rollup(states: list[str]) -> str:
     """``up`` when every part is up, ``down`` when none is, else ``degraded``."""
-    ups = sum(state == "up" for state in states)
+    ups = sum(state in SERVING for state in states)
     if ups == len(states):
         return "up"
     return "down" if ups == 0 else "degraded"
@@ -76,7 +82,7 @@ class ServiceHealth:
     @property
     def up(self) -> bool:
         """At least one replica can serve."""
-        return any(replica.status == "up" for replica in self.replicas)
+        return any(replica.status in SERVING for replica in self.replicas)
 
     @property
     def signature(self) -> tuple[str, ...]:
@@ -172,24 +178,27 @@ class HealthPoller:
     async def probe_replica(self, url: str) -> ReplicaHealth:
         """``/healthz`` and ``/readyz`` of one base URL, concurrently."""
         started = time.perf_counter()
-        (live, live_error), (ready, ready_error) = await asyncio.gather(
+        (live, live_error, live_late), (ready, ready_error, ready_late) = await asyncio.gather(
             self._get(f"{url}/healthz"), self._get(f"{url}/readyz")
         )
         latency = round((time.perf_counter() - started) * 1000, 1)
+        if (live_late and ready_late) or (live_late and ready) or (live and ready_late):
+            return ReplicaHealth(url, "busy", True, True, latency, live_error or ready_error)
         if not live:
             return ReplicaHealth(url, "down", False, False, latency, live_error)
         if not ready:
             return ReplicaHealth(url, "not_ready", True, False, latency, ready_error)
         return ReplicaHealth(url, "up", True, True, latency)
 
-    async def _get(self, url: str) -> tuple[bool, str | None]:
+    async def _get(self, url: str) -> tuple[bool, str | None, bool]:
+        """(answered 200, why not, timed out after the connection was accepted)."""
         path = url.rsplit("/", 1)[-1]
         try:
             response = await self.http.get(url, timeout=self.settings.health_timeout)
-        except httpx.TimeoutException:
-            return False, f"/{path} timed out"
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            return False, f"/{path} timed out", True
         except httpx.HTTPError as exc:
-            return False, f"/{path}: {type(exc).__name__}"
+            return False, f"/{path}: {type(exc).__name__}", False
         if response.status_code != 200:
-            return False, f"/{path} answered {response.status_code}"
-        return True, None
+            return False, f"/{path} answered {response.status_code}", False
+        return True, None, False

@@ -142,8 +142,15 @@ class BridgeSettings(ServiceSettings):
     command_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Largest command payload (base64 audio included) and largest audio fetched from a URL."""
 
-    command_audio_urls: bool = True
-    """Let ``transcribe`` commands name an ``audio_url`` for the bridge to fetch (http/https)."""
+    command_audio_urls: bool = False
+    """Let ``transcribe`` commands name an ``audio_url`` for the bridge to fetch (http/https), from
+    the hosts in ``MQTT_BRIDGE_COMMAND_AUDIO_URL_HOSTS`` only. Off by default: whoever can publish to
+    the broker would otherwise make the bridge fetch any URL its network reaches."""
+
+    command_audio_url_hosts: str = ""
+    """Hosts an ``audio_url`` may name, comma-separated (``nas.lan``, ``nas.lan:8080``,
+    ``*.media.lan``); needed with ``MQTT_BRIDGE_COMMAND_AUDIO_URLS``. ``*`` allows any host: only
+    where every publisher is trusted. Redirects are not followed."""
 
     ha_discovery: bool = True
     """Publish Home Assistant MQTT discovery (one device with a sensor per service)."""
@@ -221,4 +228,13 @@ class BridgeSettings(ServiceSettings):
             raise ValueError("MQTT_BRIDGE_MQTT_TLS_KEY_FILE needs MQTT_BRIDGE_MQTT_TLS_CERT_FILE")
         if self.reconnect_max_delay < self.reconnect_min_delay:
             raise ValueError("MQTT_BRIDGE_RECONNECT_MAX_DELAY is below MQTT_BRIDGE_RECONNECT_MIN_DELAY")
+        if self.command_audio_urls and not self.audio_url_hosts:
+            raise ValueError(
+                "MQTT_BRIDGE_COMMAND_AUDIO_URLS needs MQTT_BRIDGE_COMMAND_AUDIO_URL_HOSTS (where audio may come from)"
+            )
         return self
+
+    @property
+    def audio_url_hosts(self) -> list[str]:
+        """The hosts an ``audio_url`` may name, lower-case."""
+        return [h.strip().lower() for h in self.command_audio_url_hosts.split(",") if h.strip()]

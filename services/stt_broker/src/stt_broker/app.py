@@ -12,8 +12,10 @@ from fastapi import FastAPI, Request
 
 from stt_broker import __version__
 from stt_broker.engines import engine_factory
+from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
+from stt_broker.live.vad import load_silero
 from stt_broker.models import resolve_model
-from stt_broker.routes import models, transcriptions
+from stt_broker.routes import models, stream, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
@@ -52,8 +54,16 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                     "threads": settings.threads,
                 },
             )
+            live = LiveRuntime(
+                pool,
+                await anyio.to_thread.run_sync(load_silero),
+                LiveMetrics(app.state.http_metrics.registry),
+                LiveConfig.from_settings(settings),
+                model=engine.model,
+                default_language=settings.default_language,
+            )
             async with wyoming_server(settings, transcriber, app.state.http_metrics):
-                yield {"transcriber": transcriber}
+                yield {"transcriber": transcriber, "live": live}
 
     async def readiness(request: Request) -> Readiness:
         transcriber: Transcriber = request.state.transcriber
@@ -68,8 +78,9 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         description="Speech-to-text on whisper.cpp: the integration guide's `/v1/transcribe` and "
-        "OpenAI's `/v1/audio/transcriptions`.",
+        "OpenAI's `/v1/audio/transcriptions`, and live transcription over `WS /v1/stream`.",
     )
     app.include_router(transcriptions.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
+    app.include_router(stream.router, prefix="/v1")
     return app

@@ -82,6 +82,30 @@ class SttSettings(ServiceSettings):
     remote_timeout: float = Field(default=300.0, gt=0)
     """Read timeout towards the remote whisper.cpp server, in seconds."""
 
+    live_max_sessions: int = Field(default=16, ge=1, le=10_000)
+    """Live sessions (``WS /v1/stream``) at once; one more is answered ``saturated`` and closed with 1013."""
+
+    live_silence_ms: int = Field(default=600, ge=100, le=10_000)
+    """Silence that ends a live utterance, unless the session's ``start`` says otherwise."""
+
+    live_prefix_padding_ms: int = Field(default=300, ge=0, le=2_000)
+    """Audio kept before the detected start of speech in a live utterance."""
+
+    live_partial_interval_ms: int = Field(default=500, ge=100, le=10_000)
+    """New speech between two partial decodes of a live utterance."""
+
+    live_max_utterance_seconds: float = Field(default=30.0, ge=2, le=120)
+    """Longest live utterance; a longer one is cut at its quietest recent point."""
+
+    live_max_session_seconds: float = Field(default=4 * 3600.0, gt=0)
+    """Longest live session (wall-clock seconds); it is then closed with ``session_too_long``."""
+
+    live_idle_timeout: float = Field(default=30.0, gt=0)
+    """Seconds without any message from the client before a live session is closed (``idle_timeout``)."""
+
+    live_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest WebSocket message a live session accepts (``frame_too_large`` above it)."""
+
     wyoming_enabled: bool = False
     """Also serve the Wyoming protocol (Home Assistant Assist's speech-to-text) on ``wyoming_port``."""
 

@@ -11,6 +11,10 @@ from tts_broker.engines.base import VoiceBlend
 from voicestack_common.errors import InvalidRequest
 
 MAX_BLEND_VOICES = 8
+# Weights are relative; a bound keeps their sum finite (two weights of 1e308 overflowed to inf and
+# mixed NaN into the style vector) and every share large enough to be heard.
+MAX_BLEND_WEIGHT = 1000.0
+MIN_BLEND_WEIGHT = 0.001
 _PART = re.compile(r"^([A-Za-z0-9_.]+)(?:\(([^()]*)\))?$")
 
 
@@ -46,8 +50,10 @@ def parse_blend(spec: str) -> tuple[tuple[str, float], ...]:
             weight = 1.0 if raw is None else float(raw)
         except ValueError:
             raise _blend_error(f"weight {raw!r} of voice {name!r} is not a number") from None
-        if not math.isfinite(weight) or weight <= 0:
-            raise _blend_error(f"weight {raw!r} of voice {name!r} must be a positive number")
+        if not math.isfinite(weight) or not MIN_BLEND_WEIGHT <= weight <= MAX_BLEND_WEIGHT:
+            raise _blend_error(
+                f"weight {raw!r} of voice {name!r} must be a number from {MIN_BLEND_WEIGHT:g} to {MAX_BLEND_WEIGHT:g}"
+            )
         weights[name] = weights.get(name, 0.0) + weight
     total = sum(weights.values())
     return tuple((name, weight / total) for name, weight in weights.items())

@@ -41,6 +41,9 @@ SAMPLES_PER_CHUNK = 1024
 # Streamed text without a sentence end is spoken once it is this long, so that a
 # client that never ends a sentence still hears something before it stops.
 MAX_PENDING_CHARS = 400
+# Text one stream may carry in all (about two hours of speech): a bound on what a client
+# can queue, since it may send text much faster than it is spoken.
+MAX_STREAM_CHARS = 100_000
 # Kokoro's language codes as the locale tags Wyoming voices carry (Home Assistant matches on them).
 LOCALES = {
     "a": "en_US",
@@ -110,6 +113,7 @@ class TtsHandler(WyomingHandler):
         self.synthesizer = synthesizer
         self._pieces: asyncio.Queue[str | None] | None = None
         self._pending = ""
+        self._streamed = 0
 
     async def on_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
@@ -122,25 +126,34 @@ class TtsHandler(WyomingHandler):
             voice, lang = await self._voice(request.voice)
             self.start_work("synthesize", self._speak(request.text, voice, lang))
         elif SynthesizeStart.is_type(event.type):
+            if self._pieces is not None:  # a new stream ends the one left open
+                self._end_stream(self._pieces)
             await self.finish_work()
             voice, lang = await self._voice(SynthesizeStart.from_event(event).voice)
-            self._pieces, self._pending = asyncio.Queue(), ""
+            self._pieces, self._pending, self._streamed = asyncio.Queue(), "", 0
             self.start_work("synthesize-stream", self._speak_stream(self._pieces, voice, lang))
         elif SynthesizeChunk.is_type(event.type):
             pieces = self._stream_queue(event.type)
-            self._pending += SynthesizeChunk.from_event(event).text
+            text = SynthesizeChunk.from_event(event).text
+            self._streamed += len(text)
+            if self._streamed > MAX_STREAM_CHARS:
+                raise ProtocolError(f"a stream may carry {MAX_STREAM_CHARS} characters of text", code="text_too_long")
+            self._pending += text
             finished, self._pending = complete_sentences(self._pending)
             if not finished and len(self._pending) >= MAX_PENDING_CHARS:
                 finished, self._pending = self._pending, ""
             if finished.strip():
                 pieces.put_nowait(finished)
         elif SynthesizeStop.is_type(event.type):
-            pieces = self._stream_queue(event.type)
-            if self._pending.strip():
-                pieces.put_nowait(self._pending)
-            pieces.put_nowait(None)
-            self._pieces, self._pending = None, ""
+            self._end_stream(self._stream_queue(event.type))
         return True  # other events are dropped, as the protocol asks
+
+    def _end_stream(self, pieces: asyncio.Queue[str | None]) -> None:
+        """The rest of the text, then the end: the stream's task answers synthesize-stopped."""
+        if self._pending.strip():
+            pieces.put_nowait(self._pending)
+        pieces.put_nowait(None)
+        self._pieces, self._pending = None, ""
 
     def _stream_queue(self, event_type: str) -> asyncio.Queue[str | None]:
         if self._pieces is None:

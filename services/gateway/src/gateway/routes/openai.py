@@ -15,7 +15,7 @@ from gateway.deps import (
     limit_transcribe,
     require_multipart,
 )
-from gateway.schemas import errors
+from gateway.schemas import errors, json_errors
 from gateway.usecases import stream, transcription
 from voicestack_common.contracts.tts import OpenAISpeechRequest
 from voicestack_common.jsonbody import JsonBodyRoute
@@ -89,7 +89,7 @@ async def transcriptions(request: Request, gateway: GatewayDep, session: Session
                 "text/event-stream": {},
             },
         },
-        **errors(401, 413, 415, 422, 429, 502, 503, 504),
+        **json_errors(401, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def speech(body: OpenAISpeechRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:

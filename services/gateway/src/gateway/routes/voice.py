@@ -18,7 +18,7 @@ from gateway.deps import (
     limit_synthesize,
     limit_transcribe,
 )
-from gateway.schemas import HealthResponse, TranscribeJsonRequest, errors
+from gateway.schemas import HealthResponse, TranscribeJsonRequest, errors, json_errors
 from gateway.usecases import stream, synthesis, transcription
 from voicestack_common.contracts.stt import TranscribeResponse
 from voicestack_common.contracts.tts import SynthesizeRequest, SynthesizeResponse, VoicesResponse
@@ -90,7 +90,7 @@ async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep)
     summary="Synthesize speech, returned as base64 in JSON",
     response_model=SynthesizeResponse,
     dependencies=[Depends(limit_synthesize)],
-    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+    responses=json_errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: SessionDep) -> SynthesizeResponse:
     """``{text, voice, lang_code, speed}`` to ``{audio_base64, audio_sample_rate, audio_duration_seconds,
@@ -105,7 +105,7 @@ async def synthesize(body: SynthesizeRequest, gateway: GatewayDep, session: Sess
     dependencies=[Depends(limit_synthesize)],
     responses={
         200: {"description": "Audio bytes as the TTS broker makes them (WAV by default)", "content": _AUDIO_TYPES},
-        **errors(401, 413, 415, 422, 429, 502, 503, 504),
+        **json_errors(401, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def audio_stream(body: SynthesizeRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:
@@ -117,7 +117,7 @@ async def audio_stream(body: SynthesizeRequest, gateway: GatewayDep, session: Se
     "/synthesize-batch",
     summary="Synthesize several texts, with bounded parallelism",
     response_model=list[SynthesizeResponse],
-    responses=errors(401, 413, 415, 422, 429, 502, 503, 504),
+    responses=json_errors(401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def synthesize_batch(
     body: list[SynthesizeRequest], gateway: GatewayDep, caller: CallerDep, session: SessionDep

@@ -90,6 +90,10 @@ class ChatSession:
             await self.error("invalid_message", "a message is a JSON object with a 'type'")
             return
         kind, request_id = data["type"], data.get("id")
+        if not isinstance(request_id, str | int | float | bool | None):
+            # Echoed in every answer: a scalar only, so an answer can never be larger than the request.
+            await self.error("invalid_message", "'id' must be a string or a number")
+            return
         self.gateway.metrics.ws_messages.labels(kind if kind in _KINDS else "unknown").inc()
         if kind == "ping":
             await self.send(_with_id({"type": "pong"}, request_id))

@@ -25,7 +25,8 @@ export class PageError extends Error {
   }
 }
 
-const SERVICE_NAMES = { stt: "speech-to-text", tts: "text-to-speech", conversation: "conversation" };
+// Codes that mean "a service behind the gateway is down or saturated, not your fault".
+const DOWN_CODES = new Set(["saturated", "gateway_saturated", "not_ready", "no_upstream", "upstream_unavailable"]);
 
 /** The sentence for an error code from the gateway (HTTP or WebSocket), or null for the server's own. */
 export function explain(code, status, message, retryAfter) {
@@ -42,8 +43,9 @@ export function explain(code, status, message, retryAfter) {
   if (code === "too_many_sessions") {
     return "Too many live sessions are open with this key. Close another tab and try again.";
   }
-  if (code === "saturated" || code === "not_ready" || code === "no_healthy_replica" || status === 503) {
-    return `A service is down or busy (${message || code}). Try again in a moment.`;
+  if (DOWN_CODES.has(code) || status === 503) {
+    const wait = retryAfter ? ` Try again in ${retryAfter} s.` : " Try again in a moment.";
+    return `A service is down or busy (${message || code}).${wait}`;
   }
   if (status === 502 || status === 504 || code === "upstream_error" || code === "upstream_timeout") {
     return `A service behind the gateway failed (${message || code}).`;
@@ -93,8 +95,4 @@ export async function request(path, options = {}) {
     throw new PageError(code, message || error.message || `The gateway answered ${response.status}.`);
   }
   return body;
-}
-
-export function serviceName(name) {
-  return SERVICE_NAMES[name] || name;
 }

@@ -1,0 +1,1 @@
+"""Live speech recognition: one transport-independent session core, fed and drained by protocol faces."""

@@ -1,0 +1,138 @@
+"""What every live session shares: the engine pool, the VAD model, defaults, limits and metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
+from stt_broker.settings import SttSettings
+from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, Samples
+from voicestack_common.workers import Priority, WorkerPool
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """Server-side defaults a session's ``start`` may override, and limits it may not."""
+
+    silence_ms: int = 600
+    vad_threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    partial_interval_ms: int = 500
+    max_utterance_seconds: float = 30.0
+    min_speech_ms: int = 96
+    """Speech shorter than this (clicks, breaths) opens no utterance."""
+    end_padding_ms: int = 200
+    """Audio kept after the last speech frame in the decoded utterance."""
+    max_pending_finals: int = 2
+    """Utterances awaiting their final before the session stops reading audio (back-pressure)."""
+    max_pending_events: int = 64
+    """Events not yet sent before the session stops reading audio (a client that does not read)."""
+    decode_timeout: float = 60.0
+    max_sessions: int = 16
+    idle_timeout: float = 30.0
+    max_session_seconds: float = 4 * 3600.0
+    max_frame_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: SttSettings) -> LiveConfig:
+        """The broker's live settings."""
+        return cls(
+            silence_ms=settings.live_silence_ms,
+            vad_threshold=settings.vad_threshold,
+            prefix_padding_ms=settings.live_prefix_padding_ms,
+            partial_interval_ms=settings.live_partial_interval_ms,
+            max_utterance_seconds=settings.live_max_utterance_seconds,
+            decode_timeout=settings.inference_timeout,
+            max_sessions=settings.live_max_sessions,
+            idle_timeout=settings.live_idle_timeout,
+            max_session_seconds=settings.live_max_session_seconds,
+            max_frame_bytes=settings.live_max_frame_bytes,
+        )
+
+
+class LiveMetrics:
+    """The live sessions' metrics on the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns, sub = "stt", "live"
+        self.active = Gauge(
+            "sessions_active", "Live sessions open now.", namespace=ns, subsystem=sub, registry=registry
+        )
+        self.sessions = Counter(
+            "sessions", "Live sessions ended, by reason.", ["reason"], namespace=ns, subsystem=sub, registry=registry
+        )
+        self.final_latency = Histogram(
+            "final_latency_seconds",
+            "End of speech (endpoint) to the final sent.",
+            namespace=ns,
+            subsystem=sub,
+            registry=registry,
+            buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+        )
+        self.partial_interval = Histogram(
+            "partial_interval_seconds",
+            "Time between consecutive partials of one utterance (the partial cadence).",
+            namespace=ns,
+            subsystem=sub,
+            registry=registry,
+            buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5),
+        )
+        self.audio_seconds = Counter(
+            "audio_seconds", "Seconds of audio streamed in.", namespace=ns, subsystem=sub, registry=registry
+        )
+        self.partials = Counter("partials", "Partials sent.", namespace=ns, subsystem=sub, registry=registry)
+        self.partials_skipped = Counter(
+            "partials_skipped",
+            "Partial decodes skipped: every context busy, or the previous partial still running.",
+            ["reason"],
+            namespace=ns,
+            subsystem=sub,
+            registry=registry,
+        )
+        self.finals = Counter(
+            "finals", "Finals sent, by outcome.", ["outcome"], namespace=ns, subsystem=sub, registry=registry
+        )
+
+
+class LiveRuntime:
+    """Shared by all sessions of one broker; decodes run on the broker's worker pool."""
+
+    def __init__(
+        self,
+        pool: WorkerPool[SttEngine],
+        vad_session: Any,
+        metrics: LiveMetrics,
+        config: LiveConfig,
+        *,
+        model: str,
+        default_language: str | None,
+    ) -> None:
+        self.pool = pool
+        self.vad_session = vad_session
+        self.metrics = metrics
+        self.config = config
+        self.model = model
+        self.default_language = default_language
+        self.open_sessions = 0
+
+    @property
+    def can_decode_now(self) -> bool:
+        """Whether a context is free (optional decodes are skipped otherwise)."""
+        return self.pool.has_idle_worker
+
+    async def decode(self, samples: Samples, options: TranscribeOptions, *, urgent: bool) -> tuple[Transcript, float]:
+        """Decode 16 kHz audio on the pool; returns the transcript and the seconds the engine took."""
+        audio = Pcm(samples, STT_SAMPLE_RATE)
+
+        def run(engine: SttEngine, cancel: Any) -> tuple[Transcript, float]:
+            started = time.perf_counter()
+            transcript = engine.transcribe(audio, options, cancel=cancel)
+            return transcript, time.perf_counter() - started
+
+        return await self.pool.submit(
+            run, timeout=self.config.decode_timeout, priority=Priority.URGENT if urgent else Priority.NORMAL
+        )

@@ -1,0 +1,232 @@
+"""``WS /v1/stream``: the native WebSocket face of the live session core.
+
+It only moves frames: text frames are parsed into the shared client
+messages, binary frames are audio, and the session's events go back as JSON.
+Limits (frame size, idle time, session length, back-pressure) are enforced
+here, before anything reaches the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from stt_broker.languages import normalize_language
+from stt_broker.live.runtime import LiveRuntime
+from stt_broker.live.session import LiveSession
+from voicestack_common.audio import AudioError
+from voicestack_common.errors import VoicestackError
+from voicestack_common.jsonbody import parse_json
+from voicestack_common.live import (
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    AudioMessage,
+    ClearMessage,
+    Closed,
+    CommitMessage,
+    StartMessage,
+    StopMessage,
+    client_message,
+    error_event,
+    sniff_container,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["live"])
+
+_CLOSE_CODES = {
+    "saturated": CLOSE_TRY_AGAIN,
+    "frame_too_large": CLOSE_TOO_BIG,
+    "invalid_start": CLOSE_POLICY,
+    "start_required": CLOSE_POLICY,
+    "idle_timeout": CLOSE_POLICY,
+    "session_too_long": CLOSE_POLICY,
+}
+
+
+class _Fatal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def close_code(code: str) -> int:
+    """The WebSocket close code that goes with a fatal error code."""
+    if code in _CLOSE_CODES:
+        return _CLOSE_CODES[code]
+    return CLOSE_INVALID_DATA if code.endswith(("audio", "codec")) else CLOSE_POLICY
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    """A live transcription session: audio in, ``partial`` and ``final`` events out."""
+    runtime: LiveRuntime = websocket.state.live
+    await websocket.accept()
+    if runtime.open_sessions >= runtime.config.max_sessions:
+        error = error_event("saturated", f"all {runtime.config.max_sessions} live sessions are in use", fatal=True)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.send_text(error.model_dump_json())
+            await websocket.close(CLOSE_TRY_AGAIN)
+        return
+    await StreamFace(websocket, runtime).run()
+
+
+class StreamFace:
+    """Feeds one socket's frames to a ``LiveSession`` and sends its events back."""
+
+    def __init__(self, websocket: WebSocket, runtime: LiveRuntime) -> None:
+        self.websocket = websocket
+        self.runtime = runtime
+        self.session: LiveSession | None = None
+        self.deadline = time.monotonic() + runtime.config.max_session_seconds
+
+    async def run(self) -> None:
+        """Read until ``stop``, a fatal error or the client leaving; always release the session."""
+        sender: asyncio.Task[None] | None = None
+        code = CLOSE_NORMAL
+        try:
+            first = await self._receive()
+            if first is None:
+                return
+            start, pending = self._first(first)
+            self.session = LiveSession(self.runtime, start)
+            sender = asyncio.ensure_future(self._send_events(self.session))
+            if pending is not None:
+                await self._handle(pending)
+            while not self.session.finished:
+                await self.session.writable()
+                message = await self._receive()
+                if message is None:
+                    return
+                await self._handle(message)
+        except _Fatal as fatal:
+            code = close_code(fatal.code)
+            if self.session is None:
+                await self._send_json(error_event(fatal.code, fatal.message, fatal=True).model_dump_json())
+            else:
+                self.session.fail(fatal.code, fatal.message)
+        finally:
+            if sender is not None and self.session is not None and self.session.finished:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+            if sender is not None:
+                sender.cancel()
+            if self.session is not None:
+                self.session.close()
+            if self.websocket.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await self.websocket.close(code)
+
+    async def _receive(self) -> str | bytes | None:
+        """The next frame's payload; ``None`` when the client left."""
+        config = self.runtime.config
+        remaining = self.deadline - time.monotonic()
+        too_long = _Fatal("session_too_long", f"live sessions last at most {config.max_session_seconds:g} s")
+        if remaining <= 0:
+            raise too_long
+        try:
+            message = await asyncio.wait_for(self.websocket.receive(), min(config.idle_timeout, remaining))
+        except TimeoutError:
+            if time.monotonic() >= self.deadline:
+                raise _Fatal(
+                    "session_too_long", f"live sessions last at most {config.max_session_seconds:g} s"
+                ) from None
+            raise _Fatal("idle_timeout", f"nothing received for {config.idle_timeout:g} s") from None
+        if message["type"] == "websocket.disconnect":
+            return None
+        payload: str | bytes | None = message.get("bytes")
+        if payload is None:
+            payload = message.get("text") or ""
+        if len(payload) > config.max_frame_bytes:
+            raise _Fatal("frame_too_large", f"a message is {len(payload)} bytes; the limit is {config.max_frame_bytes}")
+        return payload
+
+    def _first(self, payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
+        """The session's ``start`` (explicit, or the PCM16 defaults) and the frame still to handle."""
+        if isinstance(payload, bytes):
+            container = sniff_container(payload)
+            if container is not None:
+                raise _Fatal("start_required", f"send a 'start' message with format '{container}' before the audio")
+            return StartMessage(), payload
+        try:
+            parsed = parse_json(payload, "message")
+        except VoicestackError:
+            return StartMessage(), payload
+        if not isinstance(parsed, dict) or parsed.get("type") != "start":
+            return StartMessage(), payload
+        try:
+            message = StartMessage.model_validate(parsed)
+        except ValidationError as exc:
+            raise _Fatal("invalid_start", _problem(exc)) from None
+        try:
+            normalize_language(message.language)
+        except KeyError:
+            raise _Fatal("invalid_start", f"unknown language {message.language!r}") from None
+        return message, None
+
+    async def _handle(self, payload: str | bytes) -> None:
+        session = self.session
+        assert session is not None
+        if isinstance(payload, bytes):
+            self._feed(payload)
+            return
+        try:
+            message = client_message.validate_json(payload)
+        except ValidationError as exc:
+            session.warn("invalid_message", _problem(exc))
+            return
+        if isinstance(message, AudioMessage):
+            try:
+                data = base64.b64decode(message.audio_base64, validate=True)
+            except (binascii.Error, ValueError):
+                session.warn("invalid_base64", "audio_base64 is not valid base64")
+                return
+            self._feed(data)
+        elif isinstance(message, CommitMessage):
+            session.commit()
+        elif isinstance(message, ClearMessage):
+            session.clear()
+        elif isinstance(message, StopMessage):
+            await session.stop()
+        else:
+            session.warn("invalid_message", "'start' may only be the first message")
+
+    def _feed(self, data: bytes) -> None:
+        assert self.session is not None
+        try:
+            self.session.feed(data)
+        except AudioError as exc:
+            raise _Fatal(exc.code, exc.message) from None
+
+    async def _send_events(self, session: LiveSession) -> None:
+        while True:
+            event = await session.next_event()
+            if not await self._send_json(event.model_dump_json(exclude_none=event.type != "final")):
+                return
+            if isinstance(event, Closed):
+                return
+
+    async def _send_json(self, text: str) -> bool:
+        try:
+            await self.websocket.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False
+        return True
+
+
+def _problem(exc: ValidationError) -> str:
+    problem = exc.errors()[0]
+    where = ".".join(str(p) for p in problem["loc"]) or "message"
+    return f"{where}: {problem['msg']}"

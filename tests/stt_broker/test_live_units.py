@@ -1,0 +1,128 @@
+"""The live core's parts on their own: streaming VAD, incremental decoders, agreement, buffer, back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stt_broker.engines import engine_factory
+from stt_broker.live.agreement import LocalAgreement
+from stt_broker.live.buffer import AudioBuffer
+from stt_broker.live.decoders import AudioInput
+from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
+from stt_broker.live.session import LiveSession
+from stt_broker.live.vad import WINDOW, StreamingVad, load_silero
+from stt_broker.models import resolve_model
+from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
+from tests.stt_broker.conftest import stt_settings
+from voicestack_common.live import StartMessage
+from voicestack_common.workers import WorkerPool
+
+
+def test_streaming_vad_equals_the_batch_model() -> None:
+    from faster_whisper.vad import get_vad_model
+
+    samples = speech_with_pauses(SENTENCES[:1]).pcm.samples
+    samples = samples[: len(samples) // WINDOW * WINDOW]
+    batch = get_vad_model()(samples)
+    vad = StreamingVad(load_silero())
+    rng = np.random.default_rng(1)
+    streamed, position = [], 0
+    while position < len(samples):
+        size = int(rng.integers(1, 3000))
+        streamed.append(vad.feed(samples[position : position + size])[0])
+        position += size
+    np.testing.assert_allclose(np.concatenate(streamed), np.asarray(batch).reshape(-1), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["webm", "ogg"])
+def test_container_decoding_is_incremental_and_slice_independent(fmt: str) -> None:
+    speech = speech_with_pauses(SENTENCES[:1])
+    data = b"".join(recorder_slices(speech.pcm, fmt))
+    whole = AudioInput(fmt).feed(data)  # type: ignore[arg-type]
+    sliced_input = AudioInput(fmt)  # type: ignore[arg-type]
+    pieces = [sliced_input.feed(data[i : i + 37]) for i in range(0, len(data), 37)]
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    assert abs(len(whole) / 16000 - speech.pcm.duration) < 0.05
+    assert sliced_input.pending == 0
+    assert sliced_input.header_bytes > 0
+    # A replay from the header plus a later packet decodes the rest of the stream.
+    point = sliced_input.sync_point(len(whole) // 2)
+    assert point is not None
+    assert point.offset > sliced_input.header_bytes
+    replay = AudioInput(fmt)  # type: ignore[arg-type]
+    tail = replay.feed(data[: sliced_input.header_bytes] + data[point.offset :])
+    assert abs(len(tail) - (len(whole) - point.sample)) < 960
+
+
+def test_pcm_and_wav_inputs_resample_once() -> None:
+    speech = speech_with_pauses(SENTENCES[:1])
+    frames = pcm16_slices(speech.pcm, 30, rate=44100, channels=2)
+    pcm = AudioInput("pcm16", 44100, 2)
+    out = np.concatenate([pcm.feed(f[:7]) for f in frames] + [pcm.feed(f[7:]) for f in []])
+    assert out.dtype == np.float32
+    from voicestack_common.encode import encode_audio
+
+    wav = encode_audio(speech.pcm, "wav")
+    wav_input = AudioInput("wav")
+    samples = np.concatenate([wav_input.feed(wav[i : i + 501]) for i in range(0, len(wav), 501)])
+    assert len(samples) == len(speech.pcm.samples)
+    assert wav_input.header_bytes == 44
+
+
+def test_local_agreement_only_grows_the_stable_prefix() -> None:
+    agreement = LocalAgreement()
+    assert agreement.update("the quick") == ("", "the quick")
+    assert agreement.update("the quick brown") == ("the quick", "brown")
+    assert agreement.update("The quick, brown fox") == ("the quick brown", "fox")
+    assert agreement.update("the quack brown fox jumps") == ("the quick brown", "fox jumps")
+
+
+def test_audio_buffer_drops_from_the_front() -> None:
+    buffer = AudioBuffer()
+    for i in range(10):
+        buffer.append(np.full(100, i, np.float32))
+    buffer.drop_before(250)
+    assert buffer.start == 250
+    assert buffer.read(0, 300).tolist() == [2.0] * 50
+    assert buffer.read(950, 2000).tolist() == [9.0] * 50
+
+
+@pytest.mark.engine
+def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None:
+    """Back-pressure: with two finals pending the session stops taking audio until events drain."""
+    settings = stt_settings(model_cache)
+    speech = speech_with_pauses()
+
+    async def scenario() -> None:
+        pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=1, max_queue=1)
+        await asyncio.to_thread(pool.start)
+        try:
+            from prometheus_client import CollectorRegistry
+
+            runtime = LiveRuntime(
+                pool,
+                load_silero(),
+                LiveMetrics(CollectorRegistry()),
+                LiveConfig(),
+                model="tiny.en",
+                default_language=None,
+            )
+            session = LiveSession(runtime, StartMessage(partials=False))
+            session.feed(speech.pcm.to_pcm16())  # three utterances at once
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(session.writable(), 0.05)
+            kinds = []
+            while len([k for k in kinds if k == "final"]) < 3:
+                kinds.append((await session.next_event()).type)
+            await asyncio.wait_for(session.writable(), 5)
+            await session.stop()
+            assert (await session.next_event()).type == "closed"
+            assert kinds.count("speech_stopped") == 3
+        finally:
+            await asyncio.to_thread(pool.close)
+
+    asyncio.run(scenario())
