@@ -1,67 +1,86 @@
-"""STT broker benchmark: the broker over HTTP against the bare engine, in one run.
+"""STT speed: bare whisper.cpp, the broker, the gateway and whisper.cpp's own server, in one run.
 
-    uv run python bench/bench_stt.py [--runs 20] [--json out.json]
+    uv run python bench/bench_stt.py --server /path/to/whisper-server [--runs 20] [--json out.json]
 
-Measures, on a ~5 s Kokoro clip and the bundled tiny.en model:
-  * the bare engines (whisper.cpp, faster-whisper) in this process: latency, real-time factor;
-  * the broker as its own process over HTTP: latency p50/p99 over sequential requests and
-    the overhead ratio against the bare whisper.cpp engine;
-  * throughput at 1, 2 and 4 concurrent clients for two pool layouts
-    (1 context x 2 threads, 2 contexts x 1 thread);
-  * whisper.cpp called from one dedicated thread versus from rotating pool threads
-    (the OpenMP effect the broker's design avoids).
+On a ~5 s Kokoro clip and the bundled tiny.en (f16):
+  * sequential latency, calls alternating bare -> broker -> gateway -> whisper-server (the
+    order rotates every round), so drift on a shared machine hits every path alike;
+  * the broker's and the gateway's min and p50 ratios to the bare engine;
+  * throughput at 4 concurrent clients, broker and whisper-server alternating in blocks.
+
+"Bare" is pywhispercpp's ``Model`` with whisper.cpp's default parameters (flash attention
+on, greedy, temperature fallback) and the same thread count as each broker context, called
+with 16 kHz float samples from this process's main thread. The broker runs with its default
+settings (pool layout from the cores, VAD on) as its own process, the gateway in front of it.
+whisper-server is whisper.cpp built from source at the tag pywhispercpp wraps (see
+docs/benchmarks.md), started with ``-t <cores>`` and otherwise its defaults.
 Speed is never asserted in tests; the numbers go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-from benchkit import emit, machine, service, summary, timed
+from benchkit import emit, machine, service, summary
+from tests.servers import free_port
 from tests.speech import TEST_CACHE, kokoro_speech
 
-from stt_broker.engines.base import TranscribeOptions
-from stt_broker.engines.faster_whisper import FasterWhisperEngine
-from stt_broker.engines.whispercpp import WhisperCppEngine
-from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
+from stt_broker.models import prepare_bundled_ggml
+from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 
 CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, in the large room."
 
 
-def broker(workers: int, threads: int) -> AbstractContextManager[str]:
-    """The broker as its own process, the way it is deployed."""
-    return service(
-        "stt_broker",
-        "STT_PORT",
-        {
-            "STT_WORKERS": str(workers),
-            "STT_THREADS": str(threads),
-            "STT_CACHE_DIR": str(TEST_CACHE / "models"),
-            "STT_MAX_QUEUE": "16",
-            "STT_LOG_LEVEL": "WARNING",
-        },
+@contextmanager
+def whisper_server(binary: Path, model: Path, threads: int) -> Iterator[str]:
+    """whisper.cpp's own HTTP server on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-m", str(model), "-t", str(threads), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("whisper-server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
-def throughput(url: str, wav: bytes, clients: int, per_client: int) -> dict[str, float]:
+def load(post: Callable[[httpx.Client], object], clients: int, per_client: int) -> dict[str, Any]:
+    """``clients`` threads posting ``per_client`` requests each; requests/s and latency."""
     latencies: list[float] = []
     lock = threading.Lock()
 
     def client() -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=300) as http:
             for _ in range(per_client):
                 started = time.perf_counter()
-                response = http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)})
-                response.raise_for_status()
+                post(http)
                 with lock:
                     latencies.append(time.perf_counter() - started)
 
@@ -70,62 +89,111 @@ def throughput(url: str, wav: bytes, clients: int, per_client: int) -> dict[str,
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
     elapsed = time.perf_counter() - started
-    return {"clients": clients, "requests_per_s": len(latencies) / elapsed, **summary(latencies)}
+    return {"requests": len(latencies), "seconds": elapsed, "latencies": latencies}
+
+
+def ratio(a: list[float], b: list[float], fn: Callable[[list[float]], float]) -> float:
+    return round(fn(a) / fn(b), 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--server", type=Path, help="whisper.cpp's whisper-server binary (built from source)")
+    parser.add_argument("--runs", type=int, default=20, help="sequential rounds (each path once per round)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--per-client", type=int, default=4)
+    parser.add_argument("--blocks", type=int, default=2, help="alternating throughput blocks per path")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    from pywhispercpp.model import Model
 
+    cores = usable_cores()
+    workers, threads = pool_layout(cores)
     clip = kokoro_speech(CLIP_TEXT, voice="jm_kumo")
-    audio16 = resample(clip, 16_000)
+    audio16 = resample(clip, 16_000).samples
     wav = encode_audio(clip, "wav")
-    options = TranscribeOptions(language="en")
-    results: dict[str, object] = {
-        "machine": machine(),
-        "clip_seconds": round(clip.duration, 2),
-    }
-
     ggml = prepare_bundled_ggml(TEST_CACHE / "models")
-    cpp = WhisperCppEngine(ggml, threads=2)
-    cpp.load()
-    cpp.transcribe(audio16, options)  # warm-up
-    bare = timed(lambda: cpp.transcribe(audio16, options), args.runs)
-    results["whispercpp_bare"] = {**summary(bare), "rtf": statistics.median(bare) / clip.duration}
-
-    rotating: list[float] = []
-    with ThreadPoolExecutor(4) as pool:  # every call on whichever pool thread is free
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            pool.submit(cpp.transcribe, audio16, options).result()
-            rotating.append(time.perf_counter() - started)
-            pool.submit(time.sleep, 0)  # nudge the pool to hand the next call to another thread
-    results["whispercpp_rotating_threads"] = summary(rotating)
-    cpp.close()
-
-    fw = FasterWhisperEngine(bundled_ct2_dir(), threads=2, model_id="tiny.en")
-    fw.load()
-    fw.transcribe(audio16, options)
-    fw_times = timed(lambda: fw.transcribe(audio16, options), max(5, args.runs // 2))
-    results["faster_whisper_bare"] = {**summary(fw_times), "rtf": statistics.median(fw_times) / clip.duration}
-    fw.close()
-
-    with broker(workers=1, threads=2) as url, httpx.Client(timeout=120) as http:
-        http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}).raise_for_status()
-        seq = timed(
-            lambda: http.post(f"{url}/v1/transcribe", files={"file": ("a.wav", wav)}).raise_for_status(), args.runs
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load_average_at_start": os.getloadavg(),
+        "clip_seconds": round(clip.duration, 2),
+        "broker_layout": {"workers": workers, "threads": threads},
+    }
+    bare_model = Model(str(ggml), n_threads=threads, print_progress=False, redirect_whispercpp_logs_to=None)
+    quiet = {"STT_LOG_LEVEL": "WARNING", "GATEWAY_LOG_LEVEL": "WARNING"}
+    with ExitStack() as stack:
+        broker = stack.enter_context(
+            service("stt_broker", "STT_PORT", {**quiet, "STT_CACHE_DIR": str(TEST_CACHE / "models")})
         )
-        results["broker_sequential"] = {
-            **summary(seq),
-            "rtf": statistics.median(seq) / clip.duration,
-            "overhead_ratio": statistics.median(seq) / statistics.median(bare),
-        }
-        results["throughput_1x2"] = [throughput(url, wav, c, 4) for c in (1, 2, 4)]
-    with broker(workers=2, threads=1) as url:
-        results["throughput_2x1"] = [throughput(url, wav, c, 4) for c in (1, 2, 4)]
+        gateway = stack.enter_context(
+            service(
+                "gateway",
+                "GATEWAY_PORT",
+                {
+                    **quiet,
+                    "GATEWAY_STT_URLS": broker,
+                    "GATEWAY_TTS_URLS": "http://127.0.0.1:9",
+                    "GATEWAY_EVENTS_URL": "",
+                },
+                ready="/healthz",
+            )
+        )
+        server = stack.enter_context(whisper_server(args.server, ggml, cores)) if args.server else None
+        http = stack.enter_context(httpx.Client(timeout=300))
 
+        def upload(url: str) -> Callable[[httpx.Client], object]:
+            return lambda client: client.post(url, files={"file": ("a.wav", wav)}).raise_for_status()
+
+        paths: dict[str, Callable[[], object]] = {
+            "bare": lambda: bare_model.transcribe(audio16),
+            "broker": lambda: upload(f"{broker}/v1/transcribe")(http),
+            "gateway": lambda: upload(f"{gateway}/api/voice/transcribe")(http),
+        }
+        if server:
+            paths["whisper-server"] = lambda: upload(f"{server}/inference")(http)
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        for fn in paths.values():
+            fn()  # warm-up: lazy set-up, first-touch of the model pages
+        names = list(paths)
+        for round_ in range(args.runs):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                started = time.perf_counter()
+                paths[name]()
+                times[name].append(time.perf_counter() - started)
+        results["sequential"] = {
+            name: summary(values) | {"min": round(min(values), 4)} for name, values in times.items()
+        }
+        results["ratios"] = {
+            f"{name}/bare": {
+                "min": ratio(times[name], times["bare"], min),
+                "p50": ratio(times[name], times["bare"], statistics.median),
+            }
+            for name in names
+            if name != "bare"
+        }
+
+        throughput: dict[str, dict[str, Any]] = {}
+        contenders = {"broker": upload(f"{broker}/v1/transcribe")}
+        if server:
+            contenders["whisper-server"] = upload(f"{server}/inference")
+        for _ in range(args.blocks):
+            for name, post in contenders.items():
+                block = load(post, args.clients, args.per_client)
+                total = throughput.setdefault(name, {"requests": 0, "seconds": 0.0, "latencies": []})
+                total["requests"] += block["requests"]
+                total["seconds"] += block["seconds"]
+                total["latencies"] += block["latencies"]
+        results[f"throughput_{args.clients}_clients"] = {
+            name: {"requests_per_s": round(t["requests"] / t["seconds"], 3), **summary(t["latencies"])}
+            for name, t in throughput.items()
+        }
+        if server:
+            per = results[f"throughput_{args.clients}_clients"]
+            results["broker_over_whisper_server_throughput"] = round(
+                per["broker"]["requests_per_s"] / per["whisper-server"]["requests_per_s"], 3
+            )
+    results["load_average_at_end"] = os.getloadavg()
     emit(results, args.json)
 
 

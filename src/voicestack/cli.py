@@ -259,6 +259,18 @@ def models_prepare() -> None:
     tts_cli.prepare()
 
 
+@models_app.command("quantize")
+def models_quantize(
+    quantization: Annotated[str, typer.Argument(help="q8_0 or q5_1")],
+    source: Annotated[Path | None, typer.Option(help="An f16/f32 ggml file (default: the bundled tiny.en)")] = None,
+    output: Annotated[Path | None, typer.Option(help="Target file (default: beside the source)")] = None,
+) -> None:
+    """Quantize a Whisper ggml model to q8_0 or q5_1 (as whisper.cpp's quantize does)."""
+    from stt_broker import cli as stt_cli
+
+    stt_cli.quantize(quantization, source, output)
+
+
 @config_app.command("docs")
 def config_docs() -> None:
     """Print docs/configuration.md."""

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.speech import espeak_speech, words
+from tests.wer import word_errors
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 
@@ -82,7 +83,12 @@ def test_formats_and_rates_give_the_same_words(
 ) -> None:
     text, pcm = sentence
     body = post(stt_client, encode_audio(pcm, fmt, sample_rate=rate), name=f"speech.{fmt}").json()
-    assert words(body["text"]) == words(text)
+    if rate < 16_000:
+        # Telephone band: "dog" and "dove" differ above 4 kHz, and tiny.en's pick flips with
+        # whisper.cpp's numerics (flash attention on gives "dove"); one word may differ.
+        assert word_errors(text, body["text"])[0] <= 1, body["text"]
+    else:
+        assert words(body["text"]) == words(text)
 
 
 def test_raw_pcm16_with_a_sample_rate(stt_client: TestClient, sentence: tuple[str, Pcm]) -> None:

@@ -250,10 +250,13 @@ class PoolSettings(Protocol):
 
 
 @contextlib.asynccontextmanager
-async def running_pool(name: str, factory: Callable[[], E], settings: PoolSettings) -> AsyncIterator[WorkerPool[E]]:
-    """A pool whose engines are loaded (off the event loop) before the block, and closed after it."""
+async def running_pool(
+    name: str, factory: Callable[[], E], settings: PoolSettings, *, size: int | None = None
+) -> AsyncIterator[WorkerPool[E]]:
+    """A pool (of ``size`` engines, else ``settings.workers``) whose engines are loaded off the event
+    loop before the block, and closed after it."""
     pool: WorkerPool[E] = WorkerPool(
-        name, factory, size=settings.workers, max_queue=settings.max_queue, retry_after=settings.retry_after
+        name, factory, size=size or settings.workers, max_queue=settings.max_queue, retry_after=settings.retry_after
     )
     await anyio.to_thread.run_sync(pool.start)
     try:

@@ -33,9 +33,16 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
-        async with running_pool("stt", engine_factory(settings, model), settings) as pool:
+        workers, threads = settings.layout()
+        async with running_pool("stt", engine_factory(settings, model), settings, size=workers) as pool:
             engine = pool.engines[0]
-            detector = await anyio.to_thread.run_sync(SpeechDetector, settings.vad_threshold) if settings.vad else None
+            detector = (
+                await anyio.to_thread.run_sync(
+                    SpeechDetector, settings.vad_threshold, settings.vad_speech_pad_ms, settings.vad_min_gap_ms
+                )
+                if settings.vad
+                else None
+            )
             transcriber = Transcriber(
                 pool,
                 detector,
@@ -50,8 +57,10 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 extra={
                     "engine": engine.backend,
                     "model": engine.model,
-                    "workers": settings.workers,
-                    "threads": settings.threads,
+                    "workers": workers,
+                    "threads": threads,
+                    "flash_attn": settings.flash_attn,
+                    "beam_size": settings.beam_size,
                 },
             )
             live = LiveRuntime(

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from stt_broker.models import OFFICIAL_GGML_MODELS, ModelError, download_ggml, prepare_bundled_ggml
+from stt_broker.models import OFFICIAL_GGML_MODELS, ModelError, download_ggml, prepare_bundled_ggml, quantize_model
 from stt_broker.settings import SttSettings
 
 app = typer.Typer(help="voicestack speech-to-text broker", no_args_is_help=True, add_completion=False)
@@ -80,6 +80,23 @@ def prepare() -> None:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     typer.echo(str(path))
+
+
+@models_app.command("quantize")
+def quantize(
+    quantization: Annotated[str, typer.Argument(help="q8_0 or q5_1")],
+    source: Annotated[Path | None, typer.Option(help="An f16/f32 ggml file (default: the bundled tiny.en)")] = None,
+    output: Annotated[Path | None, typer.Option(help="Target file (default: beside the source)")] = None,
+) -> None:
+    """Write a q8_0 or q5_1 ggml model, as whisper.cpp's quantize tool does; prints its path."""
+    settings = SttSettings()
+    with err.status(f"quantizing to {quantization}"):
+        try:
+            path = quantize_model(source or prepare_bundled_ggml(settings.cache_dir), quantization, output)
+        except ModelError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    typer.echo(f"STT_MODEL_PATH={path}")
 
 
 if __name__ == "__main__":

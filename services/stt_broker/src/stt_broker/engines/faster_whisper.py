@@ -23,8 +23,14 @@ class FasterWhisperEngine:
         compute_type: str = "int8",
         device: str = "cpu",
         model_id: str | None = None,
+        beam_size: int = 1,
+        best_of: int = 5,
+        temperature_inc: float = 0.2,
     ) -> None:
         self.model_dir = model_dir
+        self.beam_size = beam_size
+        self.best_of = best_of
+        self.temperature_inc = temperature_inc
         self.threads = threads
         self.compute_type = compute_type
         self.device = device
@@ -56,15 +62,16 @@ class FasterWhisperEngine:
         on_segment: SegmentCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Transcript:
-        """Greedy decoding; the broker does voice-activity detection before this."""
+        """Greedy or beam decoding with temperature fallback; the broker does voice-activity detection."""
         if self._model is None:
             raise RuntimeError("engine not loaded")
         generator, info = self._model.transcribe(
             audio.samples,
             language=options.language or (None if self.multilingual else "en"),
             initial_prompt=options.prompt or None,
-            temperature=options.temperature if options.temperature > 0 else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-            beam_size=1,
+            temperature=_temperatures(options.temperature, self.temperature_inc),
+            beam_size=self.beam_size,
+            best_of=self.best_of,
             word_timestamps=options.word_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,
@@ -93,3 +100,11 @@ class FasterWhisperEngine:
     def close(self) -> None:
         """Drop the model."""
         self._model = None
+
+
+def _temperatures(start: float, increment: float) -> list[float]:
+    """The fallback schedule: ``start``, then up by ``increment`` to 1.0 (as whisper.cpp does)."""
+    if increment <= 0:
+        return [start]
+    steps = round((1.0 - start) / increment + 1e-9)
+    return [round(start + i * increment, 4) for i in range(steps + 1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,80 @@ logger = logging.getLogger(__name__)
 
 # whisper.cpp reports times in centiseconds.
 _CS = 0.01
+
+# pywhispercpp points the whole process's stderr elsewhere while a context loads, and
+# whisper.cpp's log callback is process-wide too: contexts load one at a time, or
+# concurrent loads interleave the swaps and leave stderr on /dev/null for good.
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperCppParams:
+    """whisper.cpp's context and decoding parameters; every default is whisper.cpp's own."""
+
+    use_gpu: bool = False
+    gpu_device: int = 0
+    flash_attn: bool = True
+    dtw_aheads_preset: str = "none"
+    dtw_n_top: int = -1
+    dtw_mem_size: int = 128 * 1024 * 1024
+    beam_size: int = 1
+    best_of: int = 5
+    patience: float = -1.0
+    temperature_inc: float = 0.2
+    entropy_thold: float = 2.4
+    logprob_thold: float = -1.0
+    no_speech_thold: float = 0.6
+    length_penalty: float = -1.0
+    max_initial_ts: float = 1.0
+    suppress_blank: bool = True
+    suppress_nst: bool = False
+    suppress_regex: str = ""
+    audio_ctx: int = 0
+    n_max_text_ctx: int = 16384
+    max_len: int = 0
+    split_on_word: bool = False
+    max_tokens: int = 0
+    thold_pt: float = 0.01
+    thold_ptsum: float = 0.01
+    carry_initial_prompt: bool = False
+
+    _CONTEXT = ("use_gpu", "gpu_device", "flash_attn")
+
+    def context_params(self) -> dict[str, Any]:
+        """pywhispercpp's ``context_params``."""
+        import _pywhispercpp as pw
+
+        params: dict[str, Any] = {key: getattr(self, key) for key in self._CONTEXT}
+        if self.dtw_aheads_preset != "none":
+            name = "WHISPER_AHEADS_" + self.dtw_aheads_preset.upper().replace(".", "_")
+            params |= {
+                "dtw_token_timestamps": True,
+                "dtw_aheads_preset": getattr(pw.whisper_alignment_heads_preset, name),
+                "dtw_n_top": self.dtw_n_top,
+                "dtw_mem_size": self.dtw_mem_size,
+            }
+        return params
+
+    def full_params(self) -> dict[str, Any]:
+        """pywhispercpp's decoding keyword arguments (``whisper_full_params``)."""
+        skip = {*self._CONTEXT, "dtw_aheads_preset", "dtw_n_top", "dtw_mem_size", "beam_size", "best_of", "patience"}
+        params = {k: v for k, v in asdict(self).items() if k not in skip}
+        params["greedy"] = {"best_of": self.best_of}
+        params["beam_search"] = {"beam_size": self.beam_size if self.beam_size > 1 else -1, "patience": self.patience}
+        return params
+
+
+_GPU_BACKENDS = ("CUDA", "METAL", "VULKAN", "SYCL", "HIP", "MUSA", "CANN", "OPENCL")
+
+
+def has_gpu_backend(system_info: str) -> bool:
+    """Whether whisper.cpp's system info names a GPU backend (CPU-only wheels name none)."""
+    return any(f"{name} :" in system_info.upper() or f"{name}:" in system_info.upper() for name in _GPU_BACKENDS)
+
+
+def _forward_log(level: int, text: str, _user_data: object = None) -> None:
+    logger.debug("whisper.cpp: %s", text.rstrip(), extra={"whisper_log_level": level})
 
 
 def model_id_from_path(path: Path) -> str:
@@ -41,34 +116,53 @@ class WhisperCppEngine:
         *,
         threads: int = 2,
         model_id: str | None = None,
-        use_gpu: bool = False,
+        params: WhisperCppParams | None = None,
     ) -> None:
         self.model_path = model_path
         self.threads = threads
         self.model = model_id or model_id_from_path(model_path)
         self.multilingual = not self.model.split("-")[0].endswith(".en")
-        self._use_gpu = use_gpu
+        self.params = params or WhisperCppParams()
         self._model: Any = None
 
     def load(self) -> None:
         """Load the ggml file into a new context (never a model name: that downloads)."""
-        from pywhispercpp.model import Model
-
+        try:
+            import _pywhispercpp as pw
+            from pywhispercpp.model import Model
+        except ImportError as exc:  # a shared library the image lacks, e.g. the CUDA runtime
+            raise RuntimeError(
+                f"whisper.cpp's native library does not load: {exc}. The image needs the CUDA runtime "
+                "and cuBLAS for a CUDA build (run services/stt_broker/docker/native_libs.py check on "
+                "the venv's lib folder to list what is missing), or install the CPU wheel."
+            ) from exc
         if not self.model_path.is_file():
             raise FileNotFoundError(f"ggml model not found: {self.model_path}")
         logging.getLogger("pywhispercpp").setLevel(logging.WARNING)
-        self._model = Model(
-            str(self.model_path),
-            n_threads=self.threads,
-            print_progress=False,
-            print_realtime=False,
-            redirect_whispercpp_logs_to=None,
-            # Pinned off, as every test and benchmark ran it (whisper.cpp 1.8 may default it on).
-            context_params={"use_gpu": self._use_gpu, "flash_attn": False},
-        )
-        import _pywhispercpp as pw
+        with _LOAD_LOCK:
+            # The loader's chatter goes to our DEBUG log through whisper.cpp's callback, not
+            # by swapping file descriptor 2 (which would silence every thread's stderr).
+            pw.whisper_log_set(_forward_log)
+            try:
+                self._model = Model(
+                    str(self.model_path),
+                    params_sampling_strategy=1 if self.params.beam_size > 1 else 0,
+                    redirect_whispercpp_logs_to=False,
+                    context_params=self.params.context_params(),  # type: ignore[arg-type]
+                    n_threads=self.threads,
+                    print_progress=False,
+                    print_realtime=False,
+                    print_timestamps=False,
+                    no_context=True,
+                    **self.params.full_params(),
+                )
+            finally:
+                # A Python callback left installed would be called during interpreter shutdown.
+                pw.whisper_log_set(None)
 
         self.multilingual = bool(pw.whisper_is_multilingual(self._model._ctx))
+        if self.params.use_gpu and not has_gpu_backend(str(pw.whisper_print_system_info())):
+            logger.warning("STT_USE_GPU=true, but this whisper.cpp build has no GPU backend: running on the CPU")
 
     def transcribe(
         self,
@@ -78,7 +172,7 @@ class WhisperCppEngine:
         on_segment: SegmentCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Transcript:
-        """Decode greedily (deterministic); segments go to ``on_segment`` as whisper.cpp emits them."""
+        """Decode with the engine's parameters; segments go to ``on_segment`` as whisper.cpp emits them."""
         import _pywhispercpp as pw
 
         if self._model is None:
@@ -103,7 +197,6 @@ class WhisperCppEngine:
             initial_prompt=options.prompt or "",
             temperature=options.temperature,
             token_timestamps=options.word_timestamps,
-            no_context=True,
         )
         segments = tuple(self._segment(ctx, i, options.word_timestamps) for i in range(pw.whisper_full_n_segments(ctx)))
         detected = pw.whisper_lang_str(pw.whisper_full_lang_id(ctx)) or language
