@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -35,8 +36,23 @@ KeyOption = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+STACK_PACKAGES = ("stt_broker", "tts_broker", "gateway", "mqtt_bridge")
+
+
+def _need_stack(command: str) -> None:
+    """The services are an extra: a client machine installs the commands without them."""
+    import importlib.util
+
+    missing = [name for name in STACK_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _fail(
+            f"`voicestack {command}` needs the services ({', '.join(missing)} missing): "
+            "install them with `pip install 'voicestack[stack]'` (in the repository: `uv sync`)"
+        )
+
+
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}")
+    err.print(f"[bold red]error:[/bold red] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -54,6 +70,7 @@ def _progress(description: str) -> Progress:
 @app.command()
 def up() -> None:
     """Start the whole stack as local processes until Ctrl-C (models are prepared on first start)."""
+    _need_stack("up")
     from voicestack import local
 
     # A person is watching this terminal: readable log lines unless configured otherwise.
@@ -216,6 +233,7 @@ def _yes_no(value: object) -> str:
 @models_app.command("list")
 def models_list() -> None:
     """The bundled models, what is cached, and what `pull` can download."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
@@ -233,6 +251,7 @@ def models_pull(
     dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None,
 ) -> None:
     """Download a production model (needs internet); prints the settings that select it."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from stt_broker.models import OFFICIAL_GGML_MODELS
     from tts_broker import cli as tts_cli
@@ -252,6 +271,7 @@ def models_pull(
 @models_app.command("prepare")
 def models_prepare() -> None:
     """Convert Whisper tiny.en to ggml and assemble the Kokoro int8 model now (else: on first start)."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
@@ -266,6 +286,7 @@ def models_quantize(
     output: Annotated[Path | None, typer.Option(help="Target file (default: beside the source)")] = None,
 ) -> None:
     """Quantize a Whisper ggml model to q8_0 or q5_1 (as whisper.cpp's quantize does)."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
 
     stt_cli.quantize(quantization, source, output)
@@ -274,12 +295,14 @@ def models_quantize(
 @config_app.command("docs")
 def config_docs() -> None:
     """Print docs/configuration.md."""
+    _need_stack("config")
     typer.echo(configdocs.render_markdown(), nl=False)
 
 
 @config_app.command("env")
 def config_env() -> None:
     """Print .env.example."""
+    _need_stack("config")
     typer.echo(configdocs.render_env_example(), nl=False)
 
 
