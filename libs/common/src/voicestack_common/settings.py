@@ -9,7 +9,7 @@ integration guide (``SST_*``) stay accepted through ``env_aliases``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,8 +55,25 @@ class ServiceSettings(BaseSettings):
     """Largest request body accepted, checked while the body streams in (413 above it)."""
 
 
-def remote_engine(
-    *,
+def use_remote_engine(settings: Any, prefix: str, default_port: int) -> None:
+    """Settle ``engine`` and ``remote_url`` of a broker's settings whose engine may be a remote server.
+
+    A remote server named by URL, or by host and port (the integration guide's ``REMOTE_*``), is
+    used: the engine becomes ``remote`` unless ``{prefix}ENGINE`` names another engine, which is
+    refused at start rather than the server silently ignored.
+    """
+    settings.engine, settings.remote_url = _remote_engine(
+        settings.engine,
+        "engine" in settings.model_fields_set,
+        settings.remote_url,
+        settings.remote_host,
+        settings.remote_port,
+        prefix,
+        default_port,
+    )
+
+
+def _remote_engine(
     engine: str,
     engine_set: bool,
     url: str | None,
@@ -65,12 +82,6 @@ def remote_engine(
     prefix: str,
     default_port: int,
 ) -> tuple[str, str]:
-    """``(engine, remote URL)`` for a broker whose engine may be a remote server.
-
-    A remote server named by URL, or by host and port (the integration guide's ``REMOTE_*``), is
-    used: the engine becomes ``remote`` unless ``{prefix}ENGINE`` names another engine, which is
-    refused at start rather than the server silently ignored.
-    """
     if url and (host or port):
         raise ValueError(f"set either {prefix}REMOTE_URL or {prefix}REMOTE_HOST/{prefix}REMOTE_PORT, not both")
     named = url or (f"http://{host or 'localhost'}:{port or default_port}" if host or port else None)

@@ -11,7 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from stt_broker import vad_defaults
 from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, remote_engine
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
 
 DtwPreset = Literal[
     "none",
@@ -195,12 +195,12 @@ class SttSettings(ServiceSettings):
     remote_host: str | None = Field(
         default=None, validation_alias=env_aliases("STT_REMOTE_HOST", "REMOTE_SST_HOST", "remote_host")
     )
-    """Host of the remote server, as the integration guide names it (with ``remote_port``)."""
+    """Host of the whisper.cpp server, as the integration guide names it (with ``remote_port``)."""
 
     remote_port: int | None = Field(
         default=None, ge=1, le=65535, validation_alias=env_aliases("STT_REMOTE_PORT", "REMOTE_SST_PORT", "remote_port")
     )
-    """Port of the remote server (default 8082)."""
+    """Port of the whisper.cpp server (default 8082)."""
 
     remote_timeout: float = Field(default=300.0, gt=0)
     """Read timeout towards the remote whisper.cpp server, in seconds."""
@@ -245,15 +245,7 @@ class SttSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_model(self) -> SttSettings:
-        self.engine, self.remote_url = remote_engine(  # type: ignore[assignment]
-            engine=self.engine,
-            engine_set="engine" in self.model_fields_set,
-            url=self.remote_url,
-            host=self.remote_host,
-            port=self.remote_port,
-            prefix="STT_",
-            default_port=8082,
-        )
+        use_remote_engine(self, "STT_", 8082)
         if self.model_path is not None and not self.model_path.exists():
             raise ValueError(f"STT_MODEL_PATH {self.model_path} does not exist")
         if self.dtw_aheads_preset != "none" and self.flash_attn:

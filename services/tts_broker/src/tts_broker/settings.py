@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, remote_engine
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
 
 # OpenAI's voice names, each with Kokoro voices to try in order: a voice of
 # the full 54-voice set first, then one of the five bundled voices of the same
@@ -127,12 +127,12 @@ class TtsSettings(ServiceSettings):
     remote_host: str | None = Field(
         default=None, validation_alias=env_aliases("TTS_REMOTE_HOST", "REMOTE_TTS_HOST", "remote_host")
     )
-    """Host of the remote server, as the integration guide names it (with ``remote_port``)."""
+    """Host of the Kokoro-FastAPI server, as the integration guide names it (with ``remote_port``)."""
 
     remote_port: int | None = Field(
         default=None, ge=1, le=65535, validation_alias=env_aliases("TTS_REMOTE_PORT", "REMOTE_TTS_PORT", "remote_port")
     )
-    """Port of the remote server (default 8081)."""
+    """Port of the Kokoro-FastAPI server (default 8081)."""
 
     remote_model: str = "kokoro"
     """Model name sent to the remote server's ``/v1/audio/speech``."""
@@ -174,15 +174,7 @@ class TtsSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_files(self) -> TtsSettings:
-        self.engine, self.remote_url = remote_engine(  # type: ignore[assignment]
-            engine=self.engine,
-            engine_set="engine" in self.model_fields_set,
-            url=self.remote_url,
-            host=self.remote_host,
-            port=self.remote_port,
-            prefix="TTS_",
-            default_port=8081,
-        )
+        use_remote_engine(self, "TTS_", 8081)
         for name, path in (("TTS_MODEL_PATH", self.model_path), ("TTS_VOICES_PATH", self.voices_path)):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name} {path} is not a file")
