@@ -86,11 +86,18 @@ def stt(
     fmt: Annotated[str, typer.Option("--format", help="json | text | srt | vtt")] = "text",
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Stream the file live and print partials and finals as they come")
+    ] = False,
+    speed: Annotated[float, typer.Option(help="With --stream: times real time (1 = as a microphone)", min=0.1)] = 1.0,
 ) -> None:
-    """Transcribe a file through the gateway and print the result."""
+    """Transcribe a file through the gateway and print the result (``--stream``: live, as it is heard)."""
     if fmt not in ("json", "text", "srt", "vtt"):
         raise _fail(f"unknown format {fmt!r}: use json, text, srt or vtt")
     gateway = client.GatewayTarget(url, api_key)
+    if stream:
+        _stream(gateway, file, speed=speed, language=language, as_json=fmt == "json")
+        return
     api_format = "json" if fmt in ("json", "text") else fmt
     try:
         with _progress(f"uploading {file.name}") as bar:
@@ -108,6 +115,41 @@ def stt(
         out.print(json.dumps(result, indent=2) if fmt == "json" else result.get("text", ""), soft_wrap=True)
     else:
         out.print(result.rstrip("\n"), soft_wrap=True, markup=False)
+
+
+def _stream(gateway: client.GatewayTarget, file: Path, *, speed: float, language: str | None, as_json: bool) -> None:
+    """Print finals on stdout as they come; partials go to stderr (one redrawn line on a terminal)."""
+    err = Console(stderr=True)
+    failure: list[str] = []
+
+    def show(event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if as_json:
+            out.print(json.dumps(event), soft_wrap=True, markup=False)
+        elif kind == "partial":
+            line = f"… {event['stable']} [dim]{event['unstable']}[/dim]"
+            if err.is_terminal:
+                err.print("\r\x1b[2K" + line, end="", soft_wrap=True)
+            else:
+                err.print(line, soft_wrap=True)
+        elif kind == "final":
+            if err.is_terminal:
+                err.print("\r\x1b[2K", end="")
+            out.print(f"[{event['start']:7.2f} → {event['end']:7.2f}] {event['text']}", soft_wrap=True, markup=False)
+        if kind == "error":
+            error = event.get("error", {})
+            message = f"{error.get('code')}: {error.get('message')}"
+            if event.get("fatal"):
+                failure.append(message)
+            elif not as_json:
+                err.print(f"warning: {message}", markup=False)
+
+    try:
+        client.stream_transcribe(gateway, file, speed=speed, language=language, on_event=show)
+    except client.CommandFailed as exc:
+        raise _fail(str(exc)) from None
+    if failure:
+        raise _fail(failure[0])
 
 
 @app.command()

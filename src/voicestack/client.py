@@ -163,3 +163,69 @@ def health(gateway: GatewayTarget) -> dict[str, Any]:
     if "status" not in body:
         _check(response)
     return body
+
+
+def stream_transcribe(
+    gateway: GatewayTarget,
+    path: Path,
+    *,
+    speed: float,
+    language: str | None,
+    on_event: Callable[[dict[str, Any]], None],
+) -> None:
+    """Stream a file to ``/api/voice/ws/transcribe`` as 100 ms PCM16 frames, ``speed`` times real time,
+    and hand every event to ``on_event`` until ``closed``."""
+    import json
+    import threading
+    import time
+
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    from voicestack_common.audio import AudioError, decode_audio
+
+    try:
+        pcm = decode_audio(path.read_bytes())
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {path}: {exc.strerror}") from None
+    except AudioError as exc:
+        raise CommandFailed(f"{exc.code}: {exc.message}") from None
+    data = pcm.to_pcm16()
+    frame = pcm.sample_rate // 10 * 2
+    base = gateway.url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    headers = {"Authorization": f"Bearer {gateway.api_key}"} if gateway.api_key else None
+    start: dict[str, Any] = {"type": "start", "format": "pcm16", "sample_rate": pcm.sample_rate}
+    if language:
+        start["language"] = language
+    try:
+        socket = connect(
+            base + "/api/voice/ws/transcribe", additional_headers=headers, open_timeout=10, ping_interval=None
+        )
+    except (OSError, InvalidStatus, TimeoutError) as exc:
+        raise CommandFailed(f"cannot open a live session at {gateway.url}: {exc}") from None
+    with socket:
+        socket.send(json.dumps(start))
+
+        def send() -> None:
+            began = time.monotonic()
+            try:
+                for index, offset in enumerate(range(0, len(data), frame)):
+                    socket.send(data[offset : offset + frame])
+                    delay = began + (index + 1) * 0.1 / speed - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                socket.send(json.dumps({"type": "stop"}))
+            except ConnectionClosed:
+                pass
+
+        sender = threading.Thread(target=send, name="stream-sender", daemon=True)
+        sender.start()
+        try:
+            for message in socket:
+                event = json.loads(message)
+                on_event(event)
+                if event.get("type") == "closed":
+                    break
+        except ConnectionClosed:
+            pass
+        sender.join(timeout=5)

@@ -31,7 +31,14 @@ class Broker:
     def __init__(self, model_cache: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "STT_CACHE_DIR": str(model_cache), "STT_WORKERS": "1", "STT_LOG_LEVEL": "WARNING"}
+        # A long idle limit: on a loaded machine the test pauses its stream while decodes catch up.
+        env = {
+            **os.environ,
+            "STT_CACHE_DIR": str(model_cache),
+            "STT_WORKERS": "1",
+            "STT_LOG_LEVEL": "WARNING",
+            "STT_LIVE_IDLE_TIMEOUT": "600",
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "stt_broker.app:create_app", "--port", str(self.port)],
             env=env,
@@ -145,3 +152,33 @@ def test_no_replica_takes_the_session() -> None:
         outcome = collect(ws)
     assert outcome.error_codes() == ["no_upstream"]
     assert outcome.close_code == 1013
+
+
+def test_cli_streams_a_recording_and_prints_finals(model_cache: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from stt_broker.app import create_app as create_stt
+    from tests.stt_broker.conftest import stt_settings
+    from voicestack.cli import app as cli
+    from voicestack_common.encode import encode_audio
+
+    speech = speech_with_pauses(SENTENCES[:2])
+    recording = tmp_path / "two.wav"
+    recording.write_bytes(encode_audio(speech.pcm, "wav"))
+    with (
+        serve(create_stt(stt_settings(model_cache, workers=1))) as stt_url,
+        serve(create_app(gateway_settings(stt_urls=stt_url)), ready_path="/healthz") as url,
+    ):
+        result = CliRunner().invoke(cli, ["stt", "--stream", str(recording), "--speed", "4", "--url", url])
+        assert result.exit_code == 0, result.output
+        finals = [line for line in result.stdout.splitlines() if line.startswith("[")]
+        assert [words(line.split("]", 1)[1]) for line in finals] == [words(s) for s in SENTENCES[:2]]
+        as_json = CliRunner().invoke(
+            cli, ["stt", "--stream", str(recording), "--speed", "8", "--format", "json", "--url", url]
+        )
+        events = [json.loads(line) for line in as_json.stdout.splitlines()]
+        assert events[0]["type"] == "ready"
+        assert events[-1]["type"] == "closed"
+        missing = tmp_path / "missing.wav"
+        failed = CliRunner().invoke(cli, ["stt", "--stream", str(missing), "--url", url])
+        assert failed.exit_code != 0

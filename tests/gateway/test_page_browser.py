@@ -14,6 +14,7 @@ from tests.browser import Browser, chromium, microphone_wav
 from tests.gateway.conftest import gateway_settings
 from tests.servers import free_port, serve
 from tests.speech import REPO, kokoro_speech, words
+from voicestack_common.live import Partial
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -106,8 +107,64 @@ def test_push_to_talk_shows_the_words(gateway_url: str, question_wav: tuple[Path
         page.wait_for_selector("#finals li")
         heard = words(page.locator("#finals li").first.inner_text())
         assert {"weather", "paris", "today"} <= set(heard), heard
-        assert browser.stats()["commits"] == 1 or browser.stats()["fileTurns"] == 1
+        stats = browser.stats()
+        assert stats["liveSessions"] == 1  # live recognition, not the upload fallback
+        assert stats["commits"] == 1
+        assert stats["fileTurns"] == 0
         screenshot(browser, "transcript")
+
+
+# A partial event as the live protocol defines it, shown through the page's own renderer.
+SHOW_PARTIAL = """
+async (event) => {
+  const { showPartial } = await import("./page/transcript.js");
+  showPartial(document, event);
+  const line = document.querySelector("#partial");
+  return [line.querySelector(".stable").textContent, line.querySelector(".unstable").textContent];
+}
+"""
+
+
+def test_partials_show_the_stable_words_then_the_tail(gateway_url: str) -> None:
+    """Partials depend on a free decoder (they are skipped, never queued, when it is busy), so how
+    they look is checked here with the protocol's own event, not left to the machine's load."""
+    partial = Partial(
+        utterance_id=1, text="What is the weather", stable="What is", unstable="the weather", start=0, end=1
+    )
+    with chromium(gateway_url + "/") as browser:
+        shown = browser.page.evaluate(SHOW_PARTIAL, partial.model_dump())
+        assert shown == ["What is", " the weather"]
+        assert browser.page.locator("#partial").inner_text() == "What is the weather"
+        tail_only = partial.model_copy(update={"stable": "", "unstable": "What is the weather"})
+        assert browser.page.evaluate(SHOW_PARTIAL, tail_only.model_dump()) == ["", "What is the weather"]
+
+
+def test_hands_free_ends_utterances_by_itself(gateway_url: str, question_wav: tuple[Path, float]) -> None:
+    """Hands-free: the server's voice activity detection ends the utterance; the page never commits."""
+    path, _ = question_wav
+    with chromium(gateway_url + "/", microphone=path) as browser:
+        page = browser.page
+        page.get_by_role("radio", name="Hands-free").check()
+        page.get_by_role("button", name="Start listening").click()
+        page.wait_for_selector("#finals li")
+        heard = words(page.locator("#finals li").first.inner_text())
+        assert {"weather", "paris", "today"} <= set(heard), heard
+        stats = browser.stats()
+        assert stats["commits"] == 0
+        events = stats["events"]
+        assert isinstance(events, dict)
+        # One utterance, ended by the server's voice activity detection (partials come when a decoder is free).
+        assert {k: n for k, n in events.items() if k != "partial"} == {
+            "ready": 1,
+            "speech_started": 1,
+            "speech_stopped": 1,
+            "final": 1,
+        }
+        # Still listening after the utterance ended.
+        assert page.get_by_role("button", name="Stop listening").get_attribute("aria-pressed") == "true"
+        screenshot(browser, "hands-free")
+        page.get_by_role("button", name="Stop listening").click()
+        page.get_by_role("button", name="Start listening").wait_for()
 
 
 def test_media_recorder_fallback_sends_webm(gateway_url: str, question_wav: tuple[Path, float]) -> None:
@@ -140,15 +197,15 @@ def test_refused_microphone_shows_its_message(gateway_url: str) -> None:
 def test_a_service_down_shows_its_message(tts_url: str, question_wav: tuple[Path, float]) -> None:
     """No STT broker behind the gateway: the strip says so, and talking says a service is down."""
     settings = gateway_settings(stt_urls=f"http://127.0.0.1:{free_port()}", tts_urls=tts_url)
-    path, seconds = question_wav
+    path, _ = question_wav
     with serve(create_app(settings), ready_path="/healthz") as url, chromium(url + "/", microphone=path) as browser:
         page = browser.page
         page.wait_for_selector('#health [data-service="stt"][data-level="down"]')
         page.keyboard.down("Space")
-        browser.wait_for(f"stats.sentBytes >= {int(seconds / 3 * 16_000 * 2)}")
-        page.keyboard.up("Space")
         page.wait_for_selector("#error:not([hidden])")
+        page.keyboard.up("Space")
         assert "down or busy" in page.locator("#error-text").inner_text()
+        assert browser.stats()["finals"] == 0
 
 
 # What the page says for each answer the gateway can give (api.js's explain()).

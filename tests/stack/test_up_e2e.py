@@ -134,6 +134,9 @@ def test_cli_round_trip_and_transcript_on_mqtt(stack: Stack, tmp_path: Path) -> 
         heard = stack.cli("stt", "hi.wav", cwd=tmp_path)
         assert heard.returncode == 0, heard.stderr
         assert words(heard.stdout) == ["hello", "there"]
+        live = stack.cli("stt", "--stream", "hi.wav", "--speed", "4", cwd=tmp_path)
+        assert live.returncode == 0, live.stderr
+        assert words(live.stdout.split("]", 1)[-1]) == ["hello", "there"]
         deadline = time.monotonic() + 30
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)

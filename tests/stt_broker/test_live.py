@@ -28,7 +28,8 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture(scope="module")
 def live(model_cache: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(stt_settings(model_cache, workers=2))) as client:
+    # A long idle limit: on a loaded machine the real-time test pauses while decodes catch up.
+    with TestClient(create_app(stt_settings(model_cache, workers=2, live_idle_timeout=600))) as client:
         yield client
 
 

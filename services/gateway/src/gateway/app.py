@@ -23,7 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.replicas import ReplicaSet
-from gateway.routes import live, openai, voice, ws
+from gateway.routes import live, openai, realtime, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
 from voicestack_common.service import Readiness, create_service_app
@@ -184,6 +184,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(live.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
+    app.include_router(realtime.router, prefix="/v1")
     if settings.page:
         app.include_router(page_router())
     declare_security(app)

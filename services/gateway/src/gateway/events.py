@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from gateway.metrics import GatewayMetrics
 from voicestack_common.events import EVENTS_PATH, SpeechEvent, utc_now
+from voicestack_common.live import Final
 from voicestack_common.logging import REQUEST_ID_HEADER, request_id_var
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,19 @@ class EventSender:
                 confidence=confidence,
                 utterance_id=utterance_id,
             )
+        )
+
+    def heard(self, started_at: datetime, session_id: str | None, final: Final, model: str | None) -> None:
+        """Queue the event of a live session's final utterance."""
+        self.transcribed(
+            started_at,
+            session_id,
+            text=final.text,
+            seconds=round(max(0.0, final.end - final.start), 3),
+            language=final.language,
+            model=model,
+            confidence=final.confidence,
+            utterance_id=final.utterance_id,
         )
 
     def synthesized(

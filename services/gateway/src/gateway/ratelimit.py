@@ -60,6 +60,13 @@ class RateLimiter:
             raise RateLimited(f"{self.operation} rate limit reached; retry in {retry_after} s", retry_after=retry_after)
         self._remember(caller, tokens - cost, now)
 
+    def remaining(self, caller: str) -> tuple[int, float]:
+        """Requests the caller may make now, and seconds until its bucket is full again."""
+        now = self.clock()
+        tokens, at = self._buckets.get(caller, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate) if self.enabled else float(self.burst)
+        return int(tokens), (self.burst - tokens) / self.rate if self.enabled else 0.0
+
     def _remember(self, caller: str, tokens: float, now: float) -> None:
         self._buckets[caller] = (tokens, now)
         while len(self._buckets) > MAX_CALLERS:

@@ -197,7 +197,11 @@ class LiveRelay:
         raise RelayError("no_upstream", "no STT replica accepts live sessions")
 
     async def _open_on(self, replica: Replica) -> ClientConnection:
-        broker = await websockets.connect(stream_url(replica), max_size=None, open_timeout=OPEN_TIMEOUT_S)
+        # No keep-alive pings: a broker applying back-pressure stops reading, pongs included; a dead
+        # replica is seen by its connection dropping.
+        broker = await websockets.connect(
+            stream_url(replica), max_size=None, open_timeout=OPEN_TIMEOUT_S, ping_interval=None
+        )
         try:
             start = self.start.model_copy(
                 update={

@@ -172,6 +172,12 @@ class GatewaySettings(ServiceSettings):
     ws_max_in_flight: int = Field(default=4, ge=1)
     """Requests one WebSocket may have running at once; more are answered with an error."""
 
+    realtime_max_sessions: int = Field(default=4, ge=1)
+    """Most ``/v1/realtime`` sessions one caller (API key, or address without keys) may hold open at once."""
+    realtime_voice: str = ""
+    """The voice ``/v1/realtime`` sessions start with (``session.update`` changes it); empty: the TTS broker's
+    default voice."""
+
     live_max_sessions_per_key: int = Field(default=4, ge=1)
     """Live transcription sessions (``/api/voice/ws/transcribe``) one API key (or address) may hold at once."""
 

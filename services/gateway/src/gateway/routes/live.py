@@ -93,16 +93,7 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
                     await websocket.send_text(text)
 
     def on_final(final: Final, started_at: datetime) -> None:
-        gateway.events.transcribed(
-            started_at,
-            session_id,
-            utterance_id=final.utterance_id,
-            text=final.text,
-            seconds=round(max(0.0, final.end - final.start), 3),
-            language=final.language,
-            model=relay.model,
-            confidence=final.confidence,
-        )
+        gateway.events.heard(started_at, session_id, final, relay.model)
 
     relay = LiveRelay(gateway.stt, start, send_text, on_final, max_frame=max_frame)
     try:

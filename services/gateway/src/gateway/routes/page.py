@@ -24,6 +24,7 @@ FILES = {
     "capture.js": "text/javascript; charset=utf-8",
     "capture-worklet.js": "text/javascript; charset=utf-8",
     "player.js": "text/javascript; charset=utf-8",
+    "transcript.js": "text/javascript; charset=utf-8",
     "voice.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }

@@ -2,13 +2,14 @@
 // replies and barge-in, settings, and a health strip. Plain modules, no build step.
 
 import { PageError, apiKey, request, setApiKey } from "./api.js";
-import { Capture } from "./capture.js";
+import { Capture, PCM_RATE } from "./capture.js";
 import { Player, decodeAudioChunk } from "./player.js";
+import * as transcript from "./transcript.js";
 import { FileTurn, LiveSession, errorFromEvent } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 const HEALTH_INTERVAL_MS = 5000;
-const PLAYBACK_REPORT_MS = 500;
+const PLAYBACK_REPORT_MS = 250; // how often the server hears how much of a reply has played
 const SETTINGS_KEY = "voicestack.settings";
 const TRANSCRIBE_PATH = "api/voice/ws/transcribe";
 const CHAT_PATH = "api/voice/ws/chat";
@@ -28,9 +29,15 @@ const stats = {
   playing: false,
   stoppedReplies: 0,
   lastHeardSeconds: null,
+  replyAudioSeconds: 0, // what the server says it sent (reply.audio durations), to compare with the above
   errors: [],
+  events: {}, // server events received, by type
 };
-window.voicestack = { stats };
+
+function count(event) {
+  stats.events[event.type] = (stats.events[event.type] || 0) + 1;
+}
+window.voicestack = { stats, heardSeconds: () => player.heardSeconds() };
 
 const state = {
   mode: "transcribe", // or "conversation"
@@ -41,7 +48,8 @@ const state = {
   turn: null, // where captured audio goes: a LiveSession or a FileTurn
   chat: null, // the conversation socket
   conversationId: null,
-  reply: null, // {element, text, id} of the assistant message being received
+  reply: null, // {element, id} of the assistant message being received
+  playingElement: null, // the assistant message whose audio is scheduled
   playbackTimer: null,
   gatewayDown: false,
 };
@@ -186,33 +194,19 @@ async function refreshHealth() {
 // ---------------------------------------------------------------- transcript
 
 function showPartial(event) {
-  let stable = event.stable ?? event.stable_text ?? "";
-  let unstable = event.unstable ?? event.unstable_text;
-  if (unstable === undefined) {
-    const text = event.text || "";
-    unstable = text.startsWith(stable) ? text.slice(stable.length) : text;
-    if (!text.startsWith(stable)) stable = "";
-  }
-  $("partial").querySelector(".stable").textContent = stable;
-  $("partial").querySelector(".unstable").textContent = unstable;
+  transcript.showPartial(document, event);
 }
 
 function clearPartial() {
-  $("partial").querySelector(".stable").textContent = "";
-  $("partial").querySelector(".unstable").textContent = "";
+  transcript.clearPartial(document);
 }
 
 function addFinal(text) {
-  clearPartial();
-  if (!text || !text.trim()) return;
-  stats.finals += 1;
-  const item = document.createElement("li");
-  item.textContent = text.trim();
-  $("finals").append(item);
-  item.scrollIntoView({ block: "nearest" });
+  if (transcript.addFinal($("finals"), text)) stats.finals += 1;
 }
 
 function transcriptEvent(event) {
+  count(event);
   switch (event.type) {
     case "speech_started":
       setStatus("Hearing you…");
@@ -316,11 +310,14 @@ async function endTranscribeTurn() {
 // ---------------------------------------------------------------- conversation mode
 
 function chatEvent(event) {
+  count(event);
   switch (event.type) {
     case "conversation.started":
-    case "conversation":
-    case "ready":
-      if (event.conversation_id) setConversation(event.conversation_id, event.title);
+      setConversation(event.conversation_id, event.title);
+      loadConversations();
+      break;
+    case "reply.started":
+      replyMessage(event);
       break;
     case "speech_started":
       setStatus("Hearing you…");
@@ -338,10 +335,13 @@ function chatEvent(event) {
       if (event.text && event.text.trim()) {
         stats.finals += 1;
         addMessage("user", event.text.trim());
+        setStatus("Thinking…");
+      } else {
+        setStatus(state.listening ? "Listening…" : "Ready.");
       }
       break;
     case "reply.text.delta":
-      replyMessage(event).append(event.delta ?? event.text ?? "");
+      replyMessage(event).append(event.text ?? event.delta ?? "");
       break;
     case "reply.audio":
       playReplyAudio(event);
@@ -353,16 +353,35 @@ function chatEvent(event) {
       if (!player.playing) afterReply();
       setStatus(state.listening ? "Listening…" : "Ready.");
       break;
-    case "reply.cancelled":
-      if (state.reply) state.reply.element.classList.add("cancelled");
+    case "reply.cancelled": {
+      // The server stopped the reply (it heard you speak, or was asked to): stop playing it too.
+      if (player.playing) bargeIn("speech", false);
+      const item = event.message_id && $("messages").querySelector(`li[data-message-id="${CSS.escape(event.message_id)}"]`);
+      for (const element of new Set([item, state.reply && state.reply.element])) {
+        if (element) markInterrupted(element, event.heard_text);
+      }
       state.reply = null;
+      afterReply();
       break;
+    }
     case "error":
       showError(errorFromEvent(event));
       break;
     default:
       break;
   }
+}
+
+/** Mark a reply interrupted; the words the user did not hear are greyed. */
+function markInterrupted(element, heardText) {
+  element.classList.add("cancelled");
+  const text = element.querySelector(".text");
+  const full = text.textContent;
+  if (typeof heardText !== "string" || !full.startsWith(heardText) || full === heardText) return;
+  const unheard = document.createElement("span");
+  unheard.className = "unheard";
+  unheard.textContent = full.slice(heardText.length);
+  text.replaceChildren(heardText, unheard);
 }
 
 function addMessage(role, text) {
@@ -383,7 +402,9 @@ function addMessage(role, text) {
 function replyMessage(event) {
   if (!state.reply) {
     player.reset();
-    state.reply = { element: addMessage("assistant", ""), id: event.reply_id || event.message_id || null };
+    state.reply = { element: addMessage("assistant", ""), id: event.message_id || null };
+    if (event.message_id) state.reply.element.dataset.messageId = event.message_id;
+    $("playback").textContent = "";
     $("stop-reply").disabled = false;
   }
   const text = state.reply.element.querySelector(".text");
@@ -399,10 +420,12 @@ function base64Bytes(text) {
 
 function playReplyAudio(event) {
   replyMessage(event);
-  const data = event.audio_base64 ?? event.audio ?? event.delta;
+  const data = event.audio_base64;
   if (!data) return;
   const { samples, rate } = decodeAudioChunk(base64Bytes(data), event.sample_rate || 24000);
+  stats.replyAudioSeconds += event.duration_seconds || 0;
   player.enqueue(samples, rate);
+  state.playingElement = state.reply.element;
   $("stop-reply").disabled = false;
   $("playback").textContent = "Playing the reply…";
   if (!state.playbackTimer) state.playbackTimer = setInterval(reportPlayback, PLAYBACK_REPORT_MS);
@@ -410,33 +433,38 @@ function playReplyAudio(event) {
 
 function reportPlayback() {
   if (!state.chat || !player.playing) return;
-  state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
+  state.chat.send({ type: "playback", position: player.heardSeconds() });
 }
 
 function afterReply() {
   clearInterval(state.playbackTimer);
   state.playbackTimer = null;
   $("stop-reply").disabled = true;
-  if (!state.reply) $("playback").textContent = "";
 }
 
 player.onIdle = () => {
-  if (state.chat) state.chat.send({ type: "playback", position_ms: Math.round(player.heardSeconds() * 1000) });
-  if (!state.reply) afterReply();
+  if (state.chat) state.chat.send({ type: "playback", position: player.heardSeconds() });
+  if (!state.reply) {
+    state.playingElement = null;
+    $("playback").textContent = "";
+    afterReply();
+  }
 };
 
 /** Stop the reply now: silence it, tell the server how much was heard, and cancel the rest. */
-function bargeIn(why) {
+function bargeIn(why, tell = true) {
   const scheduled = player.scheduledSeconds();
   const heard = player.stop();
   stats.stoppedReplies += 1;
   stats.lastHeardSeconds = heard;
-  if (state.chat) {
-    state.chat.send({ type: "playback", position_ms: Math.round(heard * 1000) });
+  if (state.chat && tell) {
+    state.chat.send({ type: "playback", position: heard });
     state.chat.send({ type: "cancel" });
   }
-  if (state.reply) state.reply.element.classList.add("cancelled");
+  const element = (state.reply && state.reply.element) || state.playingElement;
+  if (element) element.classList.add("cancelled");
   state.reply = null;
+  state.playingElement = null;
   afterReply();
   const of = scheduled ? ` of ${scheduled.toFixed(1)} s` : "";
   $("playback").textContent =
@@ -450,10 +478,13 @@ function setConversation(id, title) {
 
 async function openChat() {
   if (state.chat && state.chat.isOpen) return state.chat;
-  const start = { type: "start_conversation", ...voiceOptions(), ...capture.format, partials: true };
-  start.audio_format = "wav";
+  if (capture.kind === "recorder") {
+    throw new PageError("no_pcm", "Conversations need an AudioWorklet (16 kHz PCM), which this browser lacks.");
+  }
+  // Reply audio as one WAV per sentence; our audio as 16 kHz PCM16 mono binary frames.
+  const start = { type: "start_conversation", ...voiceOptions(), format: "wav", sample_rate: PCM_RATE };
   if (state.conversationId) start.conversation_id = state.conversationId;
-  if (!$("responder").hidden && $("responder").value) start.responder = $("responder").value;
+  if (!$("responder").hidden && $("responder").value) start.responder = { name: $("responder").value };
   const chat = new LiveSession(CHAT_PATH, {
     start,
     readyType: "conversation.started",
@@ -484,7 +515,7 @@ async function endConversationTurn() {
   if (chat instanceof LiveSession) {
     stats.commits += 1;
     chat.send({ type: "commit" });
-    setStatus("Thinking…");
+    setStatus("Ready.");
   }
 }
 
@@ -501,7 +532,9 @@ async function loadConversations() {
   const items = Array.isArray(answer) ? answer : answer.conversations || answer.items || [];
   for (const conversation of items) {
     const id = conversation.id || conversation.conversation_id;
-    const label = conversation.title || (conversation.updated_at || conversation.created_at || id).toString();
+    const when = conversation.updated_at || conversation.created_at;
+    const label =
+      conversation.title || (when ? new Date(when).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : id);
     const item = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = label;
@@ -516,6 +549,7 @@ async function loadConversations() {
     remove.textContent = "Delete";
     remove.setAttribute("aria-label", `Delete the conversation ${label}`);
     remove.addEventListener("click", () => deleteConversation(id));
+    if (id === state.conversationId) item.setAttribute("aria-current", "true");
     item.append(name, open, remove);
     list.append(item);
   }
@@ -528,8 +562,9 @@ async function continueConversation(id, label) {
     state.chat = null;
     $("messages").replaceChildren();
     for (const message of answer.messages || []) {
-      const item = addMessage(message.role === "user" ? "user" : "assistant", message.text || message.content || "");
-      if (message.interrupted) item.classList.add("cancelled");
+      const interrupted = message.interrupted && message.generated_text;
+      const item = addMessage(message.role === "user" ? "user" : "assistant", interrupted || message.text || "");
+      if (message.interrupted) markInterrupted(item, message.text);
     }
     setConversation(id, label);
     setStatus("Continuing that conversation: hold to talk.");
@@ -648,6 +683,7 @@ function setMode(mode) {
   if (state.listening) stopHandsFree();
   state.mode = mode;
   $("conversation").hidden = mode !== "conversation";
+  $("transcript").hidden = mode === "conversation";
   if (mode === "conversation") loadConversations();
   else if (state.chat) {
     state.chat.close();
@@ -661,9 +697,11 @@ function setInput(input) {
   updateTalkButton();
 }
 
-function typingIn(target) {
-  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName)) &&
-    !(target instanceof HTMLInputElement && target.type === "radio");
+/** Whether Space belongs to the focused control (typing, or pressing another button) rather than to talking. */
+function spaceTaken(target) {
+  if (!(target instanceof HTMLElement) || target === $("talk")) return false;
+  if (target.isContentEditable || /^(SELECT|TEXTAREA|BUTTON|A|SUMMARY)$/.test(target.tagName)) return true;
+  return target instanceof HTMLInputElement && !["radio", "range"].includes(target.type);
 }
 
 function wire() {
@@ -683,7 +721,7 @@ function wire() {
   document.addEventListener("keydown", (event) => {
     const isSpace = event.code === "Space" || event.key === " ";
     const isEnter = event.key === "Enter" && document.activeElement === talk;
-    if ((!isSpace && !isEnter) || typingIn(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ((!isSpace && !isEnter) || spaceTaken(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
     event.preventDefault();
     if (event.repeat) return;
     if (state.input === "ptt") press();
@@ -737,6 +775,23 @@ function wire() {
   });
   $("stop-reply").addEventListener("click", () => bargeIn("button"));
   $("new-conversation").addEventListener("click", newConversation);
+  $("say").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = $("say-text").value.trim();
+    if (!text) return;
+    clearError();
+    player.unlock();
+    if (state.reply || player.playing) bargeIn("button");
+    try {
+      const chat = await openChat();
+      chat.send({ type: "text", text });
+      addMessage("user", text);
+      $("say-text").value = "";
+      setStatus("Thinking…");
+    } catch (error) {
+      showError(error);
+    }
+  });
   $("refresh-conversations").addEventListener("click", loadConversations);
 }
 

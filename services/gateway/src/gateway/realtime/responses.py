@@ -1,0 +1,225 @@
+"""One Realtime response: the voice loop's reply as ``response.*`` events, cancellable at any point."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TYPE_CHECKING, Any
+
+from gateway.realtime import codecs
+from gateway.realtime.items import Item, item_view
+from gateway.realtime.protocol import ResponseOptions, new_id
+from gateway.realtime.reply import ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
+from voicestack_common.errors import VoicestackError
+
+if TYPE_CHECKING:
+    from gateway.realtime.session import RealtimeSession
+
+logger = logging.getLogger(__name__)
+
+# Largest audio delta sent at once (bytes before base64): about 0.5 s of 24 kHz PCM16, as OpenAI sends.
+AUDIO_DELTA_BYTES = 24_000
+# Seconds a response waits for the transcripts of committed audio.
+TRANSCRIPT_WAIT = 30.0
+
+
+def _tokens(text: str) -> int:
+    """A rough token count (about 4 characters each), for ``usage``; no tokenizer runs here."""
+    return (len(text) + 3) // 4
+
+
+class ResponseRun:
+    """A response in flight; ``cancel`` ends it with ``status: cancelled``."""
+
+    def __init__(self, session: RealtimeSession, options: ResponseOptions | None, waits: list[Awaitable[Any]]) -> None:
+        self.session = session
+        self.options = options or ResponseOptions()
+        config = session.config
+        self.id = new_id("resp")
+        self.item_id = new_id("item")
+        self.modalities = self.options.modalities or config.modalities
+        self.audio = "audio" in self.modalities
+        self.format: codecs.RealtimeFormat = self.options.output_audio_format or config.output_audio_format
+        self.voice = self.options.voice or config.voice
+        self.in_conversation = self.options.conversation != "none"
+        self.item = Item.assistant(self.item_id, self.format if self.audio else None)
+        self.status = "in_progress"
+        self.reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.stream: ReplyStream | None = None
+        self._events: AsyncGenerator[ReplyText | ReplyAudio, None] | None = None
+        self.added = False
+        self.text = ""
+        self.input_text = ""
+        self._waits = waits
+        self.task = asyncio.create_task(self._run())
+
+    async def cancel(self, reason: str) -> None:
+        """Stop now (a no-op once done)."""
+        if self.task.done() or self.reason is not None:
+            return
+        self.reason = reason
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def view(self) -> dict[str, Any]:
+        """The ``response`` object."""
+        details: dict[str, Any] | None = None
+        if self.status == "cancelled":
+            details = {"type": "cancelled", "reason": self.reason}
+        elif self.status == "failed":
+            details = {"type": "failed", "error": self.error}
+        output = [item_view(self.item)] if self.added else []
+        usage = None
+        if self.status != "in_progress":
+            audio_tokens = codecs.duration_ms(self.item.audio_bytes, self.format) // 50 if self.audio else 0
+            text_in, text_out = _tokens(self.input_text), _tokens(self.text)
+            usage = {
+                "total_tokens": text_in + text_out + audio_tokens,
+                "input_tokens": text_in,
+                "output_tokens": text_out + audio_tokens,
+                "input_token_details": {"text_tokens": text_in, "audio_tokens": 0, "cached_tokens": 0},
+                "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_tokens},
+            }
+        return {
+            "id": self.id,
+            "object": "realtime.response",
+            "status": self.status,
+            "status_details": details,
+            "output": output,
+            "conversation_id": self.session.config.conversation_id if self.in_conversation else None,
+            "modalities": self.modalities,
+            "voice": self.voice,
+            "output_audio_format": self.format,
+            "usage": usage,
+            "metadata": self.options.metadata,
+        }
+
+    def _where(self) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+
+    async def _run(self) -> None:
+        send = self.session.send
+        try:
+            await send({"type": "response.created", "response": self.view()})
+            await self.session.rate_limits()
+            if self._waits:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*self._waits), TRANSCRIPT_WAIT)
+            request = self._request()
+            await self._add_item()
+            await self._stream(request)
+            self.status = "completed"
+            self.item.status = "completed"
+            await self._finish_parts()
+        except asyncio.CancelledError:
+            self.status = "cancelled"
+            self.item.status = "incomplete"
+            if self._events is not None:
+                with contextlib.suppress(Exception):
+                    await self._events.aclose()  # the voice loop stops at once; what was heard is told later
+            if self.stream is not None:
+                self.session.interrupted[self.item_id] = self.stream
+        except VoicestackError as exc:
+            self.status = "failed"
+            self.item.status = "incomplete"
+            self.error = {"type": "server_error", "code": exc.code, "message": exc.message}
+        except Exception:
+            logger.exception("realtime response failed")
+            self.status = "failed"
+            self.item.status = "incomplete"
+            self.error = {"type": "server_error", "code": "internal_error", "message": "internal server error"}
+        if self.added:
+            await send(
+                {
+                    "type": "response.output_item.done",
+                    "response_id": self.id,
+                    "output_index": 0,
+                    "item": item_view(self.item),
+                }
+            )
+        await send({"type": "response.done", "response": self.view()})
+
+    def _request(self) -> ReplyRequest:
+        config = self.session.config
+        history = [Turn(item.role, item.words) for item in self.session.items.values() if item.words]
+        for extra in self.options.input or []:
+            added = Item.from_input(extra)
+            if added.words:
+                history.append(Turn(added.role, added.words))
+        self.input_text = " ".join(turn.text for turn in history)
+        limit = self.options.max_response_output_tokens or config.max_response_output_tokens
+        return ReplyRequest(
+            history=history,
+            instructions=self.options.instructions or config.instructions or None,
+            voice=self.voice,
+            speed=config.speed,
+            audio=self.audio,
+            max_tokens=None if limit == "inf" else int(limit),
+            temperature=self.options.temperature or config.temperature,
+        )
+
+    async def _add_item(self) -> None:
+        send = self.session.send
+        previous = next(reversed(self.session.items), None)
+        if self.in_conversation:
+            self.session.items[self.item_id] = self.item
+        self.added = True
+        view = item_view(self.item, "in_progress")
+        view["content"] = []
+        await send({"type": "response.output_item.added", "response_id": self.id, "output_index": 0, "item": view})
+        if self.in_conversation:
+            await send({"type": "conversation.item.created", "previous_item_id": previous, "item": view})
+        part = {"type": "audio", "transcript": ""} if self.audio else {"type": "text", "text": ""}
+        await send({"type": "response.content_part.added", **self._where(), "part": part})
+
+    async def _stream(self, request: ReplyRequest) -> None:
+        replier = self.session.replier
+        if replier is None:
+            raise VoicestackError(
+                "responses need the conversation service: set GATEWAY_CONVERSATION_URLS", code="conversations_disabled"
+            )
+        self.stream = await replier.open(request)
+        if self.audio:
+            self.session.spoken[self.item_id] = self.stream
+        encoder = codecs.OutputEncoder(self.format) if self.audio else None
+        send = self.session.send
+        self._events = self.stream.events()
+        async for chunk in self._events:
+            if isinstance(chunk, ReplyText):
+                self.text += chunk.text
+                kind = "response.audio_transcript.delta" if self.audio else "response.text.delta"
+                await send({"type": kind, **self._where(), "delta": chunk.text})
+            elif isinstance(chunk, ReplyAudio) and encoder is not None:
+                if encoder.source_rate != chunk.sample_rate:
+                    encoder = codecs.OutputEncoder(self.format, chunk.sample_rate)
+                data = encoder.encode(chunk.pcm16)
+                await self._audio(data, chunk.text)
+        if encoder is not None:
+            await self._audio(encoder.flush(), "")
+
+    async def _audio(self, data: bytes, text: str) -> None:
+        if data:
+            self.item.add_audio(text, len(data))
+        for start in range(0, len(data), AUDIO_DELTA_BYTES):
+            piece = data[start : start + AUDIO_DELTA_BYTES]
+            await self.session.send(
+                {"type": "response.audio.delta", **self._where(), "delta": base64.b64encode(piece).decode()}
+            )
+
+    async def _finish_parts(self) -> None:
+        send = self.session.send
+        if self.audio:
+            self.item.transcript = self.text
+            await send({"type": "response.audio.done", **self._where()})
+            await send({"type": "response.audio_transcript.done", **self._where(), "transcript": self.text})
+            part: dict[str, Any] = {"type": "audio", "transcript": self.text}
+        else:
+            self.item.text = self.text
+            await send({"type": "response.text.done", **self._where(), "text": self.text})
+            part = {"type": "text", "text": self.text}
+        await send({"type": "response.content_part.done", **self._where(), "part": part})
