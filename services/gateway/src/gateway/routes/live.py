@@ -16,7 +16,6 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter, WebSocket
-from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import Unauthorized, presented_key
@@ -30,8 +29,9 @@ from voicestack_common.live import (
     CLOSE_TRY_AGAIN,
     Final,
     StartMessage,
+    StartRefused,
     error_event,
-    sniff_container,
+    first_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -148,24 +148,10 @@ async def _receive(websocket: WebSocket, max_frame: int) -> str | bytes | None:
 
 def _start_of(payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
     """The ``start`` to open the broker session with, and the first frame if it is not one."""
-    if isinstance(payload, bytes):
-        if (container := sniff_container(payload)) is not None:
-            raise _Refused("start_required", f"send a 'start' message with format '{container}' first", CLOSE_POLICY)
-        return StartMessage(), payload
     try:
-        parsed = parse_json(payload, "message")
-    except VoicestackError:
-        return StartMessage(), payload
-    if not isinstance(parsed, dict) or parsed.get("type") != "start":
-        return StartMessage(), payload
-    if any(key in parsed for key in ("resume_at", "next_utterance", "checkpoints")):
-        raise _Refused("invalid_start", "resume_at, next_utterance and checkpoints are the relay's", CLOSE_POLICY)
-    try:
-        return StartMessage.model_validate(parsed), None
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "start"
-        raise _Refused("invalid_start", f"{where}: {problem['msg']}", CLOSE_POLICY) from None
+        return first_frame(payload, reserved=("resume_at", "next_utterance", "checkpoints"))
+    except StartRefused as exc:
+        raise _Refused(exc.code, exc.message, CLOSE_POLICY) from None
 
 
 async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
