@@ -2,7 +2,8 @@
 # Installs what voicestack needs on a fresh Debian machine with Python 3.11:
 # Debian packages (espeak-ng for speech fixtures; mosquitto, mosquitto-clients and
 # openssl for the MQTT tests; docker-compose to validate the compose files; chromium for
-# the voice page's browser tests, driven by Playwright: never `playwright install`), uv, and
+# the voice page's browser tests, driven by Playwright: never `playwright install`; postgresql
+# for the conversation store's tests, which start their own throwaway server), uv, and
 # the workspace's Python packages in .venv. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ for pair in "espeak-ng:espeak-ng" "mosquitto:mosquitto" "mosquitto_sub:mosquitto
             "openssl:openssl" "docker-compose:docker-compose" "chromium:chromium"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
 done
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 python3 -m pip --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}" >&2

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.speech import TEST_CACHE, kokoro_speech
+from tests.servers import free_port
+from tests.speech import REPO, TEST_CACHE, kokoro_speech
 from voicestack_common.audio import Pcm
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -32,3 +37,32 @@ def sentence() -> Iterator[tuple[str, Pcm]]:
 def two_sentences() -> Iterator[tuple[str, Pcm]]:
     """Two Kokoro sentences, a man's voice, about five seconds."""
     return TWO_SENTENCES, kokoro_speech(TWO_SENTENCES, voice="jm_kumo")
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[str]:
+    """tests/conversation/openai_server.py as its own process; yields its ``/v1`` base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.conversation.openai_server", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/requests", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the OpenAI-style test server did not start") from None
+                time.sleep(0.05)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()

@@ -36,7 +36,7 @@ KeyOption = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-STACK_PACKAGES = ("stt_broker", "tts_broker", "gateway", "mqtt_bridge")
+STACK_PACKAGES = ("stt_broker", "tts_broker", "gateway", "mqtt_bridge", "conversation")
 
 
 def _need_stack(command: str) -> None:

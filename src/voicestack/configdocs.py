@@ -16,6 +16,7 @@ SETTINGS = {
     "tts_broker": "tts_broker.settings:TtsSettings",
     "gateway": "gateway.settings:GatewaySettings",
     "mqtt_bridge": "mqtt_bridge.settings:BridgeSettings",
+    "conversation": "conversation.settings:ConversationSettings",
 }
 REPO = Path(__file__).resolve().parents[2]
 

@@ -71,12 +71,15 @@ def mqtt_accepts(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def services() -> tuple[list[Service], dict[str, str]]:
     """The stack's processes in start order, and the URLs to show."""
+    from conversation.settings import ConversationSettings
     from gateway.settings import GatewaySettings
     from mqtt_bridge.settings import BridgeSettings
     from stt_broker.settings import SttSettings
     from tts_broker.settings import TtsSettings
 
     stt, tts, gateway, bridge = SttSettings(), TtsSettings(), GatewaySettings(), BridgeSettings()
+    conversation = ConversationSettings()
+    conversation_url = f"http://127.0.0.1:{conversation.port}"
     stt_url, tts_url = f"http://127.0.0.1:{stt.port}", f"http://127.0.0.1:{tts.port}"
     gateway_url, bridge_url = f"http://127.0.0.1:{gateway.port}", f"http://127.0.0.1:{bridge.port}"
     mqtt = urlparse(bridge.mqtt_url)
@@ -85,10 +88,16 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "GATEWAY_STT_URLS": stt_url,
         "GATEWAY_TTS_URLS": tts_url,
         "GATEWAY_EVENTS_URL": bridge_url,
+        "GATEWAY_CONVERSATION_URLS": conversation_url,
         "STT_EVENTS_URL": bridge_url,  # transcripts made over Wyoming
         "MQTT_BRIDGE_GATEWAY_URL": gateway_url,
         "MQTT_BRIDGE_SERVICES": json.dumps(
-            {"gateway": [gateway_url], "stt_broker": [stt_url], "tts_broker": [tts_url]}
+            {
+                "gateway": [gateway_url],
+                "stt_broker": [stt_url],
+                "tts_broker": [tts_url],
+                "conversation": [conversation_url],
+            }
         ),
     }
     env = {key: value for key, value in wiring.items() if key not in os.environ}
@@ -114,6 +123,14 @@ def services() -> tuple[list[Service], dict[str, str]]:
         Service(
             "mqtt_bridge", python_module("mqtt_bridge.cli", "serve"), f"{bridge_url}/readyz", bridge.port, "yellow", env
         ),
+        Service(
+            "conversation",
+            python_module("conversation.cli", "serve"),
+            f"{conversation_url}/readyz",
+            conversation.port,
+            "bright_cyan",
+            env,
+        ),
         Service("gateway", python_module("gateway.cli", "serve"), f"{gateway_url}/readyz", gateway.port, "blue", env),
     ]
     urls = {
@@ -124,6 +141,7 @@ def services() -> tuple[list[Service], dict[str, str]]:
         "STT broker": stt_url,
         "TTS broker": tts_url,
         "MQTT bridge": bridge_url,
+        "conversations": conversation_url,
     }
     if stt.wyoming_enabled:
         urls["Wyoming STT"] = f"tcp://{stt.host}:{stt.wyoming_port}"

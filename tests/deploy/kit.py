@@ -95,9 +95,17 @@ SERVICES = (
         "mqtt-bridge",
         ready_path="/healthz",
     ),
+    Service(
+        "conversation",
+        "conversation",
+        "services/conversation",
+        "conversation.settings:ConversationSettings",
+        "conversation",
+        "conversation",
+    ),
 )
 BY_NAME = {service.name: service for service in SERVICES}
-PREFIXES = ("STT_", "SST_", "TTS_", "GATEWAY_", "MQTT_BRIDGE_")
+PREFIXES = ("STT_", "SST_", "TTS_", "GATEWAY_", "MQTT_BRIDGE_", "CONVERSATION_")
 
 
 def service_for_dockerfile(dockerfile: str) -> Service | None:

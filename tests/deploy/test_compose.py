@@ -302,6 +302,7 @@ def test_the_profile_services_stay_out_of_a_plain_up() -> None:
         "stt_broker",
         "tts_broker",
         "mqtt_bridge",
+        "conversation",
         "mosquitto",
         "prometheus",
         "grafana",

@@ -31,6 +31,7 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
     """Settings for tests: no .env, no events unless asked, quick health checks."""
     values: dict[str, Any] = {
         "events_url": "",
+        "conversation_urls": "",
         "health_interval": 0.5,
         "health_cache_seconds": 0.0,
         "connect_timeout": 1.0,

@@ -1,8 +1,9 @@
-"""Realtime fixtures: the gateway in front of the real STT and TTS brokers."""
+"""Realtime fixtures: the gateway in front of the real STT and TTS brokers and the conversation service."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +15,24 @@ API_KEY = "realtime-test-key"
 
 
 @pytest.fixture(scope="session")
-def realtime_url(stt_url: str, tts_url: str) -> Iterator[str]:  # noqa: F811
+def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The conversation service on SQLite, answering with the offline ``echo`` responder."""
+    from conversation.app import create_app as create_conversation
+    from conversation.settings import ConversationSettings
+
+    database = Path(tmp_path_factory.mktemp("realtime")) / "conversations.sqlite3"
+    settings = ConversationSettings(_env_file=None, database_url=f"sqlite+aiosqlite:///{database}")  # type: ignore[call-arg]
+    with serve(create_conversation(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def realtime_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:  # noqa: F811
     """The gateway with an API key on, so every test also proves the SDK's ``Authorization: Bearer``."""
     settings = gateway_settings(
         stt_urls=stt_url,
         tts_urls=tts_url,
+        conversation_urls=conversation_url,
         api_keys=API_KEY,
         realtime_max_sessions=2,
     )

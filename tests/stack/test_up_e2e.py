@@ -66,7 +66,7 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack")
-    names = ("gateway", "stt", "tts", "bridge", "mqtt", "stt_wyoming", "tts_wyoming")
+    names = ("gateway", "stt", "tts", "bridge", "mqtt", "stt_wyoming", "tts_wyoming", "conversation")
     ports = {name: free_port() for name in names}
     env = {
         **os.environ,
@@ -74,6 +74,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "STT_PORT": str(ports["stt"]),
         "TTS_PORT": str(ports["tts"]),
         "MQTT_BRIDGE_PORT": str(ports["bridge"]),
+        "CONVERSATION_PORT": str(ports["conversation"]),
+        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
         "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
         "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
         "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
@@ -196,7 +198,7 @@ def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
-DOCS_WITH_CURL = ("README.md", "docs/api.md", "docs/gateway.md", "docs/tts.md", "docs/mqtt.md")
+DOCS_WITH_CURL = ("README.md", "docs/api.md", "docs/gateway.md", "docs/tts.md", "docs/mqtt.md", "docs/conversations.md")
 DEFAULT_PORTS = {"8000": "gateway", "9082": "stt", "8080": "tts", "9090": "bridge"}
 
 
@@ -272,7 +274,7 @@ def test_the_log_reads_well_under_a_pipe(stack: Stack) -> None:
 
 def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:
     children = _children(stack.process.pid)
-    assert len(children) == 5  # mqtt, stt, tts, bridge, gateway
+    assert len(children) == 6  # mqtt, stt, tts, bridge, conversation, gateway
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0
     deadline = time.monotonic() + 15

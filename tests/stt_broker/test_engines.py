@@ -46,7 +46,9 @@ def test_local_engines_transcribe_and_report_segments_as_decoded(
     assert words(result.text) == words(two_sentences[0])
     assert result.language == "en"
     assert [s.text for s in seen] == [s.text for s in result.segments]
-    assert len(result.segments) >= 2
+    # whisper.cpp splits these two sentences in two; faster-whisper may keep them in one segment,
+    # depending on the CPU kernels CTranslate2 picks: the contract is that each decoded segment is reported.
+    assert len(result.segments) >= (2 if backend == "whispercpp" else 1)
     assert [w for s in result.segments for word in s.words for w in words(word.word)] == words(two_sentences[0])
     assert engine.model == "tiny.en"
     assert not engine.multilingual

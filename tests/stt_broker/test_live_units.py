@@ -126,3 +126,35 @@ def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None
             await asyncio.to_thread(pool.close)
 
     asyncio.run(scenario())
+
+
+def test_a_long_session_holds_bounded_memory() -> None:
+    """Ten minutes of PCM leave less than a second of audio and a couple of input positions held."""
+    from prometheus_client import CollectorRegistry
+
+    class NoPool:
+        has_idle_worker = False
+
+    runtime = LiveRuntime(
+        NoPool(),  # type: ignore[arg-type]
+        load_silero(),
+        LiveMetrics(CollectorRegistry()),
+        LiveConfig(),
+        model="none",
+        default_language=None,
+    )
+
+    async def scenario() -> None:
+        session = LiveSession(runtime, StartMessage(partials=False, checkpoints=True))
+        for index in range(600):
+            session.feed(bytes(32000))
+            assert session.held_seconds < 1.0
+            assert session.audio_seconds == index + 1
+        assert session._input.sync_points <= 2
+        checkpoints = []
+        while (event := session.pending_event()) is not None:
+            checkpoints.append(event)
+        assert len(checkpoints) > 500  # a relay could trim its replay log every second
+        session.close()
+
+    asyncio.run(scenario())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tts_broker.text import (
+from voicestack_common.text import (
     CLAUSE_PAUSE,
     FIRST_PIECE_CHARS,
     MAX_PIECE_CHARS,

@@ -16,6 +16,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.auth import API_KEY_HEADER, OPEN_PATHS, PROTECTED_PREFIXES, ApiKeyMiddleware, ApiKeys
+from gateway.conversations import routes as conversation_routes
+from gateway.conversations.client import ConversationClient
+from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
 from gateway.events import EventSender
 from gateway.health import BridgeProbe, HealthMonitor
@@ -88,6 +91,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             retry_after,
             max_body_bytes=settings.tts_max_request_bytes,
         )
+        conversation = (
+            ReplicaSet(
+                "conversation",
+                settings.conversation_replicas,
+                _client(settings, settings.conversation_timeout),
+                metrics,
+                settings.upstream_retries,
+                retry_after,
+            )
+            if settings.conversation_replicas
+            else None
+        )
+        conversations = Conversations(ConversationClient(conversation))
         events_client = (
             httpx.AsyncClient(timeout=settings.events_timeout, trust_env=False) if settings.events_url else None
         )
@@ -99,7 +115,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             synthesis=settings.events_synthesis,
         )
         monitor = HealthMonitor(
-            {"stt": stt, "tts": tts},
+            {"stt": stt, "tts": tts} | ({"conversation": conversation} if conversation else {}),
             interval=settings.health_interval,
             timeout=settings.health_timeout,
             cache_seconds=settings.health_cache_seconds,
@@ -130,8 +146,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     "events": events.url or None,
                 },
             )
-            yield {"gateway": gateway}
+            yield {"gateway": gateway, "conversations": conversations}
         finally:
+            await conversations.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -139,7 +156,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await stt.close_probes()
             await tts.close_probes()
             await events.close(EVENTS_FLUSH_SECONDS)
-            for client in (stt.client, tts.client, events_client):
+            for client in (stt.client, tts.client, events_client, conversation.client if conversation else None):
                 if client is not None:
                     await client.aclose()
 
@@ -158,7 +175,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=origins,
         allow_credentials=settings.cors_allow_credentials,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
@@ -184,6 +201,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(live.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
+    app.include_router(conversation_routes.router, prefix="/api/conversations")
+    app.include_router(conversation_routes.seeds)
     app.include_router(realtime.router, prefix="/v1")
     if settings.page:
         app.include_router(page_router())

@@ -14,7 +14,7 @@ from voicestack_common.errors import ClientError, error_body
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_QUERY = "api_key"
-PROTECTED_PREFIXES = ("/api/voice/", "/v1/")
+PROTECTED_PREFIXES = ("/api/voice/", "/v1/", "/api/conversations", "/api/messages/", "/upload", "/audio")
 OPEN_PATHS = frozenset({"/api/voice/health"})
 
 
@@ -76,7 +76,8 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = 
 
 
 class ApiKeyMiddleware:
-    """Authenticates ``/api/voice/*`` and ``/v1/*`` before anything else, so an unauthenticated body is
+    """Authenticates ``/api/voice/*``, ``/v1/*``, ``/api/conversations``, ``/api/messages/*`` and the seed
+    flows' ``/upload`` and ``/audio`` before anything else, so an unauthenticated body is
     never read; puts the caller's id in ``request.state.caller``. WebSockets authenticate in their
     handler, where a browser can still be told why."""
 

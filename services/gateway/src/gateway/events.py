@@ -142,6 +142,37 @@ class EventSender:
             )
         )
 
+    def replied(
+        self,
+        started_at: datetime,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        voice: str | None,
+        conversation_id: str | None,
+        message_id: str | None,
+        interrupted: bool,
+    ) -> None:
+        """Queue the event of an assistant reply that was spoken (or cut off by the user)."""
+        if not self.enabled:
+            return
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="reply",
+                request_id=request_id_var.get(),
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=utc_now(),
+                text=text,
+                duration_seconds=seconds,
+                voice=voice,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                interrupted=interrupted,
+            )
+        )
+
     def _queue_built(self, build: Callable[[], SpeechEvent]) -> None:
         try:
             event = build()

@@ -194,10 +194,34 @@ class GatewaySettings(ServiceSettings):
     """The integration guide's voice names (JSON: name to voices tried in order) used when the
     TTS broker lacks them, so clients written for the guide keep working."""
 
+    conversation_urls: str = Field(
+        default="http://127.0.0.1:9100",
+        validation_alias=env_aliases("GATEWAY_CONVERSATION_URLS", "GATEWAY_CONVERSATION_URL", "conversation_urls"),
+    )
+    """Conversation service base URLs, comma-separated (``/api/conversations``, the voice loop, the seed
+    flows). Empty turns conversations off (those routes answer 503)."""
+
+    conversation_timeout: float = Field(default=120.0, gt=0)
+    """Seconds a call to the conversation service may take; a streamed reply may wait this long per chunk."""
+
+    chat_voice: str | None = None
+    """Voice of spoken replies when ``start_conversation`` names none (unset: the TTS broker's default)."""
+
+    chat_audio_wait: float = Field(default=30.0, gt=0, le=300)
+    """Seed 000's ``GET /audio``: seconds to wait for the next piece of reply audio before answering 404."""
+
+    chat_audio_ttl: float = Field(default=300.0, gt=0)
+    """Seed 000's ``/upload`` turns: seconds undelivered reply audio is kept for ``GET /audio``."""
+
     @field_validator("stt_urls", "tts_urls")
     @classmethod
     def _broker_urls(cls, value: str, info: ValidationInfo) -> str:
         return _check_urls(value, f"GATEWAY_{str(info.field_name).upper()}")
+
+    @field_validator("conversation_urls")
+    @classmethod
+    def _conversation_urls(cls, value: str) -> str:
+        return _check_urls(value, "GATEWAY_CONVERSATION_URLS", allow_empty=True)
 
     @field_validator("events_url")
     @classmethod
@@ -222,6 +246,11 @@ class GatewaySettings(ServiceSettings):
     def tts_replicas(self) -> list[str]:
         """The TTS broker URLs as a list."""
         return split_list(self.tts_urls)
+
+    @property
+    def conversation_replicas(self) -> list[str]:
+        """The conversation service URLs as a list (empty: conversations off)."""
+        return split_list(self.conversation_urls)
 
     @property
     def keys(self) -> list[str]:

@@ -43,9 +43,14 @@ class Topics:
         """One JSON event per finished synthesis."""
         return f"{self.prefix}/synthesis"
 
+    @property
+    def replies(self) -> str:
+        """One JSON event per assistant reply (conversation id, text, interrupted or not)."""
+        return f"{self.prefix}/replies"
+
     def event(self, kind: str) -> str:
-        """Where an event of ``kind`` (``transcription``/``synthesis``) goes."""
-        return self.transcripts if kind == "transcription" else self.synthesis
+        """Where an event of ``kind`` (``transcription``/``synthesis``/``reply``) goes."""
+        return {"transcription": self.transcripts, "reply": self.replies}.get(kind, self.synthesis)
 
     def command(self, name: Command) -> str:
         """Requests for a command."""

@@ -34,7 +34,17 @@ def serve(
     from voicestack_common.service import serve as serve_app
 
     remote = {"remote_host": remote_host, "remote_port": remote_port}
-    serve_app("stt-broker", SttSettings, create_app, host=host, port=port, overrides=remote)
+    # No keep-alive pings on live sessions: a session applying back-pressure stops reading its
+    # socket, pongs included, and would be closed for it; STT_LIVE_IDLE_TIMEOUT ends dead ones.
+    serve_app(
+        "stt-broker",
+        SttSettings,
+        create_app,
+        host=host,
+        port=port,
+        overrides=remote,
+        uvicorn_options=lambda _: {"ws_ping_interval": None},
+    )
 
 
 @models_app.command("list")

@@ -29,9 +29,9 @@ from tts_broker import __version__
 from tts_broker.languages import normalize_lang_code, supported_codes
 from tts_broker.settings import TtsSettings
 from tts_broker.synthesizer import Synthesizer
-from tts_broker.text import complete_sentences
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.metrics import HttpMetrics
+from voicestack_common.text import complete_sentences
 from voicestack_common.wyoming import ProtocolError, WyomingHandler, WyomingMetrics, serve_wyoming
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from gateway.realtime.config import SessionConfig
 from gateway.realtime.live import open_live
 from gateway.realtime.protocol import RealtimeError, error_event, new_id
 from gateway.realtime.session import RealtimeSession
+from gateway.realtime.voice_loop import VoiceLoopReplier
 from voicestack_common.live import StartMessage
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,13 @@ async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
     async def live(start: StartMessage) -> Any:
         return await open_live(gateway, start, config.id)
 
-    session = RealtimeSession(send, gateway, caller, config, live, replier=None)
+    conversations = getattr(websocket.state, "conversations", None)
+    replier = (
+        VoiceLoopReplier(gateway, conversations.client, caller, config.conversation_id)
+        if not transcription and conversations is not None and conversations.client.upstream is not None
+        else None
+    )
+    session = RealtimeSession(send, gateway, caller, config, live, replier)
     _open_sessions[caller] = _open_sessions.get(caller, 0) + 1
     gateway.metrics.ws_connections.inc()
     try:

@@ -19,6 +19,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from gateway import brokers
 from gateway.auth import Unauthorized, presented_key
+from gateway.conversations.state import Conversations
+from gateway.conversations.voice_loop import VOICE_KINDS, VoiceLoop
 from gateway.deps import Gateway, GatewayDep
 from gateway.schemas import WsSynthesize, WsTranscribe
 from gateway.usecases import synthesis, transcription
@@ -39,6 +41,9 @@ class ChatSession:
 
     def __init__(self, websocket: WebSocket, gateway: Gateway, caller: str, session_id: str) -> None:
         self.websocket = websocket
+        conversations: Conversations = websocket.state.conversations
+        # The voice loop (start_conversation, streamed audio, replies) shares the socket.
+        self.voice = VoiceLoop(self.send, self.error, gateway, conversations, caller, session_id)
         self.gateway = gateway
         self.caller = caller
         self.session_id = session_id
@@ -70,10 +75,16 @@ class ChatSession:
                 if message["type"] == "websocket.disconnect":
                     break
                 if message.get("text") is None:
-                    await self.error("invalid_message", "send JSON text messages, not binary ones")
+                    if message.get("bytes") is not None and self.voice.start is not None:
+                        await self.voice.audio(message["bytes"])
+                    else:
+                        await self.error(
+                            "invalid_message", "send JSON text messages (binary audio only after start_conversation)"
+                        )
                     continue
                 await self.handle(message["text"])
         finally:
+            await self.voice.close()
             self.closed = True
             for task in self.tasks:
                 task.cancel()
@@ -98,9 +109,14 @@ class ChatSession:
         if kind == "ping":
             await self.send(_with_id({"type": "pong"}, request_id))
             return
+        if kind in VOICE_KINDS:
+            await self.voice.handle(kind, data)
+            return
         if kind not in ("transcribe", "synthesize"):
             await self.error(
-                "unknown_message_type", f"unknown message type {kind!r}; use one of {', '.join(_KINDS)}", request_id
+                "unknown_message_type",
+                f"unknown message type {kind!r}; use one of {', '.join((*_KINDS, *sorted(VOICE_KINDS)))}",
+                request_id,
             )
             return
         if len(self.tasks) >= self.gateway.settings.ws_max_in_flight:

@@ -519,6 +519,25 @@ async function endConversationTurn() {
   }
 }
 
+/** Offer a responder choice only where the server allows more than one (GET api/voice/responders). */
+async function loadResponders() {
+  let answer;
+  try {
+    answer = await request("api/voice/responders");
+  } catch {
+    return; // no choice offered here: the server's default answers
+  }
+  const allowed = (answer && answer.allowed) || [];
+  const select = $("responder");
+  const show = allowed.length > 1;
+  select.hidden = !show;
+  $("responder-label").hidden = !show;
+  if (!show) return;
+  const saved = loadSettings().responder;
+  select.replaceChildren(...allowed.map((name) => new Option(name === answer.default ? `${name} (default)` : name, name)));
+  select.value = allowed.includes(saved) ? saved : answer.default;
+}
+
 async function loadConversations() {
   let answer;
   try {
@@ -684,7 +703,10 @@ function setMode(mode) {
   state.mode = mode;
   $("conversation").hidden = mode !== "conversation";
   $("transcript").hidden = mode === "conversation";
-  if (mode === "conversation") loadConversations();
+  if (mode === "conversation") {
+    loadConversations();
+    loadResponders();
+  }
   else if (state.chat) {
     state.chat.close();
     state.chat = null;
@@ -751,7 +773,16 @@ function wire() {
   $("speed").addEventListener("input", () => {
     $("speed-value").textContent = `${Number($("speed").value).toFixed(1)}×`;
   });
-  for (const id of ["voice", "speed", "language", "responder"]) $(id).addEventListener("change", saveSettings);
+  for (const id of ["voice", "speed", "language", "responder"]) {
+    $(id).addEventListener("change", () => {
+      saveSettings();
+      // A conversation socket keeps the settings it started with: the next turn opens a new one.
+      if (state.chat && !state.reply && !player.playing) {
+        state.chat.close();
+        state.chat = null;
+      }
+    });
+  }
   $("settings").addEventListener("submit", (event) => {
     event.preventDefault();
     setApiKey($("api-key").value.trim());

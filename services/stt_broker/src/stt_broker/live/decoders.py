@@ -228,6 +228,11 @@ class AudioInput:
         self.samples_out += len(joined)
         return joined
 
+    @property
+    def sync_points(self) -> int:
+        """Input positions still remembered (bounded: older ones are forgotten as audio is dropped)."""
+        return len(self._sync)
+
     def sync_point(self, sample: int) -> SyncPoint | None:
         """The latest sync point at or before ``sample``; older ones are forgotten."""
         best: SyncPoint | None = None

@@ -140,6 +140,11 @@ class LiveSession:
         """Seconds of audio received."""
         return self._input.samples_out / STT_SAMPLE_RATE
 
+    @property
+    def held_seconds(self) -> float:
+        """Seconds of audio the session holds (the open utterance, or the prefix padding)."""
+        return (self._buffer.end - self._buffer.start) / STT_SAMPLE_RATE
+
     def feed(self, data: bytes) -> None:
         """Take a slice of input bytes (raises ``AudioError`` on input that cannot be decoded)."""
         if self.finished:

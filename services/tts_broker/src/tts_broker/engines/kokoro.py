@@ -13,9 +13,9 @@ import numpy.typing as npt
 
 from tts_broker.engines.base import SpeechRequest, VoiceBlend
 from tts_broker.languages import LANGUAGES
-from tts_broker.text import split_text
 from voicestack_common.audio import Pcm, Samples
 from voicestack_common.errors import InvalidRequest
+from voicestack_common.text import split_text
 
 logger = logging.getLogger(__name__)
 

@@ -161,3 +161,50 @@ def split_text(text: str, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int 
     if merged:
         merged[-1] = TextPiece(merged[-1].text, 0.0)
     return merged
+
+
+class SentenceBuffer:
+    """Text arriving in deltas (a model's tokens), handed out as pieces as soon as each is complete.
+
+    A sentence is complete once the text after it has started; the first piece may be cut at a
+    clause (``FIRST_PIECE_CHARS``) so that the first audio starts after a few words. ``flush``
+    hands out what is left when the stream ends.
+    """
+
+    def __init__(self, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int = FIRST_PIECE_CHARS) -> None:
+        self.max_chars = max_chars
+        self.first_chars = first_chars
+        self.pending = ""
+        self.emitted = 0
+
+    def push(self, delta: str) -> list[TextPiece]:
+        """Add a delta; the pieces it completed."""
+        self.pending += delta
+        complete, rest = complete_sentences(self.pending)
+        if len(" ".join(complete.split())) >= MIN_PIECE_CHARS:
+            self.pending = rest
+            return self._emit(complete, SENTENCE_PAUSE)
+        if len(self.pending) > self._first():  # a long sentence: its first clauses need not wait
+            pieces = split_text(self.pending, max_chars=self.max_chars, first_chars=self._first())
+            if len(pieces) > 1:
+                done = pieces[:-1]
+                # keep the space a delta ended with: the next delta starts a new word
+                self.pending = pieces[-1].text + (" " if self.pending[-1:].isspace() else "")
+                self.emitted += len(done)
+                return done
+        return []
+
+    def flush(self) -> list[TextPiece]:
+        """What is left, once the stream has ended."""
+        text, self.pending = self.pending, ""
+        return self._emit(text, 0.0)
+
+    def _emit(self, text: str, pause: float) -> list[TextPiece]:
+        pieces = split_text(text, max_chars=self.max_chars, first_chars=self._first())
+        if pieces:
+            pieces[-1] = TextPiece(pieces[-1].text, pause)
+        self.emitted += len(pieces)
+        return pieces
+
+    def _first(self) -> int:
+        return self.first_chars if self.emitted == 0 else self.max_chars

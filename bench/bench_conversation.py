@@ -1,0 +1,167 @@
+"""Voice-to-voice latency: end of the user's speech → first byte of reply audio, through the voice loop.
+
+    uv run python bench/bench_conversation.py [--turns 12] [--json out.json]
+
+Every service runs as its own process (STT broker, TTS broker, conversation service with the
+``echo`` responder on SQLite, gateway). A turn on ``WS /api/voice/ws/chat`` streams a spoken
+question (16 kHz PCM16) and then ``commit``, the push-to-talk end of speech (with silence
+endpointing the loop waits ``silence_ms`` more); the clock starts at ``commit`` and stops at the
+first ``reply.audio``, with the ``final`` transcript and the first ``reply.text.delta`` on the way.
+
+The same run measures the bare parts the loop is made of, alternating with the loop, at the same
+concurrency: the STT broker's ``/v1/transcribe`` of the same utterance, the conversation service's
+turn up to its first ``delta`` event, and the TTS broker's ``/v1/synthesize`` of the reply's first
+piece. Overhead = loop - (sum of the parts). 1 and 4 concurrent conversations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from benchkit import emit, machine, service, summary
+from tests.speech import TEST_CACHE, kokoro_speech
+
+from voicestack_common.audio import resample
+from voicestack_common.encode import wav_header
+
+QUESTIONS = [
+    "What time is it in Tokyo?",
+    "Turn on the kitchen lights.",
+    "How is the weather today?",
+    "Please call me back tomorrow.",
+]
+CHUNK = 3200
+
+
+async def loop_turn(ws: Any, pcm: bytes) -> dict[str, float]:
+    """One spoken turn; seconds from commit to the final, the first text and the first audio."""
+    for start in range(0, len(pcm), CHUNK):
+        await ws.send(pcm[start : start + CHUNK])
+    t0 = time.perf_counter()
+    await ws.send(json.dumps({"type": "commit"}))
+    marks: dict[str, float] = {}
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+        now = time.perf_counter() - t0
+        kind = event["type"]
+        if kind == "final":
+            marks.setdefault("final", now)
+        elif kind == "reply.text.delta":
+            marks.setdefault("first_text", now)
+        elif kind == "reply.audio":
+            marks.setdefault("first_audio", now)
+        elif kind == "reply.done":
+            return marks
+        elif kind == "error":
+            raise RuntimeError(event)
+
+
+async def bare_turn(
+    client: httpx.AsyncClient, stt: str, conv: str, tts: str, wav: bytes, conversation: str
+) -> dict[str, float]:
+    """The same steps called directly, one after the other: transcribe, turn to its first delta, synthesize."""
+    t0 = time.perf_counter()
+    answer = await client.post(f"{stt}/v1/transcribe", files={"file": ("q.wav", wav, "audio/wav")})
+    text = answer.json()["text"]
+    transcribed = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    first_piece = ""
+    async with client.stream("POST", f"{conv}/v1/conversations/{conversation}/turns", json={"text": text}) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data:") and '"text"' in line and "user_message" not in line:
+                if not first_piece:
+                    first_token = time.perf_counter() - t1
+                first_piece += json.loads(line[5:])["text"]
+    t2 = time.perf_counter()
+    await client.post(f"{tts}/v1/synthesize", json={"text": first_piece.strip(), "format": "wav"})
+    synthesized = time.perf_counter() - t2
+    return {
+        "transcribe": transcribed,
+        "first_token": first_token,
+        "synthesize": synthesized,
+        "sum": transcribed + first_token + synthesized,
+    }
+
+
+async def level(
+    urls: dict[str, str], clips: list[tuple[bytes, bytes]], conversations: int, turns: int
+) -> dict[str, Any]:
+    """``conversations`` clients at once, each alternating a loop turn and a bare turn ``turns`` times."""
+    loop: list[dict[str, float]] = []
+    bare: list[dict[str, float]] = []
+
+    async def client(number: int) -> None:
+        async with (
+            websockets.connect(urls["ws"], max_size=None) as ws,
+            httpx.AsyncClient(timeout=120, trust_env=False) as http,
+        ):
+            await ws.send(json.dumps({"type": "start_conversation", "voice": "jf_alpha", "language": "en"}))
+            while json.loads(await ws.recv())["type"] != "conversation.started":
+                pass
+            for turn in range(turns + 1):  # the first round warms up
+                pcm, wav = clips[(number + turn) % len(clips)]
+                measured = await loop_turn(ws, pcm)
+                parts = await bare_turn(http, urls["stt"], urls["conv"], urls["tts"], wav, f"bare-{number}")
+                if turn:
+                    loop.append(measured)
+                    bare.append(parts)
+
+    await asyncio.gather(*(client(n) for n in range(conversations)))
+    keys = ("final", "first_text", "first_audio")
+    result: dict[str, Any] = {f"loop_{k}": summary([m[k] for m in loop]) for k in keys}
+    result.update(
+        {f"bare_{k}": summary([b[k] for b in bare]) for k in ("transcribe", "first_token", "synthesize", "sum")}
+    )
+    overhead = [m["first_audio"] - b["sum"] for m, b in zip(loop, bare, strict=True)]
+    result["overhead_first_audio_minus_bare_sum"] = summary(overhead)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=12, help="measured turns per conversation at level 1")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    clips = []
+    for question in QUESTIONS:
+        pcm = resample(kokoro_speech(question), 16_000).to_pcm16()
+        clips.append((pcm, wav_header(16_000, len(pcm)) + pcm))
+    models = str(TEST_CACHE / "models")
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as home:
+        stt = stack.enter_context(service("stt_broker", "STT_PORT", {"STT_CACHE_DIR": models, "STT_WORKERS": "1"}))
+        tts = stack.enter_context(
+            service("tts_broker", "TTS_PORT", {"TTS_CACHE_DIR": models, "TTS_CACHE_MAX_ENTRIES": "0"})
+        )
+        conv = stack.enter_context(
+            service("conversation", "CONVERSATION_PORT", {"CONVERSATION_DATABASE_URL": f"sqlite:///{home}/c.sqlite3"})
+        )
+        gateway = stack.enter_context(
+            service(
+                "gateway",
+                "GATEWAY_PORT",
+                {
+                    "GATEWAY_STT_URLS": stt,
+                    "GATEWAY_TTS_URLS": tts,
+                    "GATEWAY_CONVERSATION_URLS": conv,
+                    "GATEWAY_EVENTS_URL": "",
+                },
+            )
+        )
+        urls = {"stt": stt, "tts": tts, "conv": conv, "ws": gateway.replace("http", "ws") + "/api/voice/ws/chat"}
+        results: dict[str, Any] = {"machine": machine(), "responder": "echo"}
+        results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns))
+        results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4)))
+    emit(results, args.json)
+
+
+if __name__ == "__main__":
+    main()

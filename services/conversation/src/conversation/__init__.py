@@ -1,0 +1,3 @@
+"""voicestack's conversation service: conversations, messages and the responders that answer."""
+
+__version__ = "0.1.0"

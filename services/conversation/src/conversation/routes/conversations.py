@@ -1,0 +1,104 @@
+"""``/v1/conversations``: list, create, read, delete; turns (SSE) and interruptions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from conversation.deps import OwnerDep, ServiceDep
+from conversation.schemas import (
+    ID_PATTERN,
+    ConversationCreate,
+    ConversationDetail,
+    ConversationList,
+    ConversationOut,
+    Interrupt,
+    MessageOut,
+    RespondersOut,
+    TurnRequest,
+)
+from conversation.turns import Turn, check_choice
+from voicestack_common.errors import InvalidRequest
+from voicestack_common.jsonbody import JsonBodyRoute
+
+router = APIRouter(tags=["conversations"], route_class=JsonBodyRoute)
+ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.get("/conversations", summary="The caller's conversations, most recently active first")
+async def list_conversations(
+    service: ServiceDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ConversationList:
+    """Newest activity first."""
+    rows, total = await service.store.conversations(owner, limit=limit, offset=offset)
+    return ConversationList(
+        conversations=[ConversationOut.of(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post("/conversations", status_code=201, summary="Start a conversation")
+async def create_conversation(service: ServiceDep, owner: OwnerDep, body: ConversationCreate) -> ConversationOut:
+    """409 when the id is taken."""
+    row = await service.store.create(owner, conversation_id=body.id, user_id=body.user_id, title=body.title)
+    return ConversationOut.of(row)
+
+
+@router.get("/conversations/{conversation_id}", summary="A conversation with its messages")
+async def get_conversation(service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId) -> ConversationDetail:
+    """404 for an unknown id and for another caller's."""
+    row = await service.store.get(owner, conversation_id)
+    messages = await service.store.messages(conversation_id)
+    return ConversationDetail(**ConversationOut.of(row).model_dump(), messages=[MessageOut.of(m) for m in messages])
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, summary="Delete a conversation and its messages")
+async def delete_conversation(service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId) -> Response:
+    """404 for an unknown id and for another caller's."""
+    await service.store.delete(owner, conversation_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/conversations/{conversation_id}/turns",
+    summary="Add the user's message and stream the reply (text/event-stream)",
+    response_class=StreamingResponse,
+)
+async def turn(
+    service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, body: TurnRequest
+) -> StreamingResponse:
+    """Events ``turn``, ``delta``..., then ``done`` or ``error`` (see conversation.turns)."""
+    settings = service.settings
+    if len(body.text) > settings.max_text_chars:
+        raise InvalidRequest(f"text is longer than {settings.max_text_chars} characters", code="text_too_long")
+    name = check_choice(settings, body.responder)
+    if body.create:
+        await service.store.get_or_create(owner, conversation_id, body.user_id)
+    else:
+        await service.store.get(owner, conversation_id)
+    run = Turn(service.store, settings, service.metrics, service.responders[name], conversation_id, body)
+    return StreamingResponse(
+        run.events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/{message_id}/interrupt",
+    summary="Mark a reply interrupted; its text becomes what was heard",
+)
+async def interrupt(
+    service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, message_id: str, body: Interrupt
+) -> MessageOut:
+    """After a barge-in or a cancel."""
+    return MessageOut.of(await service.store.interrupt(owner, conversation_id, message_id, body.heard_text))
+
+
+@router.get("/responders", summary="Responders and options a client may choose")
+async def responders(service: ServiceDep) -> RespondersOut:
+    """What ``start_conversation`` may ask for."""
+    settings = service.settings
+    return RespondersOut(default=settings.responder, allowed=settings.responders, options=settings.allowed_options)

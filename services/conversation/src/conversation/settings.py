@@ -1,0 +1,150 @@
+"""Conversation service settings: ``CONVERSATION_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from voicestack_common.settings import ServiceSettings
+
+ResponderName = Literal["echo", "openai", "webhook"]
+RESPONDERS: tuple[str, ...] = ("echo", "openai", "webhook")
+# Options a client may set per conversation, when the server allows them.
+CLIENT_OPTIONS: tuple[str, ...] = ("temperature", "max_tokens", "system_prompt", "model")
+
+
+def default_database_url() -> str:
+    """SQLite under ``$XDG_DATA_HOME/voicestack/conversation/`` (else ``~/.local/share``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite+aiosqlite:///{Path(base) / 'voicestack' / 'conversation' / 'conversations.sqlite3'}"
+
+
+def async_database_url(url: str) -> str:
+    """The URL with an async driver: ``postgresql://`` → asyncpg, ``sqlite://`` → aiosqlite."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class ConversationSettings(ServiceSettings):
+    """Configuration of the conversation service."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVERSATION_")
+
+    port: int = Field(default=9100, ge=0, le=65535)
+    """TCP port of the service's HTTP API (internal: the gateway calls it)."""
+
+    max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest request body accepted (413 above it)."""
+
+    database_url: str = Field(default_factory=default_database_url)
+    """SQLAlchemy URL of the store: ``sqlite:///path`` (one replica) or ``postgresql://user:pass@host/db``
+    (several replicas). Async drivers (aiosqlite, asyncpg) are picked automatically."""
+
+    migrate_on_start: bool = True
+    """Apply Alembic migrations at start-up (under a lock on PostgreSQL, so replicas can start together)."""
+
+    retention_days: float = Field(default=0.0, ge=0)
+    """Conversations untouched for this many days are deleted with their messages; 0 keeps them."""
+
+    purge_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between retention purges."""
+
+    responder: ResponderName = "echo"
+    """Responder used when a turn names none: ``echo`` (offline, restates what it heard), ``openai``
+    or ``webhook``."""
+
+    allowed_responders: list[ResponderName] = Field(default_factory=lambda: list[ResponderName](["echo"]))
+    """Responders a client may choose per conversation (JSON list); the default one is always allowed."""
+
+    allowed_options: list[str] = Field(default_factory=lambda: ["temperature", "max_tokens"])
+    """Responder options a client may set per conversation (JSON list of ``temperature``,
+    ``max_tokens``, ``system_prompt``, ``model``); others are refused."""
+
+    history_messages: int = Field(default=20, ge=0, le=1000)
+    """Earlier messages of the conversation given to the responder as context."""
+
+    max_reply_chars: int = Field(default=2000, ge=1)
+    """A reply is cut at this many characters (a runaway responder cannot fill the store or the speaker)."""
+
+    reply_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a whole reply may take; the reply is cut there (or fails with ``responder_timeout``
+    when nothing came)."""
+
+    max_text_chars: int = Field(default=10_000, ge=1)
+    """Longest user message accepted."""
+
+    openai_base_url: str = "http://127.0.0.1:11434/v1"
+    """``openai`` responder: base URL of an OpenAI-compatible API, up to and including ``/v1`` (Ollama,
+    llama.cpp's server, vLLM, LocalAI, OpenAI; seed 000's ``llm_url`` plus ``/v1``)."""
+
+    openai_model: str = "llama3.1"
+    """``openai`` responder: model name sent with every request (seed 000's ``model_name``)."""
+
+    openai_api_key: SecretStr = Field(default=SecretStr(""))
+    """``openai`` responder: sent as ``Authorization: Bearer`` when set."""
+
+    openai_system_prompt: str = (
+        "You are a helpful voice assistant. Answer in a few short spoken sentences, without lists or markup."
+    )
+    """``openai`` responder: the system message that starts every request's history."""
+
+    openai_temperature: float = Field(default=0.7, ge=0, le=2)
+    """``openai`` responder: sampling temperature."""
+
+    openai_max_tokens: int = Field(default=300, ge=1, le=32_768)
+    """``openai`` responder: most tokens one reply may have."""
+
+    openai_timeout: float = Field(default=30.0, gt=0)
+    """``openai`` responder: seconds to connect, and to wait for each streamed chunk."""
+
+    webhook_url: str = ""
+    """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history"}``
+    as JSON and answers with text (``text/plain``, may be streamed), JSON (``{"text": ...}``) or SSE."""
+
+    webhook_token: SecretStr = Field(default=SecretStr(""))
+    """``webhook`` responder: sent as ``Authorization: Bearer`` when set."""
+
+    webhook_timeout: float = Field(default=30.0, gt=0)
+    """``webhook`` responder: seconds to connect, and to wait for each chunk of the answer."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        url = async_database_url(value.strip())
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("database_url must be sqlite:// or postgresql://")
+        return url
+
+    @field_validator("allowed_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(CLIENT_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown options {unknown}; choose from {list(CLIENT_OPTIONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ConversationSettings:
+        if "webhook" in (self.responder, *self.allowed_responders) and not self.webhook_url:
+            raise ValueError("the webhook responder needs CONVERSATION_WEBHOOK_URL")
+        for name in ("openai_base_url", "webhook_url"):
+            value = getattr(self, name)
+            if value and not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http(s) URL")
+        self.openai_base_url = self.openai_base_url.rstrip("/")
+        return self
+
+    @property
+    def responders(self) -> list[str]:
+        """The responders a client may pick, default first."""
+        return [self.responder, *(name for name in self.allowed_responders if name != self.responder)]

@@ -1,0 +1,278 @@
+"""A spoken reply: the conversation service's text stream, cut into sentences, each synthesized in turn.
+
+Two tasks overlap: one reads the reply's text deltas and cuts them into pieces (the shared
+``SentenceBuffer``), the other synthesizes piece after piece on the TTS broker. So the first
+sentence is being spoken while the rest is still being written. ``cancel`` stops both, closes the
+reply stream (the conversation service stores the reply as interrupted) and records what the
+user heard: up to the client's playback position when it reported one, else what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import brokers
+from gateway.conversations.client import ConversationClient, TurnEvent
+from gateway.deps import Gateway
+from voicestack_common.errors import VoicestackError
+from voicestack_common.events import utc_now
+from voicestack_common.text import SentenceBuffer
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How a reply is spoken."""
+
+    voice: str | None = None
+    lang_code: str | None = None
+    speed: float | None = None
+    format: str = "wav"
+
+
+@dataclass(frozen=True)
+class SpokenPiece:
+    """One synthesized piece of the reply."""
+
+    index: int
+    text: str
+    audio: bytes
+    duration: float
+    sample_rate: int
+    format: str
+
+    def message(self) -> dict[str, Any]:
+        """The ``reply.audio`` event's fields."""
+        return {
+            "index": self.index,
+            "text": self.text,
+            "audio_base64": base64.b64encode(self.audio).decode(),
+            "format": self.format,
+            "sample_rate": self.sample_rate,
+            "duration_seconds": self.duration,
+        }
+
+
+@dataclass
+class ReplyEvent:
+    """What a reply produces: ``started`` (ids), ``delta`` (text), ``audio`` (a piece), ``done``, ``error``."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    piece: SpokenPiece | None = None
+
+
+def heard_text(pieces: list[SpokenPiece], position: float | None) -> str:
+    """The reply's words the user heard: whole pieces before ``position`` (seconds of reply audio),
+    then the share of the piece playing then; without a position, every piece sent."""
+    if position is None:
+        return " ".join(p.text for p in pieces)
+    words: list[str] = []
+    start = 0.0
+    for piece in pieces:
+        if position >= start + piece.duration:
+            words.extend(piece.text.split())
+        elif position > start:
+            share = (position - start) / piece.duration if piece.duration else 0.0
+            piece_words = piece.text.split()
+            words.extend(piece_words[: int(len(piece_words) * share)])
+            break
+        else:
+            break
+        start += piece.duration
+    return " ".join(words)
+
+
+class Reply:
+    """One reply in progress; iterate ``events()``; ``cancel()`` from anywhere stops it."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        client: ConversationClient,
+        owner: str,
+        conversation_id: str,
+        turn: dict[str, Any],
+        voice: Voice,
+        session_id: str | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.client = client
+        self.owner = owner
+        self.conversation_id = conversation_id
+        self.turn = turn
+        self.voice = voice
+        self.session_id = session_id
+        self.user_message: dict[str, Any] | None = None
+        self.message_id: str | None = None
+        self.text = ""
+        self.sent: list[SpokenPiece] = []
+        self.produced: list[SpokenPiece] = []
+        self.position: float | None = None
+        """Seconds of this reply's audio the client has played (``playback`` messages)."""
+        self.cancelled = False
+        self.finished = False
+        self.failed = False
+        self.timings: dict[str, float] = {}
+        self._queue: asyncio.Queue[ReplyEvent | object] = asyncio.Queue()
+        self._pieces: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = time.perf_counter()
+        self._started_at = utc_now()
+
+    def _mark(self, name: str) -> None:
+        self.timings.setdefault(name, round((time.perf_counter() - self._started) * 1000, 1))
+
+    async def events(self) -> AsyncIterator[ReplyEvent]:
+        """Run the reply; its events in order, ending with ``done``, ``error`` or (after cancel) nothing."""
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._speak())]
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    return
+                assert isinstance(item, ReplyEvent)
+                if item.kind == "audio" and item.piece is not None:
+                    self.sent.append(item.piece)
+                yield item
+                if item.kind in ("done", "error"):
+                    return
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read(self) -> None:
+        """Text deltas in, pieces out to the speaker, deltas out to the client."""
+        buffer = SentenceBuffer()
+        done: dict[str, Any] | None = None
+        try:
+            async with contextlib.aclosing(self.client.turn(self.owner, self.conversation_id, self.turn)) as stream:
+                async for event in stream:
+                    done = await self._on_turn_event(event, buffer) or done
+                    if event.kind == "error":
+                        return
+            for piece in buffer.flush():
+                await self._pieces.put(piece)
+            await self._pieces.put(("done", done or {}))
+        except VoicestackError as exc:
+            await self._pieces.put(("error", exc))
+        except Exception:
+            logger.exception("reply stream failed")
+            await self._pieces.put(("error", VoicestackError("the reply failed", code="internal_error")))
+
+    async def _on_turn_event(self, event: TurnEvent, buffer: SentenceBuffer) -> dict[str, Any] | None:
+        if event.kind == "turn":
+            self.user_message = event.data.get("user_message")
+            self.message_id = event.data.get("assistant_message_id")
+            await self._queue.put(ReplyEvent("started", event.data))
+        elif event.kind == "delta":
+            text = str(event.data.get("text", ""))
+            self._mark("first_text_ms")
+            self.text += text
+            await self._queue.put(ReplyEvent("delta", {"text": text}))
+            for piece in buffer.push(text):
+                await self._pieces.put(piece)
+        elif event.kind == "done":
+            return event.data
+        elif event.kind == "error":
+            error = event.data.get("error", {})
+            await self._pieces.put(
+                (
+                    "error",
+                    VoicestackError(str(error.get("message", "")), code=str(error.get("code", "responder_error"))),
+                )
+            )
+        return None
+
+    async def _speak(self) -> None:
+        """Pieces in, synthesized in order, audio out."""
+        index = 0
+        while True:
+            item = await self._pieces.get()
+            if isinstance(item, tuple):
+                kind, value = item
+                if kind == "error":
+                    assert isinstance(value, VoicestackError)
+                    self.finished = self.failed = True
+                    await self._queue.put(
+                        ReplyEvent("error", {"code": value.code, "message": value.message, "details": value.details})
+                    )
+                else:
+                    self.finished = True
+                    self._record(interrupted=False)
+                    await self._queue.put(
+                        ReplyEvent("done", {**value, "text": self.text, "timings": dict(self.timings)})
+                    )
+                return
+            body = {"text": item.text, "format": self.voice.format}
+            for key in ("voice", "lang_code", "speed"):
+                if (value := getattr(self.voice, key)) is not None:
+                    body[key] = value
+            try:
+                result = await brokers.synthesize(self.gateway.tts, body, self.gateway.settings.voice_fallbacks)
+            except VoicestackError as exc:
+                self.finished = self.failed = True
+                await self._queue.put(ReplyEvent("error", {"code": exc.code, "message": exc.message}))
+                return
+            self._mark("first_audio_ms")
+            piece = SpokenPiece(
+                index,
+                item.text,
+                base64.b64decode(result.audio_base64),
+                result.audio_duration_seconds,
+                result.audio_sample_rate,
+                self.voice.format,
+            )
+            index += 1
+            self.produced.append(piece)
+            await self._queue.put(ReplyEvent("audio", piece=piece))
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of reply audio sent to the client so far."""
+        return sum(p.duration for p in self.sent)
+
+    async def cancel(self) -> str | None:
+        """Stop the reply (or its playback) now and store it as heard; the heard text, or ``None``
+        when there was nothing to cancel (already cancelled, or it failed)."""
+        if self.cancelled or self.failed:
+            return None
+        self.cancelled = True
+        if not self.finished:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._queue.put(_END)
+        heard = heard_text(self.sent, self.position)
+        if self.message_id is not None:
+            try:
+                await self.client.interrupt(self.owner, self.conversation_id, self.message_id, heard)
+            except VoicestackError as exc:
+                logger.warning("could not store the interrupted reply: %s", exc.code)
+        self._record(interrupted=True, text=heard)
+        return heard
+
+    def _record(self, *, interrupted: bool, text: str | None = None) -> None:
+        """The reply's MQTT event."""
+        pieces = self.sent if interrupted else self.produced
+        self.gateway.events.replied(
+            self._started_at,
+            self.session_id,
+            text=self.text if text is None else text,
+            seconds=round(sum(p.duration for p in pieces), 3),
+            voice=self.voice.voice,
+            conversation_id=self.conversation_id,
+            message_id=self.message_id,
+            interrupted=interrupted,
+        )

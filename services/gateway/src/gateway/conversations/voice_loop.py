@@ -1,0 +1,338 @@
+"""The voice loop on ``WS /api/voice/ws/chat``: speak, hear the answer, interrupt it.
+
+After ``start_conversation`` the socket carries audio (binary PCM16 frames, or ``audio``
+messages with base64) and the loop answers each finished utterance::
+
+    client                                   gateway
+    start_conversation {...}        →        conversation.started {conversation_id, ...}
+    binary PCM16 frames ...         →        speech_started, speech_stopped, final {text}
+                                             reply.started, reply.text.delta {text} ...
+                                             reply.audio {index, text, audio_base64, ...} per piece
+                                             reply.done {message_id, text, timings}
+                                             (compat seed002: server_response {message, audio})
+    playback {position}             →        (what the user has heard so far, in seconds)
+    speech while a reply plays      →        reply.cancelled {reason: "barge_in", heard_text}
+    cancel                          →        reply.cancelled {reason: "cancel", heard_text}
+
+``commit`` ends an utterance at once (push-to-talk); ``text`` sends a typed message instead of
+speech. Recognition events come from ``EnergyRecognizer`` (see recognizer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway import brokers
+from gateway.conversations.client import owner_of
+from gateway.conversations.recognizer import SAMPLE_RATE, EnergyRecognizer
+from gateway.conversations.reply import Reply, Voice
+from gateway.conversations.routes import turn_body
+from gateway.conversations.state import Conversations
+from gateway.deps import Gateway
+from voicestack_common.audio import pcm16_to_pcm, resample
+from voicestack_common.errors import VoicestackError
+
+logger = logging.getLogger(__name__)
+
+VOICE_KINDS = frozenset({"start_conversation", "audio", "commit", "playback", "cancel", "text", "end_conversation"})
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Error = Callable[..., Awaitable[None]]
+
+
+class ResponderChoice(BaseModel):
+    """A responder and the options for it (only those the server allows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=32)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StartConversation(BaseModel):
+    """``start_conversation``: which conversation, who, and how replies are spoken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["start_conversation"] = "start_conversation"
+    id: str | int | None = None
+    conversation_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
+    """Carry on with this conversation (404 unless it exists or ``create`` is set); unset starts a new one."""
+    create: bool = False
+    """Create ``conversation_id`` when it does not exist yet."""
+    user_id: str | None = Field(default=None, max_length=128)
+    voice: str | None = Field(default=None, max_length=256)
+    lang_code: str | None = Field(default=None, max_length=16)
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    language: str | None = Field(default=None, max_length=16)
+    """Language of the user's speech (unset: the STT broker's default)."""
+    format: Literal["wav", "pcm", "mp3", "opus", "flac"] = "wav"
+    """Encoding of ``reply.audio``: each piece is a whole file in it (PCM: raw 16-bit samples)."""
+    sample_rate: int = Field(default=SAMPLE_RATE, ge=8_000, le=48_000)
+    """Sample rate of the PCM16 mono audio the client sends."""
+    silence_ms: int = Field(default=700, ge=200, le=5_000)
+    """Silence that ends an utterance."""
+    responder: ResponderChoice | None = None
+    compat: Literal["seed002"] | None = None
+    """``seed002``: also send each reply as ``{"type": "server_response", "message", "audio"}`` (MP3)."""
+
+
+class VoiceLoop:
+    """One socket's conversation: recognition in, replies out, barge-in."""
+
+    def __init__(
+        self, send: Send, error: Error, gateway: Gateway, conversations: Conversations, caller: str, session_id: str
+    ) -> None:
+        self.send = send
+        self.error = error
+        self.gateway = gateway
+        self.conversations = conversations
+        self.owner = owner_of(caller)
+        self.session_id = session_id
+        self.start: StartConversation | None = None
+        self.conversation_id: str | None = None
+        self.recognizer: EnergyRecognizer | None = None
+        self.reply: Reply | None = None
+        self.reply_task: asyncio.Task[None] | None = None
+        self.first_audio_at = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.speech_end = 0.0
+
+    async def handle(self, kind: str, data: dict[str, Any]) -> None:
+        """One JSON message of the loop."""
+        request_id = data.get("id")
+        if kind == "start_conversation":
+            await self._start(data)
+            return
+        if self.start is None:
+            await self.error("no_conversation", "send start_conversation first", request_id)
+            return
+        if kind == "audio":
+            value = data.get("audio_base64")
+            try:
+                audio = base64.b64decode(value if isinstance(value, str) else "", validate=True)
+            except (binascii.Error, ValueError):
+                await self.error("invalid_base64", "audio_base64 is not valid base64", request_id)
+                return
+            await self.audio(audio)
+        elif kind == "commit":
+            assert self.recognizer is not None
+            await self.recognizer.commit()
+        elif kind == "playback":
+            position = data.get("position")
+            if isinstance(position, bool) or not isinstance(position, int | float) or position < 0:
+                await self.error("invalid_request", "playback needs a position in seconds (>= 0)", request_id)
+                return
+            if self.reply is not None:
+                self.reply.position = float(position)
+        elif kind == "cancel":
+            await self._cancel("cancel")
+        elif kind == "text":
+            text = data.get("text")
+            if not isinstance(text, str) or not text.strip():
+                await self.error("invalid_request", "text needs a non-empty 'text'", request_id)
+                return
+            await self._cancel("barge_in")
+            self.speech_end = time.perf_counter()
+            self._respond(text.strip(), None)
+        elif kind == "end_conversation":
+            await self._cancel("cancel")
+            await self.send({"type": "conversation.ended", "conversation_id": self.conversation_id})
+            await self.close()
+            self.start = None
+
+    async def audio(self, data: bytes) -> None:
+        """Audio from the client: PCM16 mono at the announced rate."""
+        if self.start is None or self.recognizer is None:
+            await self.error("no_conversation", "send start_conversation before audio")
+            return
+        if len(data) % 2:
+            await self.error("unsupported_audio", "audio frames are 16-bit PCM: an even number of bytes")
+            return
+        if self.start.sample_rate != SAMPLE_RATE:
+            data = resample(pcm16_to_pcm(data, self.start.sample_rate), SAMPLE_RATE).to_pcm16()
+        await self.recognizer.feed(data)
+
+    async def _start(self, data: dict[str, Any]) -> None:
+        request_id = data.get("id")
+        try:
+            start = StartConversation.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            await self.error("invalid_request", f"{'.'.join(map(str, first['loc']))}: {first['msg']}", request_id)
+            return
+        client = self.conversations.client
+        try:
+            if start.responder is not None:
+                await self._check_responder(start.responder)
+            if start.conversation_id is None:
+                created = (
+                    await client.call("POST", "/v1/conversations", self.owner, json_body={"user_id": start.user_id})
+                ).json()
+                conversation_id, messages = created["id"], 0
+            else:
+                conversation_id = start.conversation_id
+                try:
+                    found = (await client.call("GET", f"/v1/conversations/{conversation_id}", self.owner)).json()
+                    messages = len(found.get("messages", []))
+                except VoicestackError as exc:
+                    if exc.code != "conversation_not_found" or not start.create:
+                        raise
+                    body = {"id": conversation_id, "user_id": start.user_id}
+                    await client.call("POST", "/v1/conversations", self.owner, json_body=body)
+                    messages = 0
+        except VoicestackError as exc:
+            await self.error(exc.code, exc.message, request_id, exc.details)
+            return
+        await self.close()
+        self.start, self.conversation_id = start, conversation_id
+        self.recognizer = EnergyRecognizer(
+            self.gateway, self._on_recognition, language=start.language, silence_ms=start.silence_ms
+        )
+        message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
+        await self.send({**message, "id": request_id} if request_id is not None else message)
+
+    async def _check_responder(self, choice: ResponderChoice) -> None:
+        allowed = await self.conversations.client.responders()
+        if choice.name is not None and choice.name not in allowed["allowed"]:
+            raise VoicestackError(
+                f"responder {choice.name!r} is not allowed here; allowed: {', '.join(allowed['allowed'])}",
+                code="responder_not_allowed",
+                details={"allowed": allowed["allowed"]},
+            )
+        for key in choice.options:
+            if key not in allowed["options"]:
+                raise VoicestackError(
+                    f"option {key!r} is not allowed here; allowed: {', '.join(allowed['options']) or 'none'}",
+                    code="option_not_allowed",
+                    details={"allowed": allowed["options"]},
+                )
+
+    async def _on_recognition(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "speech_started" and self._replying():
+            await self._cancel("barge_in")
+        if kind == "speech_stopped":
+            self.speech_end = time.perf_counter()
+        await self.send(event)
+        if kind == "final" and event.get("text"):
+            transcript = {k: event.get(k) for k in ("language", "confidence", "duration_seconds", "model")}
+            self._respond(event["text"], transcript, transcribe_ms=event.get("transcribe_ms"))
+
+    def _replying(self) -> bool:
+        """Whether a reply is being made or (by the clock, or the client's report) still played."""
+        reply = self.reply
+        if reply is None or reply.cancelled or reply.failed:
+            return False
+        if not reply.finished:
+            return True
+        total = reply.audio_seconds
+        if reply.position is not None:
+            return reply.position < total - 0.05
+        return time.perf_counter() < self.first_audio_at + total
+
+    async def _cancel(self, reason: str) -> None:
+        reply = self.reply
+        if reply is None or not self._replying():
+            return
+        heard = await reply.cancel()
+        if self.reply_task is not None:
+            await asyncio.gather(self.reply_task, return_exceptions=True)
+        if heard is not None:
+            await self.send(
+                {"type": "reply.cancelled", "reason": reason, "message_id": reply.message_id, "heard_text": heard}
+            )
+
+    def _respond(self, text: str, transcript: dict[str, Any] | None, transcribe_ms: float | None = None) -> None:
+        start = self.start
+        assert start is not None
+        assert self.conversation_id is not None
+        responder = start.responder.model_dump(exclude_none=True) if start.responder else None
+        body = turn_body(
+            text,
+            user_id=start.user_id,
+            language=start.language,
+            transcript=transcript,
+            create=True,
+            responder=responder,
+        )
+        voice = Voice(start.voice or self.gateway.settings.chat_voice, start.lang_code, start.speed, start.format)
+        reply = Reply(
+            self.gateway, self.conversations.client, self.owner, self.conversation_id, body, voice, self.session_id
+        )
+        self.reply = reply
+        self.reply_task = asyncio.create_task(self._run(reply, transcribe_ms))
+
+    async def _run(self, reply: Reply, transcribe_ms: float | None) -> None:
+        first_audio = True
+        async for event in reply.events():
+            if event.kind == "started":
+                await self.send(
+                    {
+                        "type": "reply.started",
+                        "message_id": event.data.get("assistant_message_id"),
+                        "user_message": event.data.get("user_message"),
+                    }
+                )
+            elif event.kind == "delta":
+                await self.send({"type": "reply.text.delta", "message_id": reply.message_id, **event.data})
+            elif event.kind == "audio" and event.piece is not None:
+                if first_audio:
+                    self.first_audio_at = time.perf_counter()
+                    first_audio = False
+                await self.send({"type": "reply.audio", "message_id": reply.message_id, **event.piece.message()})
+            elif event.kind == "done":
+                timings = dict(event.data.get("timings", {}))
+                if transcribe_ms is not None:
+                    timings["transcribe_ms"] = transcribe_ms
+                if self.first_audio_at and self.speech_end:
+                    timings["speech_end_to_first_audio_ms"] = round((self.first_audio_at - self.speech_end) * 1000, 1)
+                message = event.data.get("message") or {}
+                await self.send(
+                    {
+                        "type": "reply.done",
+                        "message_id": reply.message_id,
+                        "text": reply.text,
+                        "truncated": bool(event.data.get("truncated")),
+                        "audio_seconds": round(reply.audio_seconds, 3),
+                        "timings": timings,
+                        "status": message.get("status"),
+                    }
+                )
+                if self.start is not None and self.start.compat == "seed002":
+                    await self._server_response(reply.text)
+            elif event.kind == "error":
+                await self.error(
+                    str(event.data.get("code")), str(event.data.get("message")), None, event.data.get("details")
+                )
+
+    async def _server_response(self, text: str) -> None:
+        """Seed 002's answer: the reply's text and its audio as base64 MP3."""
+        assert self.start is not None
+        body: dict[str, Any] = {"text": text or "…", "format": "mp3"}
+        if voice := self.start.voice or self.gateway.settings.chat_voice:
+            body["voice"] = voice
+        try:
+            spoken = await brokers.synthesize(self.gateway.tts, body, self.gateway.settings.voice_fallbacks)
+        except VoicestackError as exc:
+            await self.error(exc.code, exc.message)
+            return
+        await self.send({"type": "server_response", "message": text, "audio": spoken.audio_base64})
+
+    async def close(self) -> None:
+        """Stop the reply and the recognizer (the socket closed, or a new conversation started)."""
+        if self.reply is not None and not self.reply.finished:
+            await self.reply.cancel()
+        if self.reply_task is not None:
+            self.reply_task.cancel()
+            await asyncio.gather(self.reply_task, return_exceptions=True)
+        if self.recognizer is not None:
+            await self.recognizer.aclose()
+        self.reply = self.reply_task = self.recognizer = None

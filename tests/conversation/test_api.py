@@ -1,0 +1,109 @@
+"""The service's HTTP API through its lifespan: conversations, turns as SSE, owners, bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conversation.app import create_app
+from tests.conversation.conftest import conversation_settings
+
+A = {"X-Voicestack-Owner": "key:aaaa"}
+B = {"X-Voicestack-Owner": "key:bbbb"}
+
+
+def events(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` pairs of an SSE body."""
+    out = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_conversation_lifecycle_and_owners(database_url: str) -> None:
+    with TestClient(create_app(conversation_settings(database_url))) as client:
+        assert client.get("/readyz").json()["checks"]["schema_revision"] == "0001"
+        created = client.post("/v1/conversations", json={"user_id": "u1", "title": "kitchen"}, headers=A)
+        assert created.status_code == 201
+        cid = created.json()["id"]
+        turn = client.post(f"/v1/conversations/{cid}/turns", json={"text": "Turn on the lights"}, headers=A)
+        assert turn.status_code == 200
+        assert turn.headers["content-type"].startswith("text/event-stream")
+        kinds = events(turn.text)
+        assert kinds[0][0] == "turn"
+        assert kinds[-1][0] == "done"
+        reply = "".join(data["text"] for kind, data in kinds if kind == "delta")
+        assert reply == "You said: Turn on the lights."
+        assert kinds[-1][1]["message"]["text"] == reply
+        detail = client.get(f"/v1/conversations/{cid}", headers=A).json()
+        assert [(m["role"], m["text"]) for m in detail["messages"]] == [
+            ("user", "Turn on the lights"),
+            ("assistant", reply),
+        ]
+        assert detail["messages"][1]["responder"] == "echo"
+        # another owner learns nothing: 404, not 403
+        for call in (client.get, client.delete):
+            answer = call(f"/v1/conversations/{cid}", headers=B)
+            assert answer.status_code == 404
+            assert answer.json()["error"]["code"] == "conversation_not_found"
+        assert client.post(f"/v1/conversations/{cid}/turns", json={"text": "hi"}, headers=B).status_code == 404
+        assert client.get("/v1/conversations", headers=B).json()["total"] == 0
+        assert client.get("/v1/conversations", headers=A).json()["conversations"][0]["id"] == cid
+        assert client.delete(f"/v1/conversations/{cid}", headers=A).status_code == 204
+        assert client.get(f"/v1/conversations/{cid}", headers=A).status_code == 404
+        assert "conversation_turns_total" in client.get("/metrics").text
+
+
+def test_continuity_and_create_on_first_use(sqlite_url: str) -> None:
+    with TestClient(create_app(conversation_settings(sqlite_url))) as client:
+        missing = client.post("/v1/conversations/nope/turns", json={"text": "hello", "create": False})
+        assert missing.status_code == 404
+        for text in ("first question", "second question"):
+            assert client.post("/v1/conversations/kept-1/turns", json={"text": text}).status_code == 200
+        messages = client.get("/v1/conversations/kept-1").json()["messages"]
+        assert [m["text"] for m in messages if m["role"] == "user"] == ["first question", "second question"]
+        assert client.post("/v1/conversations", json={"id": "kept-1"}).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"text": "x", "responder": {"name": "openai"}}, 422, "responder_not_allowed"),
+        ({"text": "x", "responder": {"options": {"system_prompt": "be rude"}}}, 422, "option_not_allowed"),
+        ({"text": "x", "responder": {"options": {"temperature": 9}}}, 422, "invalid_option"),
+        ({"text": "x", "responder": {"options": {"max_tokens": "many"}}}, 422, "invalid_option"),
+        ({"text": ""}, 422, "invalid_request"),
+        ({"text": "y" * 20_001}, 422, "text_too_long"),
+        ({"words": "x"}, 422, "invalid_request"),
+    ],
+)
+def test_bad_turns(sqlite_url: str, body: dict[str, Any], status: int, code: str) -> None:
+    with TestClient(create_app(conversation_settings(sqlite_url, max_text_chars=20_000))) as client:
+        answer = client.post("/v1/conversations/c/turns", json=body)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
+
+
+def test_bad_ids_and_owner(sqlite_url: str) -> None:
+    with TestClient(create_app(conversation_settings(sqlite_url))) as client:
+        assert client.get("/v1/conversations/bad%20id").status_code == 422
+        assert client.post("/v1/conversations", json={"id": "a/b"}).status_code == 422
+        answer = client.get("/v1/conversations", headers={"X-Voicestack-Owner": "no spaces"})
+        assert answer.json()["error"]["code"] == "invalid_owner"
+
+
+def test_interrupt_endpoint(sqlite_url: str) -> None:
+    with TestClient(create_app(conversation_settings(sqlite_url))) as client:
+        turn = events(client.post("/v1/conversations/c/turns", json={"text": "one two three four"}).text)
+        message_id = turn[0][1]["assistant_message_id"]
+        answer = client.post(f"/v1/conversations/c/messages/{message_id}/interrupt", json={"heard_text": "You said"})
+        assert answer.status_code == 200
+        assert answer.json()["interrupted"]
+        assert answer.json()["text"] == "You said"
+        assert answer.json()["generated_text"] == "You said: one two three four."
+        user_id = turn[0][1]["user_message"]["id"]
+        wrong = client.post(f"/v1/conversations/c/messages/{user_id}/interrupt", json={"heard_text": ""})
+        assert wrong.status_code == 404
