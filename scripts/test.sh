@@ -7,4 +7,5 @@ export PATH="$HOME/.local/bin:$PATH"
 
 echo "== ruff" && uv run ruff check . && uv run ruff format --check .
 echo "== mypy" && uv run mypy
+echo "== pip-audit" && bash scripts/audit.sh
 echo "== pytest" && uv run pytest "$@"

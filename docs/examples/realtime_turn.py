@@ -5,7 +5,7 @@
     python realtime_turn.py question.wav --transcribe-only
 
 It streams the recording at real-time pace (server VAD ends the turn on silence), prints the user's
-transcript and the reply's text as they arrive, and writes the spoken reply to ``reply.wav``.
+transcript (``--transcribe-only``) or the reply's text as it arrives, and writes the spoken reply to ``reply.wav``.
 Set ``VOICESTACK_URL`` (default ``http://127.0.0.1:8000``) and ``VOICESTACK_API_KEY`` when keys are on.
 Convert other recordings first, e.g. ``ffmpeg -i in.m4a -ar 24000 -ac 1 -c:a pcm_s16le question.wav``.
 """
@@ -40,15 +40,19 @@ async def main(path: str, transcribe_only: bool) -> None:
     query = {"intent": "transcription"} if transcribe_only else {}
     async with client.beta.realtime.connect(model="voicestack", extra_query=query) as connection:
         await connection.recv()  # session.created
-        settings = {
-            "input_audio_format": "pcm16",
-            "input_audio_transcription": {"model": "whisper-1", "language": "en"},
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-        }
+        vad = {"type": "server_vad", "silence_duration_ms": 500}
         if transcribe_only:
-            await connection.transcription_session.update(session=settings)
-        else:
-            await connection.session.update(session={**settings, "output_audio_format": "pcm16"})
+            await connection.transcription_session.update(
+                session={
+                    "input_audio_format": "pcm16",
+                    "input_audio_transcription": {"model": "whisper-1", "language": "en"},
+                    "turn_detection": vad,
+                }
+            )
+        else:  # the reply's transcript says what was heard
+            await connection.session.update(
+                session={"input_audio_format": "pcm16", "output_audio_format": "pcm16", "turn_detection": vad}
+            )
 
         async def stream() -> None:
             step = RATE * 2 * CHUNK_MS // 1000

@@ -118,7 +118,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert parse_json(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
     with pytest.raises(ClientError) as deep:
         parse_json(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
-    assert deep.value.code == "invalid_json"
+    assert deep.value.code == "json_too_deep"
 
 
 def test_validation_names_the_first_field_and_lists_all() -> None:

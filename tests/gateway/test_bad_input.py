@@ -163,7 +163,7 @@ def test_bad_websocket_messages_get_errors_and_the_socket_stays_open(client: Tes
         "slow": "invalid_request",
     }
     unnamed = [a["error"]["code"] for a in answers if "id" not in a]
-    assert sorted(unnamed) == ["invalid_json", "invalid_json", "invalid_message", "invalid_message"]
+    assert sorted(unnamed) == ["invalid_json", "invalid_message", "invalid_message", "json_too_deep"]
 
 
 def test_websocket_in_flight_limit(fake_brokers: tuple[FakeBroker, str, FakeBroker, str]) -> None:

@@ -171,7 +171,7 @@ BAD_COMMANDS: list[tuple[str, str, Any, str | None, str, int]] = [
     ("malformed JSON", "synthesize", b'{"id": "x", "text": ', None, "invalid_json", 400),
     ("NaN", "synthesize", b'{"text": "a", "speed": NaN}', None, "invalid_json", 400),
     ("empty", "transcribe", b"", None, "empty_body", 400),
-    ("nested too deep", "synthesize", b"[" * 2000, None, "invalid_json", 400),
+    ("nested too deep", "synthesize", b"[" * 2000, None, "json_too_deep", 400),
     ("not an object", "synthesize", b'["text"]', None, "invalid_command", 422),
     ("missing text", "synthesize", {"voice": "af_heart"}, "bad-1", "invalid_command", 422),
     ("unknown field", "synthesize", {"text": "a", "colour": "red"}, "bad-2", "invalid_command", 422),

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +18,12 @@ import pytest
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import client, of, stream, until, with_silence
-from tests.speech import kokoro_speech, words
-from voicestack_common.encode import wav_header
+from tests.speech import REPO, kokoro_speech, words
+from voicestack_common.encode import encode_audio, wav_header
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+EXAMPLE = REPO / "docs" / "examples" / "realtime_turn.py"
 
 SESSION = {
     "input_audio_format": "pcm16",
@@ -120,3 +126,22 @@ def test_cancelled_response_then_truncate(realtime_url: str) -> None:
     assert [m["role"] for m in stored] == ["user", "assistant"]
     assert stored[1]["interrupted"]
     assert len(words(stored[1]["text"])) < len(words(question))
+
+
+def test_example_script_holds_a_spoken_turn(realtime_url: str, tmp_path: Path) -> None:
+    """docs/examples/realtime_turn.py, the SDK and nothing else: a recorded question in, a spoken answer out."""
+    question = tmp_path / "question.wav"
+    question.write_bytes(encode_audio(with_silence(kokoro_speech(SHORT), tail=0.5), "wav"))
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(question)],
+        env={**os.environ, "VOICESTACK_URL": realtime_url, "VOICESTACK_API_KEY": API_KEY},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[completed]" in result.stdout, result.stdout
+    assert len([w for w in words(SHORT) if w not in words(result.stdout)]) <= 1, result.stdout
+    assert (tmp_path / "reply.wav").stat().st_size > 24_000

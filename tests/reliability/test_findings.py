@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -298,3 +298,55 @@ def test_the_bridge_tells_busy_from_down() -> None:
         listener.close()
     assert rollup(["busy", "up"]) == "up"
     assert rollup(["busy", "down"]) == "degraded"
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the fuzzer: a caller gone while its body is read was logged as an unhandled 500."""
+    from voicestack_common.service import Readiness, create_service_app
+    from voicestack_common.settings import ServiceSettings
+
+    async def ready(_: Any) -> Readiness:
+        return Readiness(ready=True)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield {}
+
+    app = create_service_app(
+        title="t", version="0", settings=ServiceSettings(), namespace="t", lifespan=lifespan, readiness=ready
+    )
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"n": len(await request.body())}
+
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"10")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+        "app": app,
+    }
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sent[0]["status"] == 499

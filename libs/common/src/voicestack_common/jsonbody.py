@@ -5,7 +5,7 @@
     empty body                                                      400 empty_body
     not UTF-8 (a UTF-8 BOM is fine)                                 415 invalid_encoding
     not JSON (``NaN`` and ``Infinity`` are not JSON)                400 invalid_json
-    nested deeper than ``MAX_JSON_DEPTH``                                400 invalid_json
+    nested deeper than ``MAX_JSON_DEPTH``                           400 json_too_deep
     JSON of the wrong shape (an array for an object, a bad field)   422 invalid_request (pydantic's, mapped once)
 
 ``JsonBodyRoute`` applies it to every route that declares a JSON body, before
@@ -82,7 +82,7 @@ def parse_json(data: bytes | str, what: str = "body") -> Any:
             f"the {what} is not valid UTF-8 (byte {exc.start}); JSON must be sent as UTF-8", code="invalid_encoding"
         ) from None
     if _too_deep(raw):
-        raise ClientError(f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+        raise ClientError(f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

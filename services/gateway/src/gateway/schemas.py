@@ -96,6 +96,8 @@ class HealthResponse(BaseModel):
     tts_replicas: list[ReplicaHealth]
     events: EventsHealth
     mqtt_bridge: BridgeHealth | None = Field(default=None, description="Null when events are off")
+    conversation_service: str | None = Field(default=None, description="Unset when no conversation service is set")
+    conversation_healthy: bool | None = None
 
 
 class WsTranscribe(BaseModel):

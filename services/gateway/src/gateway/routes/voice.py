@@ -147,8 +147,11 @@ async def health(gateway: GatewayDep) -> HealthResponse:
     stt, tts = gateway.monitor.report("stt"), gateway.monitor.report("tts")
     healthy = [stt["healthy"], tts["healthy"]]
     events = gateway.events
+    conversation = gateway.monitor.report("conversation") if "conversation" in gateway.monitor.upstreams else None
     return HealthResponse.model_validate(
         {
+            "conversation_service": conversation["url"] if conversation else None,
+            "conversation_healthy": conversation["healthy"] if conversation else None,
             "status": "healthy" if all(healthy) else "degraded" if any(healthy) else "unhealthy",
             "sst_service": stt["url"],
             "tts_service": tts["url"],
