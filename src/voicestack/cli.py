@@ -237,6 +237,9 @@ def _health_table(body: dict[str, Any]) -> Table:
                 "" if latency is None else f"{latency:.0f}",
                 str(replica.get("error") or ""),
             )
+    if body.get("conversation_service"):
+        healthy = body.get("conversation_healthy")
+        table.add_row("conversation", str(body["conversation_service"]), _yes_no(healthy), "", "")
     bridge = body.get("mqtt_bridge")
     if isinstance(bridge, dict):
         latency = bridge.get("latency_ms")

@@ -246,7 +246,7 @@ def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> N
         assert result.returncode == 0, f"{command}\n{result.stdout[-500:]}{result.stderr[-500:]}"
 
 
-SERVICE_PREFIXES = ("mqtt", "stt_broker", "tts_broker", "mqtt_bridge", "gateway")
+SERVICE_PREFIXES = ("mqtt", "stt_broker", "tts_broker", "mqtt_bridge", "conversation", "gateway")
 
 
 def test_the_log_reads_well_under_a_pipe(stack: Stack) -> None:
@@ -262,7 +262,7 @@ def test_the_log_reads_well_under_a_pipe(stack: Stack) -> None:
         for line in lines
         if line.strip()
         and line not in service_lines
-        and not re.match(r"^\s*(mqtt|stt_broker|tts_broker|mqtt_bridge|gateway) ready$", line)
+        and not re.match(rf"^\s*({'|'.join(SERVICE_PREFIXES)}) ready$", line)
         and not re.match(
             r"^(─+|.*voicestack is up.*|\s+\S.*\s(https?|mqtt)://\S+|\s+Try: .*|.*(converting|assembling).*)$", line
         )
