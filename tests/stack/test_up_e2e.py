@@ -264,7 +264,7 @@ def test_the_log_reads_well_under_a_pipe(stack: Stack) -> None:
         and line not in service_lines
         and not re.match(rf"^\s*({'|'.join(SERVICE_PREFIXES)}) ready$", line)
         and not re.match(
-            r"^(─+|.*voicestack is up.*|\s+\S.*\s(https?|mqtt)://\S+|\s+Try: .*|.*(converting|assembling).*)$", line
+            r"^(─+|.*voicestack is up.*|\s+\S.*\s[a-z]+://\S+|\s+Try: .*|.*(converting|assembling).*)$", line
         )
     ]
     assert not stray, "\n".join(stray)
