@@ -32,6 +32,7 @@ from tests.speech import TEST_CACHE, kokoro_speech
 
 from voicestack_common.audio import resample
 from voicestack_common.encode import wav_header
+from voicestack_common.text import SentenceBuffer
 
 QUESTIONS = [
     "What time is it in Tokyo?",
@@ -74,13 +75,20 @@ async def bare_turn(
     text = answer.json()["text"]
     transcribed = time.perf_counter() - t0
     t1 = time.perf_counter()
-    first_piece = ""
+    buffer = SentenceBuffer()
+    pieces: list[str] = []
+    first_token = 0.0
+    kind = ""
     async with client.stream("POST", f"{conv}/v1/conversations/{conversation}/turns", json={"text": text}) as stream:
         async for line in stream.aiter_lines():
-            if line.startswith("data:") and '"text"' in line and "user_message" not in line:
-                if not first_piece:
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind == "delta":
+                if not first_token:
                     first_token = time.perf_counter() - t1
-                first_piece += json.loads(line[5:])["text"]
+                pieces += [p.text for p in buffer.push(json.loads(line[5:])["text"])]
+    pieces += [p.text for p in buffer.flush()]
+    first_piece = pieces[0]
     t2 = time.perf_counter()
     await client.post(f"{tts}/v1/synthesize", json={"text": first_piece.strip(), "format": "wav"})
     synthesized = time.perf_counter() - t2

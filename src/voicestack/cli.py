@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -24,8 +25,9 @@ models_app = typer.Typer(help="Whisper and Kokoro models: list, download, prepar
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a long line stays one line (a pipe or a log file has no width to wrap at).
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="VOICESTACK_URL", help="Gateway base URL")]
 KeyOption = Annotated[
@@ -34,8 +36,23 @@ KeyOption = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+STACK_PACKAGES = ("stt_broker", "tts_broker", "gateway", "mqtt_bridge", "conversation")
+
+
+def _need_stack(command: str) -> None:
+    """The services are an extra: a client machine installs the commands without them."""
+    import importlib.util
+
+    missing = [name for name in STACK_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _fail(
+            f"`voicestack {command}` needs the services ({', '.join(missing)} missing): "
+            "install them with `pip install 'voicestack[stack]'` (in the repository: `uv sync`)"
+        )
+
+
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}")
+    err.print(f"[bold red]error:[/bold red] {escape(message)}")
     return typer.Exit(1)
 
 
@@ -53,6 +70,7 @@ def _progress(description: str) -> Progress:
 @app.command()
 def up() -> None:
     """Start the whole stack as local processes until Ctrl-C (models are prepared on first start)."""
+    _need_stack("up")
     from voicestack import local
 
     # A person is watching this terminal: readable log lines unless configured otherwise.
@@ -76,7 +94,7 @@ def stt(
     """Transcribe a file through the gateway and print the result (``--stream``: live, as it is heard)."""
     if fmt not in ("json", "text", "srt", "vtt"):
         raise _fail(f"unknown format {fmt!r}: use json, text, srt or vtt")
-    gateway = client.Gateway(url, api_key)
+    gateway = client.GatewayTarget(url, api_key)
     if stream:
         _stream(gateway, file, speed=speed, language=language, as_json=fmt == "json")
         return
@@ -91,7 +109,7 @@ def stt(
                 fmt=api_format,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except client.ClientError as exc:
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     if isinstance(result, dict):
         out.print(json.dumps(result, indent=2) if fmt == "json" else result.get("text", ""), soft_wrap=True)
@@ -99,7 +117,7 @@ def stt(
         out.print(result.rstrip("\n"), soft_wrap=True, markup=False)
 
 
-def _stream(gateway: client.Gateway, file: Path, *, speed: float, language: str | None, as_json: bool) -> None:
+def _stream(gateway: client.GatewayTarget, file: Path, *, speed: float, language: str | None, as_json: bool) -> None:
     """Print finals on stdout as they come; partials go to stderr (one redrawn line on a terminal)."""
     err = Console(stderr=True)
     failure: list[str] = []
@@ -128,7 +146,7 @@ def _stream(gateway: client.Gateway, file: Path, *, speed: float, language: str 
 
     try:
         client.stream_transcribe(gateway, file, speed=speed, language=language, on_event=show)
-    except client.ClientError as exc:
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     if failure:
         raise _fail(failure[0])
@@ -149,7 +167,7 @@ def tts(
     api_key: KeyOption = None,
 ) -> None:
     """Synthesize speech through the gateway into a file."""
-    gateway = client.Gateway(url, api_key)
+    gateway = client.GatewayTarget(url, api_key)
     try:
         with _progress("synthesizing") as bar:
             task = bar.add_task("synthesizing", total=None)
@@ -161,7 +179,7 @@ def tts(
                 speed=speed,
                 progress=lambda done, _: bar.update(task, completed=done),
             )
-    except client.ClientError as exc:
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {output} ({size} bytes)")
 
@@ -170,8 +188,8 @@ def tts(
 def voices(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """List the voices the TTS broker offers."""
     try:
-        body = client.voices(client.Gateway(url, api_key))
-    except client.ClientError as exc:
+        body = client.voices(client.GatewayTarget(url, api_key))
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     default = body.get("default_voice")
     for name in body.get("voices", []):
@@ -186,8 +204,8 @@ def health(
 ) -> None:
     """Show every service and replica; exit non-zero unless all are healthy."""
     try:
-        body = client.health(client.Gateway(url, api_key))
-    except client.ClientError as exc:
+        body = client.health(client.GatewayTarget(url, api_key))
+    except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
     if as_json:
         out.print(json.dumps(body, indent=2))
@@ -198,7 +216,7 @@ def health(
 
 
 def _health_table(body: dict[str, Any]) -> Table:
-    """One row per replica of each broker (the guide's fields, plus the gateway's replica detail)."""
+    """One row per replica of each broker, then the MQTT bridge and the MQTT broker (as the bridge sees it)."""
     table = Table(title=f"voicestack: {body.get('status', 'unknown')}")
     for column in ("service", "replica", "healthy", "latency ms", "detail"):
         table.add_column(column)
@@ -215,10 +233,35 @@ def _health_table(body: dict[str, Any]) -> Table:
             table.add_row(
                 label,
                 str(replica.get("url") or ""),
-                "[green]yes[/green]" if replica.get("healthy") else "[red]no[/red]",
+                _yes_no(replica.get("healthy")),
                 "" if latency is None else f"{latency:.0f}",
                 str(replica.get("error") or ""),
             )
+    if body.get("conversation_service"):
+        healthy = body.get("conversation_healthy")
+        table.add_row("conversation", str(body["conversation_service"]), _yes_no(healthy), "", "")
+    bridge = body.get("mqtt_bridge")
+    if isinstance(bridge, dict):
+        latency = bridge.get("latency_ms")
+        table.add_row(
+            "mqtt_bridge",
+            str(bridge.get("url") or ""),
+            _yes_no(bridge.get("healthy")),
+            "" if latency is None else f"{latency:.0f}",
+            str(bridge.get("error") or ""),
+        )
+        connected = bridge.get("mqtt_connected")
+        table.add_row(
+            "mqtt_broker",
+            f"mqtt://{bridge['mqtt_broker']}" if bridge.get("mqtt_broker") else "",
+            "?" if connected is None else _yes_no(connected),
+            "",
+            str(bridge.get("mqtt_error") or ("unknown: the bridge did not answer" if connected is None else "")),
+        )
+    else:
+        detail = "events are off (GATEWAY_EVENTS_URL is empty)"
+        table.add_row("mqtt_bridge", "", "-", "", detail)
+        table.add_row("mqtt_broker", "", "-", "", detail)
     events = body.get("events")
     if events:
         table.caption = (
@@ -228,9 +271,14 @@ def _health_table(body: dict[str, Any]) -> Table:
     return table
 
 
+def _yes_no(value: object) -> str:
+    return "[green]yes[/green]" if value else "[red]no[/red]"
+
+
 @models_app.command("list")
 def models_list() -> None:
     """The bundled models, what is cached, and what `pull` can download."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
@@ -248,6 +296,7 @@ def models_pull(
     dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None,
 ) -> None:
     """Download a production model (needs internet); prints the settings that select it."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from stt_broker.models import OFFICIAL_GGML_MODELS
     from tts_broker import cli as tts_cli
@@ -267,6 +316,7 @@ def models_pull(
 @models_app.command("prepare")
 def models_prepare() -> None:
     """Convert Whisper tiny.en to ggml and assemble the Kokoro int8 model now (else: on first start)."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
@@ -281,6 +331,7 @@ def models_quantize(
     output: Annotated[Path | None, typer.Option(help="Target file (default: beside the source)")] = None,
 ) -> None:
     """Quantize a Whisper ggml model to q8_0 or q5_1 (as whisper.cpp's quantize does)."""
+    _need_stack("models")
     from stt_broker import cli as stt_cli
 
     stt_cli.quantize(quantization, source, output)
@@ -289,12 +340,14 @@ def models_quantize(
 @config_app.command("docs")
 def config_docs() -> None:
     """Print docs/configuration.md."""
+    _need_stack("config")
     typer.echo(configdocs.render_markdown(), nl=False)
 
 
 @config_app.command("env")
 def config_env() -> None:
     """Print .env.example."""
+    _need_stack("config")
     typer.echo(configdocs.render_env_example(), nl=False)
 
 

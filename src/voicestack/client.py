@@ -9,6 +9,8 @@ from typing import Any, BinaryIO, cast
 
 import httpx
 
+from voicestack_common.upstream import error_parts
+
 # Output formats by file extension; OpenAI's "opus" is Ogg/Opus.
 SPEECH_FORMATS = {
     ".mp3": "mp3",
@@ -23,12 +25,12 @@ SPEECH_FORMATS = {
 Progress = Callable[[int, int | None], None]
 
 
-class ClientError(Exception):
+class CommandFailed(Exception):
     """One line for the user: what failed and, when the server said, its error code."""
 
 
 @dataclass(frozen=True, slots=True)
-class Gateway:
+class GatewayTarget:
     """Where the gateway is and how to authenticate."""
 
     url: str
@@ -45,24 +47,20 @@ class Gateway:
 def _check(response: httpx.Response) -> httpx.Response:
     if response.status_code < 400:
         return response
-    try:
-        error = response.json()["error"]
-        detail = f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        detail = response.text.strip()[:200] or response.reason_phrase
-    raise ClientError(f"the gateway answered {response.status_code} ({detail})")
+    code, message, _ = error_parts(response.content, response.status_code)
+    raise CommandFailed(f"the gateway answered {response.status_code} ({code}: {message})")
 
 
-def _call(gateway: Gateway, fn: Callable[[httpx.Client], httpx.Response]) -> httpx.Response:
+def _call(gateway: GatewayTarget, fn: Callable[[httpx.Client], httpx.Response]) -> httpx.Response:
     try:
         with gateway.client() as http:
             return _check(fn(http))
     except httpx.ConnectError:
-        raise ClientError(
+        raise CommandFailed(
             f"cannot reach the gateway at {gateway.url}: is the stack up? (start it with `voicestack up`)"
         ) from None
     except httpx.TimeoutException:
-        raise ClientError(f"the gateway at {gateway.url} did not answer in {gateway.timeout:g} s") from None
+        raise CommandFailed(f"the gateway at {gateway.url} did not answer in {gateway.timeout:g} s") from None
 
 
 class _ProgressFile:
@@ -86,11 +84,11 @@ class _ProgressFile:
 
 
 def transcribe(
-    gateway: Gateway, path: Path, *, language: str | None, fmt: str, progress: Progress | None = None
+    gateway: GatewayTarget, path: Path, *, language: str | None, fmt: str, progress: Progress | None = None
 ) -> str | dict[str, Any]:
     """The transcript of a local audio file: the guide's JSON, or text / SRT / WebVTT."""
     if not path.is_file():
-        raise ClientError(f"no such file: {path}")
+        raise CommandFailed(f"no such file: {path}")
     fields = {"language": language} if language else {}
     with path.open("rb") as handle:
         upload = cast(BinaryIO, _ProgressFile(handle, path.stat().st_size, progress))
@@ -104,12 +102,18 @@ def transcribe(
 
 
 def synthesize(
-    gateway: Gateway, text: str, output: Path, *, voice: str | None, speed: float, progress: Progress | None = None
+    gateway: GatewayTarget,
+    text: str,
+    output: Path,
+    *,
+    voice: str | None,
+    speed: float,
+    progress: Progress | None = None,
 ) -> int:
     """Stream speech for ``text`` into ``output`` (format from its extension); returns bytes written."""
     fmt = SPEECH_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ClientError(
+        raise CommandFailed(
             f"cannot tell the audio format from {output.name!r}: use one of {', '.join(sorted(SPEECH_FORMATS))}"
         )
     body: dict[str, Any] = {"model": "kokoro", "input": text, "response_format": fmt, "speed": speed}
@@ -130,7 +134,7 @@ def synthesize(
                         progress(written, None)
         tmp.replace(output)
     except httpx.ConnectError:
-        raise ClientError(
+        raise CommandFailed(
             f"cannot reach the gateway at {gateway.url}: is the stack up? (start it with `voicestack up`)"
         ) from None
     finally:
@@ -138,31 +142,36 @@ def synthesize(
     return written
 
 
-def voices(gateway: Gateway) -> dict[str, Any]:
+def voices(gateway: GatewayTarget) -> dict[str, Any]:
     """``GET /api/voice/voices``."""
     body: dict[str, Any] = _call(gateway, lambda http: http.get("/api/voice/voices")).json()
     return body
 
 
-def health(gateway: Gateway) -> dict[str, Any]:
+def health(gateway: GatewayTarget) -> dict[str, Any]:
     """``GET /api/voice/health`` (answered with 503 and the same body when something is down)."""
     try:
         with gateway.client() as http:
             response = http.get("/api/voice/health")
     except httpx.TransportError:
-        raise ClientError(f"cannot reach the gateway at {gateway.url}: is the stack up?") from None
+        raise CommandFailed(f"cannot reach the gateway at {gateway.url}: is the stack up?") from None
     try:
         body: dict[str, Any] = response.json()
     except ValueError:
         _check(response)
-        raise ClientError("the gateway sent a health answer that is not JSON") from None
+        raise CommandFailed("the gateway sent a health answer that is not JSON") from None
     if "status" not in body:
         _check(response)
     return body
 
 
 def stream_transcribe(
-    gateway: Gateway, path: Path, *, speed: float, language: str | None, on_event: Callable[[dict[str, Any]], None]
+    gateway: GatewayTarget,
+    path: Path,
+    *,
+    speed: float,
+    language: str | None,
+    on_event: Callable[[dict[str, Any]], None],
 ) -> None:
     """Stream a file to ``/api/voice/ws/transcribe`` as 100 ms PCM16 frames, ``speed`` times real time,
     and hand every event to ``on_event`` until ``closed``."""
@@ -178,9 +187,9 @@ def stream_transcribe(
     try:
         pcm = decode_audio(path.read_bytes())
     except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+        raise CommandFailed(f"cannot read {path}: {exc.strerror}") from None
     except AudioError as exc:
-        raise ClientError(f"{exc.code}: {exc.message}") from None
+        raise CommandFailed(f"{exc.code}: {exc.message}") from None
     data = pcm.to_pcm16()
     frame = pcm.sample_rate // 10 * 2
     base = gateway.url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -193,7 +202,7 @@ def stream_transcribe(
             base + "/api/voice/ws/transcribe", additional_headers=headers, open_timeout=10, ping_interval=None
         )
     except (OSError, InvalidStatus, TimeoutError) as exc:
-        raise ClientError(f"cannot open a live session at {gateway.url}: {exc}") from None
+        raise CommandFailed(f"cannot open a live session at {gateway.url}: {exc}") from None
     with socket:
         socket.send(json.dumps(start))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -37,6 +38,35 @@ def prepare_models(console: Console) -> None:
             task = progress.add_task(description, total=1)
             step()
             progress.update(task, completed=1)
+
+
+# MQTT 3.1.1 CONNECT (clean session, 10 s keep-alive) from the client id below, and DISCONNECT.
+_PROBE_CLIENT_ID = b"voicestack-up-probe"
+_CONNECT = (
+    bytes([0x10, 12 + 2 + len(_PROBE_CLIENT_ID)])
+    + b"\x00\x04MQTT\x04\x02\x00\x0a"
+    + len(_PROBE_CLIENT_ID).to_bytes(2, "big")
+    + _PROBE_CLIENT_ID
+)
+_DISCONNECT = b"\xe0\x00"
+
+
+def mqtt_accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether an MQTT broker accepts a connection: a real CONNECT answered by CONNACK 0, then a
+    clean DISCONNECT (a bare TCP connect that hangs up makes a broker log an error)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(_CONNECT)
+            answer = b""
+            while len(answer) < 4:
+                chunk = sock.recv(4 - len(answer))
+                if not chunk:
+                    return False
+                answer += chunk
+            sock.sendall(_DISCONNECT)
+            return answer[0] == 0x20 and answer[3] == 0
+    except OSError:
+        return False
 
 
 def services() -> tuple[list[Service], dict[str, str]]:
@@ -79,7 +109,12 @@ def services() -> tuple[list[Service], dict[str, str]]:
     if embedded:
         stack.append(
             Service(
-                "mqtt", python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)), None, mqtt_port, "magenta"
+                "mqtt",
+                python_module("mqtt_bridge.cli", "broker", "--port", str(mqtt_port)),
+                None,
+                mqtt_port,
+                "magenta",
+                probe=lambda: mqtt_accepts("127.0.0.1", mqtt_port),
             )
         )
     stack += [

@@ -43,10 +43,12 @@ class Service:
     name: str
     argv: list[str]
     ready_url: str | None
-    """Polled until 200; ``None`` means 'ready once the port accepts connections'."""
+    """Polled until 200; ``None``: ``probe`` says when it is ready."""
     port: int
     color: str
     env: dict[str, str] = field(default_factory=dict)
+    probe: Callable[[], bool] | None = None
+    """Readiness of a service that has no HTTP endpoint (the MQTT broker)."""
     process: subprocess.Popen[bytes] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
@@ -67,7 +69,7 @@ class Stack:
 
     def __init__(self, services: list[Service], console: Console | None = None) -> None:
         self.services = services
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(highlight=False, soft_wrap=True)
         self._stopping = threading.Event()
         self._died: list[Service] = []
         self._lock = threading.Lock()
@@ -77,7 +79,7 @@ class Stack:
         for service in self.services:
             self._spawn(service)
             self._wait_ready(service)
-            self.console.print(Text.assemble((f"{service.name:>12} ", service.color), "ready"))
+            self.console.print(Text.assemble((f"{service.name:>12} ", service.color), "ready"), soft_wrap=True)
 
     def watch(self, poll: float = 0.2) -> int:
         """Block until Ctrl-C (exit 0) or until a service dies (exit 1)."""
@@ -125,7 +127,8 @@ class Stack:
             line = raw.decode("utf-8", errors="replace").rstrip()
             service.tail.append(line)
             with self._lock:
-                self.console.print(Text.assemble((f"{service.name:>12} | ", service.color), line))
+                # One line per record whatever the width (a pipe or a log file has none to wrap at).
+                self.console.print(Text.assemble((f"{service.name:>12} | ", service.color), line), soft_wrap=True)
 
     def _wait_ready(self, service: Service) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -145,17 +148,14 @@ class Stack:
         self._died.append(service)
         reason = next((line for line in reversed(service.tail) if line.strip()), "no output")
         self.console.print(
-            Text.assemble((f"{service.name} exited with code {service.process.returncode}", "bold red"), f": {reason}")
+            Text.assemble((f"{service.name} exited with code {service.process.returncode}", "bold red"), f": {reason}"),
+            soft_wrap=True,
         )
 
 
 def _is_ready(service: Service) -> bool:
     if service.ready_url is None:
-        import socket
-
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", service.port), timeout=0.5):
-            return True
-        return False
+        return service.probe() if service.probe is not None else False
     with contextlib.suppress(httpx.TransportError):
         return httpx.get(service.ready_url, timeout=2).status_code == 200
     return False

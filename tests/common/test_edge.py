@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.jsonpolicy import check_accepted, check_refusals
 from tests.servers import serve
 from voicestack_common.errors import ClientError, UpstreamTimeout, invalid_request
-from voicestack_common.jsonbody import MAX_DEPTH, JsonBodyRoute, parse_json
+from voicestack_common.jsonbody import MAX_JSON_DEPTH, JsonBodyRoute, parse_json
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.settings import ServiceSettings
 from voicestack_common.streaming import CutOffStreamingResponse, StreamCutOff, sse_stream
@@ -115,9 +115,9 @@ def test_the_policy_on_a_declared_body(url: str) -> None:
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert parse_json(json.dumps({"text": "[" * 500 + "{" * 500}).encode()) == {"text": "[" * 500 + "{" * 500}
-    assert parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    assert parse_json(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
     with pytest.raises(ClientError) as deep:
-        parse_json(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+        parse_json(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
     assert deep.value.code == "json_too_deep"
 
 

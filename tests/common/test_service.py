@@ -172,7 +172,8 @@ def test_successful_probes_stay_out_of_the_access_log() -> None:
         root.setLevel(logging.INFO)
         assert not probe_filter.filter(access("/healthz", 200))
         assert not probe_filter.filter(access("/metrics", 200))
-        assert probe_filter.filter(access("/readyz", 503))  # a failing probe is news
+        assert not probe_filter.filter(access("/readyz", 503))  # not ready (yet): the service says why itself
+        assert probe_filter.filter(access("/readyz", 500))  # a failing probe is news
         assert probe_filter.filter(access("/v1/transcribe", 200))
         root.setLevel(logging.DEBUG)
         assert probe_filter.filter(access("/healthz", 200))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from voicestack_common.errors import Saturated, UpstreamTimeout
-from voicestack_common.workers import Priority, WorkerPool
+from voicestack_common.workers import Done, Priority, WorkerPool, emitted
 
 
 class Recorder:
@@ -117,6 +117,53 @@ def test_a_failing_load_fails_start() -> None:
     pool = WorkerPool("t", lambda: Recorder(fail=True), size=2, max_queue=0)
     with pytest.raises(RuntimeError, match="model file missing"):
         pool.start()
+
+
+def test_emitted_yields_items_as_the_worker_hands_them_over_then_the_result() -> None:
+    pool = WorkerPool("emit", Recorder, size=1, max_queue=0)
+    release = threading.Event()
+
+    def job(engine: Recorder, cancel: threading.Event, emit: Any) -> str:
+        emit(1)
+        release.wait(5)  # the first item is out before the job goes on
+        emit(2)
+        return "done"
+
+    async def scenario() -> list[object]:
+        seen: list[object] = []
+        async for item in emitted(lambda emit: pool.submit(lambda e, c: job(e, c, emit), timeout=10)):
+            seen.append(item)
+            release.set()
+        return seen
+
+    assert run(pool, scenario) == [1, 2, Done("done")]
+
+
+def test_emitted_raises_the_job_s_failure_and_cancels_when_closed_early() -> None:
+    pool = WorkerPool("emit", Recorder, size=1, max_queue=0)
+    cancelled = threading.Event()
+
+    def failing(engine: Recorder, cancel: threading.Event, emit: Any) -> None:
+        emit("partial")
+        raise UpstreamTimeout("too slow")
+
+    def endless(engine: Recorder, cancel: threading.Event, emit: Any) -> None:
+        while not cancel.wait(0.01):
+            emit("tick")
+        cancelled.set()
+
+    async def scenario() -> list[object]:
+        seen: list[object] = []
+        with pytest.raises(UpstreamTimeout):  # noqa: PT012
+            async for item in emitted(lambda emit: pool.submit(lambda e, c: failing(e, c, emit), timeout=10)):
+                seen.append(item)
+        items = emitted(lambda emit: pool.submit(lambda e, c: endless(e, c, emit), timeout=10))
+        seen.append(await anext(items))
+        await items.aclose()
+        return seen
+
+    assert run(pool, scenario) == ["partial", "tick"]
+    assert cancelled.wait(5)
 
 
 def test_urgent_jobs_jump_the_queue_and_idle_tells_optional_work() -> None:

@@ -20,6 +20,7 @@ from gateway.settings import GatewaySettings
 from tests.servers import serve
 from tests.stt_broker.conftest import stt_settings
 from tests.tts_broker.conftest import tts_settings
+from voicestack_common.contracts.audio import audio_headers
 from voicestack_common.events import EVENTS_PATH, SpeechEvent
 
 # A short sentence Kokoro says in about a second and Whisper tiny.en hears word for word.
@@ -74,7 +75,9 @@ class FakeBroker:
         self.requests: list[dict[str, Any]] = []
         self.delay = 0.0
         self.ready = True
-        self.answer: Callable[[str, bytes], Response] = lambda path, body: JSONResponse(_default(path, body))
+        self.answer: Callable[[str, bytes], Response] = lambda path, body: JSONResponse(
+            _default(path, body), headers=_default_headers(path)
+        )
         self.lock = threading.Lock()
 
     def app(self) -> FastAPI:
@@ -117,15 +120,26 @@ def _default(path: str, body: bytes) -> dict[str, Any]:
     return {}
 
 
-def slow_stream(chunks: list[bytes], pause: float, media_type: str = "audio/wav") -> StreamingResponse:
-    """A streamed answer that pauses between chunks."""
+def _default_headers(path: str) -> dict[str, str]:
+    """What a real broker states of the audio in its answer (voicestack_common.contracts.audio)."""
+    if path in ("/v1/transcribe", "/v1/audio/transcriptions"):
+        return audio_headers(seconds=1.0)
+    if path == "/v1/synthesize":
+        return audio_headers(seconds=0.5)
+    return {}
+
+
+def slow_stream(
+    chunks: list[bytes], pause: float, media_type: str = "audio/wav", headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    """A streamed answer that pauses between chunks (``headers``: as the broker would send)."""
 
     async def body() -> Any:
         for chunk in chunks:
             yield chunk
             await asyncio.sleep(pause)
 
-    return StreamingResponse(body(), media_type=media_type)
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 @pytest.fixture

@@ -93,6 +93,8 @@ def test_audio_stream_passes_chunks_through_as_they_are_made(http: httpx.Client)
             arrivals.append(time.perf_counter() - started)
             data += chunk
     assert data[:4] == b"RIFF"
+    # The broker says how to count the stream (bytes per second after the 44-byte header), so nobody decodes it.
+    assert (response.headers["X-Audio-Byte-Rate"], response.headers["X-Audio-Data-Offset"]) == ("48000", "44")
     assert len(arrivals) >= 2
     assert arrivals[0] < arrivals[-1] - 0.3  # the first sentence arrived before the last was made
     assert decode_audio(bytes(data), 24_000).duration > 3
@@ -132,3 +134,20 @@ def test_voices_and_health(http: httpx.Client, stt_url: str, tts_url: str) -> No
     assert health["sst_latency_ms"] > 0
     assert [r["url"] for r in health["tts_replicas"]] == [tts_url]
     assert http.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"text": ""}, "empty_text"),
+        ({"text": "Hi.", "speed": 9}, "invalid_speed"),
+        ({"text": "Hi.", "format": "mp4"}, "unsupported_format"),
+    ],
+)
+def test_field_checks_come_from_the_broker_that_owns_them(
+    http: httpx.Client, body: dict[str, object], code: str
+) -> None:
+    """One contract: the gateway sends the TTS broker's own request model, and passes its codes on."""
+    for path in ("/api/voice/synthesize", "/api/voice/audio-stream"):
+        response = http.post(path, json=body)
+        assert (response.status_code, response.json()["error"]["code"]) == (422, code), path

@@ -13,6 +13,7 @@ from gateway import events as events_module
 from gateway.app import create_app
 from tests.gateway.conftest import EventReceiver, FakeBroker, gateway_settings, serve_on, slow_stream, wait_for
 from tests.servers import free_port, serve
+from voicestack_common.contracts.audio import audio_headers
 from voicestack_common.encode import wav_header
 
 FakeBrokers = tuple[FakeBroker, str, FakeBroker, str]
@@ -66,7 +67,9 @@ def test_streams_websockets_and_openai_routes_send_events(
     _, stt_url, tts, tts_url = fake_brokers
     bridge, bridge_url = receiver
     one_second = wav_header(24_000, None) + b"\0" * 48_000
-    tts.answer = lambda path, body: slow_stream([one_second[:1000], one_second[1000:]], pause=0.01)
+    # As the TTS broker streams uncompressed audio: bytes per second after the WAV header.
+    counted = audio_headers(byte_rate=48_000, data_offset=44)
+    tts.answer = lambda path, body: slow_stream([one_second[:1000], one_second[1000:]], pause=0.01, headers=counted)
     with TestClient(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url, events_url=bridge_url))) as client:
         assert client.post("/api/voice/audio-stream", json={"text": "Stream me."}).content == one_second
         client.post(

@@ -83,6 +83,7 @@ def test_a_reply_plays_whole_then_conversations_can_be_continued_and_deleted(pag
     with chromium(page_chat_url + "/") as browser:
         page = browser.page
         page.get_by_role("radio", name="Conversation").check()
+        page.wait_for_selector('#health [data-service="conversation"][data-level="up"]')
         # The server allows two responders: the page offers the choice, the default selected.
         responder = page.get_by_label("Responder")
         responder.wait_for()

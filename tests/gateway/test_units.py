@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from gateway.auth import ApiKeys, Unauthorized, presented_key
 from gateway.health import HealthMonitor, expand
 from gateway.metrics import GatewayMetrics
+from gateway.replicas import Replica, ReplicaSet
 from gateway.settings import GatewaySettings
-from gateway.upstream import Replica, Upstream
 
 
-def upstream(*urls: str, client: httpx.AsyncClient | None = None) -> Upstream:
-    return Upstream("tts", list(urls), client or httpx.AsyncClient(), GatewayMetrics(CollectorRegistry()))
+def upstream(*urls: str, client: httpx.AsyncClient | None = None) -> ReplicaSet:
+    return ReplicaSet("tts", list(urls), client or httpx.AsyncClient(), GatewayMetrics(CollectorRegistry()))
 
 
 def test_round_robin_over_healthy_replicas_then_the_ones_marked_down() -> None:

@@ -190,6 +190,8 @@ def test_health_and_errors_from_the_cli(stack: Stack, tmp_path: Path) -> None:
     health = stack.cli("health", cwd=tmp_path)
     assert health.returncode == 0, health.stdout + health.stderr
     assert "healthy" in health.stdout
+    for service in ("stt", "tts", "mqtt_bridge", "mqtt_broker"):  # a row for every service
+        assert re.search(rf"\b{service}\b.*\byes\b", health.stdout), health.stdout
     missing = stack.cli("stt", "nope.wav", cwd=tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("error:")
@@ -242,6 +244,32 @@ def test_every_curl_example_in_the_docs_works(stack: Stack, tmp_path: Path) -> N
         )
         result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180)
         assert result.returncode == 0, f"{command}\n{result.stdout[-500:]}{result.stderr[-500:]}"
+
+
+SERVICE_PREFIXES = ("mqtt", "stt_broker", "tts_broker", "mqtt_bridge", "conversation", "gateway")
+
+
+def test_the_log_reads_well_under_a_pipe(stack: Stack) -> None:
+    """One line per record whatever the width, no ERROR on a healthy start, no line per health probe."""
+    time.sleep(12)  # the bridge polls every service every 10 s: at least one round of probes
+    lines = [line.rstrip("\n") for line in list(stack.log)]
+    service_lines = [line for line in lines if line.lstrip().startswith(tuple(f"{p} | " for p in SERVICE_PREFIXES))]
+    assert len(service_lines) > 10
+    # A wrapped record would continue on a line without the service prefix; the only other lines are
+    # the supervisor's own ("<service> ready", the banner, the model preparation).
+    stray = [
+        line
+        for line in lines
+        if line.strip()
+        and line not in service_lines
+        and not re.match(rf"^\s*({'|'.join(SERVICE_PREFIXES)}) ready$", line)
+        and not re.match(
+            r"^(─+|.*voicestack is up.*|\s+\S.*\s[a-z]+://\S+|\s+Try: .*|.*(converting|assembling).*)$", line
+        )
+    ]
+    assert not stray, "\n".join(stray)
+    assert not [line for line in lines if " ERROR " in line or "Traceback" in line], "\n".join(lines)
+    assert not [line for line in lines if "HTTP Request:" in line or re.search(r'"GET /(readyz|healthz|metrics)', line)]
 
 
 def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:

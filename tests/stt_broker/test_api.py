@@ -32,6 +32,8 @@ def test_json_answer_has_the_guide_shape(stt_client: TestClient, sentence: tuple
     assert body["model"] == "tiny.en"
     assert body["duration_seconds"] == pytest.approx(pcm.duration, abs=0.01)
     assert 0.3 < body["confidence"] <= 1.0
+    # The seconds heard, so that a caller counts audio without decoding it.
+    assert float(response.headers["X-Audio-Seconds"]) == pytest.approx(pcm.duration, abs=0.01)
 
 
 def test_verbose_json_has_timed_segments_and_words(stt_client: TestClient, two_sentences: tuple[str, Pcm]) -> None:
@@ -53,6 +55,7 @@ def test_text_srt_and_vtt(stt_client: TestClient, sentence: tuple[str, Pcm]) -> 
     wav = encode_audio(pcm, "wav")
     plain = post(stt_client, wav, response_format="text")
     assert plain.headers["content-type"].startswith("text/plain")
+    assert float(plain.headers["X-Audio-Seconds"]) == pytest.approx(pcm.duration, abs=0.01)
     assert words(plain.text) == words(text)
     srt = post(stt_client, wav, response_format="srt").text
     assert re.match(r"1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n", srt)

@@ -11,6 +11,7 @@ import pytest
 from stt_broker.models import ModelError, download_ggml, prepare_bundled_ggml, resolve_model
 from stt_broker.settings import SttSettings
 from tests.stt_broker.conftest import stt_settings
+from tts_broker.settings import TtsSettings
 
 
 def test_bundled_model_is_converted_once_and_reused(tmp_path: Path) -> None:
@@ -102,3 +103,36 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.delenv("STT_CACHE_DIR", raising=False)
     assert SttSettings(_env_file=None).cache_dir == tmp_path / "voicestack"  # type: ignore[call-arg]
     assert os.environ["XDG_CACHE_HOME"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "prefix", "legacy", "port"),
+    [(SttSettings, "STT", "SST", 8082), (TtsSettings, "TTS", "TTS", 8081)],
+)
+def test_a_remote_server_is_used_or_refused_never_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+    settings_class: type[SttSettings | TtsSettings],
+    prefix: str,
+    legacy: str,
+    port: int,
+) -> None:
+    for name in (f"{prefix}_ENGINE", f"{prefix}_REMOTE_URL", f"REMOTE_{legacy}_URL"):
+        monkeypatch.delenv(name, raising=False)
+    local = settings_class(_env_file=None)  # type: ignore[call-arg]
+    assert local.engine != "remote"
+    assert local.remote_server == f"http://localhost:{port}"
+    # The integration guide's host and port name a server: it is used.
+    monkeypatch.setenv(f"REMOTE_{legacy}_HOST", "gpu-box")
+    monkeypatch.setenv(f"REMOTE_{legacy}_PORT", "9000")
+    remote = settings_class(_env_file=None)  # type: ignore[call-arg]
+    assert (remote.engine, remote.remote_server) == ("remote", "http://gpu-box:9000")
+    # A local engine named as well is a contradiction: refused at start, with what to do.
+    monkeypatch.setenv(f"{prefix}_ENGINE", local.engine)
+    with pytest.raises(ValueError, match=f"set {prefix}_ENGINE=remote to use it"):
+        settings_class(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.delenv(f"REMOTE_{legacy}_HOST")
+    monkeypatch.delenv(f"REMOTE_{legacy}_PORT")
+    # The brokers' --remote-host/--remote-port arrive as overrides.
+    monkeypatch.delenv(f"{prefix}_ENGINE")
+    flagged = settings_class(_env_file=None, remote_host="10.0.0.5")  # type: ignore[call-arg]
+    assert (flagged.engine, flagged.remote_server) == ("remote", f"http://10.0.0.5:{port}")

@@ -68,6 +68,7 @@ def test_synthesize_round_trip(tts_client: TestClient, listener: Listener) -> No
     assert struct.unpack("<I", audio[40:44])[0] == len(audio) - 44  # an exact length, not a streaming header
     assert (body["audio_sample_rate"], body["voice"], body["speed"]) == (24_000, "jf_alpha", 1.0)
     assert decode_audio(audio, 24_000).duration == pytest.approx(body["audio_duration_seconds"], abs=0.01)
+    assert float(response.headers["X-Audio-Seconds"]) == pytest.approx(body["audio_duration_seconds"], abs=0.001)
     assert listener.words(audio) == words(PHRASE)
 
 

@@ -71,6 +71,9 @@ FORMATS: dict[str, AudioFormat] = {
 }
 
 
+WAV_HEADER_BYTES = 44
+
+
 def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     """A 44-byte PCM16 mono RIFF header; ``None`` length writes the streaming form."""
     size = 0xFFFFFFFF if data_bytes is None else data_bytes

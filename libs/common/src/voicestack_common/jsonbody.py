@@ -5,7 +5,7 @@
     empty body                                                      400 empty_body
     not UTF-8 (a UTF-8 BOM is fine)                                 415 invalid_encoding
     not JSON (``NaN`` and ``Infinity`` are not JSON)                400 invalid_json
-    nested deeper than ``MAX_DEPTH``                                400 json_too_deep
+    nested deeper than ``MAX_JSON_DEPTH``                           400 json_too_deep
     JSON of the wrong shape (an array for an object, a bad field)   422 invalid_request (pydantic's, mapped once)
 
 ``JsonBodyRoute`` applies it to every route that declares a JSON body, before
@@ -28,7 +28,7 @@ from voicestack_common.errors import ClientError, UnsupportedMediaType
 
 # No body any service reads nests deeper than a few levels; a deep one is a mistake or an attack,
 # and Python's json (and pydantic, and json.dumps of an error) would recurse on it.
-MAX_DEPTH = 32
+MAX_JSON_DEPTH = 32
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 _READ_AS_JSON = ("", "text/plain")
@@ -60,12 +60,12 @@ def _reject_constant(name: str) -> Any:
 
 
 def _too_deep(data: bytes) -> bool:
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # the common case costs two counts
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:  # the common case costs two counts
         return False
     depth = 0
     for bracket in _BRACKETS.findall(_STRINGS.sub(b"", data)):
         depth += 1 if bracket in (b"[", b"{") else -1
-        if depth > MAX_DEPTH:
+        if depth > MAX_JSON_DEPTH:
             return True
     return False
 
@@ -82,7 +82,7 @@ def parse_json(data: bytes | str, what: str = "body") -> Any:
             f"the {what} is not valid UTF-8 (byte {exc.start}); JSON must be sent as UTF-8", code="invalid_encoding"
         ) from None
     if _too_deep(raw):
-        raise ClientError(f"the {what} is nested deeper than {MAX_DEPTH} levels", code="json_too_deep")
+        raise ClientError(f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

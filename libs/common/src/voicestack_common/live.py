@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 STREAM_PATH = "/v1/stream"
 LiveFormat = Literal["pcm16", "webm", "ogg", "wav"]
@@ -242,3 +242,39 @@ def sniff_container(data: bytes) -> str | None:
 def error_event(code: str, message: str, *, fatal: bool = False, utterance_id: int | None = None) -> ErrorEvent:
     """An ``error`` event."""
     return ErrorEvent(error=ErrorInfo(code=code, message=message), fatal=fatal, utterance_id=utterance_id)
+
+
+class StartRefused(Exception):
+    """The first frame of a live session cannot open it (``code`` is ``start_required`` or ``invalid_start``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def first_frame(payload: str | bytes, *, reserved: tuple[str, ...] = ()) -> tuple[StartMessage, str | bytes | None]:
+    """A live session's ``start`` (explicit, or the PCM16 defaults) and the frame still to handle.
+
+    Container audio without a ``start`` first, a ``start`` that does not validate, or one that sets a
+    ``reserved`` field raise ``StartRefused``.
+    """
+    from voicestack_common.errors import VoicestackError, invalid_request
+    from voicestack_common.jsonbody import parse_json
+
+    if isinstance(payload, bytes):
+        if (container := sniff_container(payload)) is not None:
+            raise StartRefused("start_required", f"send a 'start' message with format '{container}' before the audio")
+        return StartMessage(), payload
+    try:
+        parsed = parse_json(payload, "message")
+    except VoicestackError:
+        return StartMessage(), payload
+    if not isinstance(parsed, dict) or parsed.get("type") != "start":
+        return StartMessage(), payload
+    if taken := [key for key in reserved if key in parsed]:
+        raise StartRefused("invalid_start", f"{', '.join(taken)}: not for clients to set")
+    try:
+        return StartMessage.model_validate(parsed), None
+    except ValidationError as exc:
+        raise StartRefused("invalid_start", invalid_request(exc.errors(), what="start").message) from None

@@ -57,12 +57,17 @@ class _TextFormatter(logging.Formatter):
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+# A probe answered "ready" or "not ready (yet)" is routine (a starting service is polled until it is
+# ready, and says itself what it waits for); any other status is news.
+_ROUTINE_PROBE_STATUSES = frozenset({200, 503})
+
+
 class ProbeAccessFilter(logging.Filter):
-    """Drop uvicorn's access lines for successful probes (kept at DEBUG)."""
+    """Drop uvicorn's access lines for routine probes (kept at DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 5 and args[2] in PROBE_PATHS and args[4] == 200:
+        if isinstance(args, tuple) and len(args) >= 5 and args[2] in PROBE_PATHS and args[4] in _ROUTINE_PROBE_STATUSES:
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
 
@@ -106,6 +111,10 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO ("HTTP Request: GET .../readyz"): the health probes of the
+    # gateway and the bridge would print a line per service every few seconds. Kept at DEBUG.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if root.isEnabledFor(logging.DEBUG) else logging.WARNING)
     access = logging.getLogger("uvicorn.access")
     access.filters[:] = [f for f in access.filters if not isinstance(f, ProbeAccessFilter)]
     access.addFilter(ProbeAccessFilter())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ def create_service_app(
     ]
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan, middleware=middleware)
     app.state.http_metrics = http_metrics
+    app.state.settings = settings
     app.state.started_at = time.time()
     install_error_handlers(app)
 
@@ -112,9 +113,11 @@ def serve(
     *,
     host: str | None = None,
     port: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
     uvicorn_options: Callable[[S], dict[str, Any]] | None = None,
 ) -> None:
-    """Run a service under uvicorn: settings from the environment (``host``/``port`` override), logging set up.
+    """Run a service under uvicorn: settings from the environment (``host``, ``port`` and any other
+    ``overrides`` given on the command line win), logging set up.
 
     ``uvicorn_options`` derives extra uvicorn settings from the service's settings.
     """
@@ -122,8 +125,8 @@ def serve(
 
     from voicestack_common.logging import configure_logging
 
-    overrides: dict[str, Any] = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
-    settings = settings_class(**overrides)
+    given = {"host": host, "port": port, **(overrides or {})}
+    settings = settings_class(**{key: value for key, value in given.items() if value is not None})
     configure_logging(name, settings.log_level, settings.log_format)
     uvicorn.run(
         factory(settings),

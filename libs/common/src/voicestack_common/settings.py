@@ -9,7 +9,7 @@ integration guide (``SST_*``) stay accepted through ``env_aliases``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,3 +53,43 @@ class ServiceSettings(BaseSettings):
 
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """Largest request body accepted, checked while the body streams in (413 above it)."""
+
+
+def use_remote_engine(settings: Any, prefix: str, default_port: int) -> None:
+    """Settle ``engine`` and ``remote_url`` of a broker's settings whose engine may be a remote server.
+
+    A remote server named by URL, or by host and port (the integration guide's ``REMOTE_*``), is
+    used: the engine becomes ``remote`` unless ``{prefix}ENGINE`` names another engine, which is
+    refused at start rather than the server silently ignored.
+    """
+    settings.engine, settings.remote_url = _remote_engine(
+        settings.engine,
+        "engine" in settings.model_fields_set,
+        settings.remote_url,
+        settings.remote_host,
+        settings.remote_port,
+        prefix,
+        default_port,
+    )
+
+
+def _remote_engine(
+    engine: str,
+    engine_set: bool,
+    url: str | None,
+    host: str | None,
+    port: int | None,
+    prefix: str,
+    default_port: int,
+) -> tuple[str, str]:
+    if url and (host or port):
+        raise ValueError(f"set either {prefix}REMOTE_URL or {prefix}REMOTE_HOST/{prefix}REMOTE_PORT, not both")
+    named = url or (f"http://{host or 'localhost'}:{port or default_port}" if host or port else None)
+    if named and engine != "remote":
+        if engine_set:
+            raise ValueError(
+                f"a remote server is configured ({named}) but {prefix}ENGINE={engine}: "
+                f"set {prefix}ENGINE=remote to use it, or unset {prefix}REMOTE_URL/HOST/PORT"
+            )
+        engine = "remote"
+    return engine, named or f"http://localhost:{default_port}"

@@ -1,25 +1,63 @@
-"""Calling a remote engine server: transport failures become the domain's upstream errors."""
+"""Calling a peer: its error answers and httpx's transport failures become the domain's errors.
+
+a peer's {"error": {"code", "message", "details"}}   → the same code, message and details,
+                                                       with the peer's status (its 500 is our 502)
+any other error answer                              → upstream_rejected (4xx) / upstream_error (5xx)
+httpx timeout                                       → UpstreamTimeout (504)
+httpx connection failure                            → UpstreamError upstream_unavailable (502)
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
-from voicestack_common.errors import UpstreamError, UpstreamTimeout
+from voicestack_common.errors import ClientError, UpstreamError, UpstreamTimeout, VoicestackError
+
+# Error bodies are small JSON; anything longer is cut before it reaches a log or a client.
+MAX_ERROR_BODY = 64 * 1024
+
+
+def error_parts(body: bytes, status: int) -> tuple[str, str, Any]:
+    """(code, message, details) of a peer's error answer; generic ones for a body in another shape."""
+    try:
+        error = json.loads(body[:MAX_ERROR_BODY])["error"]
+        return str(error["code"]), str(error["message"]), error.get("details")
+    except (ValueError, KeyError, TypeError, RecursionError):
+        text = body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()[:300] or f"HTTP {status}"
+        return ("upstream_error" if status >= 500 else "upstream_rejected"), text, None
+
+
+@functools.cache
+def _status_error(status: int) -> type[VoicestackError]:
+    """An error class that answers with a peer's own status."""
+    base: type[VoicestackError] = ClientError if status < 500 else UpstreamError
+    return type(f"UpstreamStatus{status}", (base,), {"status_code": status})
+
+
+def answered_error(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> VoicestackError:
+    """A peer's error answer as ours: its status (a 500 becomes 502), code, message, details, Retry-After."""
+    code, message, details = error_parts(body, status)
+    retry = {"Retry-After": headers["Retry-After"]} if headers and "Retry-After" in headers else None
+    return _status_error(502 if status == 500 else status)(message, code=code, details=details, headers=retry)
 
 
 @contextlib.contextmanager
-def upstream_errors(what: str) -> Iterator[None]:
-    """Inside the block, a timeout is ``UpstreamTimeout`` and a dead connection ``upstream_unavailable``."""
+def upstream_errors(
+    what: str, *, unreachable_code: str = "upstream_unavailable", timeout_code: str = "upstream_timeout"
+) -> Iterator[None]:
+    """Inside the block, an httpx timeout is ``UpstreamTimeout`` and any other httpx failure ``UpstreamError``."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"{what} timed out") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamError(f"{what} is unreachable: {exc}", code="upstream_unavailable") from exc
+        raise UpstreamTimeout(f"{what} timed out", code=timeout_code) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{what} failed: {type(exc).__name__}: {exc}", code=unreachable_code) from exc
 
 
 class RemoteServer:

@@ -16,20 +16,57 @@ context is taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Generic, Protocol, TypeVar
+
+import anyio
 
 from voicestack_common.errors import Saturated, UpstreamTimeout
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[T]):
+    """The last item of ``emitted``: the job's result."""
+
+    result: T
+
+
+async def emitted(start: Callable[[Callable[[Item], None]], Awaitable[T]]) -> AsyncGenerator[Item | Done[T], None]:
+    """Run ``start(emit)`` (a job that hands items over from a worker thread through ``emit``) and
+    yield each item as it arrives, then ``Done(result)``; a failure of the job is raised here.
+
+    Closing the generator early (the client went away) cancels the job.
+    """
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[Item] = asyncio.Queue()
+
+    def emit(item: Item) -> None:
+        loop.call_soon_threadsafe(items.put_nowait, item)
+
+    task = asyncio.ensure_future(start(emit))
+    try:
+        while not task.done() or not items.empty():
+            getter = asyncio.ensure_future(items.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        yield Done(task.result())
+    finally:
+        task.cancel()
 
 
 class Engine(Protocol):
@@ -197,3 +234,55 @@ class WorkerPool(Generic[E]):
                 engine.close()
             except Exception:
                 logger.exception("closing a %s engine failed", self.name)
+
+
+class PoolSettings(Protocol):
+    """A broker's pool settings."""
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def max_queue(self) -> int: ...
+
+    @property
+    def retry_after(self) -> int: ...
+
+
+@contextlib.asynccontextmanager
+async def running_pool(
+    name: str, factory: Callable[[], E], settings: PoolSettings, *, size: int | None = None
+) -> AsyncIterator[WorkerPool[E]]:
+    """A pool (of ``size`` engines, else ``settings.workers``) whose engines are loaded off the event
+    loop before the block, and closed after it."""
+    pool: WorkerPool[E] = WorkerPool(
+        name, factory, size=size or settings.workers, max_queue=settings.max_queue, retry_after=settings.retry_after
+    )
+    await anyio.to_thread.run_sync(pool.start)
+    try:
+        yield pool
+    finally:
+        await anyio.to_thread.run_sync(pool.close)
+
+
+async def pool_checks(pool: WorkerPool[Any], backend: str, model: str) -> dict[str, Any]:
+    """What a broker's ``/readyz`` says of its pool, and whether a remote engine's server answers."""
+    engine = pool.engines[0] if pool.engines else None
+    checks: dict[str, Any] = {
+        "model_loaded": engine is not None,
+        "engine": backend,
+        "model": model,
+        "workers": pool.size,
+        "queue_depth": pool.waiting,
+    }
+    if (provider := getattr(engine, "provider", None)) is not None:
+        checks["execution_provider"] = provider
+    probe = getattr(engine, "probe", None)
+    if probe is not None:
+        checks["upstream_reachable"] = await anyio.to_thread.run_sync(probe)
+    return checks
+
+
+def pool_ready(checks: dict[str, Any]) -> bool:
+    """Loaded, and a remote engine's server reachable."""
+    return bool(checks["model_loaded"]) and bool(checks.get("upstream_reachable", True))

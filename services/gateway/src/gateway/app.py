@@ -21,14 +21,14 @@ from gateway.conversations.client import ConversationClient
 from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
 from gateway.events import EventSender
-from gateway.health import HealthMonitor
+from gateway.health import BridgeProbe, HealthMonitor
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter
+from gateway.replicas import ReplicaSet
 from gateway.routes import live, openai, realtime, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
-from gateway.upstream import Upstream
 from voicestack_common.service import Readiness, create_service_app
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         metrics = GatewayMetrics(app.state.http_metrics.registry)
         retry_after = math.ceil(settings.health_interval)
-        stt = Upstream(
+        stt = ReplicaSet(
             "stt",
             settings.stt_replicas,
             _client(settings, settings.stt_timeout),
@@ -82,7 +82,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             retry_after,
             max_body_bytes=settings.stt_max_request_bytes,
         )
-        tts = Upstream(
+        tts = ReplicaSet(
             "tts",
             settings.tts_replicas,
             _client(settings, settings.tts_timeout),
@@ -92,7 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_body_bytes=settings.tts_max_request_bytes,
         )
         conversation = (
-            Upstream(
+            ReplicaSet(
                 "conversation",
                 settings.conversation_replicas,
                 _client(settings, settings.conversation_timeout),
@@ -122,6 +122,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             down_after=settings.health_down_after,
             resolve=settings.resolve_replicas,
             resolve_interval=settings.resolve_interval,
+            bridge=BridgeProbe(settings.events_url, events_client) if events_client is not None else None,
         )
         limits = {
             op: RateLimiter(op, rate, settings.rate_limit_burst)
@@ -196,7 +197,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             Middleware(ApiKeyMiddleware, keys=keys),
         ],
     )
-    app.state.settings = settings
     app.include_router(voice.router, prefix="/api/voice")
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(live.router, prefix="/api/voice")

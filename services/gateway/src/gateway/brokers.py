@@ -1,4 +1,4 @@
-"""The broker calls the REST routes and the WebSocket share: transcribe, synthesize, stream, voices."""
+"""Calls to the brokers, in the shared wire contract: transcribe, synthesize, stream, voices."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import IO, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from gateway.schemas import SynthesizeResponse, TranscribeResponse, VoicesResponse
-from gateway.upstream import Upstream
+from gateway.replicas import ReplicaSet
+from voicestack_common.contracts.stt import TranscribeResponse
+from voicestack_common.contracts.tts import SynthesizeResponse, VoicesResponse
 from voicestack_common.errors import InvalidRequest, PayloadTooLarge, UpstreamError, VoicestackError
 
 logger = logging.getLogger(__name__)
@@ -21,8 +22,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _DATA_URL = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
-# What the gateway sends as the model of /api/voice/audio-stream (the broker accepts OpenAI's names).
-STREAM_MODEL = "tts-1"
+_CHUNK = 64 * 1024
 
 
 def decode_base64_audio(value: str, max_bytes: int) -> bytes:
@@ -52,7 +52,7 @@ def _parse(model: type[M], response: httpx.Response, what: str) -> M:
 
 
 async def transcribe(
-    stt: Upstream, audio: IO[bytes], *, filename: str, content_type: str, language: str | None
+    stt: ReplicaSet, audio: IO[bytes], *, filename: str, content_type: str, language: str | None
 ) -> TranscribeResponse:
     """The guide's transcription of one file, from the STT broker's ``/v1/transcribe``."""
 
@@ -65,8 +65,22 @@ async def transcribe(
     return _parse(TranscribeResponse, response, "STT broker's")
 
 
+async def forward_transcription(stt: ReplicaSet, body: IO[bytes], size: int, content_type: str) -> httpx.Response:
+    """An OpenAI transcription request passed to the broker as sent; its streamed answer, open."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        body.seek(0)
+        while chunk := body.read(_CHUNK):
+            yield chunk
+
+    headers = {"Content-Type": content_type, "Content-Length": str(size)}
+    return await stt.request(
+        "POST", "/v1/audio/transcriptions", lambda: {"content": chunks(), "headers": headers}, stream=True
+    )
+
+
 async def with_voice_fallback(
-    tts: Upstream,
+    tts: ReplicaSet,
     body: dict[str, Any],
     fallbacks: Mapping[str, list[str]],
     call: Callable[[dict[str, Any]], Awaitable[T]],
@@ -86,7 +100,7 @@ async def with_voice_fallback(
     return await call({**body, "voice": replacement})
 
 
-async def _replacement(tts: Upstream, candidates: list[str], details: Any) -> str | None:
+async def _replacement(tts: ReplicaSet, candidates: list[str], details: Any) -> str | None:
     """The first candidate the broker offers, else its default voice."""
     offered = details.get("voices") if isinstance(details, dict) else None
     catalog: VoicesResponse | None = None
@@ -99,7 +113,7 @@ async def _replacement(tts: Upstream, candidates: list[str], details: Any) -> st
     return found or None
 
 
-async def synthesize(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> SynthesizeResponse:
+async def synthesize(tts: ReplicaSet, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> SynthesizeResponse:
     """The guide's synthesis (base64 audio in JSON), from the TTS broker's ``/v1/synthesize``."""
 
     async def call(payload: dict[str, Any]) -> SynthesizeResponse:
@@ -109,7 +123,7 @@ async def synthesize(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str
     return await with_voice_fallback(tts, body, fallbacks, call)
 
 
-async def open_speech(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> httpx.Response:
+async def open_speech(tts: ReplicaSet, body: dict[str, Any], fallbacks: Mapping[str, list[str]]) -> httpx.Response:
     """A streamed ``/v1/audio/speech`` response, open: the caller must close it."""
 
     async def call(payload: dict[str, Any]) -> httpx.Response:
@@ -118,6 +132,6 @@ async def open_speech(tts: Upstream, body: dict[str, Any], fallbacks: Mapping[st
     return await with_voice_fallback(tts, body, fallbacks, call)
 
 
-async def voices(tts: Upstream) -> VoicesResponse:
+async def voices(tts: ReplicaSet) -> VoicesResponse:
     """The TTS broker's ``/v1/voices``."""
     return _parse(VoicesResponse, await tts.request("GET", "/v1/voices"), "TTS broker's voices")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
-from fastapi import FastAPI
 
 from gateway.settings import GatewaySettings
 
@@ -25,15 +23,10 @@ def serve(
     from gateway.app import create_app
     from voicestack_common.service import serve as serve_app
 
-    def build(settings: GatewaySettings) -> FastAPI:
-        if settings.log_level != "DEBUG":  # httpx logs every broker call at INFO: the access log says enough
-            logging.getLogger("httpx").setLevel(logging.WARNING)
-        return create_app(settings)
-
     serve_app(
         "gateway",
         GatewaySettings,
-        build,
+        create_app,
         host=host,
         port=port,
         uvicorn_options=lambda s: {"ws_max_size": s.max_upload_bytes * 4 // 3 + _WS_OVERHEAD},

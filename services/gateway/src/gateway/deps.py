@@ -13,8 +13,8 @@ from gateway.events import EventSender
 from gateway.health import HealthMonitor
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimited, RateLimiter
+from gateway.replicas import ReplicaSet
 from gateway.settings import GatewaySettings
-from gateway.upstream import Upstream
 from voicestack_common.errors import UnsupportedMediaType
 from voicestack_common.jsonbody import media_type
 
@@ -27,8 +27,8 @@ class Gateway:
     """Everything the lifespan opens, as routes and the WebSocket reach it."""
 
     settings: GatewaySettings
-    stt: Upstream
-    tts: Upstream
+    stt: ReplicaSet
+    tts: ReplicaSet
     events: EventSender
     monitor: HealthMonitor
     keys: ApiKeys

@@ -6,14 +6,15 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
 
 from gateway.metrics import GatewayMetrics
 from voicestack_common.events import EVENTS_PATH, SpeechEvent, utc_now
+from voicestack_common.live import Final
 from voicestack_common.logging import REQUEST_ID_HEADER, request_id_var
 
 logger = logging.getLogger(__name__)
@@ -70,25 +71,111 @@ class EventSender:
         self._wake.set()
         self.metrics.events_queued.set(len(self._queue))
 
-    def record(
+    def transcribed(
         self,
-        kind: Literal["transcription", "synthesis", "reply"],
         started_at: datetime,
-        session_id: str | None = None,
-        **fields: Any,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        language: str | None = None,
+        model: str | None = None,
+        confidence: float | None = None,
+        utterance_id: int | None = None,
     ) -> None:
-        """Build and queue an event for a finished transcription, synthesis or reply."""
-        if not self.enabled or (kind == "synthesis" and not self.synthesis):
+        """Queue the event of a finished transcription (``utterance_id``: a live session's final)."""
+        if not self.enabled:
             return
-        try:
-            event = SpeechEvent(
-                type=kind,
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="transcription",
                 request_id=request_id_var.get(),
                 session_id=session_id,
                 started_at=started_at,
                 finished_at=utc_now(),
-                **fields,
+                text=text,
+                duration_seconds=seconds,
+                language=language,
+                model=model,
+                confidence=confidence,
+                utterance_id=utterance_id,
             )
+        )
+
+    def heard(self, started_at: datetime, session_id: str | None, final: Final, model: str | None) -> None:
+        """Queue the event of a live session's final utterance."""
+        self.transcribed(
+            started_at,
+            session_id,
+            text=final.text,
+            seconds=round(max(0.0, final.end - final.start), 3),
+            language=final.language,
+            model=model,
+            confidence=final.confidence,
+            utterance_id=final.utterance_id,
+        )
+
+    def synthesized(
+        self,
+        started_at: datetime,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        language: str | None = None,
+        voice: str | None = None,
+    ) -> None:
+        """Queue the event of a finished synthesis (unless synthesis events are off)."""
+        if not self.enabled or not self.synthesis:
+            return
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="synthesis",
+                request_id=request_id_var.get(),
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=utc_now(),
+                text=text,
+                duration_seconds=seconds,
+                language=language,
+                voice=voice,
+            )
+        )
+
+    def replied(
+        self,
+        started_at: datetime,
+        session_id: str | None,
+        *,
+        text: str,
+        seconds: float,
+        voice: str | None,
+        conversation_id: str | None,
+        message_id: str | None,
+        interrupted: bool,
+    ) -> None:
+        """Queue the event of an assistant reply that was spoken (or cut off by the user)."""
+        if not self.enabled:
+            return
+        self._queue_built(
+            lambda: SpeechEvent(
+                type="reply",
+                request_id=request_id_var.get(),
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=utc_now(),
+                text=text,
+                duration_seconds=seconds,
+                voice=voice,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                interrupted=interrupted,
+            )
+        )
+
+    def _queue_built(self, build: Callable[[], SpeechEvent]) -> None:
+        try:
+            event = build()
         except ValidationError as exc:  # an odd broker answer must not fail the client's request
             logger.warning("event not built: %s", exc.errors()[0].get("msg"))
             self._drop("invalid")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from gateway.upstream import Replica, Upstream
+from gateway.replicas import Replica, ReplicaSet
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,49 @@ async def expand(url: str, timeout: float) -> list[Replica]:
     return replicas
 
 
+class BridgeProbe:
+    """The MQTT bridge, as its ``/readyz`` shows it: alive or not, and its link to the MQTT broker."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+        self.url = url
+        self.client = client
+        self.state: dict[str, Any] = {"url": url, "healthy": False, "error": "not checked yet"}
+
+    async def check(self, timeout: float) -> None:
+        """One probe; a 503 with its checks is a live bridge whose MQTT link is down."""
+        started = time.perf_counter()
+        try:
+            response = await self.client.get(self.url + HEALTH_PATH, timeout=timeout)
+            checks = response.json().get("checks", {}) if response.status_code in (200, 503) else None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            self.state = {"url": self.url, "healthy": False, "error": f"health check failed: {type(exc).__name__}"}
+            return
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        if not isinstance(checks, dict):
+            self.state = {
+                "url": self.url,
+                "healthy": False,
+                "latency_ms": latency,
+                "error": f"HTTP {response.status_code}",
+            }
+            return
+        self.state = {
+            "url": self.url,
+            "healthy": True,
+            "latency_ms": latency,
+            "error": None,
+            "mqtt_broker": checks.get("broker"),
+            "mqtt_connected": bool(checks.get("mqtt_connected")),
+            "mqtt_error": checks.get("mqtt_error"),
+        }
+
+
 class HealthMonitor:
     """Checks every replica of every upstream: on a timer, and live for ``/api/voice/health``."""
 
     def __init__(
         self,
-        upstreams: dict[str, Upstream],
+        upstreams: dict[str, ReplicaSet],
         *,
         interval: float,
         timeout: float,
@@ -69,8 +106,10 @@ class HealthMonitor:
         down_after: int = 3,
         resolve: bool,
         resolve_interval: float,
+        bridge: BridgeProbe | None = None,
     ) -> None:
         self.upstreams = upstreams
+        self.bridge = bridge
         self.interval = interval
         self.timeout = timeout
         self.down_after = down_after
@@ -82,7 +121,7 @@ class HealthMonitor:
         for upstream in upstreams.values():
             upstream.probe = functools.partial(self.check_replica, upstream)
 
-    async def check_replica(self, upstream: Upstream, replica: Replica) -> None:
+    async def check_replica(self, upstream: ReplicaSet, replica: Replica) -> None:
         """One readiness probe; marks the replica up, busy or down.
 
         Refused or reset connections mean a dead replica: down at once. A probe that times out
@@ -112,13 +151,14 @@ class HealthMonitor:
             upstream.mark(replica, False, f"not ready (HTTP {response.status_code})", latency)
 
     async def check_all(self) -> None:
-        """Probe every replica at once."""
+        """Probe every replica (and the MQTT bridge) at once."""
         await asyncio.gather(
             *(
                 self.check_replica(upstream, replica)
                 for upstream in self.upstreams.values()
                 for replica in list(upstream.replicas)
-            )
+            ),
+            *([self.bridge.check(self.timeout)] if self.bridge is not None else []),
         )
         self._last_check = time.monotonic()
 

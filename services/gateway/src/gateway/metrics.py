@@ -8,7 +8,7 @@ from voicestack_common.metrics import LATENCY_BUCKETS
 
 
 class GatewayMetrics:
-    """Upstream calls, replica health, events, rate limiting and WebSocket traffic."""
+    """Broker calls, replica health, events, rate limiting and WebSocket traffic."""
 
     def __init__(self, registry: CollectorRegistry, namespace: str = "gateway") -> None:
         def counter(name: str, doc: str, labels: list[str]) -> Counter:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from gateway.upstream import Replica, Upstream
+from gateway.replicas import Replica, ReplicaSet
 from voicestack_common.events import utc_now
 from voicestack_common.live import (
     CLOSE_INTERNAL,
@@ -118,7 +118,7 @@ class LiveRelay:
 
     def __init__(
         self,
-        stt: Upstream,
+        stt: ReplicaSet,
         start: StartMessage,
         send_text: SendText,
         on_final: Callable[[Final, datetime], None],

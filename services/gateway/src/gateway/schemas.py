@@ -1,4 +1,4 @@
-"""HTTP and WebSocket body models: validation and the OpenAPI docs (field names as the guide has them)."""
+"""The gateway's own body models (the bodies it shares with the brokers are ``voicestack_common.contracts``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from voicestack_common.contracts.tts import SynthesizeRequest
 from voicestack_common.schemas import ErrorResponse
 
 _JSON_400 = "Empty body, not JSON, or nested deeper than 32 levels (`empty_body`, `invalid_json`, `json_too_deep`)"
@@ -46,64 +47,6 @@ class TranscribeJsonRequest(BaseModel):
     )
 
 
-class TranscribeResponse(BaseModel):
-    """The integration guide's transcription result."""
-
-    model_config = ConfigDict(extra="allow")
-
-    text: str = Field(examples=["Hello, how are you?"])
-    language: str = Field(examples=["en"])
-    confidence: float | None = Field(default=None, description="0..1; null for silence")
-    duration_seconds: float = Field(examples=[1.5])
-    model: str = Field(examples=["tiny.en"])
-
-
-class SynthesizeRequest(BaseModel):
-    """One synthesis, as the integration guide sends it; unset fields get the TTS broker's defaults."""
-
-    text: str = Field(min_length=1, examples=["Hello, this is a test"])
-    voice: str | None = Field(
-        default=None, examples=["af_heart"], description="A voice, a blend ('a+b', 'a(0.7)+b(0.3)') or an OpenAI name"
-    )
-    lang_code: str | None = Field(
-        default=None, examples=["a"], description="Kokoro language: a (US English), b (UK English), j, z, ..."
-    )
-    speed: float | None = Field(default=None, ge=0.25, le=4.0, examples=[1.0])
-    format: str | None = Field(default=None, examples=["wav"], description="wav (default), mp3, opus, flac, aac, pcm")
-
-    def upstream_body(self) -> dict[str, Any]:
-        """The fields the client set, for the broker (which fills in its defaults)."""
-        return self.model_dump(exclude_none=True)
-
-
-class AudioStreamRequest(SynthesizeRequest):
-    """``POST /api/voice/audio-stream``: the same fields; the audio comes back as bytes."""
-
-    format: str | None = Field(default="wav", examples=["wav"], description="wav (default), mp3, opus, aac, flac, pcm")
-
-
-class SynthesizeResponse(BaseModel):
-    """The integration guide's synthesis result."""
-
-    model_config = ConfigDict(extra="allow")
-
-    audio_base64: str = Field(examples=["UklGRiY..."])
-    audio_sample_rate: int = Field(examples=[24000])
-    audio_duration_seconds: float = Field(examples=[2.3])
-    voice: str = Field(examples=["af_heart"])
-    speed: float = Field(examples=[1.0])
-
-
-class VoicesResponse(BaseModel):
-    """The voices the TTS broker offers."""
-
-    model_config = ConfigDict(extra="allow")
-
-    voices: list[str] = Field(examples=[["jf_alpha", "jm_kumo"]])
-    default_voice: str = Field(examples=["jf_alpha"])
-    service: str = Field(examples=["Kokoro TTS"])
-
-
 class ReplicaHealth(BaseModel):
     """One replica of a broker, as the last check saw it."""
 
@@ -127,6 +70,18 @@ class EventsHealth(BaseModel):
     dropped: int
 
 
+class BridgeHealth(BaseModel):
+    """The MQTT bridge (and, as it sees it, the MQTT broker), when events are on."""
+
+    url: str
+    healthy: bool = Field(description="The bridge answers (it accepts events even while MQTT is down)")
+    latency_ms: float | None = None
+    error: str | None = None
+    mqtt_broker: str | None = Field(default=None, examples=["127.0.0.1:1883"])
+    mqtt_connected: bool | None = None
+    mqtt_error: str | None = None
+
+
 class HealthResponse(BaseModel):
     """The guide's health shape, plus latency and replica detail."""
 
@@ -140,32 +95,9 @@ class HealthResponse(BaseModel):
     sst_replicas: list[ReplicaHealth]
     tts_replicas: list[ReplicaHealth]
     events: EventsHealth
-
-
-class OpenAISpeechRequest(BaseModel):
-    """OpenAI's ``audio.speech.create`` body (plus Kokoro-FastAPI's ``lang_code`` and ``stream``);
-    fields left out get the TTS broker's defaults, which also checks the values."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(
-        default="kokoro",
-        examples=["tts-1"],
-        description="tts-1, tts-1-hd, gpt-4o-mini-tts or kokoro: all run the one model",
-    )
-    input: str = Field(min_length=1, examples=["Hello world"])
-    voice: str | dict[str, Any] | None = Field(
-        default=None, examples=["alloy"], description="A Kokoro voice, a blend, or an OpenAI voice name"
-    )
-    response_format: str = Field(default="mp3", description="mp3, opus, aac, flac, wav, pcm")
-    speed: float | None = Field(default=None, ge=0.25, le=4.0)
-    stream_format: str = Field(default="audio", description="audio (bytes) or sse (speech.audio.delta events)")
-    instructions: str | None = Field(default=None, description="Accepted; Kokoro takes no instructions")
-    lang_code: str | None = None
-
-    def upstream_body(self) -> dict[str, Any]:
-        """The body as the client sent it, for the broker."""
-        return self.model_dump(exclude_unset=True)
+    mqtt_bridge: BridgeHealth | None = Field(default=None, description="Null when events are off")
+    conversation_service: str | None = Field(default=None, description="Unset when no conversation service is set")
+    conversation_healthy: bool | None = None
 
 
 class WsTranscribe(BaseModel):
@@ -179,12 +111,8 @@ class WsTranscribe(BaseModel):
 
 
 class WsSynthesize(SynthesizeRequest):
-    """WebSocket ``{"type": "synthesize"}``."""
+    """WebSocket ``{"type": "synthesize"}``: the synthesis request's fields (the TTS contract)."""
 
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["synthesize"]
-
-    def upstream_body(self) -> dict[str, Any]:
-        """The synthesis fields only."""
-        return self.model_dump(exclude_none=True, exclude={"type"})

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
 from starlette.background import BackgroundTask
 
+from voicestack_common.contracts.audio import AUDIO_HEADERS, audio_seconds
 from voicestack_common.streaming import CutOffStreamingResponse, StreamCutOff
 
 logger = logging.getLogger(__name__)
 
-_PASSED_HEADERS = ("content-type", "content-disposition", "cache-control")
-# Kokoro's rate, for raw PCM streams (they carry no header to read it from).
-PCM_SAMPLE_RATE = 24_000
-_WAV_HEADER = 44
+_PASSED_HEADERS = ("content-type", "content-disposition", "cache-control", *(h.lower() for h in AUDIO_HEADERS))
 
 
 class Tap(Protocol):
@@ -30,30 +27,21 @@ class Tap(Protocol):
 
 
 class AudioTap:
-    """Measures streamed WAV or PCM16 audio; calls ``done(seconds)`` once it completed."""
+    """Counts streamed audio; calls ``done(seconds)`` once it completed, with the seconds the broker's
+    headers state or let count (0 for compressed audio, whose length nobody knows while it streams)."""
 
-    def __init__(self, media_type: str, done: Callable[[float], None]) -> None:
-        self.wav = "wav" in media_type
-        self.measurable = self.wav or "pcm" in media_type
+    def __init__(self, headers: Mapping[str, str], done: Callable[[float], None]) -> None:
+        self.headers = headers
         self.done = done
-        self.head = b""
         self.size = 0
 
     def feed(self, chunk: bytes) -> None:
-        """Count bytes; keep the WAV header."""
+        """Count bytes."""
         self.size += len(chunk)
-        if len(self.head) < _WAV_HEADER:
-            self.head += chunk[: _WAV_HEADER - len(self.head)]
 
     def finish(self) -> None:
-        """Seconds of 16-bit mono audio (0 for compressed formats, whose length is not known here)."""
-        seconds = 0.0
-        if self.measurable:
-            rate, data = PCM_SAMPLE_RATE, self.size
-            if self.wav and len(self.head) == _WAV_HEADER and self.head[:4] == b"RIFF":
-                rate, data = struct.unpack("<I", self.head[24:28])[0] or PCM_SAMPLE_RATE, self.size - _WAV_HEADER
-            seconds = max(0, data) / 2 / rate
-        self.done(seconds)
+        """Hand over the seconds."""
+        self.done(audio_seconds(self.headers, self.size) or 0.0)
 
 
 class SseTap:
@@ -83,6 +71,11 @@ class SseTap:
         self.done(self.events)
 
 
+def passed_headers(upstream: httpx.Response) -> dict[str, str]:
+    """The broker's headers a client may see (its type and disposition, and how much audio it holds)."""
+    return {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
+
+
 def relay(upstream: httpx.Response, tap: Tap | None = None) -> CutOffStreamingResponse:
     """The broker's response as ours, each chunk passed on as it arrives; the broker's
     response is closed however the client's ends (done, disconnected, failed)."""
@@ -104,7 +97,7 @@ def relay(upstream: httpx.Response, tap: Tap | None = None) -> CutOffStreamingRe
             except Exception:  # an event is a side effect: it must not break a delivered response
                 logger.exception("stream tap failed")
 
-    headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
+    headers = passed_headers(upstream)
     headers["X-Accel-Buffering"] = "no"  # proxies in front of us must not buffer the stream either
     return CutOffStreamingResponse(
         body(), status_code=upstream.status_code, headers=headers, background=BackgroundTask(upstream.aclose)

@@ -56,7 +56,6 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         description="Publishes the stack's transcripts, synthesis events and health to MQTT from a durable "
         "outbox, with Home Assistant discovery and MQTT commands.",
     )
-    app.state.settings = settings
     app.state.bridge_metrics = BridgeMetrics(app.state.http_metrics.registry)
     app.include_router(events.router)
     return app

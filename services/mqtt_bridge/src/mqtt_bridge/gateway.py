@@ -11,21 +11,12 @@ import httpx
 
 from mqtt_bridge.schemas import SynthesizeCommand, TranscribeCommand
 from voicestack_common.errors import (
-    ClientError,
     InvalidRequest,
     PayloadTooLarge,
     UpstreamError,
-    UpstreamTimeout,
 )
 from voicestack_common.logging import REQUEST_ID_HEADER
-
-
-class GatewayRefused(ClientError):
-    """The gateway answered 4xx: the command itself was wrong (its code and message are passed on)."""
-
-    def __init__(self, message: str, *, code: str, upstream_status: int) -> None:
-        super().__init__(message, code=code)
-        self.upstream_status = upstream_status
+from voicestack_common.upstream import answered_error, upstream_errors
 
 
 class GatewayClient:
@@ -80,7 +71,9 @@ class GatewayClient:
         return await self._fetch(url)
 
     async def _fetch(self, url: str) -> bytes:
-        try:
+        with upstream_errors(
+            "fetching audio_url", unreachable_code="audio_fetch_failed", timeout_code="audio_fetch_failed"
+        ):
             # No redirects: one could lead from an allowed host to any other.
             async with self.http.stream("GET", url, timeout=self.timeout, follow_redirects=False) as response:
                 if response.status_code != 200:
@@ -102,28 +95,15 @@ class GatewayClient:
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("fetching audio_url timed out", code="audio_fetch_failed") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"fetching audio_url failed: {type(exc).__name__}", code="audio_fetch_failed") from None
 
     async def _call(self, verb: str, request_id: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}/api/voice/{verb}"
-        try:
+        with upstream_errors(f"the gateway's {verb}", unreachable_code="gateway_unreachable"):
             response = await self.http.post(
                 url, headers={REQUEST_ID_HEADER: request_id, **self._auth}, timeout=self.timeout, **kwargs
             )
-        except httpx.TimeoutException:
-            raise UpstreamTimeout(f"the gateway did not answer {verb} within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(
-                f"the gateway is unreachable: {type(exc).__name__}", code="gateway_unreachable"
-            ) from None
-        code, message = _error_of(response)
-        if 400 <= response.status_code < 500:
-            raise GatewayRefused(message, code=code or "bad_request", upstream_status=response.status_code)
-        if response.status_code >= 500:
-            raise UpstreamError(f"the gateway failed: {message}", code=code or "upstream_error")
+        if response.status_code >= 400:
+            raise answered_error(response.status_code, response.content, response.headers)
         try:
             return response.json()
         except ValueError:
@@ -146,14 +126,3 @@ def url_host_allowed(url: str, allowed: list[str]) -> bool:
         if entry.startswith("*.") and host.endswith(entry[1:]):
             return True
     return False
-
-
-def _error_of(response: httpx.Response) -> tuple[str | None, str]:
-    """The gateway's ``{"error": {"code", "message"}}``, or a description of the status."""
-    if response.status_code < 400:
-        return None, ""
-    try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        return None, f"the gateway answered {response.status_code}"

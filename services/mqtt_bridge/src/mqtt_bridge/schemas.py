@@ -73,8 +73,8 @@ def success(command: str, request_id: str | None, result: Any) -> dict[str, Any]
 
 
 def failure(command: str, request_id: str | None, error: VoicestackError) -> dict[str, Any]:
-    """A failed answer: the shared error shape and an HTTP-like status (the gateway's when it refused)."""
-    status = getattr(error, "upstream_status", error.status_code)
+    """A failed answer: the shared error shape and an HTTP-like status (the gateway's when it answered)."""
+    status = error.status_code
     return {
         "id": request_id,
         "command": command,

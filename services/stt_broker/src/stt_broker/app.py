@@ -12,7 +12,6 @@ from fastapi import FastAPI, Request
 
 from stt_broker import __version__
 from stt_broker.engines import engine_factory
-from stt_broker.engines.base import SttEngine
 from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
 from stt_broker.live.vad import load_silero
 from stt_broker.models import resolve_model
@@ -22,7 +21,7 @@ from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
 from stt_broker.wyoming import wyoming_server
 from voicestack_common.service import Readiness, create_service_app
-from voicestack_common.workers import WorkerPool
+from voicestack_common.workers import pool_checks, pool_ready, running_pool
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +34,7 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
         workers, threads = settings.layout()
-        pool: WorkerPool[SttEngine] = WorkerPool(
-            "stt",
-            engine_factory(settings, model),
-            size=workers,
-            max_queue=settings.max_queue,
-            retry_after=settings.retry_after,
-        )
-        await anyio.to_thread.run_sync(pool.start)
-        try:
+        async with running_pool("stt", engine_factory(settings, model), settings, size=workers) as pool:
             engine = pool.engines[0]
             detector = (
                 await anyio.to_thread.run_sync(
@@ -82,24 +73,11 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
             )
             async with wyoming_server(settings, transcriber, app.state.http_metrics):
                 yield {"transcriber": transcriber, "live": live}
-        finally:
-            await anyio.to_thread.run_sync(pool.close)
 
     async def readiness(request: Request) -> Readiness:
         transcriber: Transcriber = request.state.transcriber
-        engine = transcriber.pool.engines[0] if transcriber.pool.engines else None
-        checks: dict[str, Any] = {
-            "model_loaded": engine is not None,
-            "engine": transcriber.backend,
-            "model": transcriber.model,
-            "workers": transcriber.pool.size,
-            "queue_depth": transcriber.pool.waiting,
-        }
-        probe = getattr(engine, "probe", None)
-        if probe is not None:
-            checks["upstream_reachable"] = await anyio.to_thread.run_sync(probe)
-        ready = bool(checks["model_loaded"]) and checks.get("upstream_reachable", True)
-        return Readiness(ready=ready, checks=checks)
+        checks = await pool_checks(transcriber.pool, transcriber.backend, transcriber.model)
+        return Readiness(ready=pool_ready(checks), checks=checks)
 
     app = create_service_app(
         title="stt-broker",
@@ -111,7 +89,6 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
         description="Speech-to-text on whisper.cpp: the integration guide's `/v1/transcribe` and "
         "OpenAI's `/v1/audio/transcriptions`, and live transcription over `WS /v1/stream`.",
     )
-    app.state.settings = settings
     app.include_router(transcriptions.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
     app.include_router(stream.router, prefix="/v1")

@@ -22,25 +22,28 @@ err = Console(stderr=True)
 def serve(
     host: Annotated[str | None, typer.Option(help="Override STT_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Override STT_PORT")] = None,
+    remote_host: Annotated[
+        str | None, typer.Option(help="Forward to a remote server on this host (STT_REMOTE_HOST, REMOTE_SST_HOST)")
+    ] = None,
+    remote_port: Annotated[
+        int | None, typer.Option(help="The remote server's port (STT_REMOTE_PORT, REMOTE_SST_PORT)")
+    ] = None,
 ) -> None:
-    """Run the broker with settings from the environment and .env."""
-    import uvicorn
-
+    """Run the broker with settings from the environment and .env (a remote host or port selects engine=remote)."""
     from stt_broker.app import create_app
-    from voicestack_common.logging import configure_logging
+    from voicestack_common.service import serve as serve_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = SttSettings(**overrides)  # type: ignore[arg-type]
-    configure_logging("stt-broker", settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        # No keep-alive pings on live sessions: a session applying back-pressure stops reading its
-        # socket, pongs included, and would be closed for it; STT_LIVE_IDLE_TIMEOUT ends dead ones.
-        ws_ping_interval=None,
+    remote = {"remote_host": remote_host, "remote_port": remote_port}
+    # No keep-alive pings on live sessions: a session applying back-pressure stops reading its
+    # socket, pongs included, and would be closed for it; STT_LIVE_IDLE_TIMEOUT ends dead ones.
+    serve_app(
+        "stt-broker",
+        SttSettings,
+        create_app,
+        host=host,
+        port=port,
+        overrides=remote,
+        uvicorn_options=lambda _: {"ws_ping_interval": None},
     )
 
 

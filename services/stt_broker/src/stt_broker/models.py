@@ -113,7 +113,7 @@ def resolve_model(settings: SttSettings) -> ResolvedModel:
     """The model the configured engine loads (preparing the bundled one when needed)."""
     path = settings.model_path
     if settings.engine == "remote":
-        return ResolvedModel(Path(settings.remote_url), settings.model_id or "remote")
+        return ResolvedModel(Path(settings.remote_server), settings.model_id or "remote")
     if settings.engine == "faster-whisper":
         path = path or bundled_ct2_dir()
         model_id = settings.model_id or (BUNDLED_MODEL_ID if settings.model_path is None else path.name)

@@ -11,7 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from stt_broker import vad_defaults
 from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
 
 DtwPreset = Literal[
     "none",
@@ -186,10 +186,21 @@ class SttSettings(ServiceSettings):
     carry_initial_prompt: bool = False
     """Repeat the request's prompt before every 30 s window, not only the first (whisper.cpp: off)."""
 
-    remote_url: str = Field(
-        default="http://localhost:8082", validation_alias=env_aliases("STT_REMOTE_URL", "REMOTE_SST_URL", "remote_url")
+    remote_url: str | None = Field(
+        default=None, validation_alias=env_aliases("STT_REMOTE_URL", "REMOTE_SST_URL", "remote_url")
     )
-    """Base URL of a whisper.cpp server, for ``engine=remote``."""
+    """Base URL of a whisper.cpp server; setting it (or the host and port) selects ``engine=remote``
+    (refused at start when ``STT_ENGINE`` names a local engine). Unset: ``http://localhost:8082``."""
+
+    remote_host: str | None = Field(
+        default=None, validation_alias=env_aliases("STT_REMOTE_HOST", "REMOTE_SST_HOST", "remote_host")
+    )
+    """Host of the whisper.cpp server, as the integration guide names it (with ``remote_port``)."""
+
+    remote_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=env_aliases("STT_REMOTE_PORT", "REMOTE_SST_PORT", "remote_port")
+    )
+    """Port of the whisper.cpp server (default 8082)."""
 
     remote_timeout: float = Field(default=300.0, gt=0)
     """Read timeout towards the remote whisper.cpp server, in seconds."""
@@ -234,11 +245,17 @@ class SttSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_model(self) -> SttSettings:
+        use_remote_engine(self, "STT_", 8082)
         if self.model_path is not None and not self.model_path.exists():
             raise ValueError(f"STT_MODEL_PATH {self.model_path} does not exist")
         if self.dtw_aheads_preset != "none" and self.flash_attn:
             raise ValueError("STT_DTW_AHEADS_PRESET needs STT_FLASH_ATTN=false (whisper.cpp cannot do both)")
         return self
+
+    @property
+    def remote_server(self) -> str:
+        """The remote engine's base URL (the validator has filled in the default)."""
+        return self.remote_url or ""
 
     def layout(self) -> tuple[int, int]:
         """``(workers, threads)``: the configured values, or chosen from the usable cores."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,7 +14,7 @@ from stt_broker.engines.base import Segment, SttEngine, TranscribeOptions, Trans
 from stt_broker.vad import SpeechDetector, TimeMap
 from voicestack_common.audio import Pcm
 from voicestack_common.errors import InvalidRequest
-from voicestack_common.workers import WorkerPool
+from voicestack_common.workers import Done, WorkerPool, emitted
 
 
 class SttMetrics:
@@ -115,24 +114,14 @@ class Transcriber:
 
     async def stream(self, audio: Pcm, options: TranscribeOptions) -> AsyncIterator[Segment | Transcript]:
         """Yield segments as the engine decodes them, then the finished transcript."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Segment] = asyncio.Queue()
-
-        def forward(segment: Segment) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, segment)
-
-        task = asyncio.ensure_future(self.transcribe(audio, options, forward))
+        items: AsyncGenerator[Segment | Done[Transcript], None] = emitted(
+            lambda emit: self.transcribe(audio, options, emit)
+        )
         try:
-            while not task.done() or not queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            yield task.result()
+            async for item in items:
+                yield item.result if isinstance(item, Done) else item
         finally:
-            task.cancel()
+            await items.aclose()
 
     def _run(
         self,

@@ -13,7 +13,6 @@ from fastapi import FastAPI, Request
 from tts_broker import __version__
 from tts_broker.cache import ResultCache
 from tts_broker.engines import engine_factory
-from tts_broker.engines.base import TtsEngine
 from tts_broker.metrics import TtsMetrics
 from tts_broker.models import resolve_model
 from tts_broker.routes import speech, synthesize, voices
@@ -22,7 +21,7 @@ from tts_broker.synthesizer import Defaults, Synthesizer
 from tts_broker.wyoming import wyoming_server
 from voicestack_common.errors import VoicestackError
 from voicestack_common.service import Readiness, create_service_app
-from voicestack_common.workers import WorkerPool
+from voicestack_common.workers import pool_checks, pool_ready, running_pool
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +33,7 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         model = await anyio.to_thread.run_sync(resolve_model, settings)
-        pool: WorkerPool[TtsEngine] = WorkerPool(
-            "tts",
-            engine_factory(settings, model),
-            size=settings.workers,
-            max_queue=settings.max_queue,
-            retry_after=settings.retry_after,
-        )
-        await anyio.to_thread.run_sync(pool.start)
-        try:
+        async with running_pool("tts", engine_factory(settings, model), settings) as pool:
             cache = ResultCache(settings.cache_max_entries, settings.cache_max_bytes)
             synthesizer = Synthesizer(
                 pool,
@@ -76,24 +67,10 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
             )
             async with wyoming_server(settings, synthesizer, app.state.http_metrics):
                 yield {"synthesizer": synthesizer}
-        finally:
-            await anyio.to_thread.run_sync(pool.close)
 
     async def readiness(request: Request) -> Readiness:
         synthesizer: Synthesizer = request.state.synthesizer
-        engine = synthesizer.engine
-        checks: dict[str, Any] = {
-            "model_loaded": bool(synthesizer.pool.engines),
-            "engine": synthesizer.backend,
-            "model": synthesizer.model,
-            "workers": synthesizer.pool.size,
-            "queue_depth": synthesizer.pool.waiting,
-        }
-        if (provider := getattr(engine, "provider", None)) is not None:
-            checks["execution_provider"] = provider
-        probe = getattr(engine, "probe", None)
-        if probe is not None:
-            checks["upstream_reachable"] = await anyio.to_thread.run_sync(probe)
+        checks = await pool_checks(synthesizer.pool, synthesizer.backend, synthesizer.model)
         try:
             catalog = await synthesizer.catalog()
             checks.update(
@@ -104,7 +81,7 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
             )
         except VoicestackError as exc:
             checks.update(voices=0, voices_error=exc.message)
-        ready = bool(checks["model_loaded"]) and checks.get("upstream_reachable", True) and checks["voices"] > 0
+        ready = pool_ready(checks) and checks["voices"] > 0
         return Readiness(ready=ready, checks=checks)
 
     app = create_service_app(
@@ -117,7 +94,6 @@ def create_app(settings: TtsSettings | None = None) -> FastAPI:
         description="Text-to-speech on Kokoro: the integration guide's `/v1/synthesize` and `/v1/voices`, "
         "and OpenAI's `/v1/audio/speech`, streamed as the audio is made.",
     )
-    app.state.settings = settings
     app.include_router(synthesize.router, prefix="/v1")
     app.include_router(speech.router, prefix="/v1")
     app.include_router(voices.router, prefix="/v1")

@@ -29,12 +29,19 @@ err = Console(stderr=True)
 def serve(
     host: Annotated[str | None, typer.Option(help="Override TTS_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Override TTS_PORT")] = None,
+    remote_host: Annotated[
+        str | None, typer.Option(help="Forward to a remote server on this host (TTS_REMOTE_HOST, REMOTE_TTS_HOST)")
+    ] = None,
+    remote_port: Annotated[
+        int | None, typer.Option(help="The remote server's port (TTS_REMOTE_PORT, REMOTE_TTS_PORT)")
+    ] = None,
 ) -> None:
-    """Run the broker with settings from the environment and .env."""
+    """Run the broker with settings from the environment and .env (a remote host or port selects engine=remote)."""
     from tts_broker.app import create_app
     from voicestack_common.service import serve as serve_app
 
-    serve_app("tts-broker", TtsSettings, create_app, host=host, port=port)
+    remote = {"remote_host": remote_host, "remote_port": remote_port}
+    serve_app("tts-broker", TtsSettings, create_app, host=host, port=port, overrides=remote)
 
 
 @models_app.command("list")

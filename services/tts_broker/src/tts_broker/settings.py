@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
 
 # OpenAI's voice names, each with Kokoro voices to try in order: a voice of
 # the full 54-voice set first, then one of the five bundled voices of the same
@@ -118,10 +118,21 @@ class TtsSettings(ServiceSettings):
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """Total size of the cached audio, in bytes."""
 
-    remote_url: str = Field(
-        default="http://localhost:8081", validation_alias=env_aliases("TTS_REMOTE_URL", "REMOTE_TTS_URL", "remote_url")
+    remote_url: str | None = Field(
+        default=None, validation_alias=env_aliases("TTS_REMOTE_URL", "REMOTE_TTS_URL", "remote_url")
     )
-    """Base URL of a Kokoro-FastAPI server, for ``engine=remote``."""
+    """Base URL of a Kokoro-FastAPI server; setting it (or the host and port) selects ``engine=remote``
+    (refused at start when ``TTS_ENGINE`` names a local engine). Unset: ``http://localhost:8081``."""
+
+    remote_host: str | None = Field(
+        default=None, validation_alias=env_aliases("TTS_REMOTE_HOST", "REMOTE_TTS_HOST", "remote_host")
+    )
+    """Host of the Kokoro-FastAPI server, as the integration guide names it (with ``remote_port``)."""
+
+    remote_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=env_aliases("TTS_REMOTE_PORT", "REMOTE_TTS_PORT", "remote_port")
+    )
+    """Port of the Kokoro-FastAPI server (default 8081)."""
 
     remote_model: str = "kokoro"
     """Model name sent to the remote server's ``/v1/audio/speech``."""
@@ -163,12 +174,18 @@ class TtsSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_files(self) -> TtsSettings:
+        use_remote_engine(self, "TTS_", 8081)
         for name, path in (("TTS_MODEL_PATH", self.model_path), ("TTS_VOICES_PATH", self.voices_path)):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name} {path} is not a file")
         if self.model_path is not None and self.voices_path is None:
             raise ValueError("TTS_MODEL_PATH needs TTS_VOICES_PATH (the voices file made for that model)")
         return self
+
+    @property
+    def remote_server(self) -> str:
+        """The remote engine's base URL (the validator has filled in the default)."""
+        return self.remote_url or ""
 
     @property
     def intra_op_threads(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -19,7 +18,7 @@ from tts_broker.metrics import TtsMetrics
 from tts_broker.voices import VoiceCatalog, build_catalog
 from voicestack_common.encode import FORMATS, AudioEncoder, finalize_wav
 from voicestack_common.errors import InvalidRequest, VoicestackError
-from voicestack_common.workers import WorkerPool
+from voicestack_common.workers import Done, WorkerPool, emitted
 
 logger = logging.getLogger(__name__)
 
@@ -162,40 +161,33 @@ class Synthesizer:
                 self.metrics.syntheses.labels(self.backend, "cached").inc()
                 yield Chunk(hit.data, hit.duration)
                 return
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Chunk] = asyncio.Queue()
         started = time.perf_counter()
-
-        def emit(chunk: Chunk) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
-        task = asyncio.ensure_future(
-            self.pool.submit(lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout)
+        items: AsyncGenerator[Chunk | Done[None], None] = emitted(
+            lambda emit: self.pool.submit(
+                lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout
+            )
         )
         parts: list[bytes] = []
         seconds = 0.0
-        outcome = "cancelled"
+        outcome = "cancelled"  # unless it ends, or fails: the caller went away
         try:
-            while not task.done() or not queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                chunk = getter.result()
+            async for chunk in items:
+                if isinstance(chunk, Done):
+                    break
                 if not parts:
                     self.metrics.time_to_first_audio.labels(self.backend).observe(time.perf_counter() - started)
                 parts.append(chunk.data)
                 seconds += chunk.seconds
                 yield chunk
-            outcome = "error"
-            task.result()
             outcome = "ok"
             data = b"".join(parts)
             self.cache.put(job.key, CachedAudio(finalize_wav(data) if job.format == "wav" else data, seconds))
+        except Exception:
+            outcome = "error"
+            raise
         finally:
             # The caller went away, or failed: the worker stops before its next sentence.
-            task.cancel()
+            await items.aclose()
             self.metrics.syntheses.labels(self.backend, outcome).inc()
 
     async def synthesize(self, job: SpeechJob) -> SpeechResult:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from gateway.upstream import Upstream
+from gateway.replicas import ReplicaSet
 from voicestack_common.errors import UpstreamError, VoicestackError
 
 OWNER_HEADER = "X-Voicestack-Owner"
@@ -41,9 +41,9 @@ class TurnEvent:
 class ConversationClient:
     """Calls to the conversation service on behalf of one owner at a time."""
 
-    upstream: Upstream | None
+    upstream: ReplicaSet | None
 
-    def _upstream(self) -> Upstream:
+    def _upstream(self) -> ReplicaSet:
         if self.upstream is None:
             raise ConversationsDisabled("conversations are off: set GATEWAY_CONVERSATION_URLS")
         return self.upstream

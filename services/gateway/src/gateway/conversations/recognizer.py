@@ -21,7 +21,7 @@ import numpy as np
 
 from gateway import brokers
 from gateway.deps import Gateway
-from gateway.schemas import TranscribeResponse
+from voicestack_common.contracts.stt import TranscribeResponse
 from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
 from voicestack_common.events import utc_now
@@ -138,13 +138,12 @@ class EnergyRecognizer:
             except VoicestackError as exc:
                 await self.emit({"type": "error", "error": {"code": exc.code, "message": exc.message}})
                 return
-            self.gateway.events.record(
-                "transcription",
+            self.gateway.events.transcribed(
                 started,
                 self.session_id,
                 text=result.text,
+                seconds=result.duration_seconds,
                 language=result.language,
-                duration_seconds=result.duration_seconds,
                 model=result.model,
                 confidence=result.confidence,
             )

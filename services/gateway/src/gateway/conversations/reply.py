@@ -266,12 +266,11 @@ class Reply:
     def _record(self, *, interrupted: bool, text: str | None = None) -> None:
         """The reply's MQTT event."""
         pieces = self.sent if interrupted else self.produced
-        self.gateway.events.record(
-            "reply",
+        self.gateway.events.replied(
             self._started_at,
             self.session_id,
             text=self.text if text is None else text,
-            duration_seconds=round(sum(p.duration for p in pieces), 3),
+            seconds=round(sum(p.duration for p in pieces), 3),
             voice=self.voice.voice,
             conversation_id=self.conversation_id,
             message_id=self.message_id,

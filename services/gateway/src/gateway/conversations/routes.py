@@ -20,8 +20,8 @@ from gateway.conversations.client import owner_of
 from gateway.conversations.reply import Reply, Voice
 from gateway.conversations.state import ConversationsDep, DeviceTurn
 from gateway.deps import CallerDep, GatewayDep, limit_transcribe
-from gateway.schemas import TranscribeResponse
 from gateway.schemas import errors as common_errors
+from voicestack_common.contracts.stt import TranscribeResponse
 from voicestack_common.encode import FORMATS
 from voicestack_common.errors import ClientError, InvalidRequest, UpstreamError, UpstreamTimeout, VoicestackError
 from voicestack_common.jsonbody import JsonBodyRoute, media_type, read_json

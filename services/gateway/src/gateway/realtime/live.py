@@ -55,17 +55,7 @@ class RelayLive:
             self._events.put_nowait(text)
 
         def on_final(final: Final, started_at: datetime) -> None:
-            gateway.events.record(
-                "transcription",
-                started_at,
-                session_id,
-                utterance_id=final.utterance_id,
-                text=final.text,
-                language=final.language,
-                duration_seconds=round(max(0.0, final.end - final.start), 3),
-                model=self.relay.model,
-                confidence=final.confidence,
-            )
+            gateway.events.heard(started_at, session_id, final, self.relay.model)
 
         self.relay = LiveRelay(
             gateway.stt,

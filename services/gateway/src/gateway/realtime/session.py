@@ -14,7 +14,6 @@ import base64
 import binascii
 import contextlib
 import io
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from gateway.realtime.reply import ReplyStream
 from gateway.realtime.responses import ResponseRun
 from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
+from voicestack_common.jsonbody import parse_json
 from voicestack_common.live import ErrorEvent, Final, Partial, SpeechStarted, SpeechStopped, StartMessage
 
 logger = logging.getLogger(__name__)
@@ -158,9 +158,9 @@ class RealtimeSession:
         """One client event; anything wrong becomes an ``error`` event."""
         event_id: str | None = None
         try:
-            data = json.loads(text)
-        except ValueError:
-            await self.send(error_event(RealtimeError("The message is not valid JSON.", code="invalid_json"), None))
+            data = parse_json(text, "message")
+        except VoicestackError as exc:  # the shared JSON policy: syntax, encoding, nesting depth
+            await self.send(error_event(RealtimeError(exc.message, code=exc.code), None))
             return
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.send(error_event(RealtimeError("An event is a JSON object with a 'type'.", param="type"), None))

@@ -11,26 +11,27 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import logging
 import uuid
 from datetime import datetime
 
 from fastapi import APIRouter, WebSocket
-from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import Unauthorized, presented_key
 from gateway.deps import Gateway, GatewayDep
 from gateway.relay import LiveRelay, RelayError
+from voicestack_common.errors import VoicestackError
+from voicestack_common.jsonbody import parse_json
 from voicestack_common.live import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
     Final,
     StartMessage,
+    StartRefused,
     error_event,
-    sniff_container,
+    first_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,17 +93,7 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
                     await websocket.send_text(text)
 
     def on_final(final: Final, started_at: datetime) -> None:
-        gateway.events.record(
-            "transcription",
-            started_at,
-            session_id,
-            utterance_id=final.utterance_id,
-            text=final.text,
-            language=final.language,
-            duration_seconds=round(max(0.0, final.end - final.start), 3),
-            model=relay.model,
-            confidence=final.confidence,
-        )
+        gateway.events.heard(started_at, session_id, final, relay.model)
 
     relay = LiveRelay(gateway.stt, start, send_text, on_final, max_frame=max_frame)
     try:
@@ -157,24 +148,10 @@ async def _receive(websocket: WebSocket, max_frame: int) -> str | bytes | None:
 
 def _start_of(payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
     """The ``start`` to open the broker session with, and the first frame if it is not one."""
-    if isinstance(payload, bytes):
-        if (container := sniff_container(payload)) is not None:
-            raise _Refused("start_required", f"send a 'start' message with format '{container}' first", CLOSE_POLICY)
-        return StartMessage(), payload
     try:
-        parsed = json.loads(payload)
-    except ValueError:
-        return StartMessage(), payload
-    if not isinstance(parsed, dict) or parsed.get("type") != "start":
-        return StartMessage(), payload
-    if any(key in parsed for key in ("resume_at", "next_utterance", "checkpoints")):
-        raise _Refused("invalid_start", "resume_at, next_utterance and checkpoints are the relay's", CLOSE_POLICY)
-    try:
-        return StartMessage.model_validate(parsed), None
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "start"
-        raise _Refused("invalid_start", f"{where}: {problem['msg']}", CLOSE_POLICY) from None
+        return first_frame(payload, reserved=("resume_at", "next_utterance", "checkpoints"))
+    except StartRefused as exc:
+        raise _Refused(exc.code, exc.message, CLOSE_POLICY) from None
 
 
 async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
@@ -182,8 +159,8 @@ async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
         await relay.send_audio(payload)
         return
     try:
-        message = json.loads(payload)
-    except ValueError:
+        message = parse_json(payload, "message")
+    except VoicestackError:
         message = None
     if isinstance(message, dict) and message.get("type") == "audio" and isinstance(message.get("audio_base64"), str):
         try:

@@ -8,7 +8,6 @@ echoes it, since answers arrive in the order they finish. A bad message is answe
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import re
@@ -23,10 +22,9 @@ from gateway.auth import Unauthorized, presented_key
 from gateway.conversations.state import Conversations
 from gateway.conversations.voice_loop import VOICE_KINDS, VoiceLoop
 from gateway.deps import Gateway, GatewayDep
-from gateway.routes.voice import synthesize_one
 from gateway.schemas import WsSynthesize, WsTranscribe
+from gateway.usecases import synthesis, transcription
 from voicestack_common.errors import VoicestackError, error_body, validate_as
-from voicestack_common.events import utc_now
 from voicestack_common.jsonbody import parse_json
 from voicestack_common.logging import request_id_var
 
@@ -170,30 +168,15 @@ class ChatSession:
         gateway = self.gateway
         audio = brokers.decode_base64_audio(request.audio_base64, gateway.settings.max_upload_bytes)
         gateway.charge("transcribe", self.caller)
-        started = utc_now()
-        result = await brokers.transcribe(
-            gateway.stt,
-            io.BytesIO(audio),
-            filename="audio",
-            content_type="application/octet-stream",
-            language=request.language,
-        )
-        gateway.events.record(
-            "transcription",
-            started,
-            self.session_id,
-            text=result.text,
-            language=result.language,
-            duration_seconds=result.duration_seconds,
-            model=result.model,
-            confidence=result.confidence,
+        result = await transcription.transcribe_bytes(
+            gateway, audio, language=request.language, session=self.session_id
         )
         return {"type": "transcription", **result.model_dump()}
 
     async def synthesize(self, request: WsSynthesize) -> dict[str, Any]:
         """An ``audio`` answer."""
         self.gateway.charge("synthesize", self.caller)
-        result = await synthesize_one(self.gateway, request, self.session_id)
+        result = await synthesis.synthesize(self.gateway, request, self.session_id)
         return {
             "type": "audio",
             "audio_base64": result.audio_base64,

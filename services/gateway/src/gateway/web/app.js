@@ -186,7 +186,7 @@ async function refreshHealth() {
     const pending = health.events.pending;
     setHealth("events", pending > 100 ? "degraded" : "up", pending ? `${pending} waiting` : "up");
   }
-  if (health.conversation_healthy !== undefined) {
+  if (typeof health.conversation_healthy === "boolean") {
     setHealth("conversation", health.conversation_healthy ? "up" : "down", health.conversation_healthy ? "up" : "down");
   }
 }

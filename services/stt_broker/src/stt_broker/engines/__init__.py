@@ -40,4 +40,6 @@ def engine_factory(settings: SttSettings, model: ResolvedModel) -> Callable[[], 
         )
     from stt_broker.engines.remote import RemoteWhisperCppEngine
 
-    return lambda: RemoteWhisperCppEngine(settings.remote_url, timeout=settings.remote_timeout, model_id=model.model_id)
+    return lambda: RemoteWhisperCppEngine(
+        settings.remote_server, timeout=settings.remote_timeout, model_id=model.model_id
+    )

@@ -99,25 +99,3 @@ class SttEngine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class SttStream(Protocol):
-    """A live transcription session: audio in as it arrives, partial and final segments out."""
-
-    def feed(self, audio: Pcm) -> list[Segment]:
-        """Add audio; returns segments that became final."""
-        ...
-
-    def partial(self) -> Segment | None:
-        """The current guess for the not-yet-final tail, if any."""
-        ...
-
-    def finish(self) -> list[Segment]:
-        """Flush: every remaining segment, final."""
-        ...
-
-
-class StreamingSttEngine(SttEngine, Protocol):
-    """An engine that can also run live sessions (WebSocket streaming with VAD builds on this)."""
-
-    def open_stream(self, options: TranscribeOptions) -> SttStream: ...

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import logging
 import time
 
@@ -35,10 +34,11 @@ from voicestack_common.live import (
     Closed,
     CommitMessage,
     StartMessage,
+    StartRefused,
     StopMessage,
     client_message,
     error_event,
-    sniff_container,
+    first_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,21 +154,12 @@ class StreamFace:
 
     def _first(self, payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
         """The session's ``start`` (explicit, or the PCM16 defaults) and the frame still to handle."""
-        if isinstance(payload, bytes):
-            container = sniff_container(payload)
-            if container is not None:
-                raise _Fatal("start_required", f"send a 'start' message with format '{container}' before the audio")
-            return StartMessage(), payload
         try:
-            parsed = json.loads(payload)
-        except ValueError:
-            return StartMessage(), payload
-        if not isinstance(parsed, dict) or parsed.get("type") != "start":
-            return StartMessage(), payload
-        try:
-            message = StartMessage.model_validate(parsed)
-        except ValidationError as exc:
-            raise _Fatal("invalid_start", _problem(exc)) from None
+            message, rest = first_frame(payload)
+        except StartRefused as exc:
+            raise _Fatal(exc.code, exc.message) from None
+        if rest is not None:
+            return message, rest
         try:
             normalize_language(message.language)
         except KeyError:

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from stt_broker.deps import SettingsDep, TranscriberDep, options_from_form, read_audio, require_form
 from stt_broker.engines.base import Segment, TranscribeOptions, Transcript
 from stt_broker.formats import language_name, segment_json, to_srt, to_vtt, word_json
-from stt_broker.schemas import (
-    ERROR_RESPONSES,
-    OpenAITranscription,
-    VerboseTranscribeResponse,
-)
+from stt_broker.schemas import ERROR_RESPONSES
 from stt_broker.transcriber import Transcriber, confidence
+from voicestack_common.contracts.audio import audio_headers
+from voicestack_common.contracts.stt import (
+    OpenAITranscription,
+    SegmentOut,
+    VerboseTranscribeResponse,
+    WordOut,
+)
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.streaming import SSE_MEDIA_TYPE, STREAM_HEADERS, sse_stream
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["transcription"], dependencies=[Depends(require_form)])
 
+R = TypeVar("R", bound=Response)
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 _FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
@@ -56,7 +60,7 @@ def _render_text(transcript: Transcript, fmt: str) -> Response | None:
     "/transcribe",
     summary="Transcribe an uploaded audio file",
     response_model=VerboseTranscribeResponse,
-    response_model_exclude_none=True,
+    response_model_exclude_unset=True,
     responses={
         **ERROR_RESPONSES,
         200: {
@@ -68,6 +72,7 @@ def _render_text(transcript: Transcript, fmt: str) -> Response | None:
 async def transcribe(
     transcriber: TranscriberDep,
     settings: SettingsDep,
+    response: Response,
     file: Annotated[
         UploadFile | None, File(description="Audio in any common container/codec, or raw PCM16 with sample_rate")
     ] = None,
@@ -78,7 +83,7 @@ async def transcribe(
     word_timestamps: Annotated[bool, Form(description="Add timed words to verbose_json")] = False,
     sample_rate: Annotated[int | None, Form(description="Sample rate of raw PCM16 uploads")] = None,
     input_format: Annotated[str | None, Form(description="'pcm_s16le' for raw PCM16; else detected")] = None,
-) -> Any:
+) -> VerboseTranscribeResponse | Response:
     """The integration guide's transcription: ``{text, language, confidence, duration_seconds, model}``."""
     fmt = _response_format(response_format)
     options = options_from_form(language, prompt, temperature, word_timestamps, settings.default_language)
@@ -87,24 +92,28 @@ async def transcribe(
     transcript = await transcriber.transcribe(audio, options)
     logger.info("transcribed", extra={"audio_seconds": round(audio.duration, 3), "characters": len(transcript.text)})
     if (text := _render_text(transcript, fmt)) is not None:
-        return text
-    body: dict[str, Any] = {
-        "text": transcript.text,
-        "language": transcript.language,
-        "confidence": confidence(transcript),
-        "duration_seconds": round(transcript.duration, 3),
-        "model": transcriber.model,
-    }
+        return _counted(text, audio.duration)
+    _counted(response, audio.duration)
+    answer = VerboseTranscribeResponse(
+        text=transcript.text,
+        language=transcript.language,
+        confidence=confidence(transcript),
+        duration_seconds=round(transcript.duration, 3),
+        model=transcriber.model,
+    )
     if fmt == "verbose_json":
-        body["engine"] = transcriber.backend
-        body["segments"] = [segment_json(s, with_words=word_timestamps) for s in transcript.segments]
-    return JSONResponse(body)
+        answer.engine = transcriber.backend
+        answer.segments = [
+            SegmentOut.model_validate(segment_json(s, with_words=word_timestamps)) for s in transcript.segments
+        ]
+    return answer
 
 
 @router.post(
     "/audio/transcriptions",
     summary="OpenAI-compatible transcription",
     response_model=OpenAITranscription,
+    response_model_exclude_unset=True,
     responses={
         **ERROR_RESPONSES,
         200: {
@@ -116,6 +125,7 @@ async def transcribe(
 async def openai_transcriptions(
     transcriber: TranscriberDep,
     settings: SettingsDep,
+    response: Response,
     file: Annotated[UploadFile | None, File()] = None,
     model: Annotated[str, Form(description="Accepted for compatibility (whisper-1 or the served model)")] = "whisper-1",
     language: Annotated[str | None, Form()] = None,
@@ -124,7 +134,7 @@ async def openai_transcriptions(
     temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
     timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
     stream: Annotated[bool, Form()] = False,
-) -> Any:
+) -> OpenAITranscription | Response:
     """Field names, formats and streaming events as OpenAI's ``audio.transcriptions.create``."""
     fmt = _response_format(response_format)
     granularities = set(timestamp_granularities or ["segment"])
@@ -141,30 +151,31 @@ async def openai_transcriptions(
     audio = await read_audio(file, None, None)
     if stream:
         transcriber.check(audio)
-        return StreamingResponse(
-            sse_stream(_events(transcriber.stream(audio, options)), what="transcription"),
-            media_type=SSE_MEDIA_TYPE,
-            headers=STREAM_HEADERS,
-        )
+        events = sse_stream(_events(transcriber.stream(audio, options)), what="transcription")
+        return _counted(StreamingResponse(events, media_type=SSE_MEDIA_TYPE, headers=STREAM_HEADERS), audio.duration)
     transcript = await transcriber.transcribe(audio, options)
     if (text := _render_text(transcript, fmt)) is not None:
-        return text
-    usage = {"type": "duration", "seconds": max(1, round(transcript.duration))}
+        return _counted(text, audio.duration)
+    _counted(response, audio.duration)
+    answer = OpenAITranscription(
+        text=transcript.text, usage={"type": "duration", "seconds": max(1, round(transcript.duration))}
+    )
     if fmt == "json":
-        return JSONResponse({"text": transcript.text, "usage": usage})
-    body: dict[str, Any] = {
-        "task": "transcribe",
-        "language": language_name(transcript.language),
-        "duration": round(transcript.duration, 3),
-        "text": transcript.text,
-        "segments": [segment_json(s, with_words=False) for s in transcript.segments]
-        if "segment" in granularities
-        else None,
-        "usage": usage,
-    }
+        return answer
+    answer.task = "transcribe"
+    answer.language = language_name(transcript.language)
+    answer.duration = round(transcript.duration, 3)
+    if "segment" in granularities:
+        answer.segments = [SegmentOut.model_validate(segment_json(s, with_words=False)) for s in transcript.segments]
     if with_words:
-        body["words"] = [word_json(w) for s in transcript.segments for w in s.words]
-    return JSONResponse({k: v for k, v in body.items() if v is not None})
+        answer.words = [WordOut.model_validate(word_json(w)) for s in transcript.segments for w in s.words]
+    return answer
+
+
+def _counted(response: R, seconds: float) -> R:
+    """The answer, with the seconds of audio heard in its header (callers count audio without decoding it)."""
+    response.headers.update(audio_headers(seconds=seconds))
+    return response
 
 
 async def _events(events: AsyncIterator[Segment | Transcript]) -> AsyncIterator[dict[str, Any]]:

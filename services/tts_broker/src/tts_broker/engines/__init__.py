@@ -27,5 +27,5 @@ def engine_factory(settings: TtsSettings, model: ResolvedModel) -> Callable[[], 
     from tts_broker.engines.remote import RemoteKokoroEngine
 
     return lambda: RemoteKokoroEngine(
-        settings.remote_url, timeout=settings.remote_timeout, model=settings.remote_model, model_id=model.model_id
+        settings.remote_server, timeout=settings.remote_timeout, model=settings.remote_model, model_id=model.model_id
     )

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from tts_broker.deps import SynthesizerDep
-from tts_broker.schemas import ERROR_RESPONSES, OPENAI_FORMATS, OpenAISpeechRequest, VoiceId
+from tts_broker.schemas import ERROR_RESPONSES
 from tts_broker.synthesizer import Chunk
-from voicestack_common.encode import FORMATS
+from voicestack_common.contracts.audio import audio_headers
+from voicestack_common.contracts.tts import OPENAI_FORMATS, OpenAISpeechRequest, VoiceId
+from voicestack_common.encode import FORMATS, WAV_HEADER_BYTES
 from voicestack_common.errors import InvalidRequest, VoicestackError
 from voicestack_common.jsonbody import JsonBodyRoute
 from voicestack_common.streaming import (
@@ -84,10 +86,19 @@ async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request
     headers["Content-Disposition"] = f'inline; filename="speech.{job.format}"'
     if not body.stream:
         result = await synthesizer.synthesize(job)
+        headers.update(audio_headers(seconds=result.duration))
         return Response(result.audio, media_type=media_type, headers=headers)
     chunks = synthesizer.stream(job)
     first = await anext(chunks)
+    headers.update(_counting_headers(job.format, synthesizer.output_rate(job.format)))
     return CutOffStreamingResponse(_audio(first, chunks, errors), media_type=media_type, headers=headers)
+
+
+def _counting_headers(fmt: str, sample_rate: int) -> dict[str, str]:
+    """How a caller counts the seconds of a stream of uncompressed PCM16 mono (WAV after its header)."""
+    if fmt not in ("wav", "pcm"):
+        return {}
+    return audio_headers(byte_rate=sample_rate * 2, data_offset=WAV_HEADER_BYTES if fmt == "wav" else 0)
 
 
 async def _chain(first: Chunk, rest: AsyncGenerator[Chunk, None]) -> AsyncIterator[Chunk]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from tts_broker.deps import SynthesizerDep
-from tts_broker.schemas import ERROR_RESPONSES, SYNTHESIZE_FORMATS, SynthesizeRequest, SynthesizeResponse
+from tts_broker.schemas import ERROR_RESPONSES
+from voicestack_common.contracts.audio import audio_headers
+from voicestack_common.contracts.tts import SYNTHESIZE_FORMATS, SynthesizeRequest, SynthesizeResponse
 from voicestack_common.jsonbody import JsonBodyRoute
 
 logger = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ router = APIRouter(tags=["synthesis"], route_class=JsonBodyRoute)
     response_model=SynthesizeResponse,
     responses=ERROR_RESPONSES,
 )
-async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep) -> SynthesizeResponse:
+async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep, response: Response) -> SynthesizeResponse:
     """``{audio_base64, audio_sample_rate, audio_duration_seconds, voice, speed}``; WAV unless asked."""
     job = await synthesizer.job(body.text, body.voice, body.lang_code, body.speed, body.format, SYNTHESIZE_FORMATS)
     result = await synthesizer.synthesize(job)
@@ -34,6 +36,7 @@ async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep) -> Sy
             "audio_seconds": round(result.duration, 3),
         },
     )
+    response.headers.update(audio_headers(seconds=result.duration))
     return SynthesizeResponse(
         audio_base64=base64.b64encode(result.audio).decode("ascii"),
         audio_sample_rate=result.sample_rate,

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 
 from tts_broker.deps import SynthesizerDep
 from tts_broker.routes.speech import OPENAI_MODELS
-from tts_broker.schemas import KokoroVoice, KokoroVoiceList, VoicesResponse
+from tts_broker.schemas import KokoroVoice, KokoroVoiceList
+from voicestack_common.contracts.tts import VoicesResponse
 from voicestack_common.schemas import ModelCard, ModelList
 
 router = APIRouter(tags=["voices"])

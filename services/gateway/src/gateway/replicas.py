@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,20 +26,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from gateway.metrics import GatewayMetrics
-from voicestack_common.errors import (
-    ClientError,
-    PayloadTooLarge,
-    Saturated,
-    UpstreamError,
-    UpstreamTimeout,
-    VoicestackError,
-)
+from voicestack_common.errors import PayloadTooLarge, Saturated, UpstreamError, UpstreamTimeout, VoicestackError
 from voicestack_common.logging import REQUEST_ID_HEADER, request_id_var
+from voicestack_common.upstream import MAX_ERROR_BODY, answered_error
 
 logger = logging.getLogger(__name__)
 
-# Error bodies are small JSON; anything longer is cut before it reaches a log or a client.
-_MAX_ERROR_BODY = 64 * 1024
 _RETRYABLE_STATUS = 503
 
 RequestArgs = Callable[[], dict[str, Any]]
@@ -56,13 +46,6 @@ class NoUpstream(VoicestackError):
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
-
-
-@functools.cache
-def _status_error(status: int) -> type[VoicestackError]:
-    """An error class that answers with a broker's own status."""
-    base: type[VoicestackError] = ClientError if status < 500 else UpstreamError
-    return type(f"UpstreamStatus{status}", (base,), {"status_code": status})
 
 
 @dataclass(eq=False)
@@ -97,7 +80,7 @@ class Replica:
 
 
 @dataclass(eq=False)
-class Upstream:
+class ReplicaSet:
     """A broker: its replicas, its pooled client, and request routing with failover."""
 
     name: str
@@ -296,26 +279,13 @@ class Upstream:
             body = await _read_limited(response)
         finally:
             await response.aclose()
-        status = 502 if response.status_code == 500 else response.status_code
-        code, message, details = _parse_error(body, response.status_code)
-        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
-        return _status_error(status)(message, code=code, details=details, headers=headers)
+        return answered_error(response.status_code, body, response.headers)
 
 
 async def _read_limited(response: httpx.Response) -> bytes:
     data = bytearray()
     async for chunk in response.aiter_bytes():
         data += chunk
-        if len(data) >= _MAX_ERROR_BODY:
+        if len(data) >= MAX_ERROR_BODY:
             break
-    return bytes(data[:_MAX_ERROR_BODY])
-
-
-def _parse_error(body: bytes, status: int) -> tuple[str, str, Any]:
-    """(code, message, details) from our error JSON, or a generic code for anything else."""
-    try:
-        error = json.loads(body)["error"]
-        return str(error["code"]), str(error["message"]), error.get("details")
-    except (ValueError, KeyError, TypeError):
-        text = body.decode("utf-8", "replace").strip()[:300] or f"HTTP {status}"
-        return ("upstream_error" if status >= 500 else "upstream_rejected"), text, None
+    return bytes(data[:MAX_ERROR_BODY])
