@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from stt_broker.app import create_app
 from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
 from tests.live.client import collect, send_audio
+from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 
 pytestmark = pytest.mark.engine
@@ -144,3 +145,24 @@ def test_disconnect_mid_utterance_leaves_no_decode(tight: TestClient) -> None:
         assert ws.receive_json()["type"] == "speech_started"
     settled(tight)
     assert metric(tight, "stt_live_finals_total") == before
+
+
+@pytest.fixture(scope="module")
+def impatient(model_cache: Path) -> Iterator[TestClient]:
+    """One single-threaded context and an idle limit far shorter than a decode of the whole speech."""
+    settings = stt_settings(model_cache, workers=1, threads=1, live_idle_timeout=0.2)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_a_client_waiting_on_its_final_is_not_idle(impatient: TestClient) -> None:
+    speech = speech_with_pauses(SENTENCES[:1])
+    with impatient.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000, "partials": False}))
+        send_audio(ws, pcm16_slices(speech.pcm, 100))
+        outcome = collect(ws)  # the client sends nothing more: only after the final is it idle
+    assert len(outcome.finals) == 1
+    assert words(SENTENCES[0])[:3] == words(outcome.finals[0]["text"])[:3]
+    assert outcome.error_codes() == ["idle_timeout"]
+    assert outcome.close_code == 1008
+    settled(impatient)

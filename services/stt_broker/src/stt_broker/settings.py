@@ -224,7 +224,7 @@ class SttSettings(ServiceSettings):
     """Longest live session (wall-clock seconds); it is then closed with ``session_too_long``."""
 
     live_idle_timeout: float = Field(default=30.0, gt=0)
-    """Seconds without any message from the client before a live session is closed (``idle_timeout``)."""
+    """Seconds with no client message and no final decoding before a live session closes (``idle_timeout``)."""
 
     live_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
     """Largest WebSocket message a live session accepts (``frame_too_large`` above it)."""

@@ -136,6 +136,11 @@ class LiveSession:
             await self._room.wait()
 
     @property
+    def decoding(self) -> bool:
+        """Whether a final is still being decoded: the client is waiting on the server, not idle."""
+        return any(not task.done() for _, _, task in self._finals)
+
+    @property
     def audio_seconds(self) -> float:
         """Seconds of audio received."""
         return self._input.samples_out / STT_SAMPLE_RATE

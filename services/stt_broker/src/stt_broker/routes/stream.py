@@ -131,18 +131,18 @@ class StreamFace:
     async def _receive(self) -> str | bytes | None:
         """The next frame's payload; ``None`` when the client left."""
         config = self.runtime.config
-        remaining = self.deadline - time.monotonic()
-        too_long = _Fatal("session_too_long", f"live sessions last at most {config.max_session_seconds:g} s")
-        if remaining <= 0:
-            raise too_long
-        try:
-            message = await asyncio.wait_for(self.websocket.receive(), min(config.idle_timeout, remaining))
-        except TimeoutError:
-            if time.monotonic() >= self.deadline:
-                raise _Fatal(
-                    "session_too_long", f"live sessions last at most {config.max_session_seconds:g} s"
-                ) from None
-            raise _Fatal("idle_timeout", f"nothing received for {config.idle_timeout:g} s") from None
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Fatal("session_too_long", f"live sessions last at most {config.max_session_seconds:g} s")
+            try:
+                message = await asyncio.wait_for(self.websocket.receive(), min(config.idle_timeout, remaining))
+                break
+            except TimeoutError:
+                # A client that stopped sending while its final is still decoding (a slow or busy
+                # engine) is waiting on us, not idle: only silence with nothing in flight counts.
+                if time.monotonic() < self.deadline and not (self.session is not None and self.session.decoding):
+                    raise _Fatal("idle_timeout", f"nothing received for {config.idle_timeout:g} s") from None
         if message["type"] == "websocket.disconnect":
             return None
         payload: str | bytes | None = message.get("bytes")
