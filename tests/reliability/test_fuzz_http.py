@@ -35,6 +35,7 @@ FIXTURES = {
     "stt_broker": "stt_url",
     "tts_broker": "tts_url",
     "mqtt_bridge": "bridge_url",
+    "conversation": "conversation_url",
 }
 # "No 5xx" is judged below: a 503 with Retry-After is the documented answer of a saturated broker
 # (one worker here, and a batch can fill its queue), not a fault.
@@ -95,7 +96,7 @@ def _fuzz_operation(operation: Any, url: str, outcome: dict[str, Any]) -> None:
 @pytest.mark.slow
 @pytest.mark.engine
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("service", ["gateway", "stt_broker", "tts_broker", "mqtt_bridge"])
+@pytest.mark.parametrize("service", ["gateway", "stt_broker", "tts_broker", "mqtt_bridge", "conversation"])
 def test_every_operation_answers_as_documented(service: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(FIXTURES[service])
     outcome = fuzz(url)

@@ -35,3 +35,8 @@ class ModelList(BaseModel):
 
     object: str = "list"
     data: list[ModelCard]
+
+
+def error_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses, each answered with ``ErrorResponse``."""
+    return {status: {"model": ErrorResponse, "description": text} for status, text in described.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
@@ -22,12 +22,26 @@ from conversation.schemas import (
 from conversation.turns import Turn, check_choice
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.jsonbody import JsonBodyRoute
+from voicestack_common.schemas import error_responses
 
 router = APIRouter(tags=["conversations"], route_class=JsonBodyRoute)
 ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
 
+_ERRORS = {
+    400: "Empty body, not JSON, or nested deeper than 32 levels (`empty_body`, `invalid_json`, `json_too_deep`)",
+    404: "No such conversation (or message) for this owner (`conversation_not_found`)",
+    409: "The conversation id is taken (`conversation_exists`)",
+    413: "Body over the size limit (`payload_too_large`)",
+    422: "Invalid field (`invalid_request`, `text_too_long`, `responder_not_allowed`, `option_not_allowed`, ...)",
+}
 
-@router.get("/conversations", summary="The caller's conversations, most recently active first")
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for this router's error statuses."""
+    return error_responses({status: _ERRORS[status] for status in statuses})
+
+
+@router.get("/conversations", summary="The caller's conversations, most recently active first", responses=errors(422))
 async def list_conversations(
     service: ServiceDep,
     owner: OwnerDep,
@@ -41,14 +55,14 @@ async def list_conversations(
     )
 
 
-@router.post("/conversations", status_code=201, summary="Start a conversation")
+@router.post("/conversations", status_code=201, summary="Start a conversation", responses=errors(400, 409, 413, 422))
 async def create_conversation(service: ServiceDep, owner: OwnerDep, body: ConversationCreate) -> ConversationOut:
     """409 when the id is taken."""
     row = await service.store.create(owner, conversation_id=body.id, user_id=body.user_id, title=body.title)
     return ConversationOut.of(row)
 
 
-@router.get("/conversations/{conversation_id}", summary="A conversation with its messages")
+@router.get("/conversations/{conversation_id}", summary="A conversation with its messages", responses=errors(404, 422))
 async def get_conversation(service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId) -> ConversationDetail:
     """404 for an unknown id and for another caller's."""
     row = await service.store.get(owner, conversation_id)
@@ -56,7 +70,12 @@ async def get_conversation(service: ServiceDep, owner: OwnerDep, conversation_id
     return ConversationDetail(**ConversationOut.of(row).model_dump(), messages=[MessageOut.of(m) for m in messages])
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204, summary="Delete a conversation and its messages")
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    summary="Delete a conversation and its messages",
+    responses=errors(404, 422),
+)
 async def delete_conversation(service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId) -> Response:
     """404 for an unknown id and for another caller's."""
     await service.store.delete(owner, conversation_id)
@@ -67,6 +86,7 @@ async def delete_conversation(service: ServiceDep, owner: OwnerDep, conversation
     "/conversations/{conversation_id}/turns",
     summary="Add the user's message and stream the reply (text/event-stream)",
     response_class=StreamingResponse,
+    responses=errors(400, 404, 413, 422),
 )
 async def turn(
     service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, body: TurnRequest
@@ -89,6 +109,7 @@ async def turn(
 @router.post(
     "/conversations/{conversation_id}/messages/{message_id}/interrupt",
     summary="Mark a reply interrupted; its text becomes what was heard",
+    responses=errors(400, 404, 413, 422),
 )
 async def interrupt(
     service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, message_id: str, body: Interrupt

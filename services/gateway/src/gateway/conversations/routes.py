@@ -53,7 +53,7 @@ def _json(response: Any) -> JSONResponse:
     return JSONResponse(response.json(), status_code=response.status_code)
 
 
-@router.get("", summary="Your conversations, most recently active first", responses=errors(401, 503))
+@router.get("", summary="Your conversations, most recently active first", responses=errors(401, 502, 503, 504))
 async def list_conversations(
     conversations: ConversationsDep,
     caller: CallerDep,
@@ -65,7 +65,7 @@ async def list_conversations(
     return _json(await conversations.client.call("GET", "/v1/conversations", owner_of(caller), params=params))
 
 
-@router.post("", status_code=201, summary="Start a conversation", responses=errors(401, 409, 422, 503))
+@router.post("", status_code=201, summary="Start a conversation", responses=errors(401, 409, 422, 502, 503, 504))
 async def create_conversation(request: Request, conversations: ConversationsDep, caller: CallerDep) -> JSONResponse:
     """JSON ``{id?, user_id?, title?}``; 409 when the id is taken."""
     payload = await read_json(request) if await request.body() else {}
@@ -77,21 +77,23 @@ async def create_conversation(request: Request, conversations: ConversationsDep,
     "/api/voice/responders",
     tags=["conversations"],
     summary="The responders a client may choose, and their allowed options",
-    responses=errors(401, 503),
+    responses=errors(401, 502, 503, 504),
 )
 async def responders(conversations: ConversationsDep) -> JSONResponse:
     """``{default, allowed, options}``: what ``start_conversation``'s ``responder`` may ask for."""
     return JSONResponse(await conversations.client.responders())
 
 
-@router.get("/{conversation_id}", summary="A conversation with its messages", responses=errors(401, 404, 503))
+@router.get("/{conversation_id}", summary="A conversation with its messages", responses=errors(401, 404, 502, 503, 504))
 async def get_conversation(conversation_id: str, conversations: ConversationsDep, caller: CallerDep) -> JSONResponse:
     """404 for an unknown id and for another key's conversation alike."""
     _check_id(conversation_id)
     return _json(await conversations.client.call("GET", f"/v1/conversations/{conversation_id}", owner_of(caller)))
 
 
-@router.delete("/{conversation_id}", status_code=204, summary="Delete a conversation", responses=errors(401, 404))
+@router.delete(
+    "/{conversation_id}", status_code=204, summary="Delete a conversation", responses=errors(401, 404, 502, 503, 504)
+)
 async def delete_conversation(conversation_id: str, conversations: ConversationsDep, caller: CallerDep) -> Response:
     """404 for an unknown id and for another key's conversation alike."""
     _check_id(conversation_id)
