@@ -149,6 +149,11 @@ class Store:
             stamp = now()
             try:
                 async with self.sessions.begin() as session:
+                    # Touch the conversation first: the row lock (PostgreSQL) or the write lock (SQLite)
+                    # queues concurrent appends here, so the next number is read after the last commit.
+                    await session.execute(
+                        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=stamp)
+                    )
                     seq = await session.scalar(
                         select(func.coalesce(func.max(Message.seq), 0)).where(
                             Message.conversation_id == conversation_id
@@ -164,9 +169,6 @@ class Store:
                         **{"status": "complete", "interrupted": False, "completed_at": stamp, **fields},
                     )
                     session.add(row)
-                    await session.execute(
-                        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=stamp)
-                    )
                 return row
             except IntegrityError:
                 continue
