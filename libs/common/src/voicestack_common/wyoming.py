@@ -108,6 +108,7 @@ class WyomingHandler(AsyncEventHandler):
         self.metrics = metrics
         self.task: asyncio.Task[Any] | None = None
         self._work: asyncio.Task[None] | None = None
+        self._work_coro: Coroutine[Any, Any, None] | None = None
 
     @abstractmethod
     async def on_event(self, event: Event) -> bool:
@@ -150,6 +151,7 @@ class WyomingHandler(AsyncEventHandler):
     def start_work(self, kind: str, work: Coroutine[Any, Any, None]) -> None:
         """Run the request ``work`` beside the event loop of this connection (call ``finish_work`` first)."""
         self._work = asyncio.create_task(self._guard(kind, work), name=f"wyoming {kind}")
+        self._work_coro = work
 
     @property
     def busy(self) -> bool:
@@ -167,6 +169,10 @@ class WyomingHandler(AsyncEventHandler):
         if self._work is not None and not self._work.done():
             self._work.cancel()
             await asyncio.wait({self._work})
+            # A task cancelled before its first step never awaited the request: close it, or it is
+            # reported as never awaited when collected.
+            if self._work_coro is not None:
+                self._work_coro.close()
 
     async def _guard(self, kind: str, work: Coroutine[Any, Any, None]) -> None:
         outcome = "error"
