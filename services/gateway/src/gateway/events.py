@@ -6,8 +6,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime
+from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
@@ -86,20 +86,16 @@ class EventSender:
         """Queue the event of a finished transcription (``utterance_id``: a live session's final)."""
         if not self.enabled:
             return
-        self._queue_built(
-            lambda: SpeechEvent(
-                type="transcription",
-                request_id=request_id_var.get(),
-                session_id=session_id,
-                started_at=started_at,
-                finished_at=utc_now(),
-                text=text,
-                duration_seconds=seconds,
-                language=language,
-                model=model,
-                confidence=confidence,
-                utterance_id=utterance_id,
-            )
+        self._record(
+            "transcription",
+            started_at,
+            session_id,
+            text,
+            seconds,
+            language=language,
+            model=model,
+            confidence=confidence,
+            utterance_id=utterance_id,
         )
 
     def heard(self, started_at: datetime, session_id: str | None, final: Final, model: str | None) -> None:
@@ -128,19 +124,7 @@ class EventSender:
         """Queue the event of a finished synthesis (unless synthesis events are off)."""
         if not self.enabled or not self.synthesis:
             return
-        self._queue_built(
-            lambda: SpeechEvent(
-                type="synthesis",
-                request_id=request_id_var.get(),
-                session_id=session_id,
-                started_at=started_at,
-                finished_at=utc_now(),
-                text=text,
-                duration_seconds=seconds,
-                language=language,
-                voice=voice,
-            )
-        )
+        self._record("synthesis", started_at, session_id, text, seconds, language=language, voice=voice)
 
     def replied(
         self,
@@ -157,25 +141,39 @@ class EventSender:
         """Queue the event of an assistant reply that was spoken (or cut off by the user)."""
         if not self.enabled:
             return
-        self._queue_built(
-            lambda: SpeechEvent(
-                type="reply",
+        self._record(
+            "reply",
+            started_at,
+            session_id,
+            text,
+            seconds,
+            voice=voice,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            interrupted=interrupted,
+        )
+
+    def _record(
+        self,
+        kind: Literal["transcription", "synthesis", "reply"],
+        started_at: datetime,
+        session_id: str | None,
+        text: str,
+        seconds: float,
+        **fields: Any,
+    ) -> None:
+        """Build the event (fields common to every kind filled here) and queue it; the public methods type it."""
+        try:
+            event = SpeechEvent(
+                type=kind,
                 request_id=request_id_var.get(),
                 session_id=session_id,
                 started_at=started_at,
                 finished_at=utc_now(),
                 text=text,
                 duration_seconds=seconds,
-                voice=voice,
-                conversation_id=conversation_id,
-                message_id=message_id,
-                interrupted=interrupted,
+                **fields,
             )
-        )
-
-    def _queue_built(self, build: Callable[[], SpeechEvent]) -> None:
-        try:
-            event = build()
         except ValidationError as exc:  # an odd broker answer must not fail the client's request
             logger.warning("event not built: %s", exc.errors()[0].get("msg"))
             self._drop("invalid")
