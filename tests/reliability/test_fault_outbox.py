@@ -18,7 +18,7 @@ from gateway.events import EventSender
 from gateway.metrics import GatewayMetrics
 from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, subscriber, wait_until
 from tests.reliability.figures import record
-from voicestack_common.events import EVENTS_PATH
+from voicestack_common.events import EVENTS_PATH, SpeechEvent
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_an_unwritable_outbox_answers_503_and_recovers(tmp_path: Path, prefix: s
             bridge.kill()
 
 
-async def _send_through_the_fault(bridge: BridgeProcess, events: list) -> tuple[int, int]:
+async def _send_through_the_fault(bridge: BridgeProcess, events: list[SpeechEvent]) -> tuple[int, int]:
     """Queue ``events`` in the gateway's EventSender while the outbox is unwritable; then lift the limit."""
     from prometheus_client import CollectorRegistry
 
