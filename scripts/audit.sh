@@ -12,12 +12,19 @@ if [[ "${VOICESTACK_AUDIT:-auto}" == "off" ]]; then
     exit 0
 fi
 # pip-audit reads PyPI's per-release JSON (vulnerabilities included); some mirrors serve only the index.
-if ! curl -fsS --max-time 10 -o /dev/null https://pypi.org/pypi/pip/24.0/json; then
+# Where that is missing but OSV's API answers, OSV's data is used instead (the same advisories).
+service=(--vulnerability-service pypi)
+if curl -fsS --max-time 10 -o /dev/null https://pypi.org/pypi/pip/24.0/json; then
+    :
+elif curl -fsS --max-time 10 -o /dev/null -d '{"package":{"name":"pip","ecosystem":"PyPI"},"version":"24.0"}' \
+    https://api.osv.dev/v1/query; then
+    service=(--vulnerability-service osv)
+else
     if [[ "${VOICESTACK_AUDIT:-auto}" == "required" ]]; then
         echo "pip-audit: PyPI is unreachable and VOICESTACK_AUDIT=required" >&2
         exit 1
     fi
-    echo "pip-audit: WARNING: PyPI's release data is unreachable; the audit did not run" \
+    echo "pip-audit: WARNING: neither PyPI's release data nor OSV's API is reachable; the audit did not run" \
         "(VOICESTACK_AUDIT=required makes this fail)"
     exit 0
 fi
@@ -32,4 +39,4 @@ if [[ -f scripts/audit-ignore.txt ]]; then
     done < scripts/audit-ignore.txt
 fi
 uvx --from "pip-audit==$PIP_AUDIT_VERSION" pip-audit -r "$requirements" --no-deps --disable-pip \
-    --progress-spinner off --strict "${ignores[@]}"
+    --progress-spinner off --strict "${service[@]}" "${ignores[@]}"

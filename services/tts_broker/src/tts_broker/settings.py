@@ -108,6 +108,13 @@ class TtsSettings(ServiceSettings):
     retry_after: int = Field(default=2, ge=1)
     """``Retry-After`` seconds sent with a 503 when the queue is full."""
 
+    cpu_memory_arena: bool = False
+    """ONNX Runtime's CPU memory arena for Kokoro. Off by default: Kokoro's inputs change length with
+    every text piece, and the arena keeps growing with new shapes and never hands memory back (the
+    broker's RSS rose by about a quarter over 16 new texts after warm-up; see docs/reliability.md).
+    Off, tensors come from the system allocator and are returned after each run; on trades that
+    growth for slightly faster synthesis."""
+
     use_gpu: bool = False
     """Run Kokoro on ONNX Runtime's CUDA execution provider when the installed onnxruntime has
     it (``onnxruntime-gpu``); CPU otherwise, with a warning."""

@@ -23,6 +23,7 @@ def engine_factory(settings: TtsSettings, model: ResolvedModel) -> Callable[[], 
             model_id=model.model_id,
             threads=settings.intra_op_threads,
             use_gpu=settings.use_gpu,
+            cpu_memory_arena=settings.cpu_memory_arena,
         )
     from tts_broker.engines.remote import RemoteKokoroEngine
 

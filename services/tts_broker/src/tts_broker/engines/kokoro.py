@@ -84,13 +84,21 @@ class KokoroEngine:
     static_voices = True
 
     def __init__(
-        self, model_path: Path, voices_path: Path, *, model_id: str, threads: int = 2, use_gpu: bool = False
+        self,
+        model_path: Path,
+        voices_path: Path,
+        *,
+        model_id: str,
+        threads: int = 2,
+        use_gpu: bool = False,
+        cpu_memory_arena: bool = False,
     ) -> None:
         self.model_path = model_path
         self.voices_path = voices_path
         self.model = model_id
         self.threads = threads
         self.use_gpu = use_gpu
+        self.cpu_memory_arena = cpu_memory_arena
         self.provider = "none"
         self._session: Any = None
         self._tokenizer: Any = None
@@ -110,6 +118,10 @@ class KokoroEngine:
         options = rt.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Kokoro's input length changes with every text piece: an arena (and the memory patterns
+        # planned per shape) would keep growing with new shapes; see TtsSettings.cpu_memory_arena.
+        options.enable_cpu_mem_arena = self.cpu_memory_arena
+        options.enable_mem_pattern = self.cpu_memory_arena
         self._session = rt.InferenceSession(
             str(self.model_path), sess_options=options, providers=execution_providers(self.use_gpu)
         )

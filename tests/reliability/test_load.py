@@ -1,0 +1,358 @@
+"""Load and leaks: 50 WebSocket chat sessions and 20 REST clients against the stack run as processes.
+
+``voicestack up`` starts every service as its own process (MQTT broker, STT and TTS brokers, MQTT
+bridge, conversation service, gateway). The load runs twice with the same mix: a warm-up
+(``WARMUP_S``), then the measured run (``VOICESTACK_LOAD_SECONDS``, 60 s by default; an hour with
+``VOICESTACK_LONG=1``). Between runs every client leaves and the stack settles, and the resident
+memory and open descriptors of every service are read from ``/proc``: after the measured run they
+must stay within 5 % of their size after the warm-up. Every answer must be a success or a
+deliberate refusal (429/503 with ``Retry-After``; on the WebSocket an ``error`` event coded
+``saturated``, ``rate_limited`` or ``no_upstream``): on 2 cores most inference requests queue or are
+refused, which is allowed, but nothing else is. Latencies of the non-inference calls are recorded
+for docs/reliability.md (never asserted: the machine may be shared).
+
+The sessions use ``WS /api/voice/ws/chat``, the gateway's one chat socket: the seed's request/answer
+messages (``ping``, ``synthesize``, ``transcribe``) and, on every fifth session, a typed
+conversation (``start_conversation`` then ``text`` turns, answered by the conversation service and
+spoken by the TTS broker), so every service carries load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.reliability.figures import record
+from tests.servers import free_port
+from tests.speech import TEST_CACHE
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+LONG = os.environ.get("VOICESTACK_LONG") == "1"
+LOAD_S = float(os.environ.get("VOICESTACK_LOAD_SECONDS") or (3600 if LONG else 60))
+WARMUP_S = 30.0
+WS_SESSIONS = 50
+REST_CLIENTS = 20
+GROWTH_LIMIT = 0.05
+START_TIMEOUT_S = 300
+SERVICES = {
+    "mqtt_broker": "mqtt_bridge.cli broker",
+    "stt_broker": "stt_broker.cli serve",
+    "tts_broker": "tts_broker.cli serve",
+    "mqtt_bridge": "mqtt_bridge.cli serve",
+    "conversation": "conversation.cli serve",
+    "gateway": "gateway.cli serve",
+}
+# Deliberate refusals: the caller is told to come back (429/503 with Retry-After).
+REFUSALS = {"saturated", "rate_limited", "no_upstream"}
+TEXTS = ["Hello there.", "The kettle is on.", "See you tomorrow."]
+WORDS = [
+    "amber",
+    "river",
+    "quiet",
+    "lantern",
+    "meadow",
+    "signal",
+    "copper",
+    "harbor",
+    "velvet",
+    "orbit",
+    "maple",
+    "thunder",
+]
+
+
+def new_text(rng: random.Random) -> str:
+    """A text no one asked for before (the TTS cache misses), 2 to 30 words: every synthesis is new
+    work for Kokoro, with inputs of a new length (what made the broker's memory grow, finding 8)."""
+    return f"Number {rng.randrange(10**9)}. " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 29))) + "."
+
+
+@dataclass
+class Tally:
+    """What the clients saw."""
+
+    answers: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def fail(self, what: str) -> None:
+        if len(self.failures) < 50:
+            self.failures.append(what)
+
+    def timed(self, name: str, seconds: float) -> None:
+        self.latencies.setdefault(name, []).append(seconds)
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    url: str
+    pids: dict[str, int]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _service_pids(supervisor: int) -> dict[str, int]:
+    pids: dict[str, int] = {}
+    for child in _children(supervisor):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        for name, marker in SERVICES.items():
+            if f"-m {marker}" in command:
+                pids[name] = child
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    assert match is not None
+    return int(match.group(1)) * 1024
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors a process holds."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("load")
+    ports = {name: free_port() for name in ("gateway", "stt", "tts", "bridge", "mqtt", "conversation")}
+    env = {
+        **os.environ,
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "STT_PORT": str(ports["stt"]),
+        "TTS_PORT": str(ports["tts"]),
+        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
+        "CONVERSATION_PORT": str(ports["conversation"]),
+        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
+        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
+        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
+        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        # A shared 2-core machine: a queued synthesis must not turn into a 504 (that would
+        # measure the machine); the brokers' own queues refuse the excess with 503.
+        "GATEWAY_TTS_TIMEOUT": "300",
+        "GATEWAY_STT_TIMEOUT": "300",
+        "GATEWAY_CONVERSATION_TIMEOUT": "300",
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        "STT_LOG_LEVEL": "WARNING",
+        "TTS_LOG_LEVEL": "WARNING",
+        "MQTT_BRIDGE_LOG_LEVEL": "WARNING",
+        "CONVERSATION_LOG_LEVEL": "WARNING",
+        "COLUMNS": "200",
+    }
+    log_path = home / "stack.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "voicestack.cli", "up"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "voicestack is up" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None, log_path.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "voicestack up did not come up"
+            time.sleep(0.5)
+        pids = _service_pids(process.pid)
+        assert set(pids) == set(SERVICES), pids
+        yield Stack(process, url, pids)
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
+
+
+def _refusal_ok(response: httpx.Response) -> bool:
+    return response.status_code in (429, 503) and response.headers.get("retry-after", "").isdigit()
+
+
+async def rest_client(index: int, url: str, until: float, tally: Tally, phase: str) -> None:
+    """Non-inference GETs in a loop (timed), and now and then a synthesis (inference)."""
+    paths = ["/healthz", "/readyz", "/api/voice/health", "/api/voice/voices", "/metrics", "/api/conversations"]
+    rng = random.Random(f"{phase}-rest-{index}")
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        while time.monotonic() < until:
+            if rng.random() < 0.05:
+                response = await client.post("/api/voice/synthesize", json={"text": new_text(rng)})
+                name = "POST /api/voice/synthesize"
+            else:
+                path = rng.choice(paths)
+                started = time.perf_counter()
+                response = await client.get(path)
+                tally.timed(f"GET {path}", time.perf_counter() - started)
+                name = f"GET {path}"
+            if response.status_code == 200:
+                tally.answers[name] += 1
+            elif _refusal_ok(response):
+                tally.refused[f"{name} {response.status_code}"] += 1
+            else:
+                tally.fail(f"{name}: {response.status_code} {response.text[:200]}")
+            await asyncio.sleep(rng.uniform(0.05, 0.25))
+
+
+async def chat_session(index: int, ws_url: str, audio_base64: str, until: float, tally: Tally, phase: str) -> None:
+    """Pings (timed) and, now and then, a synthesis or a transcription; every fifth session also talks."""
+    rng = random.Random(f"{phase}-ws-{index}")
+    talking = index % 5 == 0
+    try:
+        async with connect(ws_url, max_size=None, open_timeout=120, ping_timeout=None) as ws:
+            if talking:
+                await ws.send(json.dumps({"type": "start_conversation"}))
+                started = json.loads(await asyncio.wait_for(ws.recv(), 300))
+                if started.get("type") != "conversation.started":
+                    tally.fail(f"start_conversation: {started}")
+                    return
+            turn = 0
+            while time.monotonic() < until:
+                turn += 1
+                roll = rng.random()
+                if talking and roll < 0.1:
+                    await ws.send(json.dumps({"type": "text", "text": rng.choice(TEXTS)}))
+                    wanted, name = "reply.done", "text"
+                elif roll < 0.15:
+                    text = new_text(rng) if roll < 0.13 else rng.choice(TEXTS)
+                    await ws.send(json.dumps({"type": "synthesize", "id": turn, "text": text}))
+                    wanted, name = "audio", "synthesize"
+                elif roll < 0.17:
+                    await ws.send(json.dumps({"type": "transcribe", "id": turn, "audio_base64": audio_base64}))
+                    wanted, name = "transcription", "transcribe"
+                else:
+                    await ws.send(json.dumps({"type": "ping", "id": turn}))
+                    wanted, name = "pong", "ping"
+                sent = time.perf_counter()
+                while True:
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 600))
+                    kind = event.get("type")
+                    if kind == wanted:
+                        if name == "ping":
+                            tally.timed("WS ping", time.perf_counter() - sent)
+                        tally.answers[f"WS {name}"] += 1
+                        break
+                    if kind == "error":
+                        code = event.get("error", {}).get("code")
+                        if code in REFUSALS:
+                            tally.refused[f"WS {name} {code}"] += 1
+                        else:
+                            tally.fail(f"WS {name}: {event}")
+                        if name != "text" or event.get("id") is None:
+                            break
+                    elif not (talking and kind.startswith(("reply.", "conversation."))):
+                        tally.fail(f"WS {name}: unexpected {str(event)[:200]}")
+                        break
+                await asyncio.sleep(rng.uniform(0.1, 0.5))
+    except (ConnectionClosed, OSError, TimeoutError) as exc:
+        tally.fail(f"WS session {index}: {exc!r}")
+
+
+async def run_load(stack: Stack, seconds: float, audio_base64: str, phase: str) -> Tally:
+    tally = Tally()
+    until = time.monotonic() + seconds
+    ws_url = stack.url.replace("http://", "ws://") + "/api/voice/ws/chat"
+    await asyncio.gather(
+        *(chat_session(i, ws_url, audio_base64, until, tally, phase) for i in range(WS_SESSIONS)),
+        *(rest_client(i, stack.url, until, tally, phase) for i in range(REST_CLIENTS)),
+    )
+    return tally
+
+
+def settle(stack: Stack) -> dict[str, tuple[int, int]]:
+    """Wait until every service is idle again (pooled connections expired), then sample RSS and fds."""
+    with httpx.Client(base_url=stack.url, timeout=300) as client:
+        for _ in range(300):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(1)
+    time.sleep(10)  # keep-alive connections between services expire (5 s in uvicorn and httpx)
+    return {name: (rss_bytes(pid), open_fds(pid)) for name, pid in stack.pids.items()}
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+@pytest.mark.timeout(int(LOAD_S + WARMUP_S) + 1500)
+def test_load_no_errors_and_no_growth(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url, timeout=600) as client:
+        made = client.post("/api/voice/synthesize", json={"text": "Hello there, how are you?", "format": "wav"})
+        assert made.status_code == 200, made.text
+        audio_base64 = made.json()["audio_base64"]
+        base64.b64decode(audio_base64, validate=True)
+    before = {name: (rss_bytes(pid), open_fds(pid)) for name, pid in stack.pids.items()}
+    warm = asyncio.run(run_load(stack, WARMUP_S, audio_base64, "warm-up"))
+    warmed = settle(stack)
+    tally = asyncio.run(run_load(stack, LOAD_S, audio_base64, "load"))
+    after = settle(stack)
+    assert stack.process.poll() is None, "a service died"
+
+    services = {
+        name: {
+            "rss_mb": [round(sample[name][0] / 2**20, 1) for sample in (before, warmed, after)],
+            "fds": [sample[name][1] for sample in (before, warmed, after)],
+            "rss_growth_pct": round(100 * (after[name][0] - warmed[name][0]) / warmed[name][0], 2),
+        }
+        for name in stack.pids
+    }
+    latency = {
+        name: {"count": len(values), "p99_ms": round(1000 * p99(values), 1)}
+        for name, values in sorted(tally.latencies.items())
+    }
+    record(
+        "load",
+        "stack",
+        {
+            "seconds": LOAD_S,
+            "ws_sessions": WS_SESSIONS,
+            "rest_clients": REST_CLIENTS,
+            "answers": dict(tally.answers),
+            "refused": dict(tally.refused),
+            "failures": len(tally.failures),
+            "latency": latency,
+            "services": services,
+        },
+    )
+    print(json.dumps({"answers": dict(tally.answers), "refused": dict(tally.refused)}, indent=1))
+    print(json.dumps({"latency": latency, "services": services}, indent=1))
+    assert not warm.failures, warm.failures
+    assert not tally.failures, tally.failures
+    assert tally.answers["WS ping"] > WS_SESSIONS, tally.answers  # every session was served
+    assert sum(tally.latencies.get(f"GET {p}", []).__len__() for p in ("/healthz", "/metrics")) > REST_CLIENTS
+    for name in stack.pids:
+        rss_warm, fds_warm = warmed[name]
+        rss_end, fds_end = after[name]
+        assert rss_end <= rss_warm * (1 + GROWTH_LIMIT), f"{name}: RSS {services[name]['rss_mb']} MB"
+        # Descriptors: 5 %, but at least 2 (one pooled connection may still be open when sampled).
+        assert fds_end <= max(fds_warm * (1 + GROWTH_LIMIT), fds_warm + 2), f"{name}: fds {services[name]['fds']}"
