@@ -1,12 +1,17 @@
-"""Real HTTP servers for tests: an app under uvicorn on a free loopback port."""
+"""Real HTTP servers for tests: an app under uvicorn on a free loopback port, or a service as its own process."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -49,3 +54,66 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+class ServiceProcess:
+    """A service's ``python -m <package>.cli serve`` as its own process, configured by environment
+    variables (``<PREFIX>_<NAME>``); ``kill`` (SIGKILL), ``stop`` (SIGTERM) and ``start`` again keep the port."""
+
+    def __init__(self, package: str, prefix: str, workdir: Path, **settings: str) -> None:
+        self.package = package
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            f"{prefix}_PORT": str(self.port),
+            **{f"{prefix}_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / f"{package}-{self.port}.log"
+
+    @property
+    def pid(self) -> int:
+        """The running process's id."""
+        assert self.proc is not None, f"{self.package} was never started"
+        assert self.proc.poll() is None, f"{self.package} is not running"
+        return self.proc.pid
+
+    def start(self, *, ready: bool = True, timeout: float = 180.0) -> None:
+        """Start it; return once ``/readyz`` (or, with ``ready=False``, ``/healthz``) answers 200."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            # The work directory as cwd: a developer's .env in the repository must not leak in.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"{self.package}.cli", "serve"],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        path = "/readyz" if ready else "/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.package} exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.package}'s {path} did not answer 200 in {timeout} s")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no goodbye to anyone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> bool:
+        """SIGTERM; True when it shut down cleanly (uvicorn re-raises the signal once it has)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(timeout=30)
+        return status in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log.read_text()

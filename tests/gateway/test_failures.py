@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -237,3 +238,26 @@ def test_plain_text_errors_from_a_proxy_keep_their_message() -> None:
             response = client.post("/api/voice/synthesize", json={"text": "x"})
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "upstream_rejected", "message": "Invalid request"}
+
+
+def test_an_event_stream_cut_mid_way_ends_with_an_in_band_error(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, tts, tts_url = fake_brokers
+
+    async def broken() -> Any:
+        yield b'data: {"type": "speech.audio.delta", "audio": "AAAA"}\n\n'
+        yield b'data: {"type": "speech.audio.de'  # the replica dies inside an event
+        raise RuntimeError("engine died")
+
+    tts.answer = lambda path, body: StreamingResponse(broken(), media_type="text/event-stream")
+    body = {"model": "tts-1", "input": "hi", "voice": "alloy", "stream_format": "sse"}
+    with (
+        serve(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url)), ready_path="/healthz") as url,
+        httpx.stream("POST", url + "/v1/audio/speech", json=body) as response,
+    ):
+        assert response.status_code == 200
+        text = b"".join(response.iter_raw()).decode()  # a complete response: no protocol error
+    events = [block for block in text.split("\n\n") if block.strip()]
+    assert events[-1].startswith("data: ")
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["type"] == "error"
+    assert last["error"]["code"] == "upstream_unavailable"

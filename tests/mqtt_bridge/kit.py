@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqtt_bridge.settings import BridgeSettings
-from tests.servers import free_port
+from tests.servers import ServiceProcess, free_port
 from voicestack_common.events import SpeechEvent, new_event_id
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -236,63 +232,28 @@ def event_json(event: SpeechEvent) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
-class BridgeProcess:
-    """``python -m mqtt_bridge.cli serve`` as its own process, configured by environment variables."""
+class BridgeProcess(ServiceProcess):
+    """``python -m mqtt_bridge.cli serve`` as its own process, with test timings and no services."""
 
     def __init__(self, workdir: Path, broker_url: str, prefix: str, **settings: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "MQTT_BRIDGE_PORT": str(self.port),
-            "MQTT_BRIDGE_MQTT_URL": broker_url,
-            "MQTT_BRIDGE_TOPIC_PREFIX": prefix,
-            "MQTT_BRIDGE_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
-            "MQTT_BRIDGE_SERVICES": "{}",
-            "MQTT_BRIDGE_HA_DISCOVERY": "false",
-            "MQTT_BRIDGE_RECONNECT_MIN_DELAY": "0.1",
-            "MQTT_BRIDGE_RECONNECT_MAX_DELAY": "0.5",
-            "MQTT_BRIDGE_MQTT_KEEPALIVE": "5",
-            "MQTT_BRIDGE_LOG_FORMAT": "text",
-            **{f"MQTT_BRIDGE_{name.upper()}": value for name, value in settings.items()},
+        defaults = {
+            "mqtt_url": broker_url,
+            "topic_prefix": prefix,
+            "outbox_path": str(workdir / "outbox.sqlite3"),
+            "services": "{}",
+            "ha_discovery": "false",
+            "reconnect_min_delay": "0.1",
+            "reconnect_max_delay": "0.5",
+            "mqtt_keepalive": "5",
+            "log_format": "text",
         }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"bridge-{self.port}.log"
+        super().__init__("mqtt_bridge", "MQTT_BRIDGE", workdir, **{**defaults, **settings})
 
-    def start(self, *, ready: bool = True) -> None:
+    def start(self, *, ready: bool = True, timeout: float = 30.0) -> None:
         """Start it; return once ``/readyz`` (or, with ``ready=False``, ``/healthz``) answers 200."""
-        with self.log.open("ab") as log:
-            # The work directory as cwd: a developer's .env in the repository must not leak in.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mqtt_bridge.cli", "serve"],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        path = "/readyz" if ready else "/healthz"
-
-        def answering() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the bridge exited:\n{self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                return httpx.get(self.url + path, timeout=1).status_code == 200
-            return False
-
-        wait_until(answering, 30, f"the bridge's {path}", interval=0.05)
+        super().start(ready=ready, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no goodbye to the broker."""
         assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> bool:
-        """SIGTERM; True when it shut down cleanly (uvicorn re-raises the signal once it has)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return False
-        self.proc.send_signal(signal.SIGTERM)
-        status = self.proc.wait(timeout=20)
-        return status in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log.read_text()
+        super().kill()

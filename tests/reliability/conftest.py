@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import gateway_settings, gateway_url, stt_url, tts_url
+from tests.mqtt_bridge.conftest import mosquitto, prefix
 from tests.servers import serve
 
-__all__ = ["conversation_url", "fuzz_gateway_url", "gateway_url", "stt_url", "tts_url"]
+__all__ = ["conversation_url", "fuzz_gateway_url", "gateway_url", "mosquitto", "prefix", "stt_url", "tts_url"]
 
 
 @pytest.fixture(scope="session")

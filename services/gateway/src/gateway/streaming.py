@@ -1,4 +1,9 @@
-"""Relaying a broker's streamed answer chunk by chunk, with taps that see what went through."""
+"""Relaying a broker's streamed answer chunk by chunk, with taps that see what went through.
+
+A broker's stream that breaks off (the replica died mid-way) ends the way the brokers' own streams
+end on a failure: server-sent events with a last in-band ``error`` event (``upstream_unavailable``),
+audio bytes cut off without their closing chunk.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import httpx
 from starlette.background import BackgroundTask
 
 from voicestack_common.contracts.audio import AUDIO_HEADERS, audio_seconds
-from voicestack_common.streaming import CutOffStreamingResponse, StreamCutOff
+from voicestack_common.errors import UpstreamError
+from voicestack_common.streaming import SSE_MEDIA_TYPE, CutOffStreamingResponse, StreamCutOff, error_event, sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +86,25 @@ def relay(upstream: httpx.Response, tap: Tap | None = None) -> CutOffStreamingRe
     """The broker's response as ours, each chunk passed on as it arrives; the broker's
     response is closed however the client's ends (done, disconnected, failed)."""
 
+    events = upstream.headers.get("content-type", "").startswith(SSE_MEDIA_TYPE)
+
     async def body() -> AsyncIterator[bytes]:
+        tail = b"\n\n"  # the end of what went out: an event in progress must be ended first
         try:
             async for chunk in upstream.aiter_raw():
                 if tap is not None:
                     tap.feed(chunk)
+                if chunk:
+                    tail = (tail + chunk)[-2:]
                 yield chunk
         except httpx.HTTPError as exc:
             logger.warning("the broker's stream broke off: %s", type(exc).__name__)
-            raise StreamCutOff(str(exc)) from None
+            if not events:  # audio: left unfinished, so that clients raise rather than play half a file
+                raise StreamCutOff(str(exc)) from None
+            # Events: a last in-band ``error`` event, as the brokers' own streams end on a failure.
+            lost = UpstreamError("the broker's stream broke off before it ended", code="upstream_unavailable")
+            yield (b"" if tail == b"\n\n" else b"\n\n") + sse_event(error_event(lost))
+            return
         finally:
             await upstream.aclose()
         if tap is not None:

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from gateway import brokers
 from gateway.deps import Gateway
+from gateway.live_link import LiveLink
 from gateway.realtime import codecs
 from gateway.realtime.config import SessionConfig, SessionKind
 from gateway.realtime.items import Item, item_view
-from gateway.realtime.live import LiveLink
 from gateway.realtime.protocol import (
     CLIENT_EVENTS,
     UNSUPPORTED_EVENTS,
