@@ -17,7 +17,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -46,7 +46,7 @@ from gateway.realtime.protocol import (
     new_id,
     validation_error,
 )
-from gateway.realtime.reply import ReplyStream
+from gateway.realtime.reply import OPTION_PARAMS, ReplyStream, responder_options
 from gateway.realtime.responses import ResponseRun
 from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
@@ -106,6 +106,8 @@ class RealtimeSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self.interrupted: dict[str, ReplyStream] = {}
         """Cancelled replies not yet told what was heard (a truncate or the next response settles them)."""
+        self.stored: dict[str, ReplyStream] = {}
+        """The reply that stored each item in the conversation service (deleting the item deletes it there)."""
 
     async def send(self, event: dict[str, Any]) -> None:
         """Send one server event with its own ``event_id``."""
@@ -211,9 +213,37 @@ class RealtimeSession:
     async def _session_update(self, event: SessionUpdateEvent) -> None:
         if event.type == "transcription_session.update" and self.config.kind != "transcription_session":
             raise RealtimeError("This is a conversation session: send 'session.update'.", param="type")
-        self.config.apply(event.session)
+        update = event.session
+        given = update.model_fields_set
+        await self._check_options(
+            "session",
+            update.instructions if "instructions" in given else None,
+            update.temperature if "temperature" in given else None,
+            update.max_response_output_tokens if "max_response_output_tokens" in given else None,
+        )
+        self.config.apply(update)
         shape: SessionKind = "transcription_session" if event.type == "transcription_session.update" else "session"
         await self.send({"type": shape + ".updated", "session": self.config.view(shape)})
+
+    async def _check_options(
+        self,
+        prefix: str,
+        instructions: str | None,
+        temperature: float | None,
+        max_tokens: int | Literal["inf"] | None,
+    ) -> None:
+        """Refuse what the conversation service would refuse for a turn (not allowed, out of bounds)."""
+        options = responder_options(instructions, temperature, max_tokens)
+        if not options or self.replier is None:
+            return
+        try:
+            await self.replier.check(options)
+        except VoicestackError as exc:
+            if exc.status_code >= 500:
+                raise
+            option = exc.details.get("option") if isinstance(exc.details, dict) else None
+            param = f"{prefix}.{OPTION_PARAMS[option]}" if option in OPTION_PARAMS else None
+            raise RealtimeError(exc.message, code=exc.code, param=param) from None
 
     async def _append(self, event: AppendEvent) -> None:
         try:
@@ -320,8 +350,6 @@ class RealtimeSession:
         if isinstance(event, SpeechStarted):
             utterance = self._utterances[event.utterance_id] = _Utterance(new_id("item"))
             if vad:
-                if self.response is not None and self.config.interrupts:
-                    await self.response.cancel("turn_detected")
                 await self.send(
                     {
                         "type": "input_audio_buffer.speech_started",
@@ -329,6 +357,9 @@ class RealtimeSession:
                         "item_id": utterance.item_id,
                     }
                 )
+                # Barge-in, in OpenAI's order: speech_started, then the response ends as cancelled.
+                if self.response is not None and self.config.interrupts:
+                    await self.response.cancel("turn_detected")
         elif isinstance(event, SpeechStopped):
             utterance = self._utterance(event.utterance_id)
             if vad:
@@ -459,12 +490,29 @@ class RealtimeSession:
         if isinstance(event, ItemDeleteEvent):
             if self.response is not None and self.response.item_id == item.id:
                 await self.response.cancel("client_cancelled")
+            await self._forget(item.id)
             del self.items[item.id]
             await self.send({"type": "conversation.item.deleted", "item_id": item.id})
         elif isinstance(event, ItemRetrieveEvent):
             await self.send({"type": "conversation.item.retrieved", "item": item_view(item)})
         else:
             await self._truncate(item, event)
+
+    async def _forget(self, item_id: str) -> None:
+        """Delete the item's message from the conversation service (once no other item shares it: user
+        items answered together are one stored message)."""
+        self.interrupted.pop(item_id, None)
+        self.spoken.pop(item_id, None)
+        stream = self.stored.get(item_id)
+        message_id = stream.stored_as().get(item_id) if stream is not None else None
+        if message_id is not None and self.replier is not None:
+            shared = any(
+                other != item_id and found is stream and stream.stored_as().get(other) == message_id
+                for other, found in self.stored.items()
+            )
+            if not shared:
+                await self.replier.forget(message_id)
+        self.stored.pop(item_id, None)
 
     def _item_audio(self, event: ItemCreateEvent) -> bytes:
         """A user audio item's audio as a 16-bit WAV (checked before the item is accepted)."""
@@ -559,6 +607,10 @@ class RealtimeSession:
             raise RealtimeError(
                 "Conversation already has an active response in progress.",
                 code="conversation_already_has_active_response",
+            )
+        if (options := event.response) is not None:
+            await self._check_options(
+                "response", options.instructions, options.temperature, options.max_response_output_tokens
             )
         await self._start_response(event.response, event.event_id)
 
