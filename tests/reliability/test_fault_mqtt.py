@@ -87,10 +87,9 @@ def _delivery(sub: Subscriber, topic: str, posted: dict[str, dict[str, Any]]) ->
 
 def _outbox_rows(path: Path) -> tuple[int, int]:
     """(rows waiting, ids remembered) in a stopped bridge's outbox."""
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0], db.execute(
-            "SELECT COUNT(*) FROM seen"
-        ).fetchone()[0]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        waiting = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return waiting, db.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
 
 
 def test_the_broker_down_under_load_loses_no_event(tmp_path: Path, prefix: str) -> None:
