@@ -18,6 +18,8 @@ class StallingProxy:
 
     While ``stall`` is set, a connection whose client sends bytes containing it is stalled: nothing
     more goes either way until one side closes (a broker that accepted the request and hangs).
+    While ``trickle`` is set, such a connection's answer comes back a few bytes at a time, each
+    piece ``trickle_pause`` seconds after the last (a broker that answers, but too slowly).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -25,11 +27,16 @@ class StallingProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stall: bytes | None = None
+        self.trickle: bytes | None = None
+        self.trickle_pause = 0.2
+        self.trickled = 0
         self.accepted = 0
         self.open = 0
         self.peak_open = 0
         self.stalled = 0
         self._lock = threading.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"proxy-{self.port}", daemon=True)
@@ -40,22 +47,30 @@ class StallingProxy:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
         self._ready.set()
         try:
             self._loop.run_forever()
         finally:
-            server.close()
-            for task in asyncio.all_tasks(self._loop):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
+
+    async def _close(self) -> None:
+        """Stop listening, end every connection and wait for their handlers."""
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        current = asyncio.current_task()
+        handlers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await self._server.wait_closed()
 
     def _count(self, delta: int) -> None:
         with self._lock:
@@ -66,13 +81,17 @@ class StallingProxy:
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self._count(1)
+        self._writers.add(client_writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             client_writer.close()
+            self._writers.discard(client_writer)
             self._count(-1)
             return
+        self._writers.add(upstream_writer)
         stalled = asyncio.Event()
+        slow = asyncio.Event()
 
         async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, inspect: bool) -> None:
             with contextlib.suppress(OSError):
@@ -81,20 +100,36 @@ class StallingProxy:
                         stalled.set()
                         with self._lock:
                             self.stalled += 1
+                    if inspect and self.trickle is not None and self.trickle in data and not slow.is_set():
+                        slow.set()
+                        with self._lock:
+                            self.trickled += 1
                     if stalled.is_set():
                         continue  # swallowed: the peer waits for bytes that never come
-                    writer.write(data)
-                    await writer.drain()
+                    pieces = (
+                        [data[i : i + 16] for i in range(0, len(data), 16)] if slow.is_set() and not inspect else [data]
+                    )
+                    for piece in pieces:
+                        if len(pieces) > 1:
+                            await asyncio.sleep(self.trickle_pause)
+                        writer.write(piece)
+                        await writer.drain()
 
         to_upstream = asyncio.ensure_future(pump(client_reader, upstream_writer, True))
         to_client = asyncio.ensure_future(pump(upstream_reader, client_writer, False))
-        # Either side closing ends the connection (a client that gave up closes its side).
-        await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (to_upstream, to_client):
-            task.cancel()
-        for writer in (client_writer, upstream_writer):
-            writer.close()
-        self._count(-1)
+        try:
+            # Either side closing ends the connection (a client that gave up closes its side).
+            await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (to_upstream, to_client):
+                task.cancel()
+            await asyncio.gather(to_upstream, to_client, return_exceptions=True)
+            for writer in (client_writer, upstream_writer):
+                writer.close()
+                self._writers.discard(writer)
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            self._count(-1)
 
 
 @dataclass

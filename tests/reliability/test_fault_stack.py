@@ -174,7 +174,7 @@ def test_killing_one_of_two_replicas_under_load_is_invisible_to_clients(stack: S
     )
 
 
-def test_a_stalling_broker_gets_504_and_connections_do_not_pile_up(stack: Stack) -> None:
+def test_a_stalling_or_trickling_broker_gets_504_and_connections_do_not_pile_up(stack: Stack) -> None:
     tts = next(t for t in stack.tts if t.alive)  # the test before may have left one dead
     with StallingProxy(tts.port) as proxy:
         gateway = gateway_process(stack.workdir, stack.stt[1].url, proxy.url, tts_timeout="3", stt_timeout=SLOW)
@@ -195,15 +195,25 @@ def test_a_stalling_broker_gets_504_and_connections_do_not_pile_up(stack: Stack)
             wait_until(lambda: proxy.open <= 2, 30, "the stalled connections closed")
             assert proxy.peak_open <= 4 + 2  # one per waiting client, and the health probes
             proxy.stall = None
+            # Bytes that trickle: every read within the timeout, the whole answer far beyond it.
+            proxy.trickle = b"/v1/synthesize"
+            trickled = [
+                httpx.post(gateway.url + "/api/voice/synthesize", json={"text": f"Slowly {n}."}, timeout=120)
+                for n in range(2)
+            ]
+            assert [(r.status_code, r.json()["error"]["code"]) for r in trickled] == [(504, "upstream_timeout")] * 2
+            proxy.trickle = None
+            wait_until(lambda: proxy.open <= 2, 30, "the trickling connections closed")
             assert httpx.get(gateway.url + "/api/voice/voices", timeout=120).status_code == 200
             record(
                 "faults",
-                "stalling TTS broker behind a TCP proxy (gateway timeout 3 s)",
+                "stalling and trickling TTS broker behind a TCP proxy (gateway timeout 3 s)",
                 {
                     "requests": sum(outcomes.values()),
                     "answered_504": outcomes["504 upstream_timeout"],
                     "proxy_connections_accepted": proxy.accepted,
                     "proxy_connections_stalled": proxy.stalled,
+                    "trickled_requests_answered_504": len(trickled),
                     "proxy_peak_open": proxy.peak_open,
                     "proxy_open_after": proxy.open,
                 },
