@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Hold a spoken conversation with voicestack over its chat WebSocket.
 
-Streams a recorded question (a 16-bit mono WAV, any sample rate) as live audio, prints what was
+Streams a recorded question (a 16-bit mono WAV, any sample rate) as live audio, shows the partial
+transcripts on stderr while it streams, prints what was
 heard and the reply as it is written, and saves each piece of the spoken reply as
 ``reply-N.wav``. Playback is simulated in real time and reported to the server, so that an
 interruption (``--interrupt WAV``: speak again while the answer plays) stores the reply as far
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import json
+import sys
 import time
 import wave
 from pathlib import Path
@@ -90,6 +92,8 @@ async def main() -> None:
                 await ws.send(json.dumps({"type": "playback", "position": time.monotonic() - first_audio}))
             if kind == "conversation.started":
                 print(f"conversation {event['conversation_id']} ({event['messages']} earlier messages)")
+            elif kind == "partial":  # the words so far, while the question is still being spoken
+                print(f"\r(hearing) {event['text']}", end="", file=sys.stderr, flush=True)
             elif kind == "final":
                 finals += 1
                 print(f"\nyou: {event['text']}")

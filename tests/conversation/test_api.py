@@ -107,3 +107,43 @@ def test_interrupt_endpoint(sqlite_url: str) -> None:
         user_id = turn[0][1]["user_message"]["id"]
         wrong = client.post(f"/v1/conversations/c/messages/{user_id}/interrupt", json={"heard_text": ""})
         assert wrong.status_code == 404
+
+
+def test_delete_message(database_url: str) -> None:
+    """One message goes; later turns no longer see it; another owner's and unknown ids are 404."""
+    with TestClient(create_app(conversation_settings(database_url))) as client:
+        first = events(client.post("/v1/conversations/d/turns", json={"text": "first"}, headers=A).text)
+        events(client.post("/v1/conversations/d/turns", json={"text": "second"}, headers=A).text)
+        user_id = first[0][1]["user_message"]["id"]
+        assert client.delete(f"/v1/conversations/d/messages/{user_id}", headers=B).json()["error"]["code"] == (
+            "conversation_not_found"
+        )
+        assert client.delete(f"/v1/conversations/d/messages/{user_id}", headers=A).status_code == 204
+        again = client.delete(f"/v1/conversations/d/messages/{user_id}", headers=A)
+        assert (again.status_code, again.json()["error"]["code"]) == (404, "message_not_found")
+        other = events(client.post("/v1/conversations/e/turns", json={"text": "elsewhere"}, headers=A).text)
+        foreign = other[0][1]["user_message"]["id"]
+        assert client.delete(f"/v1/conversations/d/messages/{foreign}", headers=A).status_code == 404
+        assert client.delete("/v1/conversations/d/messages/bad%20id", headers=A).status_code == 422
+        texts = [m["text"] for m in client.get("/v1/conversations/d", headers=A).json()["messages"]]
+        assert texts == ["You said: first.", "second", "You said: second."]
+        # the next turn is numbered after the last message, gaps or not
+        events(client.post("/v1/conversations/d/turns", json={"text": "third"}, headers=A).text)
+        texts = [m["text"] for m in client.get("/v1/conversations/d", headers=A).json()["messages"]]
+        assert texts[-2:] == ["third", "You said: third."]
+
+
+def test_responders_lists_option_bounds(sqlite_url: str) -> None:
+    settings = conversation_settings(sqlite_url, allowed_options=["temperature", "system_prompt"])
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/v1/responders").json()
+        assert answer["options"] == ["temperature", "system_prompt"]
+        assert answer["limits"] == {
+            "temperature": {"type": "number", "min": 0, "max": 2},
+            "system_prompt": {"type": "string", "min": 0, "max": 4000},
+        }
+        long = client.post(
+            "/v1/conversations/c/turns", json={"text": "x", "responder": {"options": {"system_prompt": "y" * 4001}}}
+        )
+        assert (long.status_code, long.json()["error"]["code"]) == (422, "invalid_option")
+        assert long.json()["error"]["details"] == {"option": "system_prompt", "min": 0, "max": 4000}

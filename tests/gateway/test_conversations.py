@@ -135,16 +135,25 @@ def test_spoken_question_gets_a_spoken_answer(chat_gateway: str, stt_url: str) -
             await chat.send({"type": "start_conversation", "user_id": "u1", "voice": "jf_alpha", "language": "en"})
             started = await chat.until("conversation.started")
             assert started["messages"] == 0
-            await chat.speak(SILENCE + pcm16(QUESTION) + SILENCE)
+            # in real time, as a microphone would: the live core sends partials while the question goes on
+            await chat.speak(SILENCE + pcm16(QUESTION), pause=0.1)
+            # the utterance stays open until the core hears the silence, so its partial arrives first
+            await chat.until("partial")
+            await chat.speak(SILENCE, pause=0.1)
             await chat.until("reply.done")
             return chat
 
     chat = asyncio.run(scenario())
     kinds = [e["type"] for e in chat.seen]
-    assert kinds.index("speech_started") < kinds.index("speech_stopped") < kinds.index("final")
+    assert kinds.index("speech_started") < kinds.index("partial") < kinds.index("speech_stopped")
+    assert kinds.index("speech_stopped") < kinds.index("final")
     assert kinds.index("final") < kinds.index("reply.text.delta") < kinds.index("reply.audio")
     final = chat.of("final")[0]
     assert words(final["text"]) == words(QUESTION)
+    partial = chat.of("partial")[0]
+    assert partial["utterance_id"] == final["utterance_id"]
+    assert partial["text"].strip()
+    assert final["transcribe_ms"] >= 0
     done = chat.of("reply.done")[0]
     reply = "".join(e["text"] for e in chat.of("reply.text.delta"))
     assert reply == done["text"] == f"You said: {final['text'].strip()}"

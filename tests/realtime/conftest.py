@@ -27,6 +27,41 @@ def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def model_conversation_url(tmp_path_factory: pytest.TempPathFactory, openai_server: str) -> Iterator[str]:
+    """The conversation service answering with the ``openai`` responder against the OpenAI-style test
+    server (a process), every client option allowed."""
+    from conversation.app import create_app as create_conversation
+    from conversation.settings import ConversationSettings
+
+    database = Path(tmp_path_factory.mktemp("realtime-model")) / "conversations.sqlite3"
+    settings = ConversationSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=f"sqlite+aiosqlite:///{database}",
+        responder="openai",
+        openai_base_url=openai_server,
+        allowed_options=["temperature", "max_tokens", "system_prompt"],
+        reply_timeout=180,
+        max_reply_chars=50_000,  # a trickling reply outlasts any test
+    )
+    with serve(create_conversation(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def model_realtime_url(stt_url: str, tts_url: str, model_conversation_url: str) -> Iterator[str]:  # noqa: F811
+    """The gateway in front of the ``openai``-responder conversation service."""
+    settings = gateway_settings(
+        stt_urls=stt_url,
+        tts_urls=tts_url,
+        conversation_urls=model_conversation_url,
+        api_keys=API_KEY,
+        realtime_max_sessions=2,
+    )
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def realtime_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:  # noqa: F811
     """The gateway with an API key on, so every test also proves the SDK's ``Authorization: Bearer``."""
     settings = gateway_settings(

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.sync.connection import Connection
 
 from tests.reliability.figures import record
 
@@ -219,3 +220,110 @@ def test_live_transcription_frames_end_in_a_clean_close(
 
     run()
     record("ws_fuzz", route, counts)
+
+
+# ``WS /v1/realtime``: OpenAI's Realtime events, malformed. Every answer is an OpenAI-style event;
+# an ``error`` carries ``error.type``/``code``/``message`` (and the client's ``event_id``).
+REALTIME_TYPES = [
+    "session.update",
+    "transcription_session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.cancel",
+    "output_audio_buffer.clear",
+    "session.created",
+    "",
+]
+REALTIME_CLEAN_CLOSE = {1000, 1001, 1008, 1009, 1013}
+realtime_frames = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(REALTIME_TYPES)},
+        optional={
+            "event_id": json_values,
+            "session": st.one_of(
+                json_values,
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "modalities": json_values,
+                        "voice": json_values,
+                        "input_audio_format": st.one_of(st.sampled_from(["pcm16", "g711_ulaw", "mp3"]), json_values),
+                        "turn_detection": json_values,
+                        "instructions": json_values,
+                        "temperature": st.one_of(st.floats(allow_nan=False), st.text(max_size=3)),
+                    },
+                ),
+            ),
+            "audio": st.one_of(st.text(max_size=40), st.integers(), st.binary(max_size=30).map(lambda b: b.hex())),
+            "item": json_values,
+            "item_id": json_values,
+            "content_index": json_values,
+            "audio_end_ms": st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=3)),
+            "previous_item_id": json_values,
+        },
+    ).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=120),
+    st.binary(max_size=120),
+    st.integers(min_value=33, max_value=3000).map(lambda depth: "{" + '"a":[' * depth + "]" * depth + "}"),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.engine
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("intent", ["conversation", "transcription"])
+def test_realtime_events_get_error_events_or_a_clean_close(ws_base: str, intent: str) -> None:
+    """Random and malformed events on ``/v1/realtime``: every answer an OpenAI-style event, the socket
+    answering a probe afterwards (or closed with a clean code), the server still serving."""
+    url = ws_base + "/v1/realtime" + ("?intent=transcription" if intent == "transcription" else "")
+    counts = {"sequences": 0, "frames": 0, "events": 0, "errors": 0, "clean_closes": 0}
+
+    def probe(ws: Connection, token: str) -> bool:
+        """An unknown event with our ``event_id``; read until its ``error``. False if the socket closed."""
+        try:
+            ws.send(json.dumps({"type": "probe.unknown", "event_id": token}))
+            while True:
+                raw = ws.recv(timeout=RECV_TIMEOUT)
+                assert isinstance(raw, str), "events are text frames"
+                event = json.loads(raw)
+                assert isinstance(event, dict), event
+                assert isinstance(event.get("type"), str), event
+                counts["events"] += 1
+                if event["type"] == "error":
+                    error = event["error"]
+                    assert {"type", "code", "message", "event_id"} <= set(error), event
+                    assert isinstance(error["message"], str), event
+                    assert error["message"], event
+                    counts["errors"] += 1
+                    if error["event_id"] == token:
+                        assert error["code"] == "invalid_value", event
+                        return True
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            assert code in REALTIME_CLEAN_CLOSE, f"closed without a clean close frame: {code}"
+            return False
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+    @given(sequence=st.lists(realtime_frames, min_size=1, max_size=10))
+    def run(sequence: list[str | bytes]) -> None:
+        with connect(url, max_size=None, open_timeout=60) as ws:
+            try:
+                for frame in sequence:
+                    ws.send(frame)
+            except ConnectionClosed:
+                pass
+            counts["sequences"] += 1
+            counts["frames"] += len(sequence)
+            if not probe(ws, f"probe-{counts['sequences']}"):
+                counts["clean_closes"] += 1
+
+    run()
+    record("ws_fuzz", f"/v1/realtime ({intent})", counts)
+    with connect(url, max_size=None, open_timeout=60) as ws:
+        assert probe(ws, "after")

@@ -80,14 +80,19 @@ class ConversationList(BaseModel):
 
 
 class ResponderChoice(BaseModel):
-    """Which responder answers a turn, with the options the server allows clients to set."""
+    """Which responder answers a turn, with the options the server allows clients to set.
+
+    The options hold for this turn only; each turn names its own (``GET /v1/responders`` lists the
+    allowed ones and their bounds; others are a 422 ``option_not_allowed`` or ``invalid_option``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, max_length=32)
     """A responder the server allows (``GET /v1/responders``); unset: the server's default."""
     options: dict[str, Any] = Field(default_factory=dict)
-    """``temperature``, ``max_tokens``, ``system_prompt``, ``model``: only those the server allows."""
+    """``temperature``, ``max_tokens``, ``system_prompt`` (replaces the responder's instructions), ``model``:
+    only those the server allows. The ``openai`` responder sends them in its request, the ``webhook``
+    responder forwards them as ``options``."""
 
 
 class TurnRequest(BaseModel):
@@ -114,6 +119,14 @@ class Interrupt(BaseModel):
     """What the user heard before interrupting; it becomes the message's text."""
 
 
+class OptionLimit(BaseModel):
+    """What values one option takes."""
+
+    type: Literal["number", "integer", "string"]
+    min: float
+    max: float
+
+
 class RespondersOut(BaseModel):
     """``GET /v1/responders``."""
 
@@ -121,3 +134,5 @@ class RespondersOut(BaseModel):
     allowed: list[str]
     options: list[str]
     """Options a client may set."""
+    limits: dict[str, OptionLimit]
+    """The bounds of each option a client may set (a string's are on its length)."""

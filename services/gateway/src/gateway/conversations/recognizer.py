@@ -1,167 +1,147 @@
-"""Utterances from streamed audio, as the voice loop consumes them.
+"""Utterances from streamed audio, as the voice loop consumes them: the live session core.
 
-The loop reads a stream of recognition events (``speech_started``, ``partial``,
-``speech_stopped``, ``final``), the same events the STT broker's live session sends. This
-recognizer makes them in the gateway: an energy detector finds where speech starts and stops,
-and each finished utterance is transcribed by the STT broker's file endpoint. It gives no
-partials; a live session gives them and better endpoints (Silero), and the loop takes its
-events unchanged.
+The loop's audio goes to a live session in the STT broker (``/v1/stream``, through the gateway's
+``LiveRelay`` with replica failover; ``gateway.live_link``, the same link the Realtime face drives).
+The core does the speech work (Silero VAD, endpointing, partials, finals); this face only passes its
+events on, in the live-transcription wire shape (docs/live.md): ``speech_started``, ``partial``,
+``speech_stopped``, ``final``, with the final's ``transcribe_ms`` (end of speech → final) added.
+
+The session opens on the first audio. A chat client is often silent for long (listening to a reply);
+when the core closes an idle session, the next audio opens a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
-
-from gateway import brokers
 from gateway.deps import Gateway
-from voicestack_common.contracts.stt import TranscribeResponse
-from voicestack_common.encode import wav_header
-from voicestack_common.errors import VoicestackError
-from voicestack_common.events import utc_now
+from gateway.live_link import LiveLink, open_live
+from voicestack_common.live import (
+    ErrorEvent,
+    Final,
+    Partial,
+    SpeechStarted,
+    SpeechStopped,
+    StartMessage,
+)
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-FRAME_MS = 20
-# A frame louder than this (RMS of full scale, about -40 dBFS) counts as speech.
-SPEECH_RMS = 0.01
-# Speech must last this long to start an utterance (a click or a cough does not).
-START_MS = 100
-# Audio kept from before the detected start, so the first word is whole.
-PREROLL_MS = 300
 DEFAULT_SILENCE_MS = 700
-MAX_UTTERANCE_S = 60.0
+# Core closes that are no error for a chat: the next audio opens a new session.
+QUIET_CLOSES = frozenset({"idle_timeout"})
+# Core errors a chat client need not see: a ``commit`` after the core's VAD already ended the utterance.
+QUIET_ERRORS = frozenset({"nothing_to_commit"})
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+OpenLink = Callable[[StartMessage], Awaitable[LiveLink]]
 
 
-class EnergyRecognizer:
-    """Feed PCM16 mono at 16 kHz; events go to ``emit``; each utterance is transcribed in order."""
+class LiveRecognizer:
+    """Feed PCM16 mono at ``start.sample_rate``; the core's events go to ``emit``."""
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        emit: Emit,
-        *,
-        language: str | None,
-        silence_ms: int = DEFAULT_SILENCE_MS,
-        session_id: str | None = None,
-    ) -> None:
+    def __init__(self, gateway: Gateway, emit: Emit, start: StartMessage, session_id: str) -> None:
         self.gateway = gateway
-        self.session_id = session_id
         self.emit = emit
-        self.language = language
-        self.frame = SAMPLE_RATE * FRAME_MS // 1000 * 2
-        self.silence_frames = max(1, silence_ms // FRAME_MS)
-        self.start_frames = max(1, START_MS // FRAME_MS)
-        self.preroll = bytearray()
-        self.utterance = bytearray()
-        self.pending = b""
-        self.in_speech = False
-        self.loud = 0
-        self.quiet = 0
-        self.utterances = 0
-        self.received = 0
-        self.started_at = 0.0
-        self.lock = asyncio.Lock()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def seconds(self) -> float:
-        """Seconds of audio received."""
-        return self.received / 2 / SAMPLE_RATE
+        self.start = start
+        self.session_id = session_id
+        self.link: LiveLink | None = None
+        self.model: str | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.opening = asyncio.Lock()
+        self.open_utterance: int | None = None
+        self.ended: dict[int, float] = {}  # utterance → when its end of speech was known (perf_counter)
+        self.committed_at: float | None = None
 
     async def feed(self, pcm16: bytes) -> None:
-        """More audio."""
-        data = self.pending + pcm16
-        whole = len(data) - len(data) % self.frame
-        self.pending = data[whole:]
-        self.received += whole
-        for start in range(0, whole, self.frame):
-            await self._frame(data[start : start + self.frame])
-
-    async def _frame(self, frame: bytes) -> None:
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0
-        loud = float(np.sqrt(np.mean(samples * samples))) >= SPEECH_RMS
-        if not self.in_speech:
-            self.preroll += frame
-            del self.preroll[: max(0, len(self.preroll) - (PREROLL_MS // FRAME_MS + self.start_frames) * self.frame)]
-            self.loud = self.loud + 1 if loud else 0
-            if self.loud >= self.start_frames:
-                self.in_speech, self.quiet = True, 0
-                self.utterance = bytearray(self.preroll)
-                self.preroll.clear()
-                self.utterances += 1
-                await self.emit({"type": "speech_started", "utterance": self.utterances, "at": round(self.seconds, 3)})
-            return
-        self.utterance += frame
-        self.quiet = 0 if loud else self.quiet + 1
-        if self.quiet >= self.silence_frames or len(self.utterance) / 2 / SAMPLE_RATE >= MAX_UTTERANCE_S:
-            await self.commit()
+        """More audio (``VoicestackError`` when no STT replica takes the session)."""
+        link = await self._link()
+        await link.send_audio(pcm16)
 
     async def commit(self) -> None:
-        """End the current utterance now (silence, push-to-talk release, or the length limit)."""
-        if not self.in_speech and not self.utterance:
-            if self.preroll and self.loud:  # a push-to-talk clip shorter than the start threshold
-                self.utterance = bytearray(self.preroll)
-                self.utterances += 1
-            else:
-                return
-        audio, self.utterance = bytes(self.utterance), bytearray()
-        self.in_speech, self.loud, self.quiet = False, 0, 0
-        number = self.utterances
-        stopped = time.perf_counter()
-        await self.emit({"type": "speech_stopped", "utterance": number, "at": round(self.seconds, 3)})
-        task = asyncio.create_task(self._transcribe(number, audio, stopped))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        """End the open utterance now (push-to-talk release); nothing open is no error."""
+        if self.link is None:
+            return
+        self.committed_at = time.perf_counter()
+        await self.link.commit()
 
-    async def _transcribe(self, number: int, audio: bytes, stopped: float) -> None:
-        async with self.lock:  # finals in utterance order
-            started = utc_now()
-            try:
-                wav = wav_header(SAMPLE_RATE, len(audio)) + audio
-                result: TranscribeResponse = await brokers.transcribe(
-                    self.gateway.stt,
-                    io.BytesIO(wav),
-                    filename="utterance.wav",
-                    content_type="audio/wav",
-                    language=self.language,
-                )
-            except VoicestackError as exc:
-                await self.emit({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+    async def _link(self) -> LiveLink:
+        async with self.opening:
+            if self.link is None:
+                link = await open_live(self.gateway, self.start, self.session_id)
+                self.model = link.relay.model
+                self.link = link
+                self.pump = asyncio.create_task(self._pump(link))
+            return self.link
+
+    async def _pump(self, link: LiveLink) -> None:
+        try:
+            async for event in link.events():
+                await self._on_core(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("voice loop: the live session failed")
+        if self.link is link:
+            self.link, self.pump, self.open_utterance = None, None, None
+            with contextlib.suppress(Exception):
+                await link.close()
+
+    async def _on_core(self, event: object) -> None:
+        now = time.perf_counter()
+        if isinstance(event, SpeechStarted):
+            self.open_utterance = event.utterance_id
+            await self.emit(event.model_dump())
+        elif isinstance(event, Partial):
+            await self.emit(event.model_dump())
+        elif isinstance(event, SpeechStopped):
+            self.open_utterance = None
+            # a commit said so first; the core's VAD says so when it sees the silence
+            self.ended[event.utterance_id] = min(now, self.committed_at or now)
+            self.committed_at = None
+            await self.emit(event.model_dump())
+        elif isinstance(event, Final):
+            ended = self.ended.pop(event.utterance_id, now)
+            body: dict[str, Any] = event.model_dump(exclude_none=True)
+            body.update(
+                text=event.text.strip(),
+                duration_seconds=round(max(event.end - event.start, 0.0), 3),
+                model=self.model,
+                transcribe_ms=round((now - ended) * 1000, 1),
+            )
+            await self.emit(body)
+        elif isinstance(event, ErrorEvent):
+            code = event.error.code
+            if code in QUIET_ERRORS or (event.fatal and code in QUIET_CLOSES):
+                self.committed_at = None
                 return
-            self.gateway.events.transcribed(
-                started,
-                self.session_id,
-                text=result.text,
-                seconds=result.duration_seconds,
-                language=result.language,
-                model=result.model,
-                confidence=result.confidence,
-            )
-            await self.emit(
-                {
-                    "type": "final",
-                    "utterance": number,
-                    "text": result.text.strip(),
-                    "language": result.language,
-                    "confidence": result.confidence,
-                    "duration_seconds": result.duration_seconds,
-                    "model": result.model,
-                    "transcribe_ms": round((time.perf_counter() - stopped) * 1000, 1),
-                }
-            )
+            await self.emit(event.model_dump(exclude_none=True))
 
     async def aclose(self) -> None:
-        """Stop transcriptions still running."""
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        """Close the live session (its open decodes are cancelled by the core)."""
+        link, pump = self.link, self.pump
+        self.link, self.pump = None, None
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+        if link is not None:
+            await link.close()
+
+
+def live_start(*, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool) -> StartMessage:
+    """The core session a conversation asks for: PCM16 mono as the client sends it."""
+    return StartMessage(
+        format="pcm16",
+        sample_rate=sample_rate,
+        channels=1,
+        language=language,
+        partials=partials,
+        silence_ms=silence_ms,
+    )

@@ -101,6 +101,23 @@ async def delete_conversation(conversation_id: str, conversations: Conversations
     return Response(status_code=204)
 
 
+@router.delete(
+    "/{conversation_id}/messages/{message_id}",
+    status_code=204,
+    summary="Delete one message of a conversation",
+    responses=errors(401, 404, 502, 503, 504),
+)
+async def delete_message(
+    conversation_id: str, message_id: str, conversations: ConversationsDep, caller: CallerDep
+) -> Response:
+    """404 for an unknown conversation or another key's (``conversation_not_found``), and for a message
+    not in it (``message_not_found``)."""
+    _check_id(conversation_id)
+    _check_id(message_id)
+    await conversations.client.delete_message(owner_of(caller), conversation_id, message_id)
+    return Response(status_code=204)
+
+
 def _check_id(value: str) -> None:
     if not re.match(ID, value):
         raise InvalidRequest("a conversation id is 1 to 64 letters, digits or ._:-", code="invalid_conversation_id")

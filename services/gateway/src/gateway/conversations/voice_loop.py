@@ -5,7 +5,7 @@ messages with base64) and the loop answers each finished utterance::
 
     client                                   gateway
     start_conversation {...}        →        conversation.started {conversation_id, ...}
-    binary PCM16 frames ...         →        speech_started, speech_stopped, final {text}
+    binary PCM16 frames ...         →        speech_started, partial {text} ..., speech_stopped, final {text}
                                              reply.started, reply.text.delta {text} ...
                                              reply.audio {index, text, audio_base64, ...} per piece
                                              reply.done {message_id, text, timings}
@@ -15,7 +15,8 @@ messages with base64) and the loop answers each finished utterance::
     cancel                          →        reply.cancelled {reason: "cancel", heard_text}
 
 ``commit`` ends an utterance at once (push-to-talk); ``text`` sends a typed message instead of
-speech. Recognition events come from ``EnergyRecognizer`` (see recognizer.py).
+speech. Recognition runs in the live session core (the STT broker's ``/v1/stream`` through the
+gateway's relay, as the Realtime face uses it): its events reach the client unchanged (recognizer.py).
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway import brokers
 from gateway.conversations.client import owner_of
-from gateway.conversations.recognizer import SAMPLE_RATE, EnergyRecognizer
+from gateway.conversations.recognizer import DEFAULT_SILENCE_MS, SAMPLE_RATE, LiveRecognizer, live_start
 from gateway.conversations.reply import Reply, Voice
 from gateway.conversations.routes import turn_body
 from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
-from voicestack_common.audio import pcm16_to_pcm, resample
 from voicestack_common.errors import VoicestackError
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,10 @@ class StartConversation(BaseModel):
     """Encoding of ``reply.audio``: each piece is a whole file in it (PCM: raw 16-bit samples)."""
     sample_rate: int = Field(default=SAMPLE_RATE, ge=8_000, le=48_000)
     """Sample rate of the PCM16 mono audio the client sends."""
-    silence_ms: int = Field(default=700, ge=200, le=5_000)
+    silence_ms: int = Field(default=DEFAULT_SILENCE_MS, ge=200, le=5_000)
     """Silence that ends an utterance."""
+    partials: bool = True
+    """Send ``partial`` transcripts while the user speaks."""
     responder: ResponderChoice | None = None
     compat: Literal["seed002"] | None = None
     """``seed002``: also send each reply as ``{"type": "server_response", "message", "audio"}`` (MP3)."""
@@ -98,12 +100,13 @@ class VoiceLoop:
         self.session_id = session_id
         self.start: StartConversation | None = None
         self.conversation_id: str | None = None
-        self.recognizer: EnergyRecognizer | None = None
+        self.recognizer: LiveRecognizer | None = None
         self.reply: Reply | None = None
         self.reply_task: asyncio.Task[None] | None = None
         self.first_audio_at = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
         self.speech_end = 0.0
+        self.committed = False
 
     async def handle(self, kind: str, data: dict[str, Any]) -> None:
         """One JSON message of the loop."""
@@ -124,6 +127,7 @@ class VoiceLoop:
             await self.audio(audio)
         elif kind == "commit":
             assert self.recognizer is not None
+            self.speech_end, self.committed = time.perf_counter(), True
             await self.recognizer.commit()
         elif kind == "playback":
             position = data.get("position")
@@ -156,9 +160,10 @@ class VoiceLoop:
         if len(data) % 2:
             await self.error("unsupported_audio", "audio frames are 16-bit PCM: an even number of bytes")
             return
-        if self.start.sample_rate != SAMPLE_RATE:
-            data = resample(pcm16_to_pcm(data, self.start.sample_rate), SAMPLE_RATE).to_pcm16()
-        await self.recognizer.feed(data)
+        try:
+            await self.recognizer.feed(data)
+        except VoicestackError as exc:
+            await self.error(exc.code, exc.message)
 
     async def _start(self, data: dict[str, Any]) -> None:
         request_id = data.get("id")
@@ -171,7 +176,7 @@ class VoiceLoop:
         client = self.conversations.client
         try:
             if start.responder is not None:
-                await self._check_responder(start.responder)
+                await client.check_responder(start.responder.name, start.responder.options)
             if start.conversation_id is None:
                 created = (
                     await client.call("POST", "/v1/conversations", self.owner, json_body={"user_id": start.user_id})
@@ -193,34 +198,21 @@ class VoiceLoop:
             return
         await self.close()
         self.start, self.conversation_id = start, conversation_id
-        self.recognizer = EnergyRecognizer(
-            self.gateway, self._on_recognition, language=start.language, silence_ms=start.silence_ms
+        core = live_start(
+            sample_rate=start.sample_rate, language=start.language, silence_ms=start.silence_ms, partials=start.partials
         )
+        self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id)
         message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
         await self.send({**message, "id": request_id} if request_id is not None else message)
-
-    async def _check_responder(self, choice: ResponderChoice) -> None:
-        allowed = await self.conversations.client.responders()
-        if choice.name is not None and choice.name not in allowed["allowed"]:
-            raise VoicestackError(
-                f"responder {choice.name!r} is not allowed here; allowed: {', '.join(allowed['allowed'])}",
-                code="responder_not_allowed",
-                details={"allowed": allowed["allowed"]},
-            )
-        for key in choice.options:
-            if key not in allowed["options"]:
-                raise VoicestackError(
-                    f"option {key!r} is not allowed here; allowed: {', '.join(allowed['options']) or 'none'}",
-                    code="option_not_allowed",
-                    details={"allowed": allowed["options"]},
-                )
 
     async def _on_recognition(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "speech_started" and self._replying():
             await self._cancel("barge_in")
         if kind == "speech_stopped":
-            self.speech_end = time.perf_counter()
+            if not self.committed:  # the core's VAD heard the end (a commit already marked it)
+                self.speech_end = time.perf_counter()
+            self.committed = False
         await self.send(event)
         if kind == "final" and event.get("text"):
             transcript = {k: event.get(k) for k in ("language", "confidence", "duration_seconds", "model")}

@@ -14,8 +14,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from gateway.auth import Unauthorized, presented_key
 from gateway.deps import GatewayDep
+from gateway.live_link import open_live
 from gateway.realtime.config import SessionConfig
-from gateway.realtime.live import open_live
 from gateway.realtime.protocol import RealtimeError, error_event, new_id
 from gateway.realtime.session import RealtimeSession
 from gateway.realtime.voice_loop import VoiceLoopReplier

@@ -1,8 +1,10 @@
-"""The live session core as this face drives it: the gateway's ``LiveRelay`` (one STT replica's
+"""The live session core as the gateway's voice faces drive it: the ``LiveRelay`` (one STT replica's
 ``/v1/stream`` session, replayed onto another replica if that one dies, a transcript event per final).
 
-``LiveLink`` is the small interface the face needs (audio in, commit, clear, the core's events out).
-Everything about speech (VAD, endpointing, partials, finals) happens in the core, none of it here.
+``LiveLink`` is the small interface a face needs (audio in, commit, clear, the core's events out); the
+Realtime face (``realtime/session.py``) and the conversation voice loop (``conversations/voice_loop.py``)
+both use ``open_live``. Everything about speech (VAD, endpointing, partials, finals) happens in the
+core, none of it here.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class RelayLive:
 
 
 async def open_live(gateway: Gateway, start: StartMessage, session_id: str) -> RelayLive:
-    """A live session for a Realtime connection."""
+    """An open live session in the core (``UpstreamError`` when no STT replica takes it)."""
     link = RelayLive(gateway, start, session_id)
     await link.open()
     return link
