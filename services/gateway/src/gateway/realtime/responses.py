@@ -123,7 +123,7 @@ class ResponseRun:
                 with contextlib.suppress(Exception):
                     await self._events.aclose()  # the voice loop stops at once; what was heard is told later
             if self.stream is not None:
-                self.session.interrupted[self.item_id] = self.stream
+                self.session.conversation.interrupted[self.item_id] = self.stream
         except VoicestackError as exc:
             self.status = "failed"
             self.item.status = "incomplete"
@@ -146,7 +146,9 @@ class ResponseRun:
 
     def _request(self) -> ReplyRequest:
         config, options = self.session.config, self.options
-        history = [Turn(item.role, item.words, item.id) for item in self.session.items.values() if item.words]
+        history = [
+            Turn(item.role, item.words, item.id) for item in self.session.conversation.items.values() if item.words
+        ]
         for extra in options.input or []:
             added = Item.from_input(extra)
             if added.words:
@@ -167,9 +169,9 @@ class ResponseRun:
 
     async def _add_item(self) -> None:
         send = self.session.send
-        previous = next(reversed(self.session.items), None)
+        previous = next(reversed(self.session.conversation.items), None)
         if self.in_conversation:
-            self.session.items[self.item_id] = self.item
+            self.session.conversation.items[self.item_id] = self.item
         self.added = True
         view = item_view(self.item, "in_progress")
         view["content"] = []
@@ -188,11 +190,11 @@ class ResponseRun:
         self.stream = await replier.open(request)
         for turn in request.history:
             if turn.item_id is not None and turn.role == "user":
-                self.session.stored[turn.item_id] = self.stream
+                self.session.conversation.stored[turn.item_id] = self.stream
         if self.in_conversation:
-            self.session.stored[self.item_id] = self.stream
+            self.session.conversation.stored[self.item_id] = self.stream
         if self.audio:
-            self.session.spoken[self.item_id] = self.stream
+            self.session.conversation.spoken[self.item_id] = self.stream
         encoder = codecs.OutputEncoder(self.format) if self.audio else None
         send = self.session.send
         self._events = self.stream.events()
