@@ -5,6 +5,8 @@ exactly. What it answers depends on the last user message:
 
 * contains ``long``: ten sentences, a few words per chunk, a short pause between chunks;
 * contains ``endless``: never stops;
+* contains ``trickle``: never stops either, one short sentence every 0.3 s (a reply still being written
+  when the user speaks again);
 * contains ``garbage``: a chunk that is not JSON;
 * contains ``fail``: HTTP 500 with an OpenAI error body;
 * contains ``slow``: waits 5 s before the first chunk;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -83,6 +86,10 @@ def create_app() -> FastAPI:
             if "garbage" in last:
                 yield "data: {this is not json\n\n"
                 return
+            if "trickle" in last:
+                for number in itertools.count(1):
+                    yield chunk(cid, model, f"This is part {number} of an answer that never ends. ")
+                    await asyncio.sleep(0.3)
             if "endless" in last:
                 while True:
                     yield chunk(cid, model, "more and more words, ")

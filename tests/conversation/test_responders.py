@@ -64,6 +64,29 @@ def test_openai_responder_streams_with_history_and_options(openai_server: str, s
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
 
 
+def test_turn_options_reach_the_model_server(openai_server: str, sqlite_url: str) -> None:
+    """A turn's own options (allowed by the server) become the chat-completions request's system message,
+    temperature and max_tokens; the next turn without options gets the server's defaults back."""
+    settings = conversation_settings(
+        sqlite_url,
+        responder="openai",
+        openai_base_url=openai_server,
+        allowed_options=["temperature", "max_tokens", "system_prompt"],
+    )
+    options = {"system_prompt": "Answer like a pirate.", "temperature": 0.25, "max_tokens": 42}
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/conversations/o/turns", json={"text": "Ahoy", "responder": {"options": options}})
+        assert events(answer.text)[-1][0] == "done"
+        sent = httpx.get(openai_server.removesuffix("/v1") + "/requests").json()[-1]["body"]
+        assert sent["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
+        assert (sent["temperature"], sent["max_tokens"]) == (0.25, 42)
+        assert events(client.post("/v1/conversations/o/turns", json={"text": "Again"}).text)[-1][0] == "done"
+        sent = httpx.get(openai_server.removesuffix("/v1") + "/requests").json()[-1]["body"]
+        assert sent["messages"][0] == {"role": "system", "content": settings.openai_system_prompt}
+        assert (sent["temperature"], sent["max_tokens"]) == (settings.openai_temperature, settings.openai_max_tokens)
+        assert [m["content"] for m in sent["messages"][1:]] == ["Ahoy", "Model heard: Ahoy. Goodbye.", "Again"]
+
+
 def test_openai_responder_errors(openai_server: str, sqlite_url: str) -> None:
     settings = conversation_settings(sqlite_url, openai_base_url=openai_server)
     with pytest.raises(ResponderUnavailable, match="overloaded"):
@@ -158,6 +181,8 @@ def webhook() -> Iterator[str]:
             return Response(b"\x00\x01", media_type="image/png")
         if text == "bad json":
             return JSONResponse({"nothing": 1})
+        if text == "options":
+            return JSONResponse({"text": f"Options: {body['options']}"})
 
         async def plain() -> AsyncIterator[str]:
             for part in ("Plain ", "text ", "stream."):
@@ -183,6 +208,16 @@ def test_webhook_answers(webhook: str, sqlite_url: str, text: str, reply: str) -
     found = _turn(settings, text, "webhook")
     assert found[-2][0] == "done"
     assert found[-2][1]["message"]["text"] == reply
+
+
+def test_webhook_gets_the_turn_options(webhook: str, sqlite_url: str) -> None:
+    settings = conversation_settings(
+        sqlite_url, responder="webhook", webhook_url=webhook, allowed_options=["temperature", "system_prompt"]
+    )
+    with TestClient(create_app(settings)) as client:
+        body = {"text": "options", "responder": {"options": {"temperature": 0.5, "system_prompt": "Be brief."}}}
+        found = events(client.post("/v1/conversations/w/turns", json=body).text)
+    assert found[-1][1]["message"]["text"] == "Options: {'temperature': 0.5, 'system_prompt': 'Be brief.'}"
 
 
 @pytest.mark.parametrize("text", ["binary", "bad json"])

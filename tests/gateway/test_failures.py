@@ -261,3 +261,17 @@ def test_an_event_stream_cut_mid_way_ends_with_an_in_band_error(fake_brokers: Fa
     last = json.loads(events[-1].removeprefix("data: "))
     assert last["type"] == "error"
     assert last["error"]["code"] == "upstream_unavailable"
+
+
+def test_an_answer_that_trickles_past_the_timeout_is_504(fake_brokers: FakeBrokers) -> None:
+    # Each piece comes well within the read timeout, the whole answer long after it.
+    _, stt_url, tts, tts_url = fake_brokers
+    answer = json.dumps(
+        {"audio_base64": "", "audio_sample_rate": 24000, "audio_duration_seconds": 0.1, "voice": "af", "speed": 1.0}
+    ).encode()
+    pieces = [answer[i : i + 8] for i in range(0, len(answer), 8)]
+    tts.answer = lambda path, body: slow_stream(pieces, pause=0.2, media_type="application/json")
+    with client_for(stt_url, tts_url, tts_timeout=1.0, upstream_retries=0, health_interval=60) as client:
+        response = client.post("/api/voice/synthesize", json={"text": "hi"})
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"

@@ -257,3 +257,7 @@ class BridgeProcess(ServiceProcess):
         """SIGKILL: no clean shutdown, no goodbye to the broker."""
         assert self.proc is not None
         super().kill()
+
+    def stop(self) -> bool:
+        """SIGTERM; True when it shut down cleanly, its lifespan's shutdown included."""
+        return super().stop() and "Application shutdown complete" in self.log.read_text()

@@ -43,8 +43,8 @@ class ConversationSettings(ServiceSettings):
     port: int = Field(default=9100, ge=0, le=65535)
     """TCP port of the service's HTTP API (internal: the gateway calls it)."""
 
-    max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
-    """Largest request body accepted (413 above it)."""
+    max_upload_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest request body accepted (413 above it); seed 000's reply audio comes in pieces through it."""
 
     database_url: str = Field(default_factory=default_database_url)
     """SQLAlchemy URL of the store: ``sqlite:///path`` (one replica) or ``postgresql://user:pass@host/db``
@@ -67,8 +67,9 @@ class ConversationSettings(ServiceSettings):
     """Responders a client may choose per conversation (JSON list); the default one is always allowed."""
 
     allowed_options: list[str] = Field(default_factory=lambda: ["temperature", "max_tokens"])
-    """Responder options a client may set per conversation (JSON list of ``temperature``,
-    ``max_tokens``, ``system_prompt``, ``model``); others are refused."""
+    """Responder options a client may set per turn (JSON list of ``temperature``, ``max_tokens``,
+    ``system_prompt``, ``model``); others are refused. The Realtime face's ``instructions`` need
+    ``system_prompt``, its ``max_response_output_tokens`` need ``max_tokens``."""
 
     history_messages: int = Field(default=20, ge=0, le=1000)
     """Earlier messages of the conversation given to the responder as context."""
@@ -108,8 +109,9 @@ class ConversationSettings(ServiceSettings):
     """``openai`` responder: seconds to connect, and to wait for each streamed chunk."""
 
     webhook_url: str = ""
-    """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history"}``
-    as JSON and answers with text (``text/plain``, may be streamed), JSON (``{"text": ...}``) or SSE."""
+    """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history",
+    "options"}`` as JSON (``options``: the turn's client options the server allowed) and answers with text
+    (``text/plain``, may be streamed), JSON (``{"text": ...}``) or SSE."""
 
     webhook_token: SecretStr = Field(default=SecretStr(""))
     """``webhook`` responder: sent as ``Authorization: Bearer`` when set."""

@@ -22,6 +22,13 @@ class ConversationNotFound(ClientError):
     default_code: ClassVar[str] = "conversation_not_found"
 
 
+class MessageNotFound(ClientError):
+    """No such message in this owner's conversation."""
+
+    status_code: ClassVar[int] = 404
+    default_code: ClassVar[str] = "message_not_found"
+
+
 class ConversationExists(ClientError):
     """A conversation with this id exists already."""
 
@@ -142,6 +149,21 @@ class Store:
         async with self.sessions.begin() as session:
             await session.execute(delete(Message).where(Message.conversation_id == conversation_id))
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+
+    async def delete_message(self, owner: str, conversation_id: str, message_id: str) -> None:
+        """Delete one message of the owner's conversation (404 for an unknown conversation or message).
+
+        A reply still streaming when deleted stays deleted: its end is written to no row."""
+        await self.get(owner, conversation_id)
+        async with self.sessions.begin() as session:
+            gone = await session.execute(
+                delete(Message).where(Message.id == message_id, Message.conversation_id == conversation_id)
+            )
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                raise MessageNotFound(f"no message {message_id!r} in this conversation")
+            await session.execute(
+                update(Conversation).where(Conversation.id == conversation_id).values(updated_at=now())
+            )
 
     async def add_message(self, conversation_id: str, role: str, text: str, **fields: Any) -> Message:
         """Append a message (the next sequence number; retried if a concurrent append took it)."""

@@ -33,7 +33,8 @@ from voicestack_common.errors import InvalidRequest, VoicestackError, error_body
 
 logger = logging.getLogger(__name__)
 
-_OPTION_CHECKS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+# Each client option's type and bounds (a string's bounds are on its length); ``GET /v1/responders`` lists them.
+OPTION_LIMITS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
     "temperature": ((int, float), 0, 2),
     "max_tokens": (int, 1, 32_768),
     "system_prompt": (str, 0, 4000),
@@ -62,10 +63,15 @@ def check_choice(settings: ConversationSettings, choice: ResponderChoice) -> str
                 code="option_not_allowed",
                 details={"allowed": settings.allowed_options},
             )
-        kind, low, high = _OPTION_CHECKS[key]
+        kind, low, high = OPTION_LIMITS[key]
         size = len(value) if isinstance(value, str) else value
         if isinstance(value, bool) or not isinstance(value, kind) or not low <= size <= high:
-            raise InvalidRequest(f"option {key!r} must be {kind} within [{low}, {high}]", code="invalid_option")
+            what = "a string of length" if kind is str else "an integer" if kind is int else "a number"
+            raise InvalidRequest(
+                f"option {key!r} must be {what} within [{low:g}, {high:g}]",
+                code="invalid_option",
+                details={"option": key, "min": low, "max": high},
+            )
     return name
 
 
@@ -114,7 +120,10 @@ class Turn:
                         if left <= 0:
                             raise TimeoutError
                         try:
-                            piece = await asyncio.wait_for(anext(stream), left)
+                            # In this task, not wait_for's own: a cancelled turn (the caller left) then stops
+                            # the responder's generator before aclosing closes it (else "already running").
+                            async with asyncio.timeout(left):
+                                piece = await anext(stream)
                         except StopAsyncIteration:
                             break
                         if not isinstance(piece, str) or not piece:

@@ -3,8 +3,10 @@
     body over the broker's limit        → 413 here, nothing sent (a broker refusing a body mid-upload
                                           resets the connection, which would read as a dead replica)
     connect refused / connect timeout   → replica marked down, request tried on the next one
-    read timeout, connection dropped    → replica probed at once (busy or dead is the probe's call, not
-                                          this request's); retried only when the request is idempotent
+    timeout, connection dropped         → replica probed at once (busy or dead is the probe's call, not
+                                          this request's); retried only when the request is idempotent;
+                                          the timeout bounds the whole answer (a stream's head), so a
+                                          broker trickling bytes cannot hold a caller past it
     503 from a replica (saturated)      → tried on the next one, replica stays up
     nothing left to try                 → 503 no_upstream, 504 upstream_timeout
     any other 4xx/5xx                   → the broker's error passed through (a 500 becomes 502)
@@ -211,7 +213,12 @@ class ReplicaSet:
                 self.metrics.upstream_retries.labels(self.name).inc()
             started = time.perf_counter()
             try:
-                response = await self.client.send(self.build(replica, method, path, (args or dict)()), stream=stream)
+                # The timeout bounds the whole answer (the head of a stream), not only each read:
+                # a broker trickling bytes must not hold the caller past it.
+                response = await asyncio.wait_for(
+                    self.client.send(self.build(replica, method, path, (args or dict)()), stream=stream),
+                    self.client.timeout.read,
+                )
             except httpx.PoolTimeout:
                 self._outcome("pool_full")
                 raise Saturated(
@@ -225,7 +232,7 @@ class ReplicaSet:
                     retry_after=self.retry_after,
                 )
                 continue
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 self._outcome("timeout")
                 self.suspect(replica)
                 last = UpstreamTimeout(

@@ -73,12 +73,13 @@ class GatewaySettings(ServiceSettings):
             "GATEWAY_STT_TIMEOUT", "STT_REQUEST_TIMEOUT", "SST_REQUEST_TIMEOUT", "stt_timeout"
         ),
     )
-    """Seconds to wait for an STT broker's answer (read and write timeout); 504 beyond it."""
+    """Seconds to wait for an STT broker's whole answer, upload included; 504 beyond it."""
 
     tts_timeout: float = Field(
         default=30.0, gt=0, validation_alias=env_aliases("GATEWAY_TTS_TIMEOUT", "TTS_REQUEST_TIMEOUT", "tts_timeout")
     )
-    """Seconds to wait for a TTS broker's answer, or between two chunks of a stream; 504 beyond it."""
+    """Seconds to wait for a TTS broker's whole answer (a stream: its first bytes, then between two
+    chunks); 504 beyond it."""
 
     stt_max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     """Largest request the gateway forwards to an STT broker; keep it equal to the brokers'
@@ -211,7 +212,8 @@ class GatewaySettings(ServiceSettings):
     """Seed 000's ``GET /audio``: seconds to wait for the next piece of reply audio before answering 404."""
 
     chat_audio_ttl: float = Field(default=300.0, gt=0)
-    """Seed 000's ``/upload`` turns: seconds undelivered reply audio is kept for ``GET /audio``."""
+    """Seed 000's ``/upload`` turns: seconds undelivered reply audio is kept for ``GET /audio`` (in the
+    conversation service, so any gateway replica serves it)."""
 
     @field_validator("stt_urls", "tts_urls")
     @classmethod

@@ -33,6 +33,7 @@ class WebhookResponder:
             "text": request.text,
             "language": request.language,
             "history": [{"role": item.role, "text": item.text} for item in request.history],
+            "options": dict(request.options),
         }
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:

@@ -16,20 +16,22 @@ from conversation.schemas import (
     ConversationOut,
     Interrupt,
     MessageOut,
+    OptionLimit,
     RespondersOut,
     TurnRequest,
 )
-from conversation.turns import Turn, check_choice
+from conversation.turns import OPTION_LIMITS, Turn, check_choice
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.jsonbody import JsonBodyRoute
 from voicestack_common.schemas import error_responses
 
 router = APIRouter(tags=["conversations"], route_class=JsonBodyRoute)
 ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
+MessageId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 _ERRORS = {
     400: "Empty body, not JSON, or nested deeper than 32 levels (`empty_body`, `invalid_json`, `json_too_deep`)",
-    404: "No such conversation (or message) for this owner (`conversation_not_found`)",
+    404: "No such conversation (or message) for this owner (`conversation_not_found`, `message_not_found`)",
     409: "The conversation id is taken (`conversation_exists`)",
     413: "Body over the size limit (`payload_too_large`)",
     422: "Invalid field (`invalid_request`, `text_too_long`, `responder_not_allowed`, `option_not_allowed`, ...)",
@@ -106,6 +108,21 @@ async def turn(
     )
 
 
+@router.delete(
+    "/conversations/{conversation_id}/messages/{message_id}",
+    status_code=204,
+    summary="Delete one message of a conversation",
+    responses=errors(404, 422),
+)
+async def delete_message(
+    service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, message_id: MessageId
+) -> Response:
+    """404 for an unknown conversation or another caller's (``conversation_not_found``), and for a message
+    not in it (``message_not_found``). Later turns no longer see the message in their history."""
+    await service.store.delete_message(owner, conversation_id, message_id)
+    return Response(status_code=204)
+
+
 @router.post(
     "/conversations/{conversation_id}/messages/{message_id}/interrupt",
     summary="Mark a reply interrupted; its text becomes what was heard",
@@ -122,4 +139,11 @@ async def interrupt(
 async def responders(service: ServiceDep) -> RespondersOut:
     """What ``start_conversation`` may ask for."""
     settings = service.settings
-    return RespondersOut(default=settings.responder, allowed=settings.responders, options=settings.allowed_options)
+    limits = {}
+    for name in settings.allowed_options:
+        kind, low, high = OPTION_LIMITS[name]
+        shape = "string" if kind is str else "integer" if kind is int else "number"
+        limits[name] = OptionLimit.model_validate({"type": shape, "min": low, "max": high})
+    return RespondersOut(
+        default=settings.responder, allowed=settings.responders, options=settings.allowed_options, limits=limits
+    )

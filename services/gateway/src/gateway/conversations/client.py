@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.replicas import ReplicaSet
-from voicestack_common.errors import UpstreamError, VoicestackError
+from voicestack_common.errors import InvalidRequest, UpstreamError, VoicestackError
 
 OWNER_HEADER = "X-Voicestack-Owner"
 # Without API keys every caller is one owner: the conversations are the stack's.
@@ -69,6 +69,37 @@ class ConversationClient:
         answer: dict[str, Any] = (await self.call("GET", "/v1/responders", ANONYMOUS)).json()
         return answer
 
+    async def check_responder(self, name: str | None, options: dict[str, Any]) -> None:
+        """Refuse early (422) what a turn would be refused: a responder or an option the service does not
+        allow (``responder_not_allowed``, ``option_not_allowed``), or a value out of its bounds
+        (``invalid_option``, with ``details.option``)."""
+        allowed = await self.responders()
+        if name is not None and name not in allowed["allowed"]:
+            raise InvalidRequest(
+                f"responder {name!r} is not allowed here; allowed: {', '.join(allowed['allowed'])}",
+                code="responder_not_allowed",
+                details={"allowed": allowed["allowed"]},
+            )
+        limits: dict[str, dict[str, Any]] = allowed.get("limits") or {}
+        for key, value in options.items():
+            if key not in allowed["options"]:
+                raise InvalidRequest(
+                    f"option {key!r} is not allowed here; allowed: {', '.join(allowed['options']) or 'none'}",
+                    code="option_not_allowed",
+                    details={"option": key, "allowed": allowed["options"]},
+                )
+            limit = limits.get(key)
+            if limit is None:
+                continue
+            size = len(value) if isinstance(value, str) else value
+            if isinstance(size, int | float) and not limit["min"] <= size <= limit["max"]:
+                what = "length" if limit["type"] == "string" else "value"
+                raise InvalidRequest(
+                    f"option {key!r}: {what} must be within [{limit['min']:g}, {limit['max']:g}]",
+                    code="invalid_option",
+                    details={"option": key, "min": limit["min"], "max": limit["max"]},
+                )
+
     async def turn(self, owner: str, conversation_id: str, body: dict[str, Any]) -> AsyncGenerator[TurnEvent, None]:
         """The turn's events as they stream; closing the iterator closes the stream (the reply stops)."""
         response = await self._upstream().request(
@@ -94,6 +125,10 @@ class ConversationClient:
             ) from None
         finally:
             await response.aclose()
+
+    async def delete_message(self, owner: str, conversation_id: str, message_id: str) -> None:
+        """Delete one stored message (404 ``message_not_found`` when it is not there)."""
+        await self.call("DELETE", f"/v1/conversations/{conversation_id}/messages/{message_id}", owner)
 
     async def interrupt(self, owner: str, conversation_id: str, message_id: str, heard: str) -> None:
         """Store what was heard of an interrupted reply."""

@@ -176,7 +176,7 @@ class VoiceLoop:
         client = self.conversations.client
         try:
             if start.responder is not None:
-                await self._check_responder(start.responder)
+                await client.check_responder(start.responder.name, start.responder.options)
             if start.conversation_id is None:
                 created = (
                     await client.call("POST", "/v1/conversations", self.owner, json_body={"user_id": start.user_id})
@@ -204,22 +204,6 @@ class VoiceLoop:
         self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id)
         message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
         await self.send({**message, "id": request_id} if request_id is not None else message)
-
-    async def _check_responder(self, choice: ResponderChoice) -> None:
-        allowed = await self.conversations.client.responders()
-        if choice.name is not None and choice.name not in allowed["allowed"]:
-            raise VoicestackError(
-                f"responder {choice.name!r} is not allowed here; allowed: {', '.join(allowed['allowed'])}",
-                code="responder_not_allowed",
-                details={"allowed": allowed["allowed"]},
-            )
-        for key in choice.options:
-            if key not in allowed["options"]:
-                raise VoicestackError(
-                    f"option {key!r} is not allowed here; allowed: {', '.join(allowed['options']) or 'none'}",
-                    code="option_not_allowed",
-                    details={"allowed": allowed["options"]},
-                )
 
     async def _on_recognition(self, event: dict[str, Any]) -> None:
         kind = event["type"]

@@ -13,6 +13,7 @@ from gateway.realtime.protocol import (
     TurnDetection,
     new_id,
 )
+from gateway.realtime.reply import responder_options
 
 SessionKind = Literal["session", "transcription_session"]
 # OpenAI's server_vad defaults.
@@ -45,6 +46,9 @@ class SessionConfig:
     turn_detection: TurnDetection | None = field(default_factory=lambda: DEFAULT_VAD.model_copy())
     temperature: float = 0.8
     max_response_output_tokens: int | Literal["inf"] = "inf"
+    client_set: set[str] = field(default_factory=set)
+    """Which of ``instructions``, ``temperature``, ``max_response_output_tokens`` the client set: only
+    those reach the responder (the others are the conversation service's own)."""
 
     @classmethod
     def create(cls, kind: SessionKind, voice: str) -> SessionConfig:
@@ -115,6 +119,16 @@ class SessionConfig:
             )
         for name, value in changes.items():
             setattr(self, name, value)
+        self.client_set |= set(changes) & {"instructions", "temperature", "max_response_output_tokens"}
+
+    def responder_options(self) -> dict[str, Any]:
+        """The session's options for the responder, as the conversation service names them."""
+        given = self.client_set
+        return responder_options(
+            self.instructions if "instructions" in given else None,
+            self.temperature if "temperature" in given else None,
+            self.max_response_output_tokens if "max_response_output_tokens" in given else None,
+        )
 
     def view(self, shape: SessionKind = "session") -> dict[str, Any]:
         """The session object of ``session.*`` events, or of ``transcription_session.updated``."""

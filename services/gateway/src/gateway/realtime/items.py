@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.realtime import codecs
 from gateway.realtime.protocol import ItemInput, RealtimeError, new_id
+
+
+@dataclass
+class Utterance:
+    """Audio being transcribed for an item (a live utterance, or an audio item); responses wait on ``done``."""
+
+    item_id: str
+    stable: str = ""
+    """Live utterances: the stable text already sent as transcription deltas."""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from gateway.realtime.codecs import RealtimeFormat
 
@@ -18,6 +18,16 @@ from gateway.realtime.codecs import RealtimeFormat
 def new_id(prefix: str) -> str:
     """An id in OpenAI's style (``event_…``, ``item_…``, ``resp_…``)."""
     return f"{prefix}_{uuid.uuid4().hex[:22]}"
+
+
+def _max_tokens(value: int | str) -> int | str:
+    if isinstance(value, int) and not 1 <= value <= 4096:
+        raise ValueError("must be 'inf' or an integer from 1 to 4096")
+    return value
+
+
+# OpenAI's bounds on ``max_response_output_tokens``.
+MaxTokens = Annotated[int | Literal["inf"], AfterValidator(_max_tokens)]
 
 
 class _Strict(BaseModel):
@@ -61,7 +71,7 @@ class SessionUpdate(_Strict):
     input_audio_noise_reduction: NoiseReduction | None = None
     turn_detection: TurnDetection | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_response_output_tokens: int | Literal["inf"] | None = None
+    max_response_output_tokens: MaxTokens | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | None = None
     include: list[str] | None = None
@@ -139,7 +149,7 @@ class ResponseOptions(_Strict):
     voice: str | None = Field(default=None, max_length=64)
     output_audio_format: RealtimeFormat | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_response_output_tokens: int | Literal["inf"] | None = None
+    max_response_output_tokens: MaxTokens | None = None
     conversation: Literal["auto", "none"] | None = None
     metadata: dict[str, str] | None = None
     tools: list[dict[str, Any]] | None = None

@@ -7,7 +7,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+# The Realtime names of the responder options a response may carry, by the conversation service's name.
+OPTION_PARAMS = {
+    "system_prompt": "instructions",
+    "temperature": "temperature",
+    "max_tokens": "max_response_output_tokens",
+}
+
+
+def responder_options(
+    instructions: str | None, temperature: float | None, max_tokens: int | Literal["inf"] | None
+) -> dict[str, Any]:
+    """The conversation service's turn options for what a client set (unset or ``inf``: the server's own)."""
+    options: dict[str, Any] = {}
+    if instructions:
+        options["system_prompt"] = instructions
+    if temperature is not None:
+        options["temperature"] = temperature
+    if max_tokens is not None and max_tokens != "inf":
+        options["max_tokens"] = int(max_tokens)
+    return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,13 +37,19 @@ class Turn:
 
     role: Literal["user", "assistant", "system"]
     text: str
+    item_id: str | None = None
+    """The session item it comes from."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyRequest:
-    """One response: the conversation so far, how to answer and whether to speak."""
+    """One response: the conversation so far, how to answer and whether to speak.
+
+    ``instructions``, ``max_tokens`` and ``temperature`` are set only when the client set them."""
 
     history: list[Turn]
+    item_id: str | None = None
+    """The response's output item."""
     instructions: str | None = None
     voice: str | None = None
     speed: float | None = None
@@ -58,10 +85,23 @@ class ReplyStream(Protocol):
         """Stop now; the reply is remembered as heard up to ``heard_seconds`` of its audio."""
         ...
 
+    def stored_as(self) -> dict[str, str]:
+        """The stored message of each session item this reply carried (its user items, its output item),
+        once the conversation service has stored them."""
+        ...
+
 
 class Replier(Protocol):
     """The voice loop, as the Realtime face drives it."""
 
     async def open(self, request: ReplyRequest) -> ReplyStream:
         """Start a reply."""
+        ...
+
+    async def check(self, options: dict[str, Any]) -> None:
+        """Refuse responder options the server does not allow, or values out of its bounds (422)."""
+        ...
+
+    async def forget(self, message_id: str) -> None:
+        """Delete a stored message (a deleted item); one already gone is no error."""
         ...

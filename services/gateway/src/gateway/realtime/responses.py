@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, item_view
 from gateway.realtime.protocol import ResponseOptions, new_id
-from gateway.realtime.reply import ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
+from gateway.realtime.reply import OPTION_PARAMS, ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
 from voicestack_common.errors import VoicestackError
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class ResponseRun:
                 with contextlib.suppress(Exception):
                     await self._events.aclose()  # the voice loop stops at once; what was heard is told later
             if self.stream is not None:
-                self.session.interrupted[self.item_id] = self.stream
+                self.session.conversation.interrupted[self.item_id] = self.stream
         except VoicestackError as exc:
             self.status = "failed"
             self.item.status = "incomplete"
@@ -145,29 +145,33 @@ class ResponseRun:
         await send({"type": "response.done", "response": self.view()})
 
     def _request(self) -> ReplyRequest:
-        config = self.session.config
-        history = [Turn(item.role, item.words) for item in self.session.items.values() if item.words]
-        for extra in self.options.input or []:
+        config, options = self.session.config, self.options
+        history = [
+            Turn(item.role, item.words, item.id) for item in self.session.conversation.items.values() if item.words
+        ]
+        for extra in options.input or []:
             added = Item.from_input(extra)
             if added.words:
                 history.append(Turn(added.role, added.words))
         self.input_text = " ".join(turn.text for turn in history)
-        limit = self.options.max_response_output_tokens or config.max_response_output_tokens
+        session = {OPTION_PARAMS[name]: value for name, value in config.responder_options().items()}
+        limit = options.max_response_output_tokens or session.get("max_response_output_tokens")
         return ReplyRequest(
             history=history,
-            instructions=self.options.instructions or config.instructions or None,
+            item_id=self.item_id,
+            instructions=options.instructions or session.get("instructions"),
             voice=self.voice,
             speed=config.speed,
             audio=self.audio,
-            max_tokens=None if limit == "inf" else int(limit),
-            temperature=self.options.temperature or config.temperature,
+            max_tokens=None if limit in (None, "inf") else int(limit),
+            temperature=options.temperature if options.temperature is not None else session.get("temperature"),
         )
 
     async def _add_item(self) -> None:
         send = self.session.send
-        previous = next(reversed(self.session.items), None)
+        previous = next(reversed(self.session.conversation.items), None)
         if self.in_conversation:
-            self.session.items[self.item_id] = self.item
+            self.session.conversation.items[self.item_id] = self.item
         self.added = True
         view = item_view(self.item, "in_progress")
         view["content"] = []
@@ -184,8 +188,13 @@ class ResponseRun:
                 "responses need the conversation service: set GATEWAY_CONVERSATION_URLS", code="conversations_disabled"
             )
         self.stream = await replier.open(request)
+        for turn in request.history:
+            if turn.item_id is not None and turn.role == "user":
+                self.session.conversation.stored[turn.item_id] = self.stream
+        if self.in_conversation:
+            self.session.conversation.stored[self.item_id] = self.stream
         if self.audio:
-            self.session.spoken[self.item_id] = self.stream
+            self.session.conversation.spoken[self.item_id] = self.stream
         encoder = codecs.OutputEncoder(self.format) if self.audio else None
         send = self.session.send
         self._events = self.stream.events()
