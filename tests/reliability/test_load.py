@@ -5,16 +5,16 @@ bridge, conversation service, gateway). The load runs twice with the same mix: a
 (``WARMUP_S``), then the measured run (``VOICESTACK_LOAD_SECONDS``, 60 s by default; an hour with
 ``VOICESTACK_LONG=1``). Between runs every client leaves and the stack settles, and the resident
 memory and open descriptors of every service are read from ``/proc``: after the measured run they
-must stay within 5 % of their size after the warm-up. Every answer must be a success or a
+must stay within 5 % (at least 8 MiB) of their size after the warm-up. Every answer must be a success or a
 deliberate refusal (429/503 with ``Retry-After``; on the WebSocket an ``error`` event coded
 ``saturated``, ``rate_limited`` or ``no_upstream``): on 2 cores most inference requests queue or are
 refused, which is allowed, but nothing else is. Latencies of the non-inference calls are recorded
 for docs/reliability.md (never asserted: the machine may be shared).
 
-The sessions use ``WS /api/voice/ws/chat``, the gateway's one chat socket: the seed's request/answer
-messages (``ping``, ``synthesize``, ``transcribe``) and, on every fifth session, a typed
-conversation (``start_conversation`` then ``text`` turns, answered by the conversation service and
-spoken by the TTS broker), so every service carries load.
+The sessions use ``WS /api/voice/ws/chat``, the gateway's one chat socket (there is no separate
+``/api/voice/ws``): the seed's request/answer messages (``ping``, ``synthesize``, ``transcribe``)
+and, on every fifth session, a typed conversation (``start_conversation`` then ``text`` turns,
+answered by the conversation service and spoken by the TTS broker), so every service carries load.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.reliability.figures import record
+from tests.reliability.procfs import open_fds, rss_bytes
 from tests.servers import free_port
 from tests.speech import TEST_CACHE
 
@@ -46,10 +46,11 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 LONG = os.environ.get("VOICESTACK_LONG") == "1"
 LOAD_S = float(os.environ.get("VOICESTACK_LOAD_SECONDS") or (3600 if LONG else 60))
-WARMUP_S = 30.0
+WARMUP_S = 20.0
 WS_SESSIONS = 50
 REST_CLIENTS = 20
 GROWTH_LIMIT = 0.05
+RSS_SLACK = 8 * 2**20
 START_TIMEOUT_S = 300
 SERVICES = {
     "mqtt_broker": "mqtt_bridge.cli broker",
@@ -129,18 +130,6 @@ def _service_pids(supervisor: int) -> dict[str, int]:
             if f"-m {marker}" in command:
                 pids[name] = child
     return pids
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process, from /proc."""
-    match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
-    assert match is not None
-    return int(match.group(1)) * 1024
-
-
-def open_fds(pid: int) -> int:
-    """File descriptors a process holds."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +328,8 @@ def test_load_no_errors_and_no_growth(stack: Stack) -> None:
             "rest_clients": REST_CLIENTS,
             "answers": dict(tally.answers),
             "refused": dict(tally.refused),
-            "failures": len(tally.failures),
+            "failures": len(warm.failures) + len(tally.failures),
+            "first_failures": (warm.failures + tally.failures)[:5],
             "latency": latency,
             "services": services,
         },
@@ -353,6 +343,10 @@ def test_load_no_errors_and_no_growth(stack: Stack) -> None:
     for name in stack.pids:
         rss_warm, fds_warm = warmed[name]
         rss_end, fds_end = after[name]
-        assert rss_end <= rss_warm * (1 + GROWTH_LIMIT), f"{name}: RSS {services[name]['rss_mb']} MB"
+        # 5 %, but at least 8 MiB: a ~100 MB Python service keeps a few MiB of allocator arenas
+        # after a burst of 70 clients (measured +2.7..4.6 % on the gateway in 30-60 s runs); a leak
+        # outgrows either bound in the hour-long run.
+        limit = max(rss_warm * GROWTH_LIMIT, RSS_SLACK)
+        assert rss_end <= rss_warm + limit, f"{name}: RSS {services[name]['rss_mb']} MB"
         # Descriptors: 5 %, but at least 2 (one pooled connection may still be open when sampled).
         assert fds_end <= max(fds_warm * (1 + GROWTH_LIMIT), fds_warm + 2), f"{name}: fds {services[name]['fds']}"
