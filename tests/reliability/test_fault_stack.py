@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # Generous: a 504 on a loaded CI machine would measure the machine, not the failover.
 SLOW = "300"
-LONG_TEXT = " ".join(f"Sentence number {n} is here to keep the voice busy for a while." for n in range(1, 25))
+# Long enough (about four minutes of speech) that the broker is still synthesizing when the stream is
+# cut, even on a fast machine where socket buffers hold what the unread stream made so far.
+LONG_TEXT = " ".join(f"Sentence number {n} is here to keep the voice busy for a while." for n in range(1, 50))
 
 
 def stt_replica(workdir: Path) -> ServiceProcess:
