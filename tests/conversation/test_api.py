@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -26,7 +27,7 @@ def events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_conversation_lifecycle_and_owners(database_url: str) -> None:
     with TestClient(create_app(conversation_settings(database_url))) as client:
-        assert client.get("/readyz").json()["checks"]["schema_revision"] == "0001"
+        assert client.get("/readyz").json()["checks"]["schema_revision"] == "0002"
         created = client.post("/v1/conversations", json={"user_id": "u1", "title": "kitchen"}, headers=A)
         assert created.status_code == 201
         cid = created.json()["id"]
@@ -107,6 +108,57 @@ def test_interrupt_endpoint(sqlite_url: str) -> None:
         user_id = turn[0][1]["user_message"]["id"]
         wrong = client.post(f"/v1/conversations/c/messages/{user_id}/interrupt", json={"heard_text": ""})
         assert wrong.status_code == 404
+
+
+def test_deliveries_of_seed000_reply_audio(database_url: str) -> None:
+    """Pieces stored by one writer are taken in order, deleted as taken; done → gone; a new delivery of the
+    device supersedes the old writer (409); owners and sessions are apart; a failed reply says why."""
+    with TestClient(create_app(conversation_settings(database_url))) as client:
+
+        def piece(turn: str, index: int, text: str) -> dict[str, Any]:
+            audio = base64.b64encode(f"RIFF{index}".encode()).decode()
+            body = {"turn": turn, "index": index, "text": text, "format": "wav", "sample_rate": 24000}
+            return body | {"audio_base64": audio}
+
+        def take(headers: dict[str, str], session: str = "car", wait: float = 0) -> dict[str, Any]:
+            answer = client.post(f"/v1/deliveries/{session}/take", params={"wait": wait}, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        assert take(A)["state"] == "none"
+        turn = client.put("/v1/deliveries/car", json={"ttl": 60, "conversation_id": "device-car"}, headers=A)
+        assert turn.status_code == 200, turn.text
+        first = turn.json()["turn"]
+        assert take(A, wait=0.3)["state"] == "pending"
+        for index, text in enumerate(["One.", "Two."]):
+            stored = client.post("/v1/deliveries/car/pieces", json=piece(first, index, text), headers=A)
+            assert stored.status_code == 204
+        assert take(B)["state"] == "none"  # another owner's device
+        assert take(A, session="bus")["state"] == "none"
+        got = take(A)
+        assert (got["state"], got["index"], got["text"]) == ("piece", 0, "One.")
+        assert base64.b64decode(got["audio_base64"]) == b"RIFF0"
+        # a new upload of the device: the old writer is told to stop, its pieces are gone
+        second = client.put("/v1/deliveries/car", json={"ttl": 60}, headers=A).json()["turn"]
+        late = client.post("/v1/deliveries/car/pieces", json=piece(first, 2, "Three."), headers=A)
+        assert late.status_code == 409
+        assert late.json()["error"]["code"] == "delivery_superseded"
+        assert client.post("/v1/deliveries/car/done", json={"turn": first}, headers=A).status_code == 409
+        assert client.post("/v1/deliveries/car/pieces", json=piece(second, 0, "Again."), headers=A).status_code == 204
+        assert client.post("/v1/deliveries/car/done", json={"turn": second}, headers=A).status_code == 204
+        assert take(A)["text"] == "Again."
+        assert take(A)["state"] == "done"
+        assert take(A)["state"] == "none"  # delivered: gone
+        # a reply that failed before any audio
+        third = client.put("/v1/deliveries/car", json={}, headers=A).json()["turn"]
+        failed = {"turn": third, "error": {"code": "responder_timeout", "message": "too slow"}}
+        assert client.post("/v1/deliveries/car/done", json=failed, headers=A).status_code == 204
+        got = take(A)
+        assert (got["state"], got["error"]) == ("failed", {"code": "responder_timeout", "message": "too slow"})
+        assert take(A)["state"] == "none"
+        bad = client.post("/v1/deliveries/car/pieces", json=piece(third, 0, "x") | {"audio_base64": "%%"}, headers=A)
+        assert bad.status_code == 422
+        assert bad.json()["error"]["code"] == "invalid_base64"
 
 
 def test_delete_message(database_url: str) -> None:

@@ -72,6 +72,16 @@ def chat_gateway(stt_url: str, tts_url: str, conversation_url: str, events: tupl
         yield url
 
 
+@pytest.fixture(scope="module")
+def other_gateway(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:
+    """A second gateway replica in front of the same brokers and conversation service."""
+    settings = gateway_settings(
+        stt_urls=stt_url, tts_urls=tts_url, conversation_urls=conversation_url, tts_timeout=TIMEOUT, stt_timeout=TIMEOUT
+    )
+    with serve(create_app(settings)) as url:
+        yield url
+
+
 def pcm16(text: str) -> bytes:
     """``text`` spoken by Kokoro, as 16 kHz PCM16 mono."""
     return resample(kokoro_speech(text), 16_000).to_pcm16()
@@ -297,7 +307,7 @@ def test_voice_message_seed003(chat_gateway: str, stt_url: str) -> None:
     assert missing.json()["error"]["code"] == "conversation_not_found"
 
 
-def test_upload_then_audio_seed000(chat_gateway: str, stt_url: str, tmp_path: Path) -> None:
+def test_upload_then_audio_seed000(chat_gateway: str, other_gateway: str, stt_url: str, tmp_path: Path) -> None:
     base = chat_gateway
     assert httpx.get(f"{base}/audio", params={"session": "car"}, timeout=10).status_code == 404
     audio = encode_audio(kokoro_speech(QUESTION), "wav")
@@ -306,7 +316,8 @@ def test_upload_then_audio_seed000(chat_gateway: str, stt_url: str, tmp_path: Pa
     assert httpx.get(f"{base}/audio", params={"session": "other"}, timeout=10).status_code == 404
     pieces = []
     while True:
-        answer = httpx.get(f"{base}/audio", params={"session": "car"}, timeout=60)
+        # the pending audio is in the conversation service: the other gateway replica delivers it
+        answer = httpx.get(f"{other_gateway}/audio", params={"session": "car"}, timeout=60)
         if answer.status_code == 204:
             break
         assert answer.status_code == 200, answer.text
@@ -322,6 +333,17 @@ def test_upload_then_audio_seed000(chat_gateway: str, stt_url: str, tmp_path: Pa
     again = httpx.post(f"{base}/upload", files={"file": ("a.wav", audio, "audio/wav")}, timeout=TIMEOUT)
     assert again.status_code == 202
     assert httpx.get(f"{base}/audio", timeout=60).status_code == 200
+    # the device uploads again through the other replica: its new reply replaces the old one everywhere
+    first = httpx.post(f"{base}/upload", params={"session": "bus"}, content=audio, timeout=TIMEOUT)
+    assert first.status_code == 202
+    later = encode_audio(kokoro_speech(LATER), "wav")
+    second = httpx.post(f"{other_gateway}/upload", params={"session": "bus"}, content=later, timeout=TIMEOUT)
+    assert second.status_code == 202
+    replaced = []
+    while (answer := httpx.get(f"{base}/audio", params={"session": "bus"}, timeout=60)).status_code == 200:
+        replaced.append(base64.b64decode(answer.headers["X-Reply-Text"]).decode())
+    assert answer.status_code == 204
+    assert words(" ".join(replaced)) == words(f"You said: {second.json()['transcript'].strip()}")
 
 
 @pytest.mark.parametrize(

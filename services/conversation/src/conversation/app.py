@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 
 from conversation import __version__
 from conversation.db import create_engine, current_revision, migrate
+from conversation.deliveries import Deliveries
 from conversation.deps import Service
 from conversation.metrics import ConversationMetrics
 from conversation.responders import build_responders
-from conversation.routes import conversations
+from conversation.routes import conversations, deliveries
 from conversation.settings import ConversationSettings
 from conversation.store import Store
 from voicestack_common.service import Readiness, create_service_app
@@ -24,8 +25,9 @@ from voicestack_common.service import Readiness, create_service_app
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Conversations and their messages (SQLite or PostgreSQL), and the responders that answer
-(`echo`, `openai`, `webhook`). Internal: the gateway calls it, passing the caller's identity in
-`X-Voicestack-Owner`; clients use the gateway's `/api/conversations`."""
+(`echo`, `openai`, `webhook`), and seed 000's pending reply audio (`/v1/deliveries`). Internal: the
+gateway calls it, passing the caller's identity in `X-Voicestack-Owner`; clients use the gateway's
+`/api/conversations`."""
 
 
 async def _purge_loop(service: Service) -> None:
@@ -54,7 +56,8 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
         try:
             if settings.migrate_on_start:
                 await migrate(engine)
-            service = Service(settings, Store(engine), responders, app.state.conversation_metrics)
+            store = Store(engine)
+            service = Service(settings, store, responders, app.state.conversation_metrics, Deliveries(store))
             if settings.retention_days > 0:
                 tasks.append(asyncio.create_task(_purge_loop(service)))
             logger.info(
@@ -95,4 +98,5 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.conversation_metrics = ConversationMetrics(app.state.http_metrics.registry)
     app.include_router(conversations.router, prefix="/v1")
+    app.include_router(deliveries.router, prefix="/v1")
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header
 from starlette.requests import HTTPConnection
 
+from conversation.deliveries import Deliveries
 from conversation.metrics import ConversationMetrics
 from conversation.responders.base import Responder
 from conversation.settings import ConversationSettings
@@ -29,6 +30,7 @@ class Service:
     store: Store
     responders: dict[str, Responder]
     metrics: ConversationMetrics
+    deliveries: Deliveries
 
 
 def get_service(connection: HTTPConnection) -> Service:

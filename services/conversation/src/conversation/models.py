@@ -1,11 +1,23 @@
-"""Tables of the store: conversations and their messages (Alembic migrations create them)."""
+"""Tables of the store: conversations, their messages, and seed 000's pending reply audio (Alembic creates them)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,3 +76,35 @@ class Message(Base):
     heard_text: Mapped[str | None] = mapped_column(Text)
     generated_text: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class Delivery(Base):
+    """Seed 000: the reply audio of a device's last ``/upload``, waiting for ``GET /audio`` on any gateway."""
+
+    __tablename__ = "deliveries"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
+    turn: Mapped[str] = mapped_column(String(32), unique=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    ttl_seconds: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class DeliveryPiece(Base):
+    """One spoken piece of a delivery's reply, deleted once fetched."""
+
+    __tablename__ = "delivery_pieces"
+    __table_args__ = (Index("ix_delivery_pieces_turn_index", "turn", "piece_index", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn: Mapped[str] = mapped_column(String(32))
+    piece_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    audio: Mapped[bytes] = mapped_column(LargeBinary)

@@ -136,3 +136,64 @@ class RespondersOut(BaseModel):
     """Options a client may set."""
     limits: dict[str, OptionLimit]
     """The bounds of each option a client may set (a string's are on its length)."""
+
+
+class DeliveryBegin(BaseModel):
+    """``PUT /v1/deliveries/{session}``: a device's new reply (its earlier one is dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds the delivery is kept without a write or a fetch."""
+    conversation_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class DeliveryTurn(BaseModel):
+    """The delivery's turn id: writes name it, so a replaced delivery is not written to."""
+
+    turn: str
+
+
+class DeliveryPieceIn(BaseModel):
+    """``POST /v1/deliveries/{session}/pieces``: one spoken piece."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    turn: str = Field(max_length=32)
+    index: int = Field(ge=0)
+    text: str = Field(max_length=100_000)
+    format: Literal["wav", "pcm", "mp3", "opus", "flac"]
+    sample_rate: int = Field(ge=1, le=192_000)
+    audio_base64: str
+    """The piece's audio file, base64."""
+
+
+class DeliveryError(BaseModel):
+    """Why the reply failed."""
+
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=10_000)
+
+
+class DeliveryDone(BaseModel):
+    """``POST /v1/deliveries/{session}/done``: no more pieces come."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    turn: str = Field(max_length=32)
+    error: DeliveryError | None = None
+
+
+class DeliveryNext(BaseModel):
+    """``POST /v1/deliveries/{session}/take``: the next piece (deleted as taken) or the delivery's state.
+
+    ``piece``; ``pending`` (nothing within the wait); ``done`` (all delivered; the delivery is gone);
+    ``failed`` (the reply failed before any audio; ``error``); ``none`` (no delivery for the device)."""
+
+    state: Literal["piece", "pending", "done", "failed", "none"]
+    index: int | None = None
+    text: str | None = None
+    format: str | None = None
+    sample_rate: int | None = None
+    audio_base64: str | None = None
+    error: DeliveryError | None = None

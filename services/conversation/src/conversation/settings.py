@@ -43,8 +43,8 @@ class ConversationSettings(ServiceSettings):
     port: int = Field(default=9100, ge=0, le=65535)
     """TCP port of the service's HTTP API (internal: the gateway calls it)."""
 
-    max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
-    """Largest request body accepted (413 above it)."""
+    max_upload_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest request body accepted (413 above it); seed 000's reply audio comes in pieces through it."""
 
     database_url: str = Field(default_factory=default_database_url)
     """SQLAlchemy URL of the store: ``sqlite:///path`` (one replica) or ``postgresql://user:pass@host/db``

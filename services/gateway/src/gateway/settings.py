@@ -212,7 +212,8 @@ class GatewaySettings(ServiceSettings):
     """Seed 000's ``GET /audio``: seconds to wait for the next piece of reply audio before answering 404."""
 
     chat_audio_ttl: float = Field(default=300.0, gt=0)
-    """Seed 000's ``/upload`` turns: seconds undelivered reply audio is kept for ``GET /audio``."""
+    """Seed 000's ``/upload`` turns: seconds undelivered reply audio is kept for ``GET /audio`` (in the
+    conversation service, so any gateway replica serves it)."""
 
     @field_validator("stt_urls", "tts_urls")
     @classmethod

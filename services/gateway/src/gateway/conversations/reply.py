@@ -14,7 +14,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +133,7 @@ class Reply:
     def _mark(self, name: str) -> None:
         self.timings.setdefault(name, round((time.perf_counter() - self._started) * 1000, 1))
 
-    async def events(self) -> AsyncIterator[ReplyEvent]:
+    async def events(self) -> AsyncGenerator[ReplyEvent, None]:
         """Run the reply; its events in order, ending with ``done``, ``error`` or (after cancel) nothing."""
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._speak())]
         try:

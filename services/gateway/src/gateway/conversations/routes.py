@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import logging
 import re
@@ -18,7 +19,7 @@ from starlette.datastructures import UploadFile
 from gateway import brokers
 from gateway.conversations.client import owner_of
 from gateway.conversations.reply import Reply, Voice
-from gateway.conversations.state import ConversationsDep, DeviceTurn
+from gateway.conversations.state import Conversations, ConversationsDep, DeviceTurn
 from gateway.deps import CallerDep, GatewayDep, limit_transcribe
 from gateway.schemas import errors as common_errors
 from voicestack_common.contracts.stt import TranscribeResponse
@@ -262,13 +263,14 @@ async def upload(
     owner = owner_of(caller)
     key = f"{owner}/{session}"
     if (previous := conversations.devices.pop(key, None)) is not None:
-        await previous.reply.cancel()
-        if previous.task is not None:
-            previous.task.cancel()
-    await conversations.expire(gateway.settings.chat_audio_ttl)
+        await previous.stop()
     if not result.text.strip():
         raise InvalidRequest("no speech was heard in the audio", code="no_speech")
     conversation = conversation_id or f"device-{session}"
+    # The reply's audio waits in the conversation service, where every gateway replica's GET /audio finds it;
+    # a delivery begun on another replica for this device is replaced (its writer stops at its next write).
+    begun = {"ttl": gateway.settings.chat_audio_ttl, "conversation_id": conversation}
+    delivery = (await conversations.client.call("PUT", f"/v1/deliveries/{session}", owner, json_body=begun)).json()
     reply = Reply(
         gateway,
         conversations.client,
@@ -279,25 +281,48 @@ async def upload(
         session,
     )
     turn = DeviceTurn(reply)
-    turn.task = asyncio.create_task(_run_device_turn(turn))
+    turn.task = asyncio.create_task(_run_device_turn(conversations, key, turn, session, str(delivery["turn"])))
     conversations.devices[key] = turn
     return {"status": "accepted", "session": session, "conversation_id": conversation, "transcript": result.text}
 
 
-async def _run_device_turn(turn: DeviceTurn) -> None:
+async def _run_device_turn(
+    conversations: Conversations, key: str, turn: DeviceTurn, session: str, delivery: str
+) -> None:
+    """Make the reply and store each piece of its audio in the delivery, then mark it done."""
+    client, reply = conversations.client, turn.reply
+    path = f"/v1/deliveries/{session}"
+    error: dict[str, str] | None = None
     try:
-        async for event in turn.reply.events():
-            if event.kind == "audio" and event.piece is not None:
-                turn.pieces.append(event.piece)
-            elif event.kind == "error":
-                turn.error = {"code": str(event.data.get("code")), "message": str(event.data.get("message"))}
-            turn.notify()
+        async with contextlib.aclosing(reply.events()) as events:
+            async for event in events:
+                if event.kind == "audio" and event.piece is not None:
+                    piece = event.piece
+                    body = {"turn": delivery, **piece.message()}
+                    body.pop("duration_seconds")
+                    await client.call("POST", f"{path}/pieces", reply.owner, json_body=body)
+                elif event.kind == "error":
+                    error = {"code": str(event.data.get("code")), "message": str(event.data.get("message"))}
+        await client.call("POST", f"{path}/done", reply.owner, json_body={"turn": delivery, "error": error})
+    except VoicestackError as exc:
+        if exc.code == "delivery_superseded":  # a newer upload of the device, or nobody fetched it in time
+            await reply.cancel()
+        else:
+            logger.warning("device turn failed: %s", exc.code)
+            await reply.cancel()
+            failed = {"code": exc.code, "message": exc.message}
+            with contextlib.suppress(Exception):
+                await client.call("POST", f"{path}/done", reply.owner, json_body={"turn": delivery, "error": failed})
     except Exception:
         logger.exception("device turn failed")
-        turn.error = {"code": "internal_error", "message": "the reply failed"}
+        await reply.cancel()
     finally:
-        turn.done = True
-        turn.notify()
+        if conversations.devices.get(key) is turn:
+            del conversations.devices[key]
+
+
+# The longest a single call to the conversation service waits for the next piece (GET /audio repeats it).
+TAKE_WAIT_S = 20.0
 
 
 @seeds.get(
@@ -317,32 +342,32 @@ async def audio(
     session: Session = "default",
     wait: Annotated[float | None, Query(gt=0, le=300, description="Seconds to wait (default 30)")] = None,
 ) -> Response:
-    """Waits up to ``GATEWAY_CHAT_AUDIO_WAIT`` seconds (30) for the next piece."""
-    key = f"{owner_of(caller)}/{session}"
-    turn = conversations.devices.get(key)
-    if turn is None:
-        raise _NoAudio("no reply is pending for this session: POST /upload first")
+    """Waits up to ``GATEWAY_CHAT_AUDIO_WAIT`` seconds (30) for the next piece; any gateway replica serves
+    any device (the pending audio is in the conversation service)."""
+    owner = owner_of(caller)
     deadline = time.monotonic() + (wait or gateway.settings.chat_audio_wait)
-    while not turn.pieces and not turn.done:
-        turn.changed.clear()
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                await turn.changed.wait()
-        except TimeoutError:
-            raise _NoAudio("no reply audio became available in time") from None
-    if turn.pieces:
-        piece = turn.pieces.pop(0)
-        turn.touched = time.monotonic()
-        return Response(
-            piece.audio,
-            media_type=FORMATS[piece.format].media_type,
-            headers={"X-Reply-Text": base64.b64encode(piece.text.encode()).decode(), "X-Piece-Index": str(piece.index)},
-        )
-    conversations.devices.pop(key, None)
-    if turn.error is not None and not turn.reply.sent:
-        error = turn.error
-        raise _responder_error(error)
-    return Response(status_code=204)
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        params = {"wait": round(min(left, TAKE_WAIT_S), 3)}
+        found = (await conversations.client.call("POST", f"/v1/deliveries/{session}/take", owner, params=params)).json()
+        state = found.get("state")
+        if state == "piece":
+            return Response(
+                base64.b64decode(found["audio_base64"]),
+                media_type=FORMATS[found["format"]].media_type,
+                headers={
+                    "X-Reply-Text": base64.b64encode(str(found["text"]).encode()).decode(),
+                    "X-Piece-Index": str(found["index"]),
+                },
+            )
+        if state == "none":
+            raise _NoAudio("no reply is pending for this session: POST /upload first")
+        if state == "done":
+            return Response(status_code=204)
+        if state == "failed":
+            raise _responder_error(found.get("error") or {})
+        if time.monotonic() >= deadline:
+            raise _NoAudio("no reply audio became available in time")
 
 
 class _NoAudio(VoicestackError):

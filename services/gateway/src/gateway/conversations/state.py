@@ -1,9 +1,8 @@
-"""What the conversation routes share: the service's client and seed 000's pending reply audio."""
+"""What the conversation routes share: the service's client, and the seed 000 replies this replica makes."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,25 +10,23 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from gateway.conversations.client import ConversationClient
-from gateway.conversations.reply import Reply, SpokenPiece
+from gateway.conversations.reply import Reply
 
 
 @dataclass
 class DeviceTurn:
-    """Seed 000: the reply to a device's last ``/upload``, its audio waiting for ``GET /audio``."""
+    """Seed 000: a reply this replica is making for a device's ``/upload``; its audio goes to the
+    conversation service's delivery (``/v1/deliveries``), where ``GET /audio`` on any replica takes it."""
 
     reply: Reply
-    pieces: list[SpokenPiece] = field(default_factory=list)
-    done: bool = False
-    error: dict[str, str] | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    touched: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
 
-    def notify(self) -> None:
-        """Wake a waiting ``GET /audio``."""
-        self.touched = time.monotonic()
-        self.changed.set()
+    async def stop(self) -> None:
+        """Stop making the reply (it is stored interrupted, as far as its audio was delivered)."""
+        await self.reply.cancel()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 @dataclass
@@ -38,25 +35,17 @@ class Conversations:
 
     client: ConversationClient
     devices: dict[str, DeviceTurn] = field(default_factory=dict)
-    """Seed 000 turns by ``session`` (in this gateway replica's memory: route a device to one replica)."""
-
-    async def expire(self, ttl: float) -> None:
-        """Forget device turns nobody fetched for ``ttl`` seconds."""
-        now = time.monotonic()
-        for key, turn in list(self.devices.items()):
-            if now - turn.touched > ttl:
-                self.devices.pop(key, None)
-                if turn.task is not None and not turn.task.done():
-                    await turn.reply.cancel()
-                    turn.task.cancel()
+    """Replies this replica is making, by ``owner/session``: a new upload here stops the old one at once (one
+    on another replica stops when the service answers its next write with ``delivery_superseded``)."""
 
     async def close(self) -> None:
         """Stop every running device turn."""
-        for turn in self.devices.values():
+        turns = list(self.devices.values())
+        self.devices.clear()
+        for turn in turns:
             if turn.task is not None:
                 turn.task.cancel()
-        await asyncio.gather(*(t.task for t in self.devices.values() if t.task), return_exceptions=True)
-        self.devices.clear()
+        await asyncio.gather(*(t.task for t in turns if t.task), return_exceptions=True)
 
 
 def get_conversations(connection: HTTPConnection) -> Conversations:
