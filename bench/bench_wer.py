@@ -11,8 +11,9 @@ int8 x greedy / beam 5, all with temperature fallback (0.2 steps). The real-time
 is processing seconds (VAD included) over audio seconds. Clips of silence and of noise
 alone are counted separately: any word on them is a hallucination.
 
-``--vad-sweep`` instead compares VAD padding / gap settings on whisper.cpp f16 greedy
-(how the defaults in stt_broker/vad_defaults.py were chosen).
+``--vad-sweep`` instead compares VAD speech padding x minimum cut silence on whisper.cpp
+f16 greedy (how the defaults in stt_broker/vad_defaults.py were chosen); WER does not
+depend on the machine's load, so the sweep may run on a busy machine (its RTF may not).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from stt_broker.engines.whispercpp import WhisperCppEngine, WhisperCppParams
 from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
 from stt_broker.vad import SpeechDetector
 from voicestack_common.audio import Pcm, decode_audio
+
+# Speech padding x the shortest silence that is cut, around the defaults (400 ms, 2000 ms).
+SWEEP = [(pad, gap) for gap in (500, 2000) for pad in (100, 200, 400, 600)]
 
 
 def engines(threads: int) -> dict[str, Callable[[], SttEngine]]:
@@ -131,7 +135,7 @@ def main() -> None:
         engine = engines(args.threads)["whisper.cpp f16 greedy"]()
         engine.load()
         score("no VAD", engine, None)
-        for pad, gap in ((200, 500), (400, 2000)):
+        for pad, gap in SWEEP:
             score(f"VAD pad {pad} ms, gap {gap} ms", engine, SpeechDetector(0.5, pad, gap))
         engine.close()
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import wave
 
+import av
 import numpy as np
 import pytest
 
@@ -119,3 +120,36 @@ def test_wav_from_a_pipe_with_a_placeholder_length_decodes() -> None:
     header = bytearray(wav_header(24_000, len(body)))
     header[40:44] = (0x7FFFF000).to_bytes(4, "little")
     assert decode_audio(bytes(header) + body).duration == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(16_000, 1), (24_000, 1), (44_100, 2)])
+def test_pcm16_wav_skips_ffmpeg_and_matches_it(rate: int, channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = tone(1.0, rate).samples
+    ints = (np.repeat(samples[:, None], channels, axis=1) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(ints.tobytes())
+    with monkeypatch.context() as patch:
+        patch.setattr("voicestack_common.audio._pcm16_wav", lambda *a: None)
+        through_ffmpeg = decode_audio(buffer.getvalue())
+    monkeypatch.setattr("voicestack_common.audio.av.open", lambda *a, **k: pytest.fail("FFmpeg was used"))
+    fast = decode_audio(buffer.getvalue())
+    assert fast.sample_rate == 16_000
+    assert len(fast.samples) == pytest.approx(len(through_ffmpeg.samples), abs=2)
+    n = min(len(fast.samples), len(through_ffmpeg.samples))
+    np.testing.assert_allclose(fast.samples[100 : n - 100], through_ffmpeg.samples[100 : n - 100], atol=2e-3)
+
+
+def test_a_wav_that_is_not_pcm16_still_goes_through_ffmpeg() -> None:
+    data = encode_audio(tone(1.0, 16_000), "wav")  # our own encoder writes PCM16
+    as_float = io.BytesIO()
+    with av.open(as_float, "w", format="wav") as out:
+        stream = out.add_stream("pcm_f32le", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(tone(1.0, 16_000).samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in (*stream.encode(frame), *stream.encode(None)):
+            out.mux(packet)
+    assert decode_audio(as_float.getvalue()).duration == pytest.approx(decode_audio(data).duration, abs=0.01)

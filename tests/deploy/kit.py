@@ -237,6 +237,10 @@ def docker_compose() -> str:
     return binary
 
 
+# docker-compose 1.29 takes a second idle but over a minute on a loaded 2-core machine.
+TOOL_TIMEOUT = 300
+
+
 def compose_config(
     files: list[Path], profiles: tuple[str, ...] = (), *, quiet: bool = False
 ) -> subprocess.CompletedProcess[str]:
@@ -248,7 +252,7 @@ def compose_config(
         args += ["--profile", profile]
     args += ["config", *(["-q"] if quiet else [])]
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir()}
-    return subprocess.run(args, capture_output=True, text=True, env=clean, timeout=60, check=False)
+    return subprocess.run(args, capture_output=True, text=True, env=clean, timeout=TOOL_TIMEOUT, check=False)
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:
@@ -284,7 +288,7 @@ def _schema_errors_outside(doc: dict[str, Any]) -> list[str]:
         input=json.dumps(doc),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=TOOL_TIMEOUT,
         check=False,
     )
     if result.returncode != 0:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,15 +16,30 @@ from tests.servers import serve
 API_KEY = "realtime-test-key"
 
 
-@pytest.fixture(scope="session")
-def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The conversation service on SQLite, answering with the offline ``echo`` responder."""
+@contextmanager
+def _conversation_service(database: Path, **overrides: Any) -> Iterator[str]:
     from conversation.app import create_app as create_conversation
     from conversation.settings import ConversationSettings
 
-    database = Path(tmp_path_factory.mktemp("realtime")) / "conversations.sqlite3"
-    settings = ConversationSettings(_env_file=None, database_url=f"sqlite+aiosqlite:///{database}")  # type: ignore[call-arg]
+    settings = ConversationSettings(_env_file=None, database_url=f"sqlite+aiosqlite:///{database}", **overrides)  # type: ignore[call-arg]
     with serve(create_conversation(settings)) as url:
+        yield url
+
+
+@contextmanager
+def _gateway(stt: str, tts: str, conversations: str) -> Iterator[str]:
+    """The gateway with an API key on, so every test also proves the SDK's ``Authorization: Bearer``."""
+    settings = gateway_settings(
+        stt_urls=stt, tts_urls=tts, conversation_urls=conversations, api_keys=API_KEY, realtime_max_sessions=2
+    )
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The conversation service on SQLite, answering with the offline ``echo`` responder."""
+    with _conversation_service(tmp_path_factory.mktemp("realtime") / "conversations.sqlite3") as url:
         yield url
 
 
@@ -30,46 +47,26 @@ def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def model_conversation_url(tmp_path_factory: pytest.TempPathFactory, openai_server: str) -> Iterator[str]:
     """The conversation service answering with the ``openai`` responder against the OpenAI-style test
     server (a process), every client option allowed."""
-    from conversation.app import create_app as create_conversation
-    from conversation.settings import ConversationSettings
-
-    database = Path(tmp_path_factory.mktemp("realtime-model")) / "conversations.sqlite3"
-    settings = ConversationSettings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=f"sqlite+aiosqlite:///{database}",
+    with _conversation_service(
+        tmp_path_factory.mktemp("realtime-model") / "conversations.sqlite3",
         responder="openai",
         openai_base_url=openai_server,
         allowed_options=["temperature", "max_tokens", "system_prompt"],
         reply_timeout=180,
         max_reply_chars=50_000,  # a trickling reply outlasts any test
-    )
-    with serve(create_conversation(settings)) as url:
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def realtime_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:  # noqa: F811
+    """The gateway in front of the ``echo``-responder conversation service."""
+    with _gateway(stt_url, tts_url, conversation_url) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def model_realtime_url(stt_url: str, tts_url: str, model_conversation_url: str) -> Iterator[str]:  # noqa: F811
     """The gateway in front of the ``openai``-responder conversation service."""
-    settings = gateway_settings(
-        stt_urls=stt_url,
-        tts_urls=tts_url,
-        conversation_urls=model_conversation_url,
-        api_keys=API_KEY,
-        realtime_max_sessions=2,
-    )
-    with serve(create_app(settings)) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def realtime_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:  # noqa: F811
-    """The gateway with an API key on, so every test also proves the SDK's ``Authorization: Bearer``."""
-    settings = gateway_settings(
-        stt_urls=stt_url,
-        tts_urls=tts_url,
-        conversation_urls=conversation_url,
-        api_keys=API_KEY,
-        realtime_max_sessions=2,
-    )
-    with serve(create_app(settings)) as url:
+    with _gateway(stt_url, tts_url, model_conversation_url) as url:
         yield url

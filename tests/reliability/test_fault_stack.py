@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # Generous: a 504 on a loaded CI machine would measure the machine, not the failover.
 SLOW = "300"
-LONG_TEXT = " ".join(f"Sentence number {n} is here to keep the voice busy for a while." for n in range(1, 25))
+# Long enough (about four minutes of speech) that the broker is still synthesizing when the stream is
+# cut, even on a fast machine where socket buffers hold what the unread stream made so far.
+LONG_TEXT = " ".join(f"Sentence number {n} is here to keep the voice busy for a while." for n in range(1, 50))
 
 
 def stt_replica(workdir: Path) -> ServiceProcess:
@@ -230,7 +233,14 @@ def test_a_gateway_restart_closes_websockets_with_a_code_clients_reconnect_on(st
         for ws in sockets[:3]:
             ws.send(json.dumps({"type": "ping"}))
             assert json.loads(ws.recv(timeout=60))["type"] == "pong"
+        # A live transcription in progress: the gateway holds a session at an STT broker for it.
+        live = sockets[3]
+        live.send(json.dumps({"type": "start", "format": "pcm16", "partials": False}))
+        assert json.loads(live.recv(timeout=120))["type"] == "ready"
+        live.send(bytes(16000 * 2))  # a second of silence at 16 kHz
+        stopping = time.monotonic()
         assert stack.gateway.stop()
+        shutdown_s = round(time.monotonic() - stopping, 1)
         codes = []
         for ws in sockets:
             codes.append(_close_code(ws))
@@ -248,5 +258,10 @@ def test_a_gateway_restart_closes_websockets_with_a_code_clients_reconnect_on(st
     record(
         "faults",
         "gateway restarted (SIGTERM) with WebSocket clients",
-        {"clients": len(sockets), "close_codes": dict(Counter(str(c) for c in codes)), "reconnected": reconnected},
+        {
+            "clients": len(sockets),
+            "close_codes": dict(Counter(str(c) for c in codes)),
+            "reconnected": reconnected,
+            "shutdown_s": shutdown_s,
+        },
     )

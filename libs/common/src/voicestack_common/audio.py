@@ -2,13 +2,16 @@
 
 Every service normalises audio here, once, at its edge: PyAV (FFmpeg bundled
 in the wheel) reads wav, flac, mp3, ogg/opus, webm/opus, m4a/aac and more;
-raw little-endian PCM16 is read with its declared rate.
+raw little-endian PCM16 is read with its declared rate. A 16-bit PCM WAV, what
+most clients upload, skips FFmpeg's demuxer: the stdlib ``wave`` reader and numpy
+do it in well under a millisecond where PyAV takes 10-20 ms per 5 s.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import wave
 from dataclasses import dataclass
 from typing import IO
 
@@ -116,6 +119,19 @@ def _wav_declared_bytes(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _pcm16_wav(data: bytes, sample_rate: int) -> Pcm | None:
+    """A complete 16-bit PCM WAV read without FFmpeg; ``None`` for anything else (FFmpeg reads it)."""
+    try:
+        with wave.open(io.BytesIO(data)) as reader:
+            channels, width, rate = reader.getnchannels(), reader.getsampwidth(), reader.getframerate()
+            frames = reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError):
+        return None
+    if width != 2 or not frames or not 1000 <= rate <= 384_000 or len(frames) % (2 * channels):
+        return None
+    return resample(pcm16_to_pcm(frames, rate, channels), sample_rate)
+
+
 def decode_audio(source: bytes | IO[bytes], sample_rate: int = STT_SAMPLE_RATE) -> Pcm:
     """Decode any FFmpeg-readable container to mono float32 at ``sample_rate``."""
     data = source if isinstance(source, bytes) else source.read()
@@ -126,6 +142,10 @@ def decode_audio(source: bytes | IO[bytes], sample_rate: int = STT_SAMPLE_RATE) 
         raise TruncatedAudio(
             f"WAV header declares {declared_wav[0]} data bytes, the file holds {len(data) - declared_wav[1]}"
         )
+    if declared_wav:
+        fast = _pcm16_wav(data, sample_rate)
+        if fast is not None:
+            return fast
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except EOFError as exc:

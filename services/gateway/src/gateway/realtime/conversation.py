@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import brokers
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, Utterance, item_view
+from gateway.realtime.part import SessionPart
 from gateway.realtime.protocol import (
     ItemCreateEvent,
     ItemDeleteEvent,
@@ -25,15 +26,14 @@ from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
 
 if TYPE_CHECKING:
-    from gateway.realtime.config import SessionConfig
     from gateway.realtime.session import RealtimeSession
 
 
-class Conversation:
+class Conversation(SessionPart):
     """The items of one session, and the replies that spoke and stored them."""
 
     def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
+        super().__init__(session)
         self.items: dict[str, Item] = {}
         self.spoken: dict[str, ReplyStream] = {}
         """Replies with audio, by item: truncating one tells the voice loop what was heard."""
@@ -43,15 +43,6 @@ class Conversation:
         """The reply that stored each item in the conversation service (deleting the item deletes it there)."""
         self._transcriptions: dict[str, Utterance] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def config(self) -> SessionConfig:
-        """The session's settings."""
-        return self.session.config
-
-    async def send(self, event: dict[str, Any]) -> None:
-        """One server event."""
-        await self.session.send(event)
 
     def pending(self) -> list[Utterance]:
         """Audio items whose transcript has not come yet."""

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from gateway.live_link import LiveLink
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, Utterance, item_view
+from gateway.realtime.part import SessionPart
 from gateway.realtime.protocol import AppendEvent, CommitEvent, RealtimeError, error_event, new_id
 from voicestack_common.live import ErrorEvent, Final, Partial, SpeechStarted, SpeechStopped, StartMessage
 
 if TYPE_CHECKING:
-    from gateway.realtime.config import SessionConfig
     from gateway.realtime.session import RealtimeSession
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,11 @@ QUIET_CLOSES = frozenset({"idle_timeout"})
 OpenLive = Callable[[StartMessage], Awaitable[LiveLink]]
 
 
-class InputAudio:
+class InputAudio(SessionPart):
     """The audio side of one session: the live session in the core and the utterances it hears."""
 
     def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
+        super().__init__(session)
         self.live: LiveLink | None = None
         self._live_key: tuple[Any, ...] | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -47,15 +47,6 @@ class InputAudio:
         self._sent_ms = 0
         self._buffered_ms = 0  # audio since the last commit, clear or VAD turn
         self._commit_event: str | None = None
-
-    @property
-    def config(self) -> SessionConfig:
-        """The session's settings."""
-        return self.session.config
-
-    async def send(self, event: dict[str, Any]) -> None:
-        """One server event."""
-        await self.session.send(event)
 
     def pending(self) -> list[Utterance]:
         """Utterances whose transcript has not come yet."""
