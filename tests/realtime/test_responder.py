@@ -184,3 +184,10 @@ def test_deleted_items_leave_the_stored_conversation(realtime_url: str) -> None:
         ("user", "first question"),
         ("assistant", "You said: second question."),
     ]
+    # the same through the gateway's REST face
+    path = f"/api/conversations/conv_{session_id.removeprefix('sess_')}/messages/{stored[0]['id']}"
+    with httpx.Client(base_url=realtime_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as http:
+        assert http.delete(path).status_code == 204
+        again = http.delete(path)
+        assert (again.status_code, again.json()["error"]["code"]) == (404, "message_not_found")
+    assert [m["role"] for m in _stored(realtime_url, session_id)] == ["assistant"]
