@@ -194,7 +194,9 @@ def test_a_stalling_or_trickling_broker_gets_504_and_connections_do_not_pile_up(
             assert set(outcomes) == {"504 upstream_timeout"}, outcomes
             # Every stalled connection was given up by the gateway; at most idle keep-alives stay.
             wait_until(lambda: proxy.open <= 2, 30, "the stalled connections closed")
-            assert proxy.peak_open <= 4 + 2  # one per waiting client, and the health probes
+            # Bounded by the clients, not by the requests: one per waiting client and the health probes,
+            # with room for a given-up connection whose close the proxy has not read yet.
+            assert proxy.peak_open <= 2 * 4 + 2 < load.total
             proxy.stall = None
             # Bytes that trickle: every read within the timeout, the whole answer far beyond it.
             proxy.trickle = b"/v1/synthesize"
