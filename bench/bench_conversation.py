@@ -1,12 +1,14 @@
 """Voice-to-voice latency: end of the user's speech → first byte of reply audio, through the voice loop.
 
-    uv run python bench/bench_conversation.py [--turns 12] [--json out.json]
+    uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--json out.json]
 
 Every service runs as its own process (STT broker, TTS broker, conversation service with the
 ``echo`` responder on SQLite, gateway). A turn on ``WS /api/voice/ws/chat`` streams a spoken
-question (16 kHz PCM16) and then ``commit``, the push-to-talk end of speech (with silence
-endpointing the loop waits ``silence_ms`` more); the clock starts at ``commit`` and stops at the
-first ``reply.audio``, with the ``final`` transcript and the first ``reply.text.delta`` on the way.
+question (16 kHz PCM16, 100 ms frames at real-time pace, as a microphone would: the loop's live
+session sends ``partial`` transcripts meanwhile) and then ``commit``, the push-to-talk end of
+speech (with silence endpointing the core waits ``silence_ms`` more); the clock starts at
+``commit`` and stops at the first ``reply.audio``, with the ``final`` transcript and the first
+``reply.text.delta`` (the responder's first token) on the way.
 
 The same run measures the bare parts the loop is made of, alternating with the loop, at the same
 concurrency: the STT broker's ``/v1/transcribe`` of the same utterance, the conversation service's
@@ -43,10 +45,13 @@ QUESTIONS = [
 CHUNK = 3200
 
 
-async def loop_turn(ws: Any, pcm: bytes) -> dict[str, float]:
+async def loop_turn(ws: Any, pcm: bytes, pace: float) -> dict[str, float]:
     """One spoken turn; seconds from commit to the final, the first text and the first audio."""
-    for start in range(0, len(pcm), CHUNK):
+    began = time.perf_counter()
+    for number, start in enumerate(range(0, len(pcm), CHUNK)):
         await ws.send(pcm[start : start + CHUNK])
+        if pace > 0:  # frame n goes out when its audio would have been spoken
+            await asyncio.sleep(max(0.0, began + (number + 1) * CHUNK / 32_000 / pace - time.perf_counter()))
     t0 = time.perf_counter()
     await ws.send(json.dumps({"type": "commit"}))
     marks: dict[str, float] = {}
@@ -54,7 +59,9 @@ async def loop_turn(ws: Any, pcm: bytes) -> dict[str, float]:
         event = json.loads(await asyncio.wait_for(ws.recv(), 120))
         now = time.perf_counter() - t0
         kind = event["type"]
-        if kind == "final":
+        if kind == "partial":
+            marks["partials"] = marks.get("partials", 0) + 1
+        elif kind == "final":
             marks.setdefault("final", now)
         elif kind == "reply.text.delta":
             marks.setdefault("first_text", now)
@@ -101,7 +108,7 @@ async def bare_turn(
 
 
 async def level(
-    urls: dict[str, str], clips: list[tuple[bytes, bytes]], conversations: int, turns: int
+    urls: dict[str, str], clips: list[tuple[bytes, bytes]], conversations: int, turns: int, pace: float
 ) -> dict[str, Any]:
     """``conversations`` clients at once, each alternating a loop turn and a bare turn ``turns`` times."""
     loop: list[dict[str, float]] = []
@@ -117,7 +124,7 @@ async def level(
                 pass
             for turn in range(turns + 1):  # the first round warms up
                 pcm, wav = clips[(number + turn) % len(clips)]
-                measured = await loop_turn(ws, pcm)
+                measured = await loop_turn(ws, pcm, pace)
                 parts = await bare_turn(http, urls["stt"], urls["conv"], urls["tts"], wav, f"bare-{number}")
                 if turn:
                     loop.append(measured)
@@ -131,12 +138,14 @@ async def level(
     )
     overhead = [m["first_audio"] - b["sum"] for m, b in zip(loop, bare, strict=True)]
     result["overhead_first_audio_minus_bare_sum"] = summary(overhead)
+    result["partials_per_turn"] = summary([m.get("partials", 0) for m in loop])
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=12, help="measured turns per conversation at level 1")
+    parser.add_argument("--pace", type=float, default=1.0, help="audio streaming speed (1 = real time, 0 = at once)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     clips = []
@@ -165,9 +174,9 @@ def main() -> None:
             )
         )
         urls = {"stt": stt, "tts": tts, "conv": conv, "ws": gateway.replace("http", "ws") + "/api/voice/ws/chat"}
-        results: dict[str, Any] = {"machine": machine(), "responder": "echo"}
-        results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns))
-        results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4)))
+        results: dict[str, Any] = {"machine": machine(), "responder": "echo", "pace": args.pace}
+        results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns, args.pace))
+        results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4), args.pace))
     emit(results, args.json)
 
 

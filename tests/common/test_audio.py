@@ -26,6 +26,18 @@ def tone(seconds: float = 1.0, rate: int = 24_000, freq: float = 440.0) -> Pcm:
     return Pcm((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
 
 
+def pcm16_wav(pcm: Pcm, channels: int) -> bytes:
+    """The stdlib's 16-bit PCM WAV of ``pcm`` copied to ``channels`` channels."""
+    ints = (np.repeat(pcm.samples[:, None], channels, axis=1) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(pcm.sample_rate)
+        out.writeframes(ints.tobytes())
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus", "webm", "aac", "m4a"])
 def test_every_format_decodes_to_16k_mono_of_the_same_length(fmt: str) -> None:
     data = encode_audio(tone(2.0), fmt)
@@ -40,15 +52,7 @@ def test_every_format_decodes_to_16k_mono_of_the_same_length(fmt: str) -> None:
 
 @pytest.mark.parametrize(("rate", "channels"), [(8_000, 1), (44_100, 2), (48_000, 1), (22_050, 2)])
 def test_any_rate_and_channel_count_is_downmixed_and_resampled(rate: int, channels: int) -> None:
-    samples = tone(1.0, rate).samples
-    ints = (np.repeat(samples[:, None], channels, axis=1) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(ints.tobytes())
-    pcm = decode_audio(buffer.getvalue())
+    pcm = decode_audio(pcm16_wav(tone(1.0, rate), channels))
     assert pcm.duration == pytest.approx(1.0, abs=0.01)
     assert float(np.abs(pcm.samples).max()) == pytest.approx(0.3, abs=0.02)
 
@@ -124,19 +128,12 @@ def test_wav_from_a_pipe_with_a_placeholder_length_decodes() -> None:
 
 @pytest.mark.parametrize(("rate", "channels"), [(16_000, 1), (24_000, 1), (44_100, 2)])
 def test_pcm16_wav_skips_ffmpeg_and_matches_it(rate: int, channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    samples = tone(1.0, rate).samples
-    ints = (np.repeat(samples[:, None], channels, axis=1) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(ints.tobytes())
+    data = pcm16_wav(tone(1.0, rate), channels)
     with monkeypatch.context() as patch:
         patch.setattr("voicestack_common.audio._pcm16_wav", lambda *a: None)
-        through_ffmpeg = decode_audio(buffer.getvalue())
+        through_ffmpeg = decode_audio(data)
     monkeypatch.setattr("voicestack_common.audio.av.open", lambda *a, **k: pytest.fail("FFmpeg was used"))
-    fast = decode_audio(buffer.getvalue())
+    fast = decode_audio(data)
     assert fast.sample_rate == 16_000
     assert len(fast.samples) == pytest.approx(len(through_ffmpeg.samples), abs=2)
     n = min(len(fast.samples), len(through_ffmpeg.samples))

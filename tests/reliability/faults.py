@@ -121,6 +121,7 @@ class StallingProxy:
             # Either side closing ends the connection (a client that gave up closes its side).
             await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._count(-1)  # closed for the count as soon as one side is gone
             for task in (to_upstream, to_client):
                 task.cancel()
             await asyncio.gather(to_upstream, to_client, return_exceptions=True)
@@ -129,7 +130,6 @@ class StallingProxy:
                 self._writers.discard(writer)
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-            self._count(-1)
 
 
 @dataclass

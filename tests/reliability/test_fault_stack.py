@@ -69,9 +69,9 @@ class Stack:
     gateway: ServiceProcess
     workdir: Path
 
-    def all_healthy(self) -> bool:
+    def all_healthy(self, kinds: tuple[str, ...] = ("sst_replicas", "tts_replicas")) -> bool:
         health = httpx.get(self.gateway.url + "/api/voice/health", timeout=30).json()
-        return all(r["healthy"] for r in health["sst_replicas"] + health["tts_replicas"])
+        return all(r["healthy"] for kind in kinds for r in health[kind])
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +137,10 @@ def test_killing_one_of_two_replicas_under_load_is_invisible_to_clients(stack: S
     assert errors == 0, outcomes
     assert load.failures == []
 
-    # Back to two replicas, then a synthesis stream whose replica dies mid-way.
-    stack.stt[0].launch()
-    stack.tts[0].launch()
-    stack.stt[0].wait_ready()
-    stack.tts[0].wait_ready()
-    wait_until(stack.all_healthy, 60, "the restarted replicas healthy at the gateway")
+    # Back to two TTS replicas (the killed STT one stays down: nothing below needs it), then a synthesis
+    # stream whose replica dies mid-way.
+    stack.tts[0].start()
+    wait_until(lambda: stack.all_healthy(("tts_replicas",)), 60, "the restarted replica healthy at the gateway")
     body = {"model": "tts-1", "input": LONG_TEXT, "voice": "alloy", "stream_format": "sse"}
     with httpx.stream("POST", base + "/v1/audio/speech", json=body, timeout=300) as response:
         assert response.status_code == 200
@@ -196,7 +194,9 @@ def test_a_stalling_or_trickling_broker_gets_504_and_connections_do_not_pile_up(
             assert set(outcomes) == {"504 upstream_timeout"}, outcomes
             # Every stalled connection was given up by the gateway; at most idle keep-alives stay.
             wait_until(lambda: proxy.open <= 2, 30, "the stalled connections closed")
-            assert proxy.peak_open <= 4 + 2  # one per waiting client, and the health probes
+            # Bounded by the clients, not by the requests: one per waiting client and the health probes,
+            # with room for a given-up connection whose close the proxy has not read yet.
+            assert proxy.peak_open <= 2 * 4 + 2 < load.total
             proxy.stall = None
             # Bytes that trickle: every read within the timeout, the whole answer far beyond it.
             proxy.trickle = b"/v1/synthesize"

@@ -127,7 +127,8 @@ class VoiceLoop:
             await self.audio(audio)
         elif kind == "commit":
             assert self.recognizer is not None
-            self.speech_end, self.committed = time.perf_counter(), True
+            if self.recognizer.open_utterance is not None:  # else the core heard the end already
+                self.speech_end, self.committed = time.perf_counter(), True
             await self.recognizer.commit()
         elif kind == "playback":
             position = data.get("position")
