@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from conversation.db import create_engine, current_revision, migrate
+from conversation.deliveries import Deliveries, Next, Piece
 from conversation.models import Conversation
 from conversation.store import ConversationExists, ConversationNotFound, Store, now
 
@@ -118,3 +119,20 @@ def test_delete_and_retention_purge(database_url: str) -> None:
         assert (await store.conversations("anonymous"))[1] == 0
 
     run(database_url, scenario)
+
+
+def test_concurrent_takes_hand_each_piece_out_once(database_url: str) -> None:
+    """Seed 000's ``GET /audio`` from several replicas at once: no piece twice, none lost, no error."""
+
+    async def scenario(store: Store) -> list[Next]:
+        deliveries = Deliveries(store)
+        turn = await deliveries.begin("anonymous", "kitchen", ttl=60, conversation_id=None)
+        for index in range(4):
+            await deliveries.add("anonymous", "kitchen", turn, Piece(index, f"piece {index}", "wav", 24_000, b"RIFF"))
+        await deliveries.finish("anonymous", "kitchen", turn, error_code=None, error_message=None)
+        return list(await asyncio.gather(*(deliveries.take("anonymous", "kitchen") for _ in range(8))))
+
+    taken = run(database_url, scenario)
+    pieces = sorted(n.piece.index for n in taken if n.piece is not None)
+    assert pieces == [0, 1, 2, 3]
+    assert sorted(n.state for n in taken if n.piece is None) == ["done"] + ["none"] * 3

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversation.models import Delivery, DeliveryPiece
@@ -135,6 +135,13 @@ class Deliveries:
     async def take(self, owner: str, session: str) -> Next:
         """The next piece (deleted as it is taken), or where the delivery stands."""
         async with self.store.sessions.begin() as db:
+            # Write before reading: concurrent takers (any replica) queue on the row lock (PostgreSQL)
+            # or the write lock (SQLite) here, so each reads what the previous one left.
+            await db.execute(
+                update(Delivery)
+                .where(Delivery.owner == owner, Delivery.session == session)
+                .values(expires_at=Delivery.expires_at)
+            )
             row = await db.get(Delivery, (owner, session), with_for_update=True)
             if row is None:
                 return Next("none")
