@@ -431,6 +431,41 @@ def test_keys_keep_conversations_apart(stt_url: str, tts_url: str, conversation_
         assert httpx.delete(f"{base}/api/conversations/{cid}", headers=one, timeout=10).status_code == 204
 
 
+def test_each_live_session_of_the_loop_is_a_transcription_against_the_limit(
+    stt_url: str, tts_url: str, conversation_url: str
+) -> None:
+    """The loop's recognition counts toward GATEWAY_TRANSCRIBE_RATE_LIMIT like every other transcription."""
+    settings = gateway_settings(
+        stt_urls=stt_url,
+        tts_urls=tts_url,
+        conversation_urls=conversation_url,
+        transcribe_rate_limit=1,
+        rate_limit_burst=1,
+    )
+
+    async def scenario(base: str) -> tuple[list[str], dict[str, Any]]:
+        first_types: list[str] = []
+        async with websockets.connect(ws_url(base), open_timeout=TIMEOUT) as ws:
+            chat = Chat(ws)
+            await chat.send({"type": "start_conversation"})
+            await chat.until("conversation.started")
+            await chat.speak(SILENCE)  # opens the core session: the minute's one transcription
+            await chat.send({"type": "ping"})
+            await chat.until("pong")
+            first_types = [e["type"] for e in chat.seen]
+        async with websockets.connect(ws_url(base), open_timeout=TIMEOUT) as ws:
+            chat = Chat(ws)
+            await chat.send({"type": "start_conversation"})
+            await chat.until("conversation.started")
+            await chat.speak(SILENCE[:3200])
+            return first_types, await chat.until("error")
+
+    with serve(create_app(settings)) as base:
+        first, refused = asyncio.run(scenario(base))
+    assert "error" not in first
+    assert refused["error"]["code"] == "rate_limited"
+
+
 def test_documented_client_script(chat_gateway: str, tmp_path: Path) -> None:
     """docs/examples/voice_chat.py as a user runs it: a question, then an interruption while the answer plays."""
     import subprocess

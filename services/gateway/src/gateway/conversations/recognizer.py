@@ -46,8 +46,9 @@ OpenLink = Callable[[StartMessage], Awaitable[LiveLink]]
 class LiveRecognizer:
     """Feed PCM16 mono at ``start.sample_rate``; the core's events go to ``emit``."""
 
-    def __init__(self, gateway: Gateway, emit: Emit, start: StartMessage, session_id: str) -> None:
+    def __init__(self, gateway: Gateway, emit: Emit, start: StartMessage, session_id: str, caller: str) -> None:
         self.gateway = gateway
+        self.caller = caller
         self.emit = emit
         self.start = start
         self.session_id = session_id
@@ -60,7 +61,8 @@ class LiveRecognizer:
         self.committed_at: float | None = None
 
     async def feed(self, pcm16: bytes) -> None:
-        """More audio (``VoicestackError`` when no STT replica takes the session)."""
+        """More audio (``VoicestackError`` when no STT replica takes the session, or the caller's
+        transcription allowance is used up)."""
         link = await self._link()
         await link.send_audio(pcm16)
 
@@ -74,6 +76,9 @@ class LiveRecognizer:
     async def _link(self) -> LiveLink:
         async with self.opening:
             if self.link is None:
+                # Each core session is one transcription against the caller's allowance, as on the
+                # Realtime face (a 429 ``rate_limited`` error event when it is used up).
+                self.gateway.charge("transcribe", self.caller)
                 link = await open_live(self.gateway, self.start, self.session_id)
                 self.model = link.relay.model
                 self.link = link

@@ -96,6 +96,7 @@ class VoiceLoop:
         self.error = error
         self.gateway = gateway
         self.conversations = conversations
+        self.caller = caller
         self.owner = owner_of(caller)
         self.session_id = session_id
         self.start: StartConversation | None = None
@@ -202,7 +203,7 @@ class VoiceLoop:
         core = live_start(
             sample_rate=start.sample_rate, language=start.language, silence_ms=start.silence_ms, partials=start.partials
         )
-        self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id)
+        self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id, self.caller)
         message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
         await self.send({**message, "id": request_id} if request_id is not None else message)
 
