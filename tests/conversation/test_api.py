@@ -74,7 +74,7 @@ def test_continuity_and_create_on_first_use(sqlite_url: str) -> None:
     ("body", "status", "code"),
     [
         ({"text": "x", "responder": {"name": "openai"}}, 422, "responder_not_allowed"),
-        ({"text": "x", "responder": {"options": {"system_prompt": "be rude"}}}, 422, "option_not_allowed"),
+        ({"text": "x", "responder": {"options": {"model": "gpt-5"}}}, 422, "option_not_allowed"),
         ({"text": "x", "responder": {"options": {"temperature": 9}}}, 422, "invalid_option"),
         ({"text": "x", "responder": {"options": {"max_tokens": "many"}}}, 422, "invalid_option"),
         ({"text": ""}, 422, "invalid_request"),

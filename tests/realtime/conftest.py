@@ -38,8 +38,11 @@ def _gateway(stt: str, tts: str, conversations: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The conversation service on SQLite, answering with the offline ``echo`` responder."""
-    with _conversation_service(tmp_path_factory.mktemp("realtime") / "conversations.sqlite3") as url:
+    """The conversation service on SQLite, answering with the offline ``echo`` responder; an operator's
+    policy that keeps the system prompt its own."""
+    with _conversation_service(
+        tmp_path_factory.mktemp("realtime") / "conversations.sqlite3", allowed_options=["temperature", "max_tokens"]
+    ) as url:
         yield url
 
 

@@ -81,7 +81,7 @@ def test_session_and_response_options_reach_the_model(model_realtime_url: str, o
 
 
 def test_options_the_server_does_not_allow(realtime_url: str) -> None:
-    """The default policy allows no system prompt: ``instructions`` are refused (the update is not applied)."""
+    """A policy without ``system_prompt``: ``instructions`` are refused (the update is not applied)."""
 
     async def scenario() -> list[dict[str, Any]]:
         async with client(realtime_url, API_KEY).beta.realtime.connect(model="voicestack") as connection:

@@ -61,6 +61,13 @@ def test_settings_default_to_whisper_cpp_defaults(model_cache: Path) -> None:
     assert full.beam_search["beam_size"] == -1
 
 
+def test_an_empty_suppress_regex_is_left_to_whisper_cpp(model_cache: Path) -> None:
+    """Not passed at all: an empty pattern (rather than none) costs a regex match per token per step."""
+    assert "suppress_regex" not in whispercpp_params(stt_settings(model_cache)).full_params()
+    pattern = whispercpp_params(stt_settings(model_cache, suppress_regex=r"^\[.*\]$")).full_params()
+    assert pattern["suppress_regex"] == r"^\[.*\]$"
+
+
 def test_beam_and_fallback_settings_reach_the_engine(model_cache: Path) -> None:
     settings = stt_settings(model_cache, beam_size=5, temperature_inc=0.0, flash_attn=False, no_speech_thold=0.4)
     params = whispercpp_params(settings)

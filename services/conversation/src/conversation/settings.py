@@ -66,10 +66,11 @@ class ConversationSettings(ServiceSettings):
     allowed_responders: list[ResponderName] = Field(default_factory=lambda: list[ResponderName](["echo"]))
     """Responders a client may choose per conversation (JSON list); the default one is always allowed."""
 
-    allowed_options: list[str] = Field(default_factory=lambda: ["temperature", "max_tokens"])
+    allowed_options: list[str] = Field(default_factory=lambda: ["temperature", "max_tokens", "system_prompt"])
     """Responder options a client may set per turn (JSON list of ``temperature``, ``max_tokens``,
     ``system_prompt``, ``model``); others are refused. The Realtime face's ``instructions`` need
-    ``system_prompt``, its ``max_response_output_tokens`` need ``max_tokens``."""
+    ``system_prompt`` (OpenAI clients send them), its ``max_response_output_tokens`` need ``max_tokens``;
+    leave ``system_prompt`` out to keep ``CONVERSATION_OPENAI_SYSTEM_PROMPT`` for every client."""
 
     history_messages: int = Field(default=20, ge=0, le=1000)
     """Earlier messages of the conversation given to the responder as context."""

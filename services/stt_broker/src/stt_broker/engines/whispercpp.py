@@ -81,6 +81,11 @@ class WhisperCppParams:
         """pywhispercpp's decoding keyword arguments (``whisper_full_params``)."""
         skip = {*self._CONTEXT, "dtw_aheads_preset", "dtw_n_top", "dtw_mem_size", "beam_size", "best_of", "patience"}
         params = {k: v for k, v in asdict(self).items() if k not in skip}
+        if not self.suppress_regex:
+            # whisper.cpp's default is no regex (NULL); pywhispercpp would pass "" instead, and
+            # whisper.cpp then matches it against all 51,865 tokens at every decoding step: +15 %
+            # on a 5 s clip with tiny.en on one thread.
+            del params["suppress_regex"]
         params["greedy"] = {"best_of": self.best_of}
         params["beam_search"] = {"beam_size": self.beam_size if self.beam_size > 1 else -1, "patience": self.patience}
         return params
