@@ -1,6 +1,6 @@
 """Voice-to-voice latency: end of the user's speech → first byte of reply audio, through the voice loop.
 
-    uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--json out.json]
+    uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--no-partials] [--json out.json]
 
 Every service runs as its own process (STT broker, TTS broker, conversation service with the
 ``echo`` responder on SQLite, gateway). A turn on ``WS /api/voice/ws/chat`` streams a spoken
@@ -108,7 +108,12 @@ async def bare_turn(
 
 
 async def level(
-    urls: dict[str, str], clips: list[tuple[bytes, bytes]], conversations: int, turns: int, pace: float
+    urls: dict[str, str],
+    clips: list[tuple[bytes, bytes]],
+    conversations: int,
+    turns: int,
+    pace: float,
+    partials: bool = True,
 ) -> dict[str, Any]:
     """``conversations`` clients at once, each alternating a loop turn and a bare turn ``turns`` times."""
     loop: list[dict[str, float]] = []
@@ -119,7 +124,8 @@ async def level(
             websockets.connect(urls["ws"], max_size=None) as ws,
             httpx.AsyncClient(timeout=120, trust_env=False) as http,
         ):
-            await ws.send(json.dumps({"type": "start_conversation", "voice": "jf_alpha", "language": "en"}))
+            start = {"type": "start_conversation", "voice": "jf_alpha", "language": "en", "partials": partials}
+            await ws.send(json.dumps(start))
             while json.loads(await ws.recv())["type"] != "conversation.started":
                 pass
             for turn in range(turns + 1):  # the first round warms up
@@ -146,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=12, help="measured turns per conversation at level 1")
     parser.add_argument("--pace", type=float, default=1.0, help="audio streaming speed (1 = real time, 0 = at once)")
+    parser.add_argument("--no-partials", action="store_true", help="start conversations with partials off")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     clips = []
@@ -174,9 +181,10 @@ def main() -> None:
             )
         )
         urls = {"stt": stt, "tts": tts, "conv": conv, "ws": gateway.replace("http", "ws") + "/api/voice/ws/chat"}
-        results: dict[str, Any] = {"machine": machine(), "responder": "echo", "pace": args.pace}
-        results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns, args.pace))
-        results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4), args.pace))
+        partials = not args.no_partials
+        results: dict[str, Any] = {"machine": machine(), "responder": "echo", "pace": args.pace, "partials": partials}
+        results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns, args.pace, partials))
+        results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4), args.pace, partials))
     emit(results, args.json)
 
 
