@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 from collections.abc import Iterator
@@ -30,6 +32,17 @@ _TRIM_MARGIN = 480  # keep 20 ms either side so no consonant is clipped
 
 Style = npt.NDArray[np.float32]
 _INT_TYPES: dict[str, type[np.integer[Any]]] = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def _libc_trim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` on another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
 
 
 def trim_silence(audio: Samples) -> Samples:
@@ -183,8 +196,13 @@ class KokoroEngine:
             if speed_type
             else np.array([speed], dtype=np.float32),
         }
-        audio = self._session.run(None, feeds)[0]
-        return np.asarray(audio, dtype=np.float32).ravel()
+        audio = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32).ravel()
+        if not self.cpu_memory_arena and _MALLOC_TRIM is not None:
+            # Without the arena, the run's tensors were freed to glibc, which keeps the pages in its
+            # heaps (fragmented by every new input length); hand them back so the process's size
+            # follows what it holds.
+            _MALLOC_TRIM(0)
+        return audio
 
     def close(self) -> None:
         """Drop the session."""
