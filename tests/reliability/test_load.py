@@ -148,6 +148,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
         "STT_CACHE_DIR": str(TEST_CACHE / "models"),
         "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        # The result cache (64 MiB by default) would fill with the run's new texts and read as growth:
+        # a small cap, full before the warm-up ends, leaves only what is not the cache.
+        "TTS_CACHE_MAX_BYTES": str(1024 * 1024),
         # A shared 2-core machine: a queued synthesis must not turn into a 504 (that would
         # measure the machine); the brokers' own queues refuse the excess with 503.
         "GATEWAY_TTS_TIMEOUT": "300",
