@@ -25,24 +25,11 @@ import pytest
 
 from tests.reliability.figures import record
 from tests.reliability.procfs import open_fds, rss_bytes
+from tests.reliability.texts import WORDS
 from tests.servers import free_port
 
 LONG = os.environ.get("VOICESTACK_LONG") == "1"
 CACHE_BYTES = 2 * 1024 * 1024
-WORDS = [
-    "amber",
-    "river",
-    "quiet",
-    "lantern",
-    "meadow",
-    "signal",
-    "copper",
-    "harbor",
-    "velvet",
-    "orbit",
-    "maple",
-    "thunder",
-]
 
 
 def text(index: int, words: int) -> str:

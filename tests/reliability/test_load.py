@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.reliability.figures import record
 from tests.reliability.procfs import open_fds, rss_bytes
+from tests.reliability.texts import WORDS
 from tests.servers import free_port
 from tests.speech import TEST_CACHE
 
@@ -63,20 +64,6 @@ SERVICES = {
 # Deliberate refusals: the caller is told to come back (429/503 with Retry-After).
 REFUSALS = {"saturated", "rate_limited", "no_upstream"}
 TEXTS = ["Hello there.", "The kettle is on.", "See you tomorrow."]
-WORDS = [
-    "amber",
-    "river",
-    "quiet",
-    "lantern",
-    "meadow",
-    "signal",
-    "copper",
-    "harbor",
-    "velvet",
-    "orbit",
-    "maple",
-    "thunder",
-]
 
 
 def new_text(rng: random.Random) -> str:
