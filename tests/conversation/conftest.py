@@ -18,16 +18,16 @@ def conversation_settings(database_url: str, **overrides: Any) -> ConversationSe
     return ConversationSettings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def postgres() -> Iterator[Postgres]:
-    """One real PostgreSQL server for the session."""
+    """One real PostgreSQL server for the package's tests."""
     with postgres_server() as server:
         yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh database on the session's PostgreSQL."""
+    """An empty database: a SQLite file, or a fresh database on the package's PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'conversations.sqlite3'}"
     server: Postgres = request.getfixturevalue("postgres")

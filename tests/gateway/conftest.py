@@ -1,4 +1,8 @@
-"""Gateway fixtures: the real brokers served once per session, fake brokers for fault injection."""
+"""Gateway fixtures: the real brokers served once per test package, fake brokers for fault injection.
+
+Package scope, not session: a server left running would keep polling its upstreams through every later
+package's tests, where respx intercepts all of httpx.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
     return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stt_url(model_cache: Path) -> Iterator[str]:
     """The real STT broker (whisper.cpp, bundled tiny.en) over HTTP."""
     from stt_broker.app import create_app as create_stt
@@ -52,7 +56,7 @@ def stt_url(model_cache: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tts_url(model_cache: Path) -> Iterator[str]:
     """The real TTS broker (Kokoro int8, bundled voices) over HTTP."""
     from tts_broker.app import create_app as create_tts
@@ -61,7 +65,7 @@ def tts_url(model_cache: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway_url(stt_url: str, tts_url: str) -> Iterator[str]:
     """The gateway in front of both real brokers, as its own server."""
     with serve(create_app(gateway_settings(stt_urls=stt_url, tts_urls=tts_url))) as url:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from tests.gateway.conftest import gateway_settings, stt_url, tts_url  # noqa: F401  (shared session fixtures)
+from tests.gateway.conftest import gateway_settings, stt_url, tts_url  # noqa: F401  (shared package fixtures)
 from tests.servers import serve
 
 API_KEY = "realtime-test-key"
@@ -36,7 +36,7 @@ def _gateway(stt: str, tts: str, conversations: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The conversation service on SQLite, answering with the offline ``echo`` responder; an operator's
     policy that keeps the system prompt its own."""
@@ -46,7 +46,7 @@ def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def model_conversation_url(tmp_path_factory: pytest.TempPathFactory, openai_server: str) -> Iterator[str]:
     """The conversation service answering with the ``openai`` responder against the OpenAI-style test
     server (a process), every client option allowed."""
@@ -61,14 +61,14 @@ def model_conversation_url(tmp_path_factory: pytest.TempPathFactory, openai_serv
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def realtime_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:  # noqa: F811
     """The gateway in front of the ``echo``-responder conversation service."""
     with _gateway(stt_url, tts_url, conversation_url) as url:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def model_realtime_url(stt_url: str, tts_url: str, model_conversation_url: str) -> Iterator[str]:  # noqa: F811
     """The gateway in front of the ``openai``-responder conversation service."""
     with _gateway(stt_url, tts_url, model_conversation_url) as url:

@@ -14,7 +14,7 @@ from tests.servers import serve
 __all__ = ["conversation_url", "fuzz_gateway_url", "gateway_url", "mosquitto", "prefix", "stt_url", "tts_url"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The conversation service on SQLite with the offline ``echo`` responder."""
     from conversation.app import create_app as create_conversation
@@ -26,7 +26,7 @@ def conversation_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fuzz_gateway_url(stt_url: str, tts_url: str, conversation_url: str) -> Iterator[str]:
     """A gateway over the real brokers and conversation service, with timeouts a shared CI machine cannot
     trip (a 504 here would measure the machine, not the gateway)."""

@@ -17,7 +17,7 @@ def stt_settings(model_cache: Path, **overrides: object) -> SttSettings:
     return SttSettings(_env_file=None, cache_dir=model_cache, **overrides)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stt_client(model_cache: Path) -> Iterator[TestClient]:
     """The default broker (whisper.cpp, two contexts) with its lifespan running."""
     with TestClient(create_app(stt_settings(model_cache, workers=2, max_queue=8))) as client:

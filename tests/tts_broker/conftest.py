@@ -27,7 +27,7 @@ def tts_settings(model_cache: Path, **overrides: Any) -> TtsSettings:
     return TtsSettings(_env_file=None, cache_dir=model_cache, **overrides)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tts_client(model_cache: Path) -> Iterator[TestClient]:
     """The default broker (bundled Kokoro, one worker) with its lifespan running."""
     with TestClient(create_app(tts_settings(model_cache))) as client:
@@ -58,13 +58,13 @@ class Listener:
         return words(" ".join(s.text for s in segments))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def listener() -> Listener:
-    """One Whisper model for the whole session."""
+    """One Whisper model for the whole package."""
     return Listener()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tts_server(model_cache: Path) -> Iterator[str]:
     """A real uvicorn server (cache off, so every request synthesizes); yields its base URL."""
     with serve(create_app(tts_settings(model_cache, cache_max_entries=0))) as url:
