@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +19,7 @@ from fastapi.testclient import TestClient
 from gateway.app import create_app
 from tests.gateway.conftest import FakeBroker, gateway_settings, slow_stream, wait_for
 from tests.servers import free_port, serve
+from voicestack_common.upstream import SERVER_KEEP_ALIVE
 
 FakeBrokers = tuple[FakeBroker, str, FakeBroker, str]
 
@@ -275,3 +279,91 @@ def test_an_answer_that_trickles_past_the_timeout_is_504(fake_brokers: FakeBroke
         response = client.post("/api/voice/synthesize", json={"text": "hi"})
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+class ClosingBroker(socketserver.ThreadingTCPServer):
+    """A raw HTTP/1.1 TTS broker on loopback that closes the connection instead of answering the first
+    ``drops`` requests for its voices (as a server closing an idle keep-alive connection does when a
+    request arrives on it in the same instant); everything else gets 200 on a kept-alive connection."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.seen: list[tuple[int, str]] = []  # (connection number, request line)
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), _ClosingHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ClosingHandler(socketserver.StreamRequestHandler):
+    server: ClosingBroker
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        connection = self.server.connections
+        while head := self.rfile.readline():
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            line = head.decode().strip()
+            self.server.seen.append((connection, line))
+            if "/v1/voices" in line and self.server.drops:
+                self.server.drops -= 1
+                return  # closed, no answer
+            body = json.dumps(
+                {"voices": ["af_heart"], "default_voice": "af_heart", "service": "Kokoro TTS", "status": "ready"}
+            ).encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            self.wfile.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@contextlib.contextmanager
+def closing_broker(drops: int) -> Iterator[ClosingBroker]:
+    server = ClosingBroker(drops)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_connection_closed_under_an_idempotent_request_is_redialled_once(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, _, _ = fake_brokers
+    with closing_broker(drops=1) as broker, client_for(stt_url, broker.url, health_interval=60) as client:
+        response = client.get("/api/voice/voices")
+        assert response.status_code == 200, response.text
+        voices = [(number, line) for number, line in broker.seen if "/v1/voices" in line]
+        assert len(voices) == 2
+        assert voices[0][0] != voices[1][0]  # the second try came on a new connection
+        metrics = client.get("/metrics").text
+        assert 'gateway_upstream_retries_total{upstream="tts"} 1.0' in metrics
+        assert 'gateway_upstream_requests_total{outcome="dropped",upstream="tts"} 1.0' in metrics
+
+
+def test_a_replica_that_drops_the_redial_too_is_502_after_two_tries(fake_brokers: FakeBrokers) -> None:
+    _, stt_url, _, _ = fake_brokers
+    with closing_broker(drops=5) as broker, client_for(stt_url, broker.url, health_interval=60) as client:
+        response = client.get("/api/voice/voices")
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_unavailable"
+        assert sum("/v1/voices" in line for _, line in broker.seen) == 2
+        assert broker.drops == 3
+
+
+def test_pooled_connections_expire_before_the_services_close_them() -> None:
+    """The keep-alive race's other half: an idle connection leaves the gateway's pool before any of our
+    servers (or a plain uvicorn, 5 s) would close it."""
+    import uvicorn
+
+    with client_for("http://127.0.0.1:1", "http://127.0.0.1:1", health_interval=60) as client:
+        gateway = client.app_state["gateway"]
+        for upstream in (gateway.stt, gateway.tts):
+            pool = upstream.client._transport._pool  # type: ignore[attr-defined]
+            assert pool._keepalive_expiry < min(SERVER_KEEP_ALIVE, uvicorn.Config(app=None).timeout_keep_alive)

@@ -15,6 +15,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from voicestack_common.events import EVENTS_PATH, SpeechEvent
+from voicestack_common.upstream import POOL_KEEP_ALIVE
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class EventOutbox:
     ) -> None:
         self.url = bridge_url.rstrip("/") + EVENTS_PATH
         self._queue: asyncio.Queue[SpeechEvent] = asyncio.Queue(queue_size)
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(keepalive_expiry=POOL_KEEP_ALIVE))
         self._task: asyncio.Task[None] | None = None
         self._inflight: SpeechEvent | None = None
         self.sent = Counter(

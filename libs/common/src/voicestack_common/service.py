@@ -18,6 +18,7 @@ from voicestack_common.errors import error_body, install_error_handlers
 from voicestack_common.logging import RequestIdMiddleware
 from voicestack_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
 from voicestack_common.settings import ServiceSettings
+from voicestack_common.upstream import SERVER_KEEP_ALIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +135,6 @@ def serve(
         port=getattr(settings, "port"),  # noqa: B009
         log_config=None,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=SERVER_KEEP_ALIVE,
         **(uvicorn_options(settings) if uvicorn_options else {}),
     )

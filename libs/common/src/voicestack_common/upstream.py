@@ -22,6 +22,13 @@ from voicestack_common.errors import ClientError, UpstreamError, UpstreamTimeout
 # Error bodies are small JSON; anything longer is cut before it reaches a log or a client.
 MAX_ERROR_BODY = 64 * 1024
 
+# Keep-alive between the services: every server keeps an idle connection open SERVER_KEEP_ALIVE seconds,
+# every pooled client drops its own after POOL_KEEP_ALIVE. With the two equal, a client could send on a
+# connection in the very instant the server closes it, and the request would read as dropped. 4 s is
+# also under uvicorn's own default of 5 s, for a peer started without these settings.
+SERVER_KEEP_ALIVE = 15
+POOL_KEEP_ALIVE = 4.0
+
 
 def error_parts(body: bytes, status: int) -> tuple[str, str, Any]:
     """(code, message, details) of a peer's error answer; generic ones for a body in another shape."""

@@ -30,6 +30,7 @@ from gateway.routes import live, openai, realtime, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
 from voicestack_common.service import Readiness, create_service_app
+from voicestack_common.upstream import POOL_KEEP_ALIVE
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def _client(settings: GatewaySettings, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
         limits=httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=POOL_KEEP_ALIVE,
         ),
         trust_env=False,
     )

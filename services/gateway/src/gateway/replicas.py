@@ -7,6 +7,9 @@
                                           this request's); retried only when the request is idempotent;
                                           the timeout bounds the whole answer (a stream's head), so a
                                           broker trickling bytes cannot hold a caller past it
+    connection dropped, first time      → an idempotent request is sent again to the same replica on a
+                                          new connection first: a pooled keep-alive connection the
+                                          broker closed just as it was reused is no sign of trouble
     503 from a replica (saturated)      → tried on the next one, replica stays up
     nothing left to try                 → 503 no_upstream, 504 upstream_timeout
     any other 4xx/5xx                   → the broker's error passed through (a 500 becomes 502)
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,9 +212,14 @@ class ReplicaSet:
         self._check_size(method, path, args)
         last: VoicestackError | None = None
         answered: VoicestackError | None = None  # a replica's own error beats "unreachable"
-        for index, replica in enumerate(self.candidates()[:attempts]):
-            if index:
+        pending = deque(self.candidates()[:attempts])
+        redialled = False
+        sent = 0
+        while pending:
+            replica = pending.popleft()
+            if sent:
                 self.metrics.upstream_retries.labels(self.name).inc()
+            sent += 1
             started = time.perf_counter()
             try:
                 # The timeout bounds the whole answer (the head of a stream), not only each read:
@@ -243,13 +252,20 @@ class ReplicaSet:
                 raise last from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
                 self._outcome("dropped")
-                self.suspect(replica)
                 last = UpstreamError(
                     f"the {self.name.upper()} broker dropped the connection", code="upstream_unavailable"
                 )
-                if idempotent:
+                if not idempotent:
+                    self.suspect(replica)
+                    raise last from None
+                if not redialled:
+                    # httpx has dropped the broken connection from its pool: the same replica gets
+                    # one more go (a fresh connection), then is probed and passed over like any other.
+                    redialled = True
+                    pending.appendleft(replica)
                     continue
-                raise last from None
+                self.suspect(replica)
+                continue
             self.metrics.upstream_latency.labels(self.name).observe(time.perf_counter() - started)
             if response.status_code < 400:
                 self._outcome("ok")

@@ -19,6 +19,7 @@ from mqtt_bridge.outbox import Outbox
 from mqtt_bridge.publisher import OutboxPublisher
 from mqtt_bridge.settings import BridgeSettings
 from mqtt_bridge.topics import Topics
+from voicestack_common.upstream import POOL_KEEP_ALIVE
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Bridge:
         )
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=POOL_KEEP_ALIVE),
         )
         self.link = MqttLink(settings, self.topics, metrics)
         self.publisher = OutboxPublisher(
