@@ -6,8 +6,9 @@ The set (tests/wer.py) is generated here: 36 utterances from four espeak-ng and 
 Kokoro voices, at 8, 16 and 44.1 kHz, clean and with white noise at 20 and 10 dB SNR,
 with silence around and between sentences. Each clip goes through what the broker does
 (decode the WAV to 16 kHz, Silero VAD when on, the engine) in this process; the engine
-configurations are whisper.cpp f16 / q8_0 / q5_1 x greedy / beam 5 and faster-whisper
-int8 x greedy / beam 5, all with temperature fallback (0.2 steps). The real-time factor
+configurations are whisper.cpp f16 / q8_0 / q5_1 x greedy / beam 5, f16 greedy with the
+encoder context fitted to each clip (STT_FIT_AUDIO_CTX) and faster-whisper int8 x greedy /
+beam 5, all with temperature fallback (0.2 steps). The real-time factor
 is processing seconds (VAD included) over audio seconds. Clips of silence and of noise
 alone are counted separately: any word on them is a hallucination.
 
@@ -47,9 +48,11 @@ def engines(threads: int) -> dict[str, Callable[[], SttEngine]]:
     """Every configuration by name, most telling first; built lazily, one at a time."""
     cache = TEST_CACHE / "models"
 
-    def cpp(quant: str, beam: int) -> Callable[[], SttEngine]:
+    def cpp(quant: str, beam: int, fit: bool = False) -> Callable[[], SttEngine]:
         return lambda: WhisperCppEngine(
-            prepare_bundled_ggml(cache, quantization=quant), threads=threads, params=WhisperCppParams(beam_size=beam)
+            prepare_bundled_ggml(cache, quantization=quant),
+            threads=threads,
+            params=WhisperCppParams(beam_size=beam, fit_audio_ctx=fit),
         )
 
     def fw(beam: int) -> Callable[[], SttEngine]:
@@ -64,6 +67,7 @@ def engines(threads: int) -> dict[str, Callable[[], SttEngine]]:
         "faster-whisper int8 greedy": fw(1),
         "whisper.cpp q8_0 beam 5": cpp("q8_0", 5),
         "whisper.cpp q5_1 beam 5": cpp("q5_1", 5),
+        "whisper.cpp f16 greedy, fitted context": cpp("f16", 1, fit=True),
     }
 
 

@@ -12,10 +12,11 @@ import respx
 from fastapi.testclient import TestClient
 
 from stt_broker.app import create_app
+from stt_broker.engines import whispercpp_params
 from stt_broker.engines.base import Segment, TranscribeOptions
 from stt_broker.engines.faster_whisper import FasterWhisperEngine
 from stt_broker.engines.remote import RemoteWhisperCppEngine
-from stt_broker.engines.whispercpp import WhisperCppEngine
+from stt_broker.engines.whispercpp import WhisperCppEngine, fitted_audio_ctx
 from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
 from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
@@ -52,6 +53,48 @@ def test_local_engines_transcribe_and_report_segments_as_decoded(
     assert [w for s in result.segments for word in s.words for w in words(word.word)] == words(two_sentences[0])
     assert engine.model == "tiny.en"
     assert not engine.multilingual
+
+
+def test_a_fitted_context_covers_the_audio_plus_padding_up_to_the_full_window() -> None:
+    assert fitted_audio_ctx(0.5) == 25 + 256
+    assert fitted_audio_ctx(4.0) == 200 + 256
+    assert fitted_audio_ctx(24.0) == 1456
+    assert fitted_audio_ctx(25.0) == fitted_audio_ctx(90.0) == 1500
+
+
+@pytest.mark.engine
+def test_a_fitted_encoder_context_hears_the_same_and_lasts_one_call(
+    model_cache: Path, two_sentences: tuple[str, Pcm]
+) -> None:
+    """Live partials decode with ``fit_context``; pywhispercpp keeps parameters between calls, so the
+    next call must get the full window back."""
+    engine = WhisperCppEngine(prepare_bundled_ggml(model_cache))
+    engine.load()
+    audio = resample(two_sentences[1], 16_000)
+    try:
+        fitted = engine.transcribe(audio, TranscribeOptions(fit_context=True))
+        fitted_ctx = engine._model._params.audio_ctx
+        full = engine.transcribe(audio, TranscribeOptions())
+        full_ctx = engine._model._params.audio_ctx
+    finally:
+        engine.close()
+    assert words(fitted.text) == words(full.text) == words(two_sentences[0])
+    assert fitted_ctx == fitted_audio_ctx(audio.duration) < 1500
+    assert full_ctx == 0  # whisper.cpp's default: the model's whole window
+
+
+@pytest.mark.engine
+def test_stt_fit_audio_ctx_fits_every_decode(model_cache: Path, sentence: tuple[str, Pcm]) -> None:
+    settings = stt_settings(model_cache, fit_audio_ctx=True)
+    engine = WhisperCppEngine(prepare_bundled_ggml(model_cache), params=whispercpp_params(settings))
+    engine.load()
+    audio = resample(sentence[1], 16_000)
+    try:
+        result = engine.transcribe(audio, TranscribeOptions())
+        assert engine._model._params.audio_ctx == fitted_audio_ctx(audio.duration)
+    finally:
+        engine.close()
+    assert words(result.text) == words(sentence[0])
 
 
 @pytest.mark.engine

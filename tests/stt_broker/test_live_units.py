@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 
 from stt_broker.engines import engine_factory
+from stt_broker.engines.base import TranscribeOptions, Transcript
 from stt_broker.live.agreement import LocalAgreement
 from stt_broker.live.buffer import AudioBuffer
 from stt_broker.live.decoders import AudioInput
 from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
-from stt_broker.live.session import LiveSession
+from stt_broker.live.session import LiveEvent, LiveSession
 from stt_broker.live.vad import WINDOW, StreamingVad, load_silero
 from stt_broker.models import resolve_model
 from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
+from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 from voicestack_common.live import StartMessage
 from voicestack_common.workers import WorkerPool
@@ -126,6 +128,51 @@ def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None
             await asyncio.to_thread(pool.close)
 
     asyncio.run(scenario())
+
+
+def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(model_cache: Path) -> None:
+    settings = stt_settings(model_cache)
+    speech = speech_with_pauses(SENTENCES[:1])
+    decodes: list[tuple[bool, bool]] = []  # (urgent, fit_context) of every decode
+
+    class Recording(LiveRuntime):
+        async def decode(
+            self, samples: np.ndarray, options: TranscribeOptions, *, urgent: bool
+        ) -> tuple[Transcript, float]:
+            decodes.append((urgent, options.fit_context))
+            return await super().decode(samples, options, urgent=urgent)
+
+    async def scenario() -> list[LiveEvent]:
+        from prometheus_client import CollectorRegistry
+
+        pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=2, max_queue=4)
+        await asyncio.to_thread(pool.start)
+        try:
+            runtime = Recording(
+                pool,
+                load_silero(),
+                LiveMetrics(CollectorRegistry()),
+                LiveConfig(),
+                model="tiny.en",
+                default_language=None,
+            )
+            session = LiveSession(runtime, StartMessage(partials=True))
+            for piece in pcm16_slices(speech.pcm, 200):
+                session.feed(piece)
+                await asyncio.sleep(0.05)
+            await session.stop()
+            events = [await session.next_event()]
+            while events[-1].type != "closed":
+                events.append(await asyncio.wait_for(session.next_event(), 60))
+            return events
+        finally:
+            await asyncio.to_thread(pool.close)
+
+    events = asyncio.run(scenario())
+    finals = [e for e in events if e.type == "final"]
+    assert [words(f.text) for f in finals] == [words(SENTENCES[0])]  # type: ignore[attr-defined]
+    assert (False, True) in decodes  # at least one partial, fitted
+    assert [fit for urgent, fit in decodes if urgent] == [False]  # the one final: the whole window
 
 
 def test_a_long_session_holds_bounded_memory() -> None:

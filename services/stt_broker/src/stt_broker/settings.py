@@ -165,6 +165,11 @@ class SttSettings(ServiceSettings):
     """Encoder context in frames (0: the model's 1500, i.e. 30 s). Smaller is faster but
     loses accuracy; whisper.cpp's default is 0."""
 
+    fit_audio_ctx: bool = False
+    """Encode each clip with a context fitted to it (its length plus 5.12 s) instead of whisper.cpp's
+    30 s window: on short clips 2-3x less work for the same word error rate on bench_wer's set
+    (docs/benchmarks.md). Off by default, as in whisper.cpp; see ``live_fit_partials`` for partials."""
+
     n_max_text_ctx: int = Field(default=16384, ge=0)
     """Most prompt tokens carried into the decoder (whisper.cpp: 16384)."""
 
@@ -216,6 +221,11 @@ class SttSettings(ServiceSettings):
 
     live_partial_interval_ms: int = Field(default=500, ge=100, le=10_000)
     """New speech between two partial decodes of a live utterance."""
+
+    live_fit_partials: bool = True
+    """Decode live partials with the encoder context fitted to their audio (``fit_audio_ctx``): a partial
+    then costs a fraction of a final, and one still running when the utterance ends delays its final
+    less (whisper.cpp cannot stop an encoder pass)."""
 
     live_max_utterance_seconds: float = Field(default=30.0, ge=2, le=120)
     """Longest live utterance; a longer one is cut at its quietest recent point."""

@@ -19,6 +19,9 @@ class TranscribeOptions:
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    fit_context: bool = False
+    """Encode only this audio plus a few seconds, not the model's whole 30 s window (whisper.cpp's
+    ``audio_ctx`` fitted to the clip; other engines ignore it). Live partials ask for it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class LiveConfig:
     vad_threshold: float = 0.5
     prefix_padding_ms: int = 300
     partial_interval_ms: int = 500
+    fit_partials: bool = True
     max_utterance_seconds: float = 30.0
     min_speech_ms: int = 96
     """Speech shorter than this (clicks, breaths) opens no utterance."""
@@ -45,6 +46,7 @@ class LiveConfig:
             vad_threshold=settings.vad_threshold,
             prefix_padding_ms=settings.live_prefix_padding_ms,
             partial_interval_ms=settings.live_partial_interval_ms,
+            fit_partials=settings.live_fit_partials,
             max_utterance_seconds=settings.live_max_utterance_seconds,
             decode_timeout=settings.inference_timeout,
             max_sessions=settings.live_max_sessions,

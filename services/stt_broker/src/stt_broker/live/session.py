@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -81,6 +82,7 @@ class LiveSession:
         self._options = TranscribeOptions(
             language=self.settings.language, prompt=start.prompt, word_timestamps=start.words
         )
+        self._partial_options = dataclasses.replace(self._options, fit_context=d.fit_partials)
         self._checkpoints = start.checkpoints
         self._t0 = start.resume_at or 0.0
         self._input = AudioInput(start.format, start.sample_rate, start.channels)
@@ -324,7 +326,7 @@ class LiveSession:
         self, utterance: int, start: int, end: int, audio: Samples, agreement: LocalAgreement
     ) -> None:
         try:
-            transcript, _ = await self.runtime.decode(audio, self._options, urgent=False)
+            transcript, _ = await self.runtime.decode(audio, self._partial_options, urgent=False)
         except VoicestackError as exc:
             logger.debug("partial skipped: %s", exc.code)
             self.runtime.metrics.partials_skipped.labels(exc.code).inc()
