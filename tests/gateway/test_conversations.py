@@ -466,6 +466,53 @@ def test_each_live_session_of_the_loop_is_a_transcription_against_the_limit(
     assert refused["error"]["code"] == "rate_limited"
 
 
+def test_the_loop_s_live_session_counts_among_the_caller_s_live_sessions(
+    stt_url: str, tts_url: str, conversation_url: str
+) -> None:
+    """GATEWAY_LIVE_MAX_SESSIONS_PER_KEY covers the chat loop's core session as well as
+    /api/voice/ws/transcribe, and a closed chat gives its slot back."""
+    settings = gateway_settings(
+        stt_urls=stt_url, tts_urls=tts_url, conversation_urls=conversation_url, live_max_sessions_per_key=1
+    )
+    start = json.dumps({"type": "start", "format": "pcm16", "sample_rate": 16000})
+
+    async def transcribe_session(base: str) -> dict[str, Any]:
+        url = base.replace("http://", "ws://") + "/api/voice/ws/transcribe"
+        async with websockets.connect(url, open_timeout=TIMEOUT) as ws:
+            await ws.send(start)
+            return dict(json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)))
+
+    async def scenario(base: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with websockets.connect(ws_url(base), open_timeout=TIMEOUT) as ws:
+            chat = Chat(ws)
+            await chat.send({"type": "start_conversation"})
+            await chat.until("conversation.started")
+            await chat.speak(SILENCE)  # opens the core session: the caller's one live session
+            await chat.send({"type": "ping"})
+            await chat.until("pong")
+            assert not chat.of("error")
+            refused = await transcribe_session(base)
+            async with websockets.connect(ws_url(base), open_timeout=TIMEOUT) as other:
+                second = Chat(other)
+                await second.send({"type": "start_conversation"})
+                await second.until("conversation.started")
+                await second.speak(SILENCE[:3200])
+                chat_refused = await second.until("error")
+        for _ in range(150):  # until the server has seen the first chat close (at most ~30 s)
+            after = await transcribe_session(base)
+            if after["type"] == "ready":
+                break
+            await asyncio.sleep(0.2)
+        return refused, chat_refused, after
+
+    with serve(create_app(settings)) as base:
+        refused, chat_refused, after = asyncio.run(scenario(base))
+    assert refused["type"] == "error"
+    assert refused["error"]["code"] == "too_many_sessions"
+    assert chat_refused["error"]["code"] == "too_many_sessions"
+    assert after["type"] == "ready"
+
+
 def test_documented_client_script(chat_gateway: str, tmp_path: Path) -> None:
     """docs/examples/voice_chat.py as a user runs it: a question, then an interruption while the answer plays."""
     import subprocess

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from gateway.auth import ApiKeys, Unauthorized, presented_key
 from gateway.health import HealthMonitor, expand
 from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import SessionLimit, TooManySessions
 from gateway.replicas import Replica, ReplicaSet
 from gateway.settings import GatewaySettings
 
@@ -156,3 +157,20 @@ def test_api_keys_identify_callers_without_revealing_keys() -> None:
 def test_replica_report_shape() -> None:
     replica = Replica("http://a", "http://a")
     assert set(replica.describe()) == {"url", "healthy", "busy", "latency_ms", "error", "checked_at"}
+
+
+def test_session_limit_counts_per_caller_and_gives_back() -> None:
+    limit = SessionLimit(2, "live sessions")
+    limit.take("a")
+    with limit.hold("a"):
+        with pytest.raises(TooManySessions) as refused:
+            limit.take("a")
+        limit.take("b")  # another caller has its own two
+    assert refused.value.status_code == 429
+    assert refused.value.code == "too_many_sessions"
+    assert "at most 2 live sessions" in refused.value.message
+    assert limit.held == {"a": 1, "b": 1}
+    limit.give_back("a")
+    limit.give_back("b")
+    limit.give_back("b")  # one too many changes nothing
+    assert limit.held == {}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+import websockets
 
 from gateway.realtime import codecs
 from tests.gateway.conftest import SHORT
@@ -150,3 +152,38 @@ def test_bad_events_get_openai_errors_and_the_socket_stays_open(realtime_url: st
     assert errors["e6"]["param"] == "type"
     assert errors["e7"]["param"] == "session.turn_detection.type"
     assert all(e["type"] == "invalid_request_error" for e in errors.values())
+
+
+def test_a_caller_holds_at_most_realtime_max_sessions(realtime_url: str) -> None:
+    """The third session of one key is refused as OpenAI does (``session_limit_reached``, close 1013);
+    a closed session gives its place back."""
+    url = realtime_url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    headers = {"Authorization": f"Bearer {API_KEY}", "OpenAI-Beta": "realtime=v1"}
+
+    async def created(ws: Any) -> dict[str, Any]:
+        return dict(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+
+    async def scenario() -> tuple[dict[str, Any], int | None, dict[str, Any]]:
+        async with websockets.connect(url, additional_headers=headers) as one:
+            await created(one)
+            async with websockets.connect(url, additional_headers=headers) as two:
+                await created(two)
+                async with websockets.connect(url, additional_headers=headers) as three:
+                    refused = await created(three)
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(three.recv(), 60)
+                    code = three.close_code
+        for _ in range(150):  # until the server has seen the two close (at most ~30 s)
+            async with websockets.connect(url, additional_headers=headers) as again:
+                event = await created(again)
+            if event["type"] != "error":
+                break
+            await asyncio.sleep(0.2)
+        return refused, code, event
+
+    refused, code, again = asyncio.run(scenario())
+    assert refused["type"] == "error"
+    assert refused["error"]["code"] == "session_limit_reached"
+    assert refused["error"]["type"] == "rate_limit_error"
+    assert code == 1013
+    assert again["type"] == "session.created"

@@ -1,4 +1,4 @@
-"""What a service process holds, read from /proc: resident memory and open file descriptors."""
+"""What a service process holds, read from /proc: resident memory, open file descriptors, threads."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def rss_bytes(pid: int) -> int:
 def open_fds(pid: int) -> int:
     """File descriptors a process holds."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def threads(pid: int) -> int:
+    """Threads of a process (each may hold a glibc malloc arena: a reading for RSS that moved)."""
+    match = re.search(r"^Threads:\s+(\d+)$", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    assert match is not None
+    return int(match.group(1))

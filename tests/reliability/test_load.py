@@ -38,10 +38,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.reliability.figures import record
-from tests.reliability.procfs import open_fds, rss_bytes
+from tests.reliability.procfs import open_fds, rss_bytes, threads
 from tests.reliability.texts import WORDS
 from tests.servers import free_port
 from tests.speech import TEST_CACHE
+from voicestack_common.upstream import SERVER_KEEP_ALIVE
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -94,6 +95,7 @@ class Stack:
     process: subprocess.Popen[bytes]
     url: str
     pids: dict[str, int]
+    brokers: dict[str, str]  # "stt"/"tts" → base URL (their /metrics say when they are idle)
 
 
 def _children(pid: int) -> list[int]:
@@ -164,7 +166,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             time.sleep(0.5)
         pids = _service_pids(process.pid)
         assert set(pids) == set(SERVICES), pids
-        yield Stack(process, url, pids)
+        brokers = {name: f"http://127.0.0.1:{ports[name]}" for name in ("stt", "tts")}
+        yield Stack(process, url, pids, brokers)
     finally:
         process.terminate()
         try:
@@ -267,15 +270,26 @@ async def run_load(stack: Stack, seconds: float, audio_base64: str, phase: str) 
     return tally
 
 
-def settle(stack: Stack) -> dict[str, tuple[int, int]]:
-    """Wait until every service is idle again (pooled connections expired), then sample RSS and fds."""
-    with httpx.Client(base_url=stack.url, timeout=300) as client:
+def settle(stack: Stack) -> dict[str, tuple[int, int, int]]:
+    """Wait until every service is idle again (the brokers' queues drained, pooled connections closed),
+    then sample RSS and fds: a synthesis still running when the clients left holds its tensors."""
+    with httpx.Client(timeout=300) as client:
         for _ in range(300):
-            if client.get("/readyz").status_code == 200:
+            if client.get(f"{stack.url}/readyz").status_code == 200 and all(
+                _idle(client.get(f"{url}/metrics").text, name) for name, url in stack.brokers.items()
+            ):
                 break
             time.sleep(1)
-    time.sleep(10)  # keep-alive connections between services expire (5 s in uvicorn and httpx)
-    return {name: (rss_bytes(pid), open_fds(pid)) for name, pid in stack.pids.items()}
+    # idle keep-alive connections between the services close (the servers' side, SERVER_KEEP_ALIVE)
+    time.sleep(SERVER_KEEP_ALIVE + 2)
+    return {name: (rss_bytes(pid), open_fds(pid), threads(pid)) for name, pid in stack.pids.items()}
+
+
+def _idle(metrics: str, namespace: str) -> bool:
+    """No request queued or running on a broker, as its /metrics says."""
+    gauges = (f"{namespace}_queue_depth ", f"{namespace}_workers_busy ")
+    values = [float(line.split()[1]) for line in metrics.splitlines() if line.startswith(gauges)]
+    return len(values) == 2 and not any(values)
 
 
 def p99(values: list[float]) -> float:
@@ -290,7 +304,7 @@ def test_load_no_errors_and_no_growth(stack: Stack) -> None:
         assert made.status_code == 200, made.text
         audio_base64 = made.json()["audio_base64"]
         base64.b64decode(audio_base64, validate=True)
-    before = {name: (rss_bytes(pid), open_fds(pid)) for name, pid in stack.pids.items()}
+    before = {name: (rss_bytes(pid), open_fds(pid), threads(pid)) for name, pid in stack.pids.items()}
     warm = asyncio.run(run_load(stack, WARMUP_S, audio_base64, "warm-up"))
     warmed = settle(stack)
     tally = asyncio.run(run_load(stack, LOAD_S, audio_base64, "load"))
@@ -301,6 +315,7 @@ def test_load_no_errors_and_no_growth(stack: Stack) -> None:
         name: {
             "rss_mb": [round(sample[name][0] / 2**20, 1) for sample in (before, warmed, after)],
             "fds": [sample[name][1] for sample in (before, warmed, after)],
+            "threads": [sample[name][2] for sample in (before, warmed, after)],
             "rss_growth_pct": round(100 * (after[name][0] - warmed[name][0]) / warmed[name][0], 2),
         }
         for name in stack.pids
@@ -331,8 +346,8 @@ def test_load_no_errors_and_no_growth(stack: Stack) -> None:
     assert tally.answers["WS ping"] > WS_SESSIONS, tally.answers  # every session was served
     assert sum(tally.latencies.get(f"GET {p}", []).__len__() for p in ("/healthz", "/metrics")) > REST_CLIENTS
     for name in stack.pids:
-        rss_warm, fds_warm = warmed[name]
-        rss_end, fds_end = after[name]
+        rss_warm, fds_warm, _ = warmed[name]
+        rss_end, fds_end, _ = after[name]
         # 5 %, but at least 8 MiB: a ~100 MB Python service keeps a few MiB of allocator arenas
         # after a burst of 70 clients (measured +2.7..4.6 % on the gateway in 30-60 s runs); a leak
         # outgrows either bound in the hour-long run.

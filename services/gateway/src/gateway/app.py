@@ -24,7 +24,7 @@ from gateway.events import EventSender
 from gateway.health import BridgeProbe, HealthMonitor
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, SessionLimit
 from gateway.replicas import ReplicaSet
 from gateway.routes import live, openai, realtime, voice, ws
 from gateway.routes.page import page_router
@@ -134,7 +134,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 ("synthesize", settings.synthesize_rate_limit),
             )
         }
-        gateway = Gateway(settings, stt, tts, events, monitor, keys, limits, metrics)
+        gateway = Gateway(
+            settings,
+            stt,
+            tts,
+            events,
+            monitor,
+            keys,
+            limits,
+            metrics,
+            live_sessions=SessionLimit(settings.live_max_sessions_per_key, "live transcription sessions"),
+            realtime_sessions=SessionLimit(settings.realtime_max_sessions, "Realtime sessions"),
+        )
         tasks: list[asyncio.Task[None]] = []
         try:
             await monitor.resolve_all()

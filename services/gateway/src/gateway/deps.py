@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -12,7 +12,7 @@ from gateway.auth import ApiKeys, presented_key
 from gateway.events import EventSender
 from gateway.health import HealthMonitor
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import RateLimited, RateLimiter
+from gateway.ratelimit import RateLimited, RateLimiter, SessionLimit
 from gateway.replicas import ReplicaSet
 from gateway.settings import GatewaySettings
 from voicestack_common.errors import UnsupportedMediaType
@@ -34,8 +34,10 @@ class Gateway:
     keys: ApiKeys
     limits: dict[str, RateLimiter]
     metrics: GatewayMetrics
-    live_sessions: dict[str, int] = field(default_factory=dict)
-    """Open live transcription sessions per caller."""
+    live_sessions: SessionLimit
+    """Live transcription sessions per caller: ``/api/voice/ws/transcribe`` and the chat voice loop."""
+    realtime_sessions: SessionLimit
+    """``/v1/realtime`` sessions per caller."""
 
     def charge(self, operation: Operation, caller: str, cost: int = 1) -> None:
         """Take from the caller's allowance for ``operation`` (raises 429 when it is used up)."""

@@ -1,11 +1,13 @@
-"""Per-caller token buckets for the expensive operations (429 with ``Retry-After``)."""
+"""Per-caller limits: token buckets for the expensive operations (429 with ``Retry-After``), and a
+ceiling on the sessions one caller holds open at once."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from voicestack_common.errors import ClientError, InvalidRequest
 
@@ -71,3 +73,44 @@ class RateLimiter:
         self._buckets[caller] = (tokens, now)
         while len(self._buckets) > MAX_CALLERS:
             self._buckets.popitem(last=False)
+
+
+class TooManySessions(ClientError):
+    """The caller already holds as many sessions of this kind as it may."""
+
+    status_code = 429
+    default_code = "too_many_sessions"
+
+
+class SessionLimit:
+    """At most ``limit`` sessions of one kind open at once per caller (an API key, or an address
+    without keys). Sessions end on their own, so nothing here expires."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self.held: dict[str, int] = {}
+
+    def take(self, caller: str) -> None:
+        """One more session for ``caller``; ``TooManySessions`` at the limit."""
+        held = self.held.get(caller, 0)
+        if held >= self.limit:
+            raise TooManySessions(f"at most {self.limit} {self.what} per key at once")
+        self.held[caller] = held + 1
+
+    def give_back(self, caller: str) -> None:
+        """One of ``caller``'s sessions ended."""
+        left = self.held.get(caller, 0) - 1
+        if left > 0:
+            self.held[caller] = left
+        else:
+            self.held.pop(caller, None)
+
+    @contextlib.contextmanager
+    def hold(self, caller: str) -> Iterator[None]:
+        """A session for the ``with`` block (``TooManySessions`` before it, at the limit)."""
+        self.take(caller)
+        try:
+            yield
+        finally:
+            self.give_back(caller)

@@ -180,7 +180,8 @@ class GatewaySettings(ServiceSettings):
     default voice."""
 
     live_max_sessions_per_key: int = Field(default=4, ge=1)
-    """Live transcription sessions (``/api/voice/ws/transcribe``) one API key (or address) may hold at once."""
+    """Live transcription sessions one API key (or address) may hold at once: ``/api/voice/ws/transcribe``
+    sessions and the voice loops of ``/api/voice/ws/chat`` streaming audio, together."""
 
     live_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
     """Largest message a live transcription client may send (``frame_too_large`` above it)."""

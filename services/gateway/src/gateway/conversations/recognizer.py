@@ -76,14 +76,28 @@ class LiveRecognizer:
     async def _link(self) -> LiveLink:
         async with self.opening:
             if self.link is None:
-                # Each core session is one transcription against the caller's allowance, as on the
-                # Realtime face (a 429 ``rate_limited`` error event when it is used up).
-                self.gateway.charge("transcribe", self.caller)
-                link = await open_live(self.gateway, self.start, self.session_id)
+                # A core session counts among the caller's live sessions, as on /api/voice/ws/transcribe
+                # (429 ``too_many_sessions``), and is one transcription against its allowance, as on the
+                # Realtime face (429 ``rate_limited``).
+                self.gateway.live_sessions.take(self.caller)
+                try:
+                    self.gateway.charge("transcribe", self.caller)
+                    link = await open_live(self.gateway, self.start, self.session_id)
+                except BaseException:
+                    self.gateway.live_sessions.give_back(self.caller)
+                    raise
                 self.model = link.relay.model
                 self.link = link
                 self.pump = asyncio.create_task(self._pump(link))
             return self.link
+
+    def _drop(self, link: LiveLink) -> bool:
+        """Forget ``link`` and give its live-session slot back; False when it was gone already."""
+        if self.link is not link:
+            return False
+        self.link, self.pump, self.open_utterance = None, None, None
+        self.gateway.live_sessions.give_back(self.caller)
+        return True
 
     async def _pump(self, link: LiveLink) -> None:
         try:
@@ -93,8 +107,7 @@ class LiveRecognizer:
             raise
         except Exception:
             logger.exception("voice loop: the live session failed")
-        if self.link is link:
-            self.link, self.pump, self.open_utterance = None, None, None
+        if self._drop(link):
             with contextlib.suppress(Exception):
                 await link.close()
 
@@ -131,13 +144,13 @@ class LiveRecognizer:
     async def aclose(self) -> None:
         """Close the live session (its open decodes are cancelled by the core)."""
         link, pump = self.link, self.pump
-        self.link, self.pump = None, None
+        if link is None or not self._drop(link):
+            return
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
-        if link is not None:
-            await link.close()
+        await link.close()
 
 
 def live_start(*, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool) -> StartMessage:

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import Unauthorized, presented_key
 from gateway.deps import Gateway, GatewayDep
+from gateway.ratelimit import TooManySessions
 from gateway.relay import LiveRelay, RelayError
 from voicestack_common.errors import VoicestackError
 from voicestack_common.jsonbody import parse_json
@@ -54,14 +55,11 @@ async def transcribe(websocket: WebSocket, gateway: GatewayDep) -> None:
     except Unauthorized as exc:
         await _refuse(websocket, _Refused(exc.code, exc.message, CLOSE_POLICY))
         return
-    held = gateway.live_sessions.get(caller, 0)
-    if held >= gateway.settings.live_max_sessions_per_key:
-        limit = gateway.settings.live_max_sessions_per_key
-        await _refuse(
-            websocket, _Refused("too_many_sessions", f"at most {limit} live sessions per key", CLOSE_TRY_AGAIN)
-        )
+    try:
+        gateway.live_sessions.take(caller)
+    except TooManySessions as exc:
+        await _refuse(websocket, _Refused(exc.code, exc.message, CLOSE_TRY_AGAIN))
         return
-    gateway.live_sessions[caller] = held + 1
     gateway.metrics.live_sessions.inc()
     try:
         await _serve(websocket, gateway)
@@ -69,11 +67,7 @@ async def transcribe(websocket: WebSocket, gateway: GatewayDep) -> None:
         await _refuse(websocket, refused)
     finally:
         gateway.metrics.live_sessions.dec()
-        left = gateway.live_sessions.get(caller, 1) - 1
-        if left > 0:
-            gateway.live_sessions[caller] = left
-        else:
-            gateway.live_sessions.pop(caller, None)
+        gateway.live_sessions.give_back(caller)
 
 
 async def _serve(websocket: WebSocket, gateway: Gateway) -> None:

@@ -13,11 +13,12 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.auth import Unauthorized, presented_key
-from gateway.deps import GatewayDep
+from gateway.deps import Gateway, GatewayDep
 from gateway.live_link import open_live
+from gateway.ratelimit import TooManySessions
 from gateway.realtime.config import SessionConfig
 from gateway.realtime.protocol import RealtimeError, error_event, new_id
-from gateway.realtime.session import RealtimeSession
+from gateway.realtime.session import RealtimeSession, Send
 from gateway.realtime.voice_loop import VoiceLoopReplier
 from voicestack_common.live import StartMessage
 
@@ -54,19 +55,21 @@ async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
         await send({"event_id": new_id("event"), **error_event(error, None)})
         await websocket.close(code=POLICY_VIOLATION, reason=exc.code)
         return
-    limit = gateway.settings.realtime_max_sessions
-    if not hasattr(websocket.app.state, "realtime_sessions"):
-        websocket.app.state.realtime_sessions = {}
-    _open_sessions: dict[str, int] = websocket.app.state.realtime_sessions
-    if _open_sessions.get(caller, 0) >= limit:
-        error = RealtimeError(
-            f"at most {limit} Realtime sessions may be open at once per caller",
-            code="session_limit_reached",
-            kind="rate_limit_error",
-        )
+    try:
+        gateway.realtime_sessions.take(caller)
+    except TooManySessions as exc:
+        # OpenAI's code for it, as its clients expect
+        error = RealtimeError(exc.message, code="session_limit_reached", kind="rate_limit_error")
         await send({"event_id": new_id("event"), **error_event(error, None)})
         await websocket.close(code=TRY_AGAIN_LATER, reason="session_limit_reached")
         return
+    try:
+        await _serve(websocket, gateway, caller, send)
+    finally:
+        gateway.realtime_sessions.give_back(caller)
+
+
+async def _serve(websocket: WebSocket, gateway: Gateway, caller: str, send: Send) -> None:
     transcription = websocket.query_params.get("intent") == "transcription"
     config = SessionConfig.create(
         "transcription_session" if transcription else "session", gateway.settings.realtime_voice
@@ -82,7 +85,6 @@ async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
         else None
     )
     session = RealtimeSession(send, gateway, caller, config, live, replier)
-    _open_sessions[caller] = _open_sessions.get(caller, 0) + 1
     gateway.metrics.ws_connections.inc()
     try:
         await session.start()
@@ -96,7 +98,4 @@ async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
             await session.handle(message["text"])
     finally:
         gateway.metrics.ws_connections.dec()
-        _open_sessions[caller] -= 1
-        if not _open_sessions[caller]:
-            del _open_sessions[caller]
         await asyncio.shield(session.close())
