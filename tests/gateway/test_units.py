@@ -162,10 +162,11 @@ def test_replica_report_shape() -> None:
 def test_session_limit_counts_per_caller_and_gives_back() -> None:
     limit = SessionLimit(2, "live sessions")
     limit.take("a")
-    with limit.hold("a"):
-        with pytest.raises(TooManySessions) as refused:
-            limit.take("a")
-        limit.take("b")  # another caller has its own two
+    limit.take("a")
+    with pytest.raises(TooManySessions) as refused:
+        limit.take("a")
+    limit.take("b")  # another caller has its own two
+    limit.give_back("a")
     assert refused.value.status_code == 429
     assert refused.value.code == "too_many_sessions"
     assert "at most 2 live sessions" in refused.value.message

@@ -3,11 +3,10 @@ ceiling on the sessions one caller holds open at once."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from voicestack_common.errors import ClientError, InvalidRequest
 
@@ -105,12 +104,3 @@ class SessionLimit:
             self.held[caller] = left
         else:
             self.held.pop(caller, None)
-
-    @contextlib.contextmanager
-    def hold(self, caller: str) -> Iterator[None]:
-        """A session for the ``with`` block (``TooManySessions`` before it, at the limit)."""
-        self.take(caller)
-        try:
-            yield
-        finally:
-            self.give_back(caller)
