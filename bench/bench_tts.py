@@ -1,6 +1,7 @@
 """TTS broker benchmark: the broker's streaming endpoint over HTTP against the bare engine, in one run.
 
     uv run python bench/bench_tts.py [--runs 5] [--json out.json]
+    uv run python bench/bench_tts.py --arena [--runs 20] [--json out.json]
 
 Measures, on the bundled Kokoro int8 model, for a 1-sentence and a 4-sentence text:
   * the bare engine in this process (KokoroEngine.stream): time to the first audio chunk, total
@@ -10,6 +11,10 @@ Measures, on the bundled Kokoro int8 model, for a 1-sentence and a 4-sentence te
   * a cached request's latency (the same request again, cache on);
   * throughput at 1, 2 and 4 concurrent clients for two pool layouts
     (1 worker x 2 threads, 2 workers x 1 thread).
+``--arena`` instead measures what ONNX Runtime's CPU memory arena (``TTS_CPU_MEMORY_ARENA``, off
+by default) is worth: two engines in this process, arena on and off, synthesizing alternately, once
+the same sentence every time (the arena's best case: one input shape) and once a new text every time
+(what a service sees), the off/on ratio of the synthesis time at min and p50.
 Speed is never asserted in tests; the numbers go to docs/tts.md.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import threading
 import time
@@ -108,11 +114,52 @@ def throughput(url: str, text: str, clients: int, per_client: int) -> dict[str, 
     }
 
 
+def arena(runs: int) -> dict[str, object]:
+    """Arena on against off, alternating; each engine gets 2 threads, as the broker's default pool."""
+    from tests.reliability.texts import WORDS
+
+    files = bundled_files(TEST_CACHE / "models")
+    engines = {
+        on: KokoroEngine(files.model, files.voices, model_id="bench", threads=2, cpu_memory_arena=on)
+        for on in (True, False)
+    }
+    rng = random.Random(7)
+    results: dict[str, object] = {}
+    for engine in engines.values():
+        engine.load()
+        bare_run(engine, TEXTS["1_sentence"])  # warm-up
+    for case in ("same sentence", "new texts"):
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(runs):
+            text = (
+                TEXTS["1_sentence"]
+                if case == "same sentence"
+                else " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) + "."
+            )
+            order = (True, False) if round_ % 2 else (False, True)
+            for on in order:
+                times[on].append(bare_run(engines[on], text)[1])
+        results[case] = {
+            "arena_on": summary(times[True]) | {"min": round(min(times[True]), 4)},
+            "arena_off": summary(times[False]) | {"min": round(min(times[False]), 4)},
+            "off_over_on": {
+                "min": round(min(times[False]) / min(times[True]), 3),
+                "p50": round(statistics.median(times[False]) / statistics.median(times[True]), 3),
+            },
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--arena", action="store_true", help="only: ONNX Runtime's memory arena on against off")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.arena:
+        measured = arena(args.runs)
+        emit({"machine": machine(), "load_average_at_start": os.getloadavg()[0], "arena": measured}, args.json)
+        return
 
     files = bundled_files(TEST_CACHE / "models")
     results: dict[str, object] = {
