@@ -157,8 +157,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.arena:
+        load_at_start = os.getloadavg()[0]
         measured = arena(args.runs)
-        emit({"machine": machine(), "load_average_at_start": os.getloadavg()[0], "arena": measured}, args.json)
+        emit({"machine": machine(), "load_average_at_start": load_at_start, "arena": measured}, args.json)
         return
 
     files = bundled_files(TEST_CACHE / "models")

@@ -113,7 +113,7 @@ class TtsSettings(ServiceSettings):
     every text piece, and the arena keeps growing with new shapes and never hands memory back (the
     broker's RSS rose by about a quarter over 16 new texts after warm-up; see docs/reliability.md).
     Off, tensors come from the system allocator and are returned after each run; on trades that
-    growth for slightly faster synthesis."""
+    growth for faster synthesis (off takes about 1.2x the time; docs/reliability.md)."""
 
     use_gpu: bool = False
     """Run Kokoro on ONNX Runtime's CUDA execution provider when the installed onnxruntime has
