@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,16 @@ def events(body: str) -> list[tuple[str, dict[str, Any]]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         out.append((lines["event"], json.loads(lines["data"])))
     return out
+
+
+def test_readiness_probes_leave_the_log_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A probe every few seconds must not log alembic's context lines (two INFO lines each)."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}"
+    with TestClient(create_app(conversation_settings(database))) as client, caplog.at_level(logging.INFO):
+        caplog.clear()
+        for _ in range(3):
+            assert client.get("/readyz").status_code == 200
+    assert not [r for r in caplog.records if r.name.startswith("alembic")], caplog.text
 
 
 def test_conversation_lifecycle_and_owners(database_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ def create_engine(url: str) -> AsyncEngine:
         cursor.close()
 
     return engine
+
+
+class _QuietContext(logging.Filter):
+    """Alembic names its dialect each time a migration context opens, which the readiness probe does
+    every few seconds: two INFO lines per probe. Upgrades still log what they run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_QuietContext())
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
