@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
 from stt_broker.live.session import LiveEvent, LiveSession
 from stt_broker.live.vad import WINDOW, StreamingVad, load_silero
 from stt_broker.models import resolve_model
+from stt_broker.settings import SttSettings
 from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
 from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
@@ -94,25 +97,30 @@ def test_audio_buffer_drops_from_the_front() -> None:
 
 
 @pytest.mark.engine
+@contextlib.asynccontextmanager
+async def live_runtime(
+    settings: SttSettings, *, workers: int, max_queue: int, kind: type[LiveRuntime] = LiveRuntime
+) -> AsyncIterator[LiveRuntime]:
+    """A live runtime on a real whisper.cpp pool of ``workers`` contexts, closed afterwards."""
+    from prometheus_client import CollectorRegistry
+
+    pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=workers, max_queue=max_queue)
+    await asyncio.to_thread(pool.start)
+    try:
+        yield kind(
+            pool, load_silero(), LiveMetrics(CollectorRegistry()), LiveConfig(), model="tiny.en", default_language=None
+        )
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
 def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None:
     """Back-pressure: with two finals pending the session stops taking audio until events drain."""
     settings = stt_settings(model_cache)
     speech = speech_with_pauses()
 
     async def scenario() -> None:
-        pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=1, max_queue=1)
-        await asyncio.to_thread(pool.start)
-        try:
-            from prometheus_client import CollectorRegistry
-
-            runtime = LiveRuntime(
-                pool,
-                load_silero(),
-                LiveMetrics(CollectorRegistry()),
-                LiveConfig(),
-                model="tiny.en",
-                default_language=None,
-            )
+        async with live_runtime(settings, workers=1, max_queue=1) as runtime:
             session = LiveSession(runtime, StartMessage(partials=False))
             session.feed(speech.pcm.to_pcm16())  # three utterances at once
             with pytest.raises(TimeoutError):
@@ -124,8 +132,6 @@ def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None
             await session.stop()
             assert (await session.next_event()).type == "closed"
             assert kinds.count("speech_stopped") == 3
-        finally:
-            await asyncio.to_thread(pool.close)
 
     asyncio.run(scenario())
 
@@ -143,19 +149,7 @@ def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(
             return await super().decode(samples, options, urgent=urgent)
 
     async def scenario() -> list[LiveEvent]:
-        from prometheus_client import CollectorRegistry
-
-        pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=2, max_queue=4)
-        await asyncio.to_thread(pool.start)
-        try:
-            runtime = Recording(
-                pool,
-                load_silero(),
-                LiveMetrics(CollectorRegistry()),
-                LiveConfig(),
-                model="tiny.en",
-                default_language=None,
-            )
+        async with live_runtime(settings, workers=2, max_queue=4, kind=Recording) as runtime:
             session = LiveSession(runtime, StartMessage(partials=True))
             for piece in pcm16_slices(speech.pcm, 200):
                 session.feed(piece)
@@ -165,8 +159,6 @@ def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(
             while events[-1].type != "closed":
                 events.append(await asyncio.wait_for(session.next_event(), 60))
             return events
-        finally:
-            await asyncio.to_thread(pool.close)
 
     events = asyncio.run(scenario())
     finals = [e for e in events if e.type == "final"]
