@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,12 +22,23 @@ class ErrorResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """One model name clients may send (OpenAI's model object)."""
+    """One model name clients may send (OpenAI's model object, plus what a catalog tells).
+
+    The extra fields are optional so that OpenAI's shape stays valid; routes that list models
+    leave out the ones they do not know (``response_model_exclude_none``).
+    """
 
     id: str
     object: str = "model"
     created: int
     owned_by: str
+    kind: Literal["stt", "tts", "llm"] | None = Field(default=None, description="What the model does")
+    loaded: bool | None = Field(default=None, description="Whether it is in memory now")
+    default: bool | None = Field(default=None, description="Used when a request names no model")
+    alias_of: str | None = Field(default=None, description="The model this name stands for (`whisper-1`)")
+    languages: list[str] | None = Field(
+        default=None, description="ISO 639-1 codes it hears or speaks; unset: not known"
+    )
 
 
 class ModelList(BaseModel):

@@ -7,7 +7,7 @@ that each problem gets its own error code (``invalid_speed``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,11 +94,24 @@ class OpenAISpeechRequest(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class VoiceInfo(BaseModel):
+    """One voice, with the language it speaks and whether this machine can speak it."""
+
+    id: str = Field(examples=["af_heart"])
+    lang_code: str = Field(description="Kokoro's language code, the voice's first letter", examples=["a"])
+    language: str = Field(description="BCP 47 tag of that language", examples=["en-US"])
+    language_name: str = Field(examples=["American English"])
+    gender: Literal["female", "male"] | None = Field(default=None, examples=["female"])
+    available: bool = Field(default=True, description="False when this machine lacks the language's text front end")
+    reason: str | None = Field(default=None, description="Why the voice is not available")
+
+
 class VoicesResponse(BaseModel):
-    """The integration guide's voice list."""
+    """The integration guide's voice list, plus each voice's language and gender."""
 
     model_config = ConfigDict(extra="allow")
 
     voices: list[str] = Field(examples=[["af_heart", "af_bella", "am_adam"]])
     default_voice: str = Field(examples=["af_heart"])
     service: str = Field(examples=["Kokoro TTS"])
+    details: list[VoiceInfo] = Field(default_factory=list, description="Each voice in `voices`, in the same order")
