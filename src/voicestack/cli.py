@@ -74,7 +74,7 @@ def up() -> None:
     from voicestack import local
 
     # A person is watching this terminal: readable log lines unless configured otherwise.
-    for prefix in ("STT", "TTS", "GATEWAY", "MQTT_BRIDGE"):
+    for prefix in ("STT", "TTS", "GATEWAY", "MQTT_BRIDGE", "CONVERSATION"):
         os.environ.setdefault(f"{prefix}_LOG_FORMAT", "text")
     raise typer.Exit(local.up(out))
 

@@ -159,7 +159,11 @@ def up(console: Console) -> int:
         console.rule("[bold]voicestack is up[/bold]")
         for name, url in urls.items():
             console.print(f"  {name:>12}  {url}")
-        console.print('  Try: voicestack tts "hello there" -o hi.wav && voicestack stt hi.wav   (Ctrl-C stops)')
+        console.print(
+            "  Try: source .venv/bin/activate && "
+            'voicestack tts "hello there" -o hi.wav && voicestack stt hi.wav'
+            "   (in another terminal, in this folder; Ctrl-C stops)"
+        )
         console.rule()
 
     return run(stack, banner, console)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from voicestack_common.errors import InvalidRequest, Saturated
-from voicestack_common.logging import JsonFormatter, request_id_var
+from voicestack_common.logging import JsonFormatter, TextFormatter, request_id_var
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.settings import ServiceSettings
 
@@ -149,6 +149,14 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert line["message"] == "hello you"
     assert line["request_id"] == "rid-1"
     assert line["service"] == "svc"
+
+
+def test_text_log_lines_say_what_the_extras_say() -> None:
+    """``voicestack up`` logs text: "service health changed" must say which service and what changed."""
+    record = logging.LogRecord("bridge", logging.INFO, __file__, 1, "service health changed", (), None)
+    record.__dict__.update({"service": "stt", "from": "healthy", "to": "down"})
+    line = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "INFO service health changed (service=stt from=healthy to=down)"
 
 
 def test_successful_probes_stay_out_of_the_access_log() -> None:

@@ -45,9 +45,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _TextFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """A line for people: time, level, service, logger, message, then the extras as ``key=value``."""
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STD_ATTRS)
+        if extras:
+            # Tracebacks follow the first line; the extras belong on it.
+            head, sep, tail = line.partition("\n")
+            line = f"{head} ({extras}){sep}{tail}"
         request_id = request_id_var.get()
         return f"{line} [{request_id}]" if request_id else line
 
@@ -104,7 +111,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(_TextFormatter(f"%(asctime)s %(levelname)-7s {service} %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)-7s {service} %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -44,6 +44,9 @@ class _QuietContext(logging.Filter):
 
 
 logging.getLogger("alembic.runtime.migration").addFilter(_QuietContext())
+# "setup plugin alembic.autogenerate.*": seven INFO lines at every start about autogenerate, which the
+# service never runs.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
