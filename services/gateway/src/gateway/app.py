@@ -26,9 +26,10 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter, SessionLimit
 from gateway.replicas import ReplicaSet
-from gateway.routes import live, openai, realtime, voice, ws
+from gateway.routes import live, models, openai, realtime, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list
+from gateway.voices import VoiceCatalog
 from voicestack_common.service import Readiness, create_service_app
 from voicestack_common.upstream import POOL_KEEP_ALIVE
 
@@ -40,7 +41,8 @@ EVENTS_FLUSH_SECONDS = 2.0
 DESCRIPTION = """voicestack's public entry point, in front of the STT and TTS brokers.
 
 * `/api/voice/*`: the integration guide's REST endpoints.
-* `/v1/audio/transcriptions`, `/v1/audio/speech`: OpenAI-compatible, so the `openai` SDK works unchanged.
+* `/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/models`: OpenAI-compatible, so the `openai` SDK works
+  unchanged; `model` picks one of the models `/v1/models` lists.
 * `WS /api/voice/ws/chat` (not listed below: OpenAPI has no WebSockets): JSON messages
   `{"type": "transcribe", "audio_base64", "language"}`, `{"type": "synthesize", "text", "voice", "lang_code",
   "speed"}` and `{"type": "ping"}`, each with an optional `id`; answers `transcription`
@@ -145,6 +147,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics,
             live_sessions=SessionLimit(settings.live_max_sessions_per_key, "live transcription sessions"),
             realtime_sessions=SessionLimit(settings.realtime_max_sessions, "Realtime sessions"),
+            voices=VoiceCatalog(tts),
         )
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -215,6 +218,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(ws.router, prefix="/api/voice")
     app.include_router(live.router, prefix="/api/voice")
     app.include_router(openai.router, prefix="/v1")
+    app.include_router(models.router, prefix="/v1")
     app.include_router(conversation_routes.router, prefix="/api/conversations")
     app.include_router(conversation_routes.seeds)
     app.include_router(realtime.router, prefix="/v1")

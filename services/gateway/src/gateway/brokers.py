@@ -52,13 +52,22 @@ def _parse(model: type[M], response: httpx.Response, what: str) -> M:
 
 
 async def transcribe(
-    stt: ReplicaSet, audio: IO[bytes], *, filename: str, content_type: str, language: str | None
+    stt: ReplicaSet,
+    audio: IO[bytes],
+    *,
+    filename: str,
+    content_type: str,
+    language: str | None,
+    model: str | None = None,
 ) -> TranscribeResponse:
-    """The guide's transcription of one file, from the STT broker's ``/v1/transcribe``."""
+    """The guide's transcription of one file, from the STT broker's ``/v1/transcribe`` (``model``:
+    one of its ``/v1/models``; unset: its default)."""
 
     def args() -> dict[str, Any]:
         audio.seek(0)
         data = {"language": language} if language else {}
+        if model:
+            data["model"] = model
         return {"files": {"file": (filename, audio, content_type)}, "data": data}
 
     response = await stt.request("POST", "/v1/transcribe", args)

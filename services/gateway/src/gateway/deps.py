@@ -15,6 +15,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimited, RateLimiter, SessionLimit
 from gateway.replicas import ReplicaSet
 from gateway.settings import GatewaySettings
+from gateway.voices import VoiceCatalog
 from voicestack_common.errors import UnsupportedMediaType
 from voicestack_common.jsonbody import media_type
 
@@ -38,6 +39,8 @@ class Gateway:
     """Live transcription sessions per caller: ``/api/voice/ws/transcribe`` and the chat voice loop."""
     realtime_sessions: SessionLimit
     """``/v1/realtime`` sessions per caller."""
+    voices: VoiceCatalog
+    """The TTS broker's voices, cached: which voice speaks a reply in the user's language."""
 
     def charge(self, operation: Operation, caller: str, cost: int = 1) -> None:
         """Take from the caller's allowance for ``operation`` (raises 429 when it is used up)."""

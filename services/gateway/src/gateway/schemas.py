@@ -27,7 +27,8 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     }
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        out[status] = {"model": ErrorResponse, "description": described.get(f"e{status}", common[status])}
+        text = described[f"e{status}"] if f"e{status}" in described else common[status]
+        out[status] = {"model": ErrorResponse, "description": text}
     return out
 
 
@@ -44,6 +45,9 @@ class TranscribeJsonRequest(BaseModel):
     audio_base64: str = Field(description="The audio file, base64 (a `data:` URL prefix is accepted)")
     language: str | None = Field(
         default=None, examples=["en"], description="ISO 639-1 code, or 'auto'; unset: the broker's default"
+    )
+    model: str | None = Field(
+        default=None, max_length=128, examples=["base"], description="A speech-to-text model of `GET /v1/models`"
     )
 
 

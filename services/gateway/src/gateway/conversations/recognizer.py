@@ -153,13 +153,21 @@ class LiveRecognizer:
         await link.close()
 
 
-def live_start(*, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool) -> StartMessage:
-    """The core session a conversation asks for: PCM16 mono as the client sends it."""
-    return StartMessage(
-        format="pcm16",
-        sample_rate=sample_rate,
-        channels=1,
-        language=language,
-        partials=partials,
-        silence_ms=silence_ms,
-    )
+def live_start(
+    *, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool, model: str | None = None
+) -> StartMessage:
+    """The core session a conversation asks for: PCM16 mono as the client sends it (``ValueError`` when
+    this STT contract has no ``model``)."""
+    fields: dict[str, Any] = {
+        "format": "pcm16",
+        "sample_rate": sample_rate,
+        "channels": 1,
+        "language": language,
+        "partials": partials,
+        "silence_ms": silence_ms,
+    }
+    if model is not None:
+        if "model" not in StartMessage.model_fields:
+            raise ValueError("choosing a speech-to-text model needs a newer STT contract")
+        fields["model"] = model
+    return StartMessage.model_validate(fields)

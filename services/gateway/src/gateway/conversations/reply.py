@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway import brokers
@@ -38,6 +38,9 @@ class Voice:
     lang_code: str | None = None
     speed: float | None = None
     format: str = "wav"
+    language: str | None = None
+    """The language the user spoke: the reply takes a voice of it (``gateway.voices``), ``voice`` being
+    the default; unset: ``voice`` and ``lang_code`` as they are."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class SpokenPiece:
     duration: float
     sample_rate: int
     format: str
+    voice: str | None = None
+    """The voice the TTS broker spoke it with."""
+    lang_code: str | None = None
+    """The Kokoro language code asked for (``None``: the broker's default)."""
 
     def message(self) -> dict[str, Any]:
         """The ``reply.audio`` event's fields."""
@@ -60,6 +67,8 @@ class SpokenPiece:
             "format": self.format,
             "sample_rate": self.sample_rate,
             "duration_seconds": self.duration,
+            "voice": self.voice,
+            "lang_code": self.lang_code,
         }
 
 
@@ -195,9 +204,17 @@ class Reply:
             )
         return None
 
+    async def _choose_voice(self) -> None:
+        """A voice of the user's language, when the reply follows it (the catalog is cached: this is quick)."""
+        if self.voice.language is None:
+            return
+        choice = await self.gateway.voices.for_language(self.voice.language, self.voice.voice)
+        self.voice = replace(self.voice, voice=choice.voice, lang_code=choice.lang_code, language=None)
+
     async def _speak(self) -> None:
         """Pieces in, synthesized in order, audio out."""
         index = 0
+        await self._choose_voice()
         while True:
             item = await self._pieces.get()
             if isinstance(item, tuple):
@@ -222,6 +239,8 @@ class Reply:
             try:
                 result = await brokers.synthesize(self.gateway.tts, body, self.gateway.settings.voice_fallbacks)
             except VoicestackError as exc:
+                if exc.code in ("unknown_voice", "unsupported_lang_code"):
+                    self.gateway.voices.forget()  # the voice list it came from may be stale
                 self.finished = self.failed = True
                 await self._queue.put(ReplyEvent("error", {"code": exc.code, "message": exc.message}))
                 return
@@ -233,6 +252,8 @@ class Reply:
                 result.audio_duration_seconds,
                 result.audio_sample_rate,
                 self.voice.format,
+                result.voice,
+                self.voice.lang_code,
             )
             index += 1
             self.produced.append(piece)

@@ -299,7 +299,8 @@ async def _run_device_turn(
                 if event.kind == "audio" and event.piece is not None:
                     piece = event.piece
                     body = {"turn": delivery, **piece.message()}
-                    body.pop("duration_seconds")
+                    for key in ("duration_seconds", "voice", "lang_code"):  # not a delivery's
+                        body.pop(key)
                     await client.call("POST", f"{path}/pieces", reply.owner, json_body=body)
                 elif event.kind == "error":
                     error = {"code": str(event.data.get("code")), "message": str(event.data.get("message"))}

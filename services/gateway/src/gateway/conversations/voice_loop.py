@@ -72,7 +72,10 @@ class StartConversation(BaseModel):
     lang_code: str | None = Field(default=None, max_length=16)
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
     language: str | None = Field(default=None, max_length=16)
-    """Language of the user's speech (unset: the STT broker's default)."""
+    """Language of the user's speech (unset: detected by a multilingual model, else the broker's default).
+    Unless ``voice`` or ``lang_code`` is set, each reply is spoken by a voice of the language the user spoke."""
+    model: str | None = Field(default=None, max_length=128)
+    """The speech-to-text model (one of ``GET /v1/models``; unset: the STT broker's default)."""
     format: Literal["wav", "pcm", "mp3", "opus", "flac"] = "wav"
     """Encoding of ``reply.audio``: each piece is a whole file in it (PCM: raw 16-bit samples)."""
     sample_rate: int = Field(default=SAMPLE_RATE, ge=8_000, le=48_000)
@@ -200,9 +203,17 @@ class VoiceLoop:
             return
         await self.close()
         self.start, self.conversation_id = start, conversation_id
-        core = live_start(
-            sample_rate=start.sample_rate, language=start.language, silence_ms=start.silence_ms, partials=start.partials
-        )
+        try:
+            core = live_start(
+                sample_rate=start.sample_rate,
+                language=start.language,
+                silence_ms=start.silence_ms,
+                partials=start.partials,
+                model=start.model,
+            )
+        except ValueError as exc:
+            await self.error("invalid_request", str(exc), request_id)
+            return
         self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id, self.caller)
         message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
         await self.send({**message, "id": request_id} if request_id is not None else message)
@@ -257,7 +268,15 @@ class VoiceLoop:
             create=True,
             responder=responder,
         )
-        voice = Voice(start.voice or self.gateway.settings.chat_voice, start.lang_code, start.speed, start.format)
+        fixed = start.voice is not None or start.lang_code is not None
+        language = None if fixed else (transcript or {}).get("language") or start.language
+        voice = Voice(
+            start.voice or self.gateway.settings.chat_voice,
+            start.lang_code,
+            start.speed,
+            start.format,
+            language=language if isinstance(language, str) else None,
+        )
         reply = Reply(
             self.gateway, self.conversations.client, self.owner, self.conversation_id, body, voice, self.session_id
         )
@@ -298,6 +317,8 @@ class VoiceLoop:
                         "audio_seconds": round(reply.audio_seconds, 3),
                         "timings": timings,
                         "status": message.get("status"),
+                        "voice": reply.voice.voice,
+                        "lang_code": reply.voice.lang_code,
                     }
                 )
                 if self.start is not None and self.start.compat == "seed002":

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from gateway import brokers
 from gateway.deps import (
@@ -41,6 +41,11 @@ _TRANSCRIBE_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "Audio in any common format"},
                         "language": {"type": "string", "description": "ISO 639-1 code, or 'auto'", "example": "en"},
+                        "model": {
+                            "type": "string",
+                            "description": "A speech-to-text model of `GET /v1/models`; unset: the default",
+                            "example": "base",
+                        },
                     },
                 }
             },
@@ -60,16 +65,15 @@ _AUDIO_TYPES: dict[str, Any] = {FORMATS[f].media_type: {} for f in ("wav", "mp3"
     responses=errors(400, 401, 413, 415, 422, 429, 502, 503, 504),
 )
 async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep) -> TranscribeResponse:
-    """``multipart/form-data`` with ``file`` and ``language``, or JSON ``{audio_base64, language}``:
+    """``multipart/form-data`` with ``file``, ``language`` and ``model``, or JSON ``{audio_base64, language,
+    model}``:
     ``{text, language, confidence, duration_seconds, model}``."""
     media = media_type(request.headers)
     if media == "multipart/form-data":
         async with request.form(max_files=4, max_fields=16) as form:
-            upload, language = form.get("file"), form.get("language")
+            upload, language, model = form.get("file"), _text(form, "language"), _text(form, "model")
             if not isinstance(upload, UploadFile):
                 raise ClientError("no 'file' field in the upload", code="empty_body")
-            if language is not None and not isinstance(language, str):
-                raise InvalidRequest("'language' must be a text field", code="invalid_request")
             return await transcription.transcribe(
                 gateway,
                 upload.file,
@@ -77,12 +81,23 @@ async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep)
                 content_type=upload.content_type or "application/octet-stream",
                 language=language or None,
                 session=session,
+                model=model or None,
             )
     if is_json_media(media):
         payload = validate_as(TranscribeJsonRequest, await read_json(request))
         audio = brokers.decode_base64_audio(payload.audio_base64, gateway.settings.max_upload_bytes)
-        return await transcription.transcribe_bytes(gateway, audio, language=payload.language, session=session)
+        return await transcription.transcribe_bytes(
+            gateway, audio, language=payload.language, session=session, model=payload.model
+        )
     raise UnsupportedMediaType(f"expected multipart/form-data or application/json, got {media}")
+
+
+def _text(form: FormData, name: str) -> str | None:
+    """A form's text field (422 when it is a file)."""
+    value = form.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a text field", code="invalid_request")
+    return value
 
 
 @router.post(

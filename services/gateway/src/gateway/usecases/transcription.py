@@ -23,12 +23,19 @@ SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
 async def transcribe(
-    gateway: Gateway, audio: IO[bytes], *, filename: str, content_type: str, language: str | None, session: str | None
+    gateway: Gateway,
+    audio: IO[bytes],
+    *,
+    filename: str,
+    content_type: str,
+    language: str | None,
+    session: str | None,
+    model: str | None = None,
 ) -> TranscribeResponse:
     """The guide's transcription of one file, and its event."""
     started = utc_now()
     result = await brokers.transcribe(
-        gateway.stt, audio, filename=filename, content_type=content_type, language=language
+        gateway.stt, audio, filename=filename, content_type=content_type, language=language, model=model
     )
     gateway.events.transcribed(
         started,
@@ -43,7 +50,7 @@ async def transcribe(
 
 
 async def transcribe_bytes(
-    gateway: Gateway, audio: bytes, *, language: str | None, session: str | None
+    gateway: Gateway, audio: bytes, *, language: str | None, session: str | None, model: str | None = None
 ) -> TranscribeResponse:
     """The same, for audio already in memory (base64 in JSON, a WebSocket message)."""
     return await transcribe(
@@ -53,6 +60,7 @@ async def transcribe_bytes(
         content_type="application/octet-stream",
         language=language,
         session=session,
+        model=model,
     )
 
 
