@@ -185,15 +185,43 @@ def tts(
 
 
 @app.command()
-def voices(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
-    """List the voices the TTS broker offers."""
+def voices(
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw answer")] = False,
+) -> None:
+    """List the voices the TTS broker offers: each one's language and gender."""
     try:
         body = client.voices(client.GatewayTarget(url, api_key))
     except client.CommandFailed as exc:
         raise _fail(str(exc)) from None
+    if as_json:
+        out.print(json.dumps(body, indent=2))
+        return
+    out.print(_voices_table(body))
+
+
+def _voices_table(body: dict[str, Any]) -> Table:
+    """One row per voice: its language (from the broker's ``details``; unknown: blank) and gender."""
+    details = {d["id"]: d for d in body.get("details") or [] if isinstance(d, dict) and "id" in d}
     default = body.get("default_voice")
+    table = Table(title=f"{len(body.get('voices', []))} voices", box=None)
+    for column in ("voice", "code", "language", "gender", "note"):
+        table.add_column(column)
     for name in body.get("voices", []):
-        out.print(f"{name}{'  (default)' if name == default else ''}")
+        info = details.get(name, {})
+        notes = ["default"] if name == default else []
+        if info.get("available") is False:
+            notes.append(f"unavailable: {info.get('reason') or 'no text front end'}")
+        language = " ".join(str(v) for v in (info.get("language"), info.get("language_name")) if v)
+        table.add_row(
+            escape(name),
+            escape(str(info.get("lang_code") or "")),
+            escape(language),
+            escape(str(info.get("gender") or "")),
+            escape(", ".join(notes)),
+        )
+    return table
 
 
 @app.command()
@@ -276,8 +304,9 @@ def _yes_no(value: object) -> str:
 
 
 @models_app.command("list")
-def models_list() -> None:
-    """The bundled models, what is cached, and what `pull` can download."""
+def models_list(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """The bundled models, what is prepared and cached, what `pull` can download, and (when a gateway
+    answers at --url) what its services have loaded."""
     _need_stack("models")
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
@@ -286,6 +315,35 @@ def models_list() -> None:
     stt_cli.list_models()
     out.rule("text-to-speech (Kokoro, ONNX)")
     tts_cli.list_models()
+    out.rule(f"served by the gateway at {escape(url)}")
+    try:
+        cards = client.models(client.GatewayTarget(url, api_key, timeout=10.0))
+    except client.CommandFailed as exc:
+        out.print(f"not known: {escape(str(exc))}")
+        return
+    out.print(_models_table(cards))
+
+
+def _models_table(cards: list[dict[str, Any]]) -> Table:
+    """One row per model the gateway lists (``GET /v1/models``)."""
+    table = Table(box=None)
+    for column in ("model", "kind", "loaded", "default", "languages", "owned by"):
+        table.add_column(column)
+    for card in cards:
+        loaded, languages = card.get("loaded"), card.get("languages")
+        alias = f" → {card['alias_of']}" if card.get("alias_of") else ""
+        shown = ", ".join((languages or [])[:8])
+        if languages and len(languages) > 8:
+            shown += f" (+{len(languages) - 8})"
+        table.add_row(
+            escape(f"{card.get('id', '?')}{alias}"),
+            escape(str(card.get("kind") or "")),
+            "" if loaded is None else _yes_no(loaded),
+            "yes" if card.get("default") else "",
+            escape(shown),
+            escape(str(card.get("owned_by") or "")),
+        )
+    return table
 
 
 @models_app.command("pull")

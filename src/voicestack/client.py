@@ -148,6 +148,13 @@ def voices(gateway: GatewayTarget) -> dict[str, Any]:
     return body
 
 
+def models(gateway: GatewayTarget) -> list[dict[str, Any]]:
+    """``GET /v1/models``: every model the stack offers, with ``kind``, ``loaded`` and ``default`` where known."""
+    body = _call(gateway, lambda http: http.get("/v1/models")).json()
+    data = body.get("data") if isinstance(body, dict) else None
+    return [card for card in data if isinstance(card, dict)] if isinstance(data, list) else []
+
+
 def health(gateway: GatewayTarget) -> dict[str, Any]:
     """``GET /api/voice/health`` (answered with 503 and the same body when something is down)."""
     try:

@@ -157,3 +157,68 @@ def test_choosing_base_transcribes_english(gateway_url: str, sentence: tuple[str
     body = answer.json()
     assert "base" in body["model"]
     assert words(body["text"]) == words(sentence[0])
+
+
+# ---------------------------------------------------------------- the CLI
+
+DETAILS = [
+    {"id": "af_heart", "lang_code": "a", "language": "en-US", "language_name": "American English", "gender": "female"},
+    {"id": "em_alex", "lang_code": "e", "language": "es", "language_name": "Spanish", "gender": "male"},
+    {
+        "id": "zf_xiaobei",
+        "lang_code": "z",
+        "language": "zh",
+        "language_name": "Mandarin Chinese",
+        "gender": "female",
+        "available": False,
+        "reason": "misaki[zh] is not installed",
+    },
+]
+VOICES = {
+    "voices": [d["id"] for d in DETAILS],
+    "default_voice": "af_heart",
+    "service": "Kokoro TTS",
+    "details": DETAILS,
+}
+
+
+def test_voices_pass_their_details_and_the_cli_shows_them(fake_gateway: tuple[FakeBroker, FakeBroker, str]) -> None:
+    from typer.testing import CliRunner
+
+    from voicestack.cli import app as cli
+
+    _, tts, url = fake_gateway
+    tts.answer = lambda path, body: JSONResponse(VOICES)
+    answer = httpx.get(f"{url}/api/voice/voices").json()
+    assert answer["details"] == [{"available": True, "reason": None, **d} for d in DETAILS]
+    result = CliRunner().invoke(cli, ["voices", "--url", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()[:3] in ("af_", "em_", "zf_")}
+    assert "en-US American English" in rows["af_heart"]
+    assert "female" in rows["af_heart"]
+    assert "default" in rows["af_heart"]
+    assert "Spanish" in rows["em_alex"]
+    assert "male" in rows["em_alex"]
+    assert "unavailable: misaki[zh] is not installed" in rows["zf_xiaobei"]
+
+
+def test_cli_models_list_shows_what_the_gateway_serves(fake_gateway: tuple[FakeBroker, FakeBroker, str]) -> None:
+    from typer.testing import CliRunner
+
+    from voicestack.cli import _models_table
+    from voicestack.cli import app as cli
+
+    stt, tts, url = fake_gateway
+    stt.answer, tts.answer = fake_models(STT_CARDS), fake_models(TTS_CARDS)
+    result = CliRunner().invoke(cli, ["models", "list", "--url", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    served = result.output.split("served by the gateway")[1]
+    rows = {line.split()[0]: line.split() for line in served.splitlines()[1:] if line.strip()}
+    assert rows["tiny.en"][1:4] == ["stt", "yes", "yes"]
+    assert rows["base"][1:3] == ["stt", "no"]
+    assert rows["whisper-1"][1:3] == ["→", "tiny.en"]
+    assert rows["kokoro"][1:3] == ["tts", "yes"]
+    assert _models_table([]).row_count == 0
+    down = CliRunner().invoke(cli, ["models", "list", "--url", f"http://127.0.0.1:{free_port()}"])
+    assert down.exit_code == 0, down.output  # what is prepared is still listed
+    assert "cannot reach the gateway" in down.output

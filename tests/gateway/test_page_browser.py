@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -59,6 +60,41 @@ def test_page_loads_without_console_errors(gateway_url: str) -> None:
         assert browser.console_errors == []
 
 
+def test_voices_are_grouped_by_language_and_the_language_picks_one(gateway_url: str) -> None:
+    catalog = httpx.get(f"{gateway_url}/api/voice/voices").json()
+    details = {voice["id"]: voice for voice in catalog.get("details", [])}
+    with chromium(gateway_url + "/") as browser:
+        page = browser.page
+        page.wait_for_selector(f"#voice option[value='{catalog['default_voice']}']", state="attached")
+        groups = page.evaluate(
+            """() => [...document.querySelectorAll('#voice optgroup')].map((group) =>
+                [group.label, [...group.querySelectorAll('option')].map((option) => option.value)])"""
+        )
+        listed = [voice for _, voices in groups for voice in voices]
+        assert sorted(listed) == sorted(catalog["voices"])  # every voice once, each in a group
+        for label, voices in groups:
+            assert {details[v]["language_name"] if v in details else "Other" for v in voices} == {label}
+        assert len(groups) == len({details[v]["language_name"] if v in details else "Other" for v in listed})
+
+        def code(voice: str) -> str | None:
+            return details[voice]["lang_code"] if voice in details else (voice[0] if "_" in voice else None)
+
+        page.select_option("#language", "en")
+        assert code(page.input_value("#voice")) in ("a", "b")
+        for language, kokoro in (("es", "e"), ("fr", "f"), ("ja", "j")):
+            page.select_option("#language", language)
+            chosen = page.input_value("#voice")
+            if any(code(v) == kokoro and details.get(v, {}).get("available", True) for v in catalog["voices"]):
+                assert code(chosen) == kokoro, (language, chosen)
+            else:
+                assert chosen == ""  # no voice speaks it: the server's choice
+        page.select_option("#language", "")  # Detect: the reply follows the language heard
+        assert page.input_value("#voice") == ""
+        page.select_option("#language", "de")  # Kokoro speaks no German: the default voice speaks
+        assert page.input_value("#voice") == ""
+        assert page.locator("#error").is_hidden()
+
+
 # A tone at 48 kHz through the capture worklet, rendered offline: what comes out at 16 kHz.
 RENDER_TONE = """
 async (frequency) => {
@@ -107,10 +143,16 @@ def test_push_to_talk_shows_the_words(gateway_url: str, question_wav: tuple[Path
         page.wait_for_selector("#finals li")
         heard = words(page.locator("#finals li").first.inner_text())
         assert {"weather", "paris", "today"} <= set(heard), heard
+        # The session ends (commit, stop, closed); the release's commit may come after the silence
+        # rule ended the utterance, which the server answers nothing_to_commit: no error for the user.
+        browser.wait_for("stats.events.closed >= 1")
         stats = browser.stats()
         assert stats["liveSessions"] == 1  # live recognition, not the upload fallback
         assert stats["commits"] == 1
         assert stats["fileTurns"] == 0
+        assert stats["errors"] == []
+        assert set(stats["quietErrors"]) <= {"nothing_to_commit"}
+        assert page.locator("#error").is_hidden()
         screenshot(browser, "transcript")
 
 

@@ -31,6 +31,7 @@ const stats = {
   lastHeardSeconds: null,
   replyAudioSeconds: 0, // what the server says it sent (reply.audio durations), to compare with the above
   errors: [],
+  quietErrors: [], // server errors the page expects and does not show (a commit after the silence rule)
   events: {}, // server events received, by type
 };
 
@@ -128,17 +129,75 @@ function applySettings() {
   setInput(document.querySelector('input[name="input"]:checked').value);
 }
 
+// Whisper's language codes (the Language setting) → Kokoro's (each voice's first letter).
+const KOKORO_CODES = { en: ["a", "b"], es: ["e"], fr: ["f"], hi: ["h"], it: ["i"], pt: ["p"], ja: ["j"], zh: ["z"] };
+const AUTO_VOICE = ""; // no voice sent: the server picks one of the language spoken
+
+/** The voices, as `GET api/voice/voices` said them: {voices, default_voice, details}. */
+let voiceCatalog = { voices: [], default_voice: "", details: [] };
+
+function voiceCode(name) {
+  const info = voiceCatalog.details.find((voice) => voice.id === name);
+  if (info) return info.available === false ? null : info.lang_code;
+  return name.includes("_") ? name[0] : null;
+}
+
+/** The voice the Language setting picks: the default voice when it speaks it, else the first that does. */
+function voiceForLanguage(language) {
+  const codes = KOKORO_CODES[language];
+  if (!codes) return AUTO_VOICE;
+  const fallback = voiceCatalog.default_voice;
+  if (fallback && codes.includes(voiceCode(fallback))) return fallback;
+  for (const code of codes) {
+    const found = voiceCatalog.voices.find((name) => voiceCode(name) === code);
+    if (found) return found;
+  }
+  return AUTO_VOICE;
+}
+
+/** Voices grouped by language (optgroups), after an "Auto" choice that follows the language spoken. */
+function voiceGroups(answer) {
+  const details = new Map((answer.details || []).map((voice) => [voice.id, voice]));
+  const groups = new Map();
+  for (const name of answer.voices) {
+    const info = details.get(name);
+    const label = info ? info.language_name || info.language : "Other";
+    if (!groups.has(label)) groups.set(label, []);
+    groups.get(label).push({ name, info });
+  }
+  const elements = [new Option("Auto: a voice of the language spoken", AUTO_VOICE)];
+  for (const [label, voices] of groups) {
+    const group = document.createElement("optgroup");
+    group.label = label;
+    const first = voices[0].info;
+    if (first) group.dataset.langCode = first.lang_code;
+    for (const { name, info } of voices) {
+      const gender = info && info.gender ? `, ${info.gender}` : "";
+      const text = `${name}${gender}${name === answer.default_voice ? " (default)" : ""}`;
+      const option = new Option(text, name);
+      if (info) {
+        option.dataset.language = info.language;
+        if (info.available === false) {
+          option.disabled = true;
+          option.title = info.reason || "Not available on this server";
+        }
+      }
+      group.append(option);
+    }
+    elements.push(group);
+  }
+  return elements;
+}
+
 async function loadVoices() {
   const saved = loadSettings().voice;
   try {
     const answer = await request("api/voice/voices");
+    voiceCatalog = { voices: answer.voices || [], default_voice: answer.default_voice, details: answer.details || [] };
     const select = $("voice");
-    select.replaceChildren();
-    for (const voice of answer.voices) {
-      const option = new Option(voice === answer.default_voice ? `${voice} (default)` : voice, voice);
-      select.append(option);
-    }
-    select.value = answer.voices.includes(saved) ? saved : answer.default_voice;
+    select.replaceChildren(...voiceGroups(answer));
+    const offered = typeof saved === "string" && (saved === AUTO_VOICE || answer.voices.includes(saved));
+    select.value = offered ? saved : voiceForLanguage($("language").value);
   } catch (error) {
     showError(error);
   }
@@ -201,8 +260,26 @@ function clearPartial() {
   transcript.clearPartial(document);
 }
 
-function addFinal(text) {
-  if (transcript.addFinal($("finals"), text)) stats.finals += 1;
+function addFinal(text, language) {
+  if (transcript.addFinal($("finals"), text, language)) stats.finals += 1;
+}
+
+/** The language a final was heard in, when the page asked the server to detect it. */
+function detectedLanguage(event) {
+  return $("language").value === "" && event.language ? event.language : null;
+}
+
+// Errors that follow from a race, not a fault: on release the page commits, but the server's silence
+// rule may have ended the utterance a moment before (its final is on its way, or already shown).
+const QUIET_ERRORS = new Set(["nothing_to_commit"]);
+
+function showServerError(event) {
+  const error = errorFromEvent(event);
+  if (QUIET_ERRORS.has(error.code)) {
+    stats.quietErrors.push(error.code);
+    return;
+  }
+  showError(error);
 }
 
 function transcriptEvent(event) {
@@ -219,11 +296,11 @@ function transcriptEvent(event) {
       setStatus("Transcribing…");
       break;
     case "final":
-      addFinal(event.text);
+      addFinal(event.text, detectedLanguage(event));
       setStatus(state.listening ? "Listening…" : "Ready.");
       break;
     case "error":
-      showError(errorFromEvent(event));
+      showServerError(event);
       break;
     default:
       break;
@@ -334,7 +411,9 @@ function chatEvent(event) {
       clearPartial();
       if (event.text && event.text.trim()) {
         stats.finals += 1;
-        addMessage("user", event.text.trim());
+        const item = addMessage("user", event.text.trim());
+        const language = detectedLanguage(event);
+        if (language) transcript.tagLanguage(item, language);
         setStatus("Thinking…");
       } else {
         setStatus(state.listening ? "Listening…" : "Ready.");
@@ -344,6 +423,7 @@ function chatEvent(event) {
       replyMessage(event).append(event.text ?? event.delta ?? "");
       break;
     case "reply.audio":
+      if (event.voice && state.reply) state.reply.element.dataset.voice = event.voice;
       playReplyAudio(event);
       break;
     case "reply.done":
@@ -365,7 +445,7 @@ function chatEvent(event) {
       break;
     }
     case "error":
-      showError(errorFromEvent(event));
+      showServerError(event);
       break;
     default:
       break;
@@ -772,6 +852,10 @@ function wire() {
   }
   $("speed").addEventListener("input", () => {
     $("speed-value").textContent = `${Number($("speed").value).toFixed(1)}×`;
+  });
+  // The Language setting drives recognition (the language sent) and the reply voice (one that speaks it).
+  $("language").addEventListener("change", () => {
+    if (voiceCatalog.voices.length) $("voice").value = voiceForLanguage($("language").value);
   });
   for (const id of ["voice", "speed", "language", "responder"]) {
     $(id).addEventListener("change", () => {

@@ -25,13 +25,25 @@ export function clearPartial(root) {
   }
 }
 
-/** Append a final to a list (the live region); returns false for an empty one. */
-export function addFinal(list, text) {
+/** Append a final to a list (the live region), tagged with its language when given; false for an empty one. */
+export function addFinal(list, text, language) {
   clearPartial(list.ownerDocument);
   if (!text || !text.trim()) return false;
   const item = list.ownerDocument.createElement("li");
   item.textContent = text.trim();
+  if (language) tagLanguage(item, language);
   list.append(item);
   item.scrollIntoView({ block: "nearest" });
   return true;
+}
+
+/** Say which language a final was heard in (the page's "Detect" setting). */
+export function tagLanguage(item, language) {
+  const tag = item.ownerDocument.createElement("span");
+  tag.className = "lang";
+  tag.lang = "en";
+  tag.textContent = language;
+  tag.title = `Detected language: ${language}`;
+  item.dataset.language = language;
+  item.append(" ", tag);
 }
