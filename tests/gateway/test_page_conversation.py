@@ -60,6 +60,12 @@ def test_a_spoken_question_gets_a_spoken_reply_and_barge_in_stops_it(
         assert {"weather", "paris", "today"} <= set(words(user.inner_text()))
         browser.wait_for("stats.playing && stats.scheduledSamples > 0")
         assert "you said" in page.locator("#messages li.assistant").first.inner_text().lower()
+        # the voice the reply is spoken in (English asked for: an English voice, unless none is offered)
+        spoken = page.locator("#messages li.assistant").first.get_attribute("data-voice")
+        assert spoken
+        # push-to-talk ended the turn (its commit may follow the silence rule's end): no error shown
+        assert page.locator("#error").is_hidden()
+        assert browser.stats()["errors"] == []
 
         # Barge-in: pressing to talk while the reply plays silences it at once; the page tells the server
         # how much was heard, and the server keeps only those words of the reply.
