@@ -143,9 +143,23 @@ def test_prompt_and_temperature_are_accepted(stt_client: TestClient, sentence: t
     assert words(body["text"]) == words(text)
 
 
-def test_models_lists_the_served_model(stt_client: TestClient) -> None:
-    ids = [m["id"] for m in stt_client.get("/v1/models").json()["data"]]
-    assert ids == ["tiny.en", "whisper-1"]
+def test_models_lists_the_catalog(stt_client: TestClient) -> None:
+    cards = {m["id"]: m for m in stt_client.get("/v1/models").json()["data"]}
+    assert list(cards) == ["tiny.en", "base", "whisper-1"]
+    assert cards["tiny.en"] | {"created": 0} == {
+        "id": "tiny.en",
+        "object": "model",
+        "created": 0,
+        "owned_by": "voicestack/whisper.cpp",
+        "kind": "stt",
+        "loaded": True,
+        "default": True,
+        "languages": ["en"],
+    }
+    assert cards["base"]["default"] is False
+    assert "de" in cards["base"]["languages"]
+    assert cards["whisper-1"]["alias_of"] == "tiny.en"
+    assert "loaded" not in cards["whisper-1"]
 
 
 def test_metrics_count_audio_and_inference(stt_client: TestClient, sentence: tuple[str, Pcm]) -> None:

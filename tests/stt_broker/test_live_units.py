@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stt_broker.engines import engine_factory
-from stt_broker.engines.base import TranscribeOptions, Transcript
+from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
 from stt_broker.live.agreement import LocalAgreement
 from stt_broker.live.buffer import AudioBuffer
 from stt_broker.live.decoders import AudioInput
@@ -100,15 +100,24 @@ def test_audio_buffer_drops_from_the_front() -> None:
 @contextlib.asynccontextmanager
 async def live_runtime(
     settings: SttSettings, *, workers: int, max_queue: int, kind: type[LiveRuntime] = LiveRuntime
-) -> AsyncIterator[LiveRuntime]:
-    """A live runtime on a real whisper.cpp pool of ``workers`` contexts, closed afterwards."""
+) -> AsyncIterator[tuple[LiveRuntime, WorkerPool[SttEngine]]]:
+    """A live runtime and a real whisper.cpp pool of ``workers`` contexts for its sessions, closed afterwards."""
     from prometheus_client import CollectorRegistry
 
     pool = WorkerPool("stt", engine_factory(settings, resolve_model(settings)), size=workers, max_queue=max_queue)
     await asyncio.to_thread(pool.start)
     try:
-        yield kind(
-            pool, load_silero(), LiveMetrics(CollectorRegistry()), LiveConfig(), model="tiny.en", default_language=None
+        # Sessions made here get the pool directly: the runtime's catalog is never asked.
+        yield (
+            kind(
+                None,  # type: ignore[arg-type]
+                lambda model, language: "tiny.en",
+                load_silero(),
+                LiveMetrics(CollectorRegistry()),
+                LiveConfig(),
+                default_language=None,
+            ),
+            pool,
         )
     finally:
         await asyncio.to_thread(pool.close)
@@ -120,8 +129,8 @@ def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None
     speech = speech_with_pauses()
 
     async def scenario() -> None:
-        async with live_runtime(settings, workers=1, max_queue=1) as runtime:
-            session = LiveSession(runtime, StartMessage(partials=False))
+        async with live_runtime(settings, workers=1, max_queue=1) as (runtime, pool):
+            session = LiveSession(runtime, StartMessage(partials=False), pool=pool, model="tiny.en")
             session.feed(speech.pcm.to_pcm16())  # three utterances at once
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(session.writable(), 0.05)
@@ -143,14 +152,14 @@ def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(
 
     class Recording(LiveRuntime):
         async def decode(
-            self, samples: np.ndarray, options: TranscribeOptions, *, urgent: bool
+            self, pool: WorkerPool[SttEngine], samples: np.ndarray, options: TranscribeOptions, *, urgent: bool
         ) -> tuple[Transcript, float]:
             decodes.append((urgent, options.fit_context))
-            return await super().decode(samples, options, urgent=urgent)
+            return await super().decode(pool, samples, options, urgent=urgent)
 
     async def scenario() -> list[LiveEvent]:
-        async with live_runtime(settings, workers=2, max_queue=4, kind=Recording) as runtime:
-            session = LiveSession(runtime, StartMessage(partials=True))
+        async with live_runtime(settings, workers=2, max_queue=4, kind=Recording) as (runtime, pool):
+            session = LiveSession(runtime, StartMessage(partials=True), pool=pool, model="tiny.en")
             for piece in pcm16_slices(speech.pcm, 200):
                 session.feed(piece)
                 await asyncio.sleep(0.05)
@@ -175,16 +184,21 @@ def test_a_long_session_holds_bounded_memory() -> None:
         has_idle_worker = False
 
     runtime = LiveRuntime(
-        NoPool(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        lambda model, language: "none",
         load_silero(),
         LiveMetrics(CollectorRegistry()),
         LiveConfig(),
-        model="none",
         default_language=None,
     )
 
     async def scenario() -> None:
-        session = LiveSession(runtime, StartMessage(partials=False, checkpoints=True))
+        session = LiveSession(
+            runtime,
+            StartMessage(partials=False, checkpoints=True),
+            pool=NoPool(),  # type: ignore[arg-type]
+            model="none",
+        )
         for index in range(600):
             session.feed(bytes(32000))
             assert session.held_seconds < 1.0

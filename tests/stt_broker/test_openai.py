@@ -88,9 +88,11 @@ def test_errors_surface_as_sdk_exceptions(client: openai.OpenAI, tmp_path: Path)
         client.audio.transcriptions.create(model="whisper-1", file=bogus)
     assert info.value.status_code == 415
     assert info.value.body == {"code": "unsupported_audio", "message": "the upload is not a recognised audio file"}
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.audio.transcriptions.create(model="gpt-4o-transcribe-nope", file=bogus)
+    assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
+    assert "tiny.en" in missing.value.body["message"]  # type: ignore[index]
 
 
 def test_models_endpoint(client: openai.OpenAI) -> None:
-    assert {m.id for m in client.models.list()} == {"tiny.en", "whisper-1"}
+    assert {m.id for m in client.models.list()} == {"tiny.en", "base", "whisper-1"}

@@ -52,10 +52,11 @@ def test_describe(broker: tuple[str, int]) -> None:
     assert program.installed
     assert program.version
     assert program.supports_transcript_streaming
-    (model,) = program.models
-    assert model.name == "tiny.en"
-    assert model.languages == ["en"]
-    assert model.attribution.url.startswith("https://")
+    tiny, base = program.models
+    assert (tiny.name, tiny.languages) == ("tiny.en", ["en"])
+    assert base.name == "base"
+    assert {"en", "de", "fr"} <= set(base.languages)
+    assert tiny.attribution.url.startswith("https://")
 
 
 def test_transcribes_kokoro_sentence_sent_as_16k_chunks(broker: tuple[str, int], sentence: tuple[str, Pcm]) -> None:
@@ -99,6 +100,17 @@ def test_unknown_language_is_an_error_and_the_connection_stays(broker: tuple[str
     error, info = run(exchange())
     assert error.code == "unsupported_language"
     assert info.type == "info"
+
+
+def test_transcribe_name_picks_a_catalog_model(broker: tuple[str, int]) -> None:
+    async def exchange() -> Error:
+        async with client(broker[1]) as conn:
+            await conn.write_event(Transcribe(name="large-v9").event())
+            return Error.from_event((await read_until(conn, "error"))[-1])
+
+    error = run(exchange())
+    assert error.code == "model_not_found"
+    assert "tiny.en, base" in error.text
 
 
 @pytest.mark.parametrize(

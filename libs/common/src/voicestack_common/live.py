@@ -42,6 +42,8 @@ class StartMessage(_Message):
     """PCM16 only: interleaved channels (mixed down to mono)."""
     language: str | None = Field(default=None, max_length=16)
     """ISO 639-1 code; unset detects it (multilingual models) or uses the broker's default."""
+    model: str | None = Field(default=None, max_length=128)
+    """A model of the broker's catalog (``GET /v1/models``); unset: the broker's choice for the language."""
     prompt: str | None = Field(default=None, max_length=1000)
     """Words the model should expect (names, jargon)."""
     partials: bool = True

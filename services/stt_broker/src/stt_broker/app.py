@@ -11,31 +11,44 @@ import anyio
 from fastapi import FastAPI, Request
 
 from stt_broker import __version__
-from stt_broker.engines import engine_factory
+from stt_broker.catalog import build_catalog
+from stt_broker.engines.base import SttEngine
 from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
 from stt_broker.live.vad import load_silero
-from stt_broker.models import resolve_model
 from stt_broker.routes import models, stream, transcriptions
 from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Limits, SttMetrics, Transcriber
 from stt_broker.vad import SpeechDetector
 from stt_broker.wyoming import wyoming_server
+from voicestack_common.model_registry import ModelRegistry
 from voicestack_common.service import Readiness, create_service_app
-from voicestack_common.workers import pool_checks, pool_ready, running_pool
+from voicestack_common.workers import pool_checks, pool_ready
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: SttSettings | None = None) -> FastAPI:
-    """Build the broker; the model loads in the lifespan, before the first request."""
+    """Build the broker; the default model(s) load in the lifespan, before the first request."""
     settings = settings or SttSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        model = await anyio.to_thread.run_sync(resolve_model, settings)
+        entries, choice = await anyio.to_thread.run_sync(build_catalog, settings)
+        registry = app.state.http_metrics.registry
+        models: ModelRegistry[SttEngine] = ModelRegistry(
+            "stt",
+            entries,
+            defaults=choice.defaults,
+            ttl=None if settings.model_ttl < 0 else settings.model_ttl,
+            memory_limit=settings.model_memory_limit_mb * 2**20 or None,
+            metrics_registry=registry,
+        )
         workers, threads = settings.layout()
-        async with running_pool("stt", engine_factory(settings, model), settings, size=workers) as pool:
-            engine = pool.engines[0]
+        try:
+            await models.start()
+            default_pool = models.pool(choice.defaults[0])
+            assert default_pool is not None
+            backend = default_pool.engines[0].backend
             detector = (
                 await anyio.to_thread.run_sync(
                     SpeechDetector, settings.vad_threshold, settings.vad_speech_pad_ms, settings.vad_min_gap_ms
@@ -44,19 +57,19 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 else None
             )
             transcriber = Transcriber(
-                pool,
+                models,
+                choice,
                 detector,
                 Limits(settings.max_audio_seconds, settings.inference_timeout),
-                SttMetrics(app.state.http_metrics.registry, pool),
-                engine.backend,
-                engine.model,
-                engine.multilingual,
+                SttMetrics(registry, models),
+                backend,
             )
             logger.info(
                 "stt broker ready",
                 extra={
-                    "engine": engine.backend,
-                    "model": engine.model,
+                    "engine": backend,
+                    "models": models.ids,
+                    "loaded": models.loaded_ids,
                     "workers": workers,
                     "threads": threads,
                     "flash_attn": settings.flash_attn,
@@ -64,20 +77,29 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 },
             )
             live = LiveRuntime(
-                pool,
+                models,
+                transcriber.choose,
                 await anyio.to_thread.run_sync(load_silero),
-                LiveMetrics(app.state.http_metrics.registry),
+                LiveMetrics(registry),
                 LiveConfig.from_settings(settings),
-                model=engine.model,
                 default_language=settings.default_language,
             )
             async with wyoming_server(settings, transcriber, app.state.http_metrics):
                 yield {"transcriber": transcriber, "live": live}
+        finally:
+            await models.close()
 
     async def readiness(request: Request) -> Readiness:
         transcriber: Transcriber = request.state.transcriber
-        checks = await pool_checks(transcriber.pool, transcriber.backend, transcriber.model)
-        return Readiness(ready=pool_ready(checks), checks=checks)
+        models = transcriber.models
+        default = transcriber.default_model
+        pool = models.pool(default)
+        if pool is None:
+            return Readiness(ready=False, checks={"model_loaded": False, "model": default})
+        checks = await pool_checks(pool, transcriber.backend, default)
+        checks["models_loaded"] = models.loaded_ids
+        ready = pool_ready(checks) and all(models.pool(m) is not None for m in models.defaults)
+        return Readiness(ready=ready, checks=checks)
 
     app = create_service_app(
         title="stt-broker",

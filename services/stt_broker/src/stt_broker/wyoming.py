@@ -1,8 +1,11 @@
 """Wyoming speech-to-text (Home Assistant Assist): the same transcriber, pool and limits as HTTP.
 
-    → describe                      ← info (the served model and its languages)
-    → transcribe (language)?  → audio-start  → audio-chunk…  → audio-stop
-    ← transcript-start  ← transcript-chunk… (one per decoded segment)  ← transcript  ← transcript-stop
+    → describe                      ← info (every catalog model and its languages)
+    → transcribe (name? language?)  → audio-start  → audio-chunk…  → audio-stop
+    ← transcript-start  ← transcript-chunk… (one per decoded segment)  ← transcript (language)  ← transcript-stop
+
+``transcribe``'s ``name`` picks a catalog model; without it the broker chooses
+by language (``STT_MODEL``), and the transcript says which language it heard.
 
 Chunks in another rate, width or channel count than ``audio-start`` announced
 are converted; formats that cannot be read, and audio outside
@@ -54,23 +57,26 @@ _WHISPER = Attribution(name="OpenAI", url="https://github.com/openai/whisper")
 
 
 def build_info(transcriber: Transcriber) -> Info:
-    """What ``describe`` answers: one program, the served model, the languages it transcribes."""
+    """What ``describe`` answers: one program, every catalog model and the languages it transcribes."""
     backend = transcriber.backend
-    model = AsrModel(
-        name=transcriber.model,
-        description=f"Whisper {transcriber.model}",
-        attribution=_WHISPER,
-        installed=True,
-        version=None,
-        languages=sorted(LANGUAGES) if transcriber.multilingual else ["en"],
-    )
+    models = [
+        AsrModel(
+            name=model_id,
+            description=f"Whisper {model_id}" + (" (default)" if model_id == transcriber.default_model else ""),
+            attribution=_WHISPER,
+            installed=True,
+            version=None,
+            languages=list(transcriber.models.get(model_id).languages or sorted(LANGUAGES)),
+        )
+        for model_id in transcriber.models.ids
+    ]
     program = AsrProgram(
         name="voicestack-stt",
         description=f"voicestack speech-to-text ({backend})",
         attribution=_ENGINES.get(backend.split("/")[0], _ENGINES["whispercpp"]),
         installed=True,
         version=__version__,
-        models=[model],
+        models=models,
         supports_transcript_streaming=True,
     )
     return Info(asr=[program])
@@ -96,6 +102,7 @@ class SttHandler(WyomingHandler):
         super().__init__(reader, writer, service.metrics)
         self.service = service
         self._language: str | None = None
+        self._model: str | None = None
         self._start: AudioStart | None = None
         self._parts: list[Samples] = []
         self._seconds = 0.0
@@ -105,8 +112,9 @@ class SttHandler(WyomingHandler):
             await self.write_event(self.service.info)
         elif Transcribe.is_type(event.type):
             await self.finish_work()
-            self._language = Transcribe.from_event(event).language
-            self._options()  # an unknown language is refused now, before any audio
+            transcribe = Transcribe.from_event(event)
+            self._language, self._model = transcribe.language, transcribe.name
+            self._request()  # an unknown language or model is refused now, before any audio
         elif AudioStart.is_type(event.type):
             await self.finish_work()
             start = AudioStart.from_event(event)
@@ -119,13 +127,14 @@ class SttHandler(WyomingHandler):
                 raise ProtocolError("audio-stop without audio-start", code="audio_not_started")
             samples = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
             audio = Pcm(samples, self._start.rate)
-            options = self._options()
-            self._start, self._parts, self._language = None, [], None
-            self.start_work("transcribe", self._transcribe(audio, options))
+            options, model = self._request()
+            self._start, self._parts, self._language, self._model = None, [], None, None
+            self.start_work("transcribe", self._transcribe(audio, options, model))
         return True  # other events are dropped, as the protocol asks
 
-    def _options(self) -> TranscribeOptions:
-        return options_from_form(self._language, None, 0.0, False, self.service.settings.default_language)
+    def _request(self) -> tuple[TranscribeOptions, str]:
+        options = options_from_form(self._language, None, 0.0, False, self.service.settings.default_language)
+        return options, self.service.transcriber.choose(self._model, options.language)
 
     def _add(self, chunk: AudioChunk) -> None:
         start = self._start
@@ -142,14 +151,14 @@ class SttHandler(WyomingHandler):
             raise ProtocolError(f"the audio is longer than the limit of {limit:g} s", code="audio_too_long")
         self._parts.append(samples)
 
-    async def _transcribe(self, audio: Pcm, options: TranscribeOptions) -> None:
+    async def _transcribe(self, audio: Pcm, options: TranscribeOptions, model: str) -> None:
         started = utc_now()
         pcm = resample(audio, STT_SAMPLE_RATE)
         if pcm.duration == 0:
             raise InvalidRequest("no audio between audio-start and audio-stop", code="empty_audio")
         started_stream = chunked = False
         transcript = None
-        async for item in self.service.transcriber.stream(pcm, options):
+        async for item in self.service.transcriber.stream(pcm, options, model):
             if not started_stream:
                 await self.write_event(TranscriptStart(language=options.language).event())
                 started_stream = True
@@ -166,7 +175,7 @@ class SttHandler(WyomingHandler):
         await self.write_event(TranscriptStop().event())
         logger.info(
             "wyoming transcription",
-            extra={"audio_seconds": round(pcm.duration, 3), "language": transcript.language},
+            extra={"audio_seconds": round(pcm.duration, 3), "language": transcript.language, "model": model},
         )
         logger.debug("wyoming transcript", extra={"text": transcript.text})
         if self.service.outbox is not None and transcript.text:
@@ -176,7 +185,7 @@ class SttHandler(WyomingHandler):
                     text=transcript.text,
                     language=transcript.language,
                     duration_seconds=round(transcript.duration, 3),
-                    model=self.service.transcriber.model,
+                    model=model,
                     confidence=confidence(transcript),
                     started_at=started,
                     finished_at=utc_now(),

@@ -1,8 +1,9 @@
-"""What every live session shares: the engine pool, the VAD model, defaults, limits and metrics."""
+"""What every live session shares: the model catalog, the VAD model, defaults, limits and metrics."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
 from stt_broker.settings import SttSettings
 from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, Samples
+from voicestack_common.model_registry import ModelRegistry
 from voicestack_common.workers import Priority, WorkerPool
 
 
@@ -101,33 +103,31 @@ class LiveMetrics:
 
 
 class LiveRuntime:
-    """Shared by all sessions of one broker; decodes run on the broker's worker pool."""
+    """Shared by all sessions of one broker; each session decodes on its model's pool."""
 
     def __init__(
         self,
-        pool: WorkerPool[SttEngine],
+        models: ModelRegistry[SttEngine],
+        choose: Callable[[str | None, str | None], str],
         vad_session: Any,
         metrics: LiveMetrics,
         config: LiveConfig,
         *,
-        model: str,
         default_language: str | None,
     ) -> None:
-        self.pool = pool
+        self.models = models
+        self.choose = choose
+        """``(requested model, language) -> catalog id`` (``Transcriber.choose``); raises for unknown models."""
         self.vad_session = vad_session
         self.metrics = metrics
         self.config = config
-        self.model = model
         self.default_language = default_language
         self.open_sessions = 0
 
-    @property
-    def can_decode_now(self) -> bool:
-        """Whether a context is free (optional decodes are skipped otherwise)."""
-        return self.pool.has_idle_worker
-
-    async def decode(self, samples: Samples, options: TranscribeOptions, *, urgent: bool) -> tuple[Transcript, float]:
-        """Decode 16 kHz audio on the pool; returns the transcript and the seconds the engine took."""
+    async def decode(
+        self, pool: WorkerPool[SttEngine], samples: Samples, options: TranscribeOptions, *, urgent: bool
+    ) -> tuple[Transcript, float]:
+        """Decode 16 kHz audio on ``pool``; returns the transcript and the seconds the engine took."""
         audio = Pcm(samples, STT_SAMPLE_RATE)
 
         def run(engine: SttEngine, cancel: Any) -> tuple[Transcript, float]:
@@ -135,6 +135,6 @@ class LiveRuntime:
             transcript = engine.transcribe(audio, options, cancel=cancel)
             return transcript, time.perf_counter() - started
 
-        return await self.pool.submit(
+        return await pool.submit(
             run, timeout=self.config.decode_timeout, priority=Priority.URGENT if urgent else Priority.NORMAL
         )

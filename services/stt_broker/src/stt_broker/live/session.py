@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 
-from stt_broker.engines.base import TranscribeOptions, Transcript
+from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
 from stt_broker.live.agreement import LocalAgreement
 from stt_broker.live.buffer import AudioBuffer
 from stt_broker.live.decoders import AudioInput
@@ -44,6 +44,7 @@ from voicestack_common.live import (
     StartMessage,
     error_event,
 )
+from voicestack_common.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,12 @@ def _ms(ms: int) -> int:
 class LiveSession:
     """Audio in, ``speech_started``/``partial``/``speech_stopped``/``final`` out."""
 
-    def __init__(self, runtime: LiveRuntime, start: StartMessage) -> None:
+    def __init__(self, runtime: LiveRuntime, start: StartMessage, *, pool: WorkerPool[SttEngine], model: str) -> None:
         d = runtime.config
         self.runtime = runtime
+        self.pool = pool
+        """The chosen model's pool; the face holds it (``ModelRegistry.use``) for the session's life."""
+        self.model = model
         self.id = start.session_id or uuid.uuid4().hex
         self.settings = SessionSettings(
             format=start.format,
@@ -112,7 +116,7 @@ class LiveSession:
         runtime.metrics.active.inc()
         runtime.open_sessions += 1
         self._active = True
-        self._emit(Ready(session_id=self.id, model=runtime.model, settings=self.settings))
+        self._emit(Ready(session_id=self.id, model=model, settings=self.settings))
 
     # -- the face's side -------------------------------------------------------------------------
 
@@ -313,7 +317,7 @@ class LiveSession:
         if self._partial is not None and not self._partial.done():
             self.runtime.metrics.partials_skipped.labels("in_flight").inc()
             return
-        if not self.runtime.can_decode_now or self._finals:
+        if not self.pool.has_idle_worker or self._finals:
             self.runtime.metrics.partials_skipped.labels("busy").inc()
             return
         audio = self._buffer.read(self._utterance_start, self._buffer.end)
@@ -326,7 +330,7 @@ class LiveSession:
         self, utterance: int, start: int, end: int, audio: Samples, agreement: LocalAgreement
     ) -> None:
         try:
-            transcript, _ = await self.runtime.decode(audio, self._partial_options, urgent=False)
+            transcript, _ = await self.runtime.decode(self.pool, audio, self._partial_options, urgent=False)
         except VoicestackError as exc:
             logger.debug("partial skipped: %s", exc.code)
             self.runtime.metrics.partials_skipped.labels(exc.code).inc()
@@ -355,7 +359,7 @@ class LiveSession:
     ) -> None:
         event: LiveEvent
         try:
-            transcript, _ = await self.runtime.decode(audio, self._options, urgent=True)
+            transcript, _ = await self.runtime.decode(self.pool, audio, self._options, urgent=True)
             event = self._final_event(utterance, start, end, transcript)
             outcome = "ok" if transcript.text else "empty"
         except VoicestackError as exc:

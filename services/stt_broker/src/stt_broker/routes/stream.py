@@ -23,6 +23,7 @@ from stt_broker.languages import normalize_language
 from stt_broker.live.runtime import LiveRuntime
 from stt_broker.live.session import LiveSession
 from voicestack_common.audio import AudioError
+from voicestack_common.errors import VoicestackError
 from voicestack_common.live import (
     CLOSE_INVALID_DATA,
     CLOSE_NORMAL,
@@ -95,12 +96,16 @@ class StreamFace:
         """Read until ``stop``, a fatal error or the client leaving; always release the session."""
         sender: asyncio.Task[None] | None = None
         code = CLOSE_NORMAL
+        # Holds the session's model for its whole life, so the registry never unloads it under us.
+        model_lease = contextlib.AsyncExitStack()
         try:
             first = await self._receive()
             if first is None:
                 return
             start, pending = self._first(first)
-            self.session = LiveSession(self.runtime, start)
+            model = self._model(start)
+            pool = await model_lease.enter_async_context(self.runtime.models.use(model))
+            self.session = LiveSession(self.runtime, start, pool=pool, model=model)
             sender = asyncio.ensure_future(self._send_events(self.session))
             if pending is not None:
                 await self._handle(pending)
@@ -124,9 +129,20 @@ class StreamFace:
                 sender.cancel()
             if self.session is not None:
                 self.session.close()
+            await model_lease.aclose()
             if self.websocket.client_state == WebSocketState.CONNECTED:
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                     await self.websocket.close(code)
+
+    def _model(self, start: StartMessage) -> str:
+        """The catalog model the session asked for, or the default for its language."""
+        try:
+            language = normalize_language(start.language or self.runtime.default_language)
+            return self.runtime.choose(start.model, language)
+        except KeyError:
+            raise _Fatal("invalid_start", f"unknown language {start.language!r}") from None
+        except VoicestackError as exc:
+            raise _Fatal(exc.code, exc.message) from None
 
     async def _receive(self) -> str | bytes | None:
         """The next frame's payload; ``None`` when the client left."""

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from stt_broker.deps import SettingsDep, TranscriberDep, options_from_form, read_audio, require_form
-from stt_broker.engines.base import Segment, TranscribeOptions, Transcript
+from stt_broker.engines.base import Segment, Transcript
 from stt_broker.formats import language_name, segment_json, to_srt, to_vtt, word_json
 from stt_broker.schemas import ERROR_RESPONSES
-from stt_broker.transcriber import Transcriber, confidence
+from stt_broker.transcriber import confidence
 from voicestack_common.contracts.audio import audio_headers
 from voicestack_common.contracts.stt import (
     OpenAITranscription,
@@ -36,14 +36,6 @@ def _response_format(value: str) -> str:
     if value not in _FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(_FORMATS)}", code="invalid_response_format")
     return value
-
-
-def _check_language(transcriber: Transcriber, options: TranscribeOptions) -> None:
-    if options.language not in (None, "en") and not transcriber.multilingual:
-        raise InvalidRequest(
-            f"model {transcriber.model} is English-only; it cannot transcribe language {options.language!r}",
-            code="unsupported_language",
-        )
 
 
 def _render_text(transcript: Transcript, fmt: str) -> Response | None:
@@ -83,13 +75,16 @@ async def transcribe(
     word_timestamps: Annotated[bool, Form(description="Add timed words to verbose_json")] = False,
     sample_rate: Annotated[int | None, Form(description="Sample rate of raw PCM16 uploads")] = None,
     input_format: Annotated[str | None, Form(description="'pcm_s16le' for raw PCM16; else detected")] = None,
+    model: Annotated[
+        str | None, Form(description="A model of `GET /v1/models`; unset: the broker's choice for the language")
+    ] = None,
 ) -> VerboseTranscribeResponse | Response:
     """The integration guide's transcription: ``{text, language, confidence, duration_seconds, model}``."""
     fmt = _response_format(response_format)
     options = options_from_form(language, prompt, temperature, word_timestamps, settings.default_language)
-    _check_language(transcriber, options)
+    model_id = transcriber.choose(model, options.language)
     audio = await read_audio(file, sample_rate, input_format)
-    transcript = await transcriber.transcribe(audio, options)
+    transcript = await transcriber.transcribe(audio, options, model_id)
     logger.info("transcribed", extra={"audio_seconds": round(audio.duration, 3), "characters": len(transcript.text)})
     if (text := _render_text(transcript, fmt)) is not None:
         return _counted(text, audio.duration)
@@ -99,7 +94,7 @@ async def transcribe(
         language=transcript.language,
         confidence=confidence(transcript),
         duration_seconds=round(transcript.duration, 3),
-        model=transcriber.model,
+        model=model_id,
     )
     if fmt == "verbose_json":
         answer.engine = transcriber.backend
@@ -127,7 +122,9 @@ async def openai_transcriptions(
     settings: SettingsDep,
     response: Response,
     file: Annotated[UploadFile | None, File()] = None,
-    model: Annotated[str, Form(description="Accepted for compatibility (whisper-1 or the served model)")] = "whisper-1",
+    model: Annotated[
+        str, Form(description="A model of `GET /v1/models`; `whisper-1` is the broker's choice for the language")
+    ] = "whisper-1",
     language: Annotated[str | None, Form()] = None,
     prompt: Annotated[str | None, Form()] = None,
     response_format: Annotated[str, Form()] = "json",
@@ -140,20 +137,15 @@ async def openai_transcriptions(
     granularities = set(timestamp_granularities or ["segment"])
     if unknown := granularities - {"word", "segment"}:
         raise InvalidRequest(f"unknown timestamp granularity {sorted(unknown)}", code="invalid_timestamp_granularity")
-    if model not in transcriber.accepted_models:
-        raise InvalidRequest(
-            f"model {model!r} is not served here; use one of {sorted(transcriber.accepted_models)}",
-            code="model_not_found",
-        )
     with_words = "word" in granularities
     options = options_from_form(language, prompt, temperature, with_words, settings.default_language)
-    _check_language(transcriber, options)
+    model_id = transcriber.choose(model, options.language)
     audio = await read_audio(file, None, None)
     if stream:
         transcriber.check(audio)
-        events = sse_stream(_events(transcriber.stream(audio, options)), what="transcription")
+        events = sse_stream(_events(transcriber.stream(audio, options, model_id)), what="transcription")
         return _counted(StreamingResponse(events, media_type=SSE_MEDIA_TYPE, headers=STREAM_HEADERS), audio.duration)
-    transcript = await transcriber.transcribe(audio, options)
+    transcript = await transcriber.transcribe(audio, options, model_id)
     if (text := _render_text(transcript, fmt)) is not None:
         return _counted(text, audio.duration)
     _counted(response, audio.duration)
