@@ -35,7 +35,7 @@ from stt_broker.settings import SttSettings
 from stt_broker.transcriber import Transcriber, confidence
 from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, Samples, resample
 from voicestack_common.errors import InvalidRequest
-from voicestack_common.event_outbox import EventOutbox
+from voicestack_common.event_outbox import EventOutbox, OutboxCounters
 from voicestack_common.events import SpeechEvent, utc_now
 from voicestack_common.metrics import HttpMetrics
 from voicestack_common.wyoming import (
@@ -201,7 +201,7 @@ async def wyoming_server(settings: SttSettings, transcriber: Transcriber, metric
         yield
         return
     registry = metrics.registry
-    outbox = EventOutbox(settings.events_url, registry, "stt") if settings.events_url else None
+    outbox = EventOutbox(settings.events_url, OutboxCounters(registry, "stt")) if settings.events_url else None
     service = SttWyoming(settings, transcriber, WyomingMetrics(registry, "stt", metrics.errors), outbox)
     if outbox is not None:
         outbox.start()
