@@ -48,7 +48,8 @@ class SessionConfig:
     max_response_output_tokens: int | Literal["inf"] = "inf"
     client_set: set[str] = field(default_factory=set)
     """Which of ``instructions``, ``temperature``, ``max_response_output_tokens`` the client set: only
-    those reach the responder (the others are the conversation service's own)."""
+    those reach the responder (the others are the conversation service's own); and whether it set
+    ``voice`` (unset, replies take a voice of the language the user spoke)."""
 
     @classmethod
     def create(cls, kind: SessionKind, voice: str) -> SessionConfig:
@@ -119,7 +120,7 @@ class SessionConfig:
             )
         for name, value in changes.items():
             setattr(self, name, value)
-        self.client_set |= set(changes) & {"instructions", "temperature", "max_response_output_tokens"}
+        self.client_set |= set(changes) & {"instructions", "temperature", "max_response_output_tokens", "voice"}
 
     def responder_options(self) -> dict[str, Any]:
         """The session's options for the responder, as the conversation service names them."""

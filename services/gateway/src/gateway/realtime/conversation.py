@@ -20,6 +20,7 @@ from gateway.realtime.protocol import (
     ItemRetrieveEvent,
     ItemTruncateEvent,
     RealtimeError,
+    stt_model,
 )
 from gateway.realtime.reply import ReplyStream
 from voicestack_common.encode import wav_header
@@ -150,12 +151,13 @@ class Conversation(SessionPart):
                 filename="item.wav",
                 content_type="audio/wav",
                 language=transcription.language if transcription else None,
+                model=stt_model(transcription.model if transcription else None),
             )
         except VoicestackError as exc:
             if transcription is not None:
                 await self.transcription_failed(item.id, exc.code, exc.message)
         else:
-            item.transcript = result.text.strip()
+            item.transcript, item.language = result.text.strip(), result.language
             if transcription is not None:
                 await self.send(
                     {

@@ -17,7 +17,7 @@ from gateway.live_link import LiveLink
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, Utterance, item_view
 from gateway.realtime.part import SessionPart
-from gateway.realtime.protocol import AppendEvent, CommitEvent, RealtimeError, error_event, new_id
+from gateway.realtime.protocol import AppendEvent, CommitEvent, RealtimeError, error_event, new_id, stt_model
 from voicestack_common.live import ErrorEvent, Final, Partial, SpeechStarted, SpeechStopped, StartMessage
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class InputAudio(SessionPart):
             sample_rate=codecs.sample_rate(config.input_audio_format),
             channels=1,
             language=transcription.language if transcription else None,
+            model=stt_model(transcription.model if transcription else None),
             prompt=transcription.prompt if transcription else None,
             # Partials only feed transcription deltas; with manual commits a partial decode is often still
             # running at the commit, and the core's final waits behind its abort (see docs/realtime.md).
@@ -224,7 +225,7 @@ class InputAudio(SessionPart):
         text = event.text.strip()
         item = self.session.conversation.items.get(utterance.item_id)
         if item is not None:
-            item.transcript = text
+            item.transcript, item.language = text, event.language
         if self.config.input_audio_transcription is not None:
             if text.startswith(utterance.stable) and len(text) > len(utterance.stable):
                 await self._transcription_delta(utterance.item_id, text[len(utterance.stable) :])

@@ -34,6 +34,8 @@ class Item:
     audio_bytes: int = 0
     pieces: list[tuple[int, int, str]] = field(default_factory=list)
     """Assistant audio: ``(first byte, end byte, text)`` of each spoken piece, to truncate by."""
+    language: str | None = None
+    """User audio: the language its transcript was heard in."""
 
     @classmethod
     def user_audio(cls, item_id: str) -> Item:

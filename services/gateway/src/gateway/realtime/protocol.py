@@ -46,7 +46,8 @@ class TurnDetection(_Strict):
 
 
 class InputAudioTranscription(_Strict):
-    """Transcription of input audio (always whisper.cpp here; ``model`` is accepted and reported)."""
+    """Transcription of input audio (whisper.cpp here): ``model`` picks one of the STT broker's models;
+    OpenAI's names (``whisper-1``, ``gpt-4o-transcribe``, ...) mean its default."""
 
     model: str | None = Field(default=None, max_length=64)
     language: str | None = Field(default=None, max_length=16)
@@ -241,3 +242,11 @@ def validation_error(problems: list[dict[str, Any]]) -> RealtimeError:
     if first["type"] == "missing":
         return RealtimeError(f"Missing required parameter: '{loc}'.", code="missing_required_parameter", param=loc)
     return RealtimeError(f"Invalid value for '{loc}': {first['msg']}.", code="invalid_value", param=loc)
+
+
+def stt_model(name: str | None) -> str | None:
+    """The STT broker's model for a session's ``input_audio_transcription.model``: OpenAI's names
+    (``whisper-1``, ``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``) leave the broker's default."""
+    if not name or name == "whisper-1" or name.startswith("gpt-"):
+        return None
+    return name

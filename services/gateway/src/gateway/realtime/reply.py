@@ -39,6 +39,8 @@ class Turn:
     text: str
     item_id: str | None = None
     """The session item it comes from."""
+    language: str | None = None
+    """The language it was spoken in (user audio)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,9 @@ class ReplyRequest:
     audio: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
+    language: str | None = None
+    """The language the user last spoke in: the reply takes a voice of it (``voice`` is then only the
+    default); unset: ``voice`` as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,10 @@ class ReplyStream(Protocol):
     def stored_as(self) -> dict[str, str]:
         """The stored message of each session item this reply carried (its user items, its output item),
         once the conversation service has stored them."""
+        ...
+
+    def spoken_voice(self) -> str | None:
+        """The voice the reply is spoken in, once known (it may follow the user's language)."""
         ...
 
 

@@ -113,6 +113,7 @@ class ResponseRun:
             request = self._request()
             await self._add_item()
             await self._stream(request)
+            self.voice = self.stream.spoken_voice() or self.voice if self.stream is not None else self.voice
             self.status = "completed"
             self.item.status = "completed"
             await self._finish_parts()
@@ -147,7 +148,9 @@ class ResponseRun:
     def _request(self) -> ReplyRequest:
         config, options = self.session.config, self.options
         history = [
-            Turn(item.role, item.words, item.id) for item in self.session.conversation.items.values() if item.words
+            Turn(item.role, item.words, item.id, item.language)
+            for item in self.session.conversation.items.values()
+            if item.words
         ]
         for extra in options.input or []:
             added = Item.from_input(extra)
@@ -165,7 +168,12 @@ class ResponseRun:
             audio=self.audio,
             max_tokens=None if limit in (None, "inf") else int(limit),
             temperature=options.temperature if options.temperature is not None else session.get("temperature"),
+            language=None if self._voice_fixed() else _spoken_language(history),
         )
+
+    def _voice_fixed(self) -> bool:
+        """Whether the client chose the voice (for the session or this response)."""
+        return self.options.voice is not None or "voice" in self.session.config.client_set
 
     async def _add_item(self) -> None:
         send = self.session.send
@@ -232,3 +240,8 @@ class ResponseRun:
             await send({"type": "response.text.done", **self._where(), "text": self.text})
             part = {"type": "text", "text": self.text}
         await send({"type": "response.content_part.done", **self._where(), "part": part})
+
+
+def _spoken_language(history: list[Turn]) -> str | None:
+    """The language of the user's latest spoken words."""
+    return next((turn.language for turn in reversed(history) if turn.role == "user" and turn.language), None)

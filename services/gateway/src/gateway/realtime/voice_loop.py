@@ -46,6 +46,10 @@ class VoiceLoopReply:
         self.reply.position = heard_seconds
         await self.reply.cancel()
 
+    def spoken_voice(self) -> str | None:
+        """The voice chosen for the reply (``None`` until its first piece, or the broker's default)."""
+        return self.reply.voice.voice if self.reply.voice.language is None else None
+
     def stored_as(self) -> dict[str, str]:
         """The user items → the stored user message; the output item → the stored reply."""
         stored: dict[str, str] = {}
@@ -80,7 +84,7 @@ class VoiceLoopReplier:
         text = " ".join(new).strip()
         if not text:
             raise VoicestackError("there is nothing new from the user to respond to", code="nothing_to_respond_to")
-        voice = Voice(voice=request.voice or None, speed=request.speed, format="wav")
+        voice = Voice(voice=request.voice or None, speed=request.speed, format="wav", language=request.language)
         body: dict[str, Any] = {"text": text}
         if options := responder_options(request.instructions, request.temperature, request.max_tokens):
             body["responder"] = {"options": options}

@@ -1,0 +1,49 @@
+"""A Realtime session's reply voice follows the language the user spoke, heard by the model the session chose."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.realtime.conftest import API_KEY
+from tests.realtime.kit import client, of, stream, until, with_silence
+from tests.speech import espeak_speech
+from voicestack_common.audio import decode_audio
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+SPANISH = "Buenos días. Me gustaría reservar una mesa para dos personas esta noche."
+
+
+def test_spanish_speech_gets_a_spanish_voice(realtime_url: str) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    voices = httpx.get(f"{realtime_url}/api/voice/voices", headers=headers).json()
+    codes = {d["id"]: d["lang_code"] for d in voices.get("details", []) if d.get("available", True)}
+    if "e" not in codes.values():
+        pytest.skip("the TTS broker offers no Spanish voice here")
+    audio = with_silence(decode_audio(espeak_speech(SPANISH, voice="es", speed=140), sample_rate=24_000)).to_pcm16()
+    session = {
+        "input_audio_format": "pcm16",
+        "output_audio_format": "pcm16",
+        # no language: Whisper base (multilingual) detects it; no voice: the reply follows it
+        "input_audio_transcription": {"model": "base"},
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+    }
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with client(realtime_url, API_KEY).beta.realtime.connect(model="voicestack") as connection:
+            events = await until(connection, "session.created")
+            await connection.session.update(session=session)  # type: ignore[arg-type]
+            await until(connection, "session.updated", into=events)
+            await stream(connection, audio, 4800, 0.1)
+            return await until(connection, "response.done", into=events, timeout=180)
+
+    events = asyncio.run(scenario())
+    heard = of(events, "conversation.item.input_audio_transcription.completed")[0]["transcript"].lower()
+    assert {"mesa", "personas", "noche"} & set(heard.replace(".", " ").replace(",", " ").split()), heard
+    done = of(events, "response.done")[0]["response"]
+    assert done["status"] == "completed"
+    assert codes[done["voice"]] == "e", done["voice"]
