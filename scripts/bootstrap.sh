@@ -31,3 +31,27 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 uv sync --locked --quiet
+
+# Kokoro's 54 voices (af_heart among them) are in the kokoro 0.9.4 *source* distribution
+# (Apache-2.0; the wheel has none, and installing the package would pull torch): fetched once
+# from the package index into the cache, where the TTS broker looks for it, and checked against
+# its pinned sha256 (tts_broker.models.KOKORO_SDIST_SHA256).
+kokoro_sdist=kokoro-0.9.4.tar.gz
+kokoro_sdist_sha256=fbf633262797f8cf46fdac3315cf9cade67dc8b762c0feccf334892772fb9ac4
+packages="${XDG_CACHE_HOME:-$HOME/.cache}/voicestack/packages"
+if [ ! -f "$packages/$kokoro_sdist" ]; then
+  echo "bootstrap: fetching Kokoro's voices (the kokoro 0.9.4 sdist, 26 MB)" >&2
+  mkdir -p "$packages"
+  fetched="$(mktemp -d "$packages/.fetch.XXXXXX")"
+  # Debian's python3-pip when it is there (as on a fresh machine after the steps above), else
+  # pip run by uv; a download only, so Debian's externally-managed marker does not apply.
+  if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip); else pip=(uvx pip); fi
+  "${pip[@]}" download --quiet --no-deps --no-binary :all: "kokoro==0.9.4" -d "$fetched"
+  if ! echo "$kokoro_sdist_sha256  $fetched/$kokoro_sdist" | sha256sum --check --status; then
+    rm -rf "$fetched"
+    echo "bootstrap: $kokoro_sdist does not match its pinned sha256; not kept" >&2
+    exit 1
+  fi
+  mv "$fetched/$kokoro_sdist" "$packages/$kokoro_sdist"
+  rm -rf "$fetched"
+fi

@@ -15,8 +15,6 @@ from voicestack_common.audio import decode_audio
 
 pytestmark = pytest.mark.engine
 
-BUNDLED = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
-
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
     """One sample of the broker's /metrics (0 when absent)."""
@@ -28,30 +26,34 @@ def metric(client: TestClient, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_health_and_readiness_report_the_default_voice_fallback(tts_client: TestClient) -> None:
+def test_health_and_readiness_report_the_default_voice(tts_client: TestClient) -> None:
     assert tts_client.get("/healthz").json()["status"] == "ok"
     ready = tts_client.get("/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["engine"] == "kokoro-onnx"
     assert checks["model"] == "kokoro-82m-int8"
-    assert checks["voices"] == 5
-    # af_heart (the guide's default) is not among the bundled voices: the first voice stands in.
+    assert checks["voices"] == 54
+    # af_heart (the guide's default) is among Kokoro's voices, assembled from the kokoro sdist.
     assert (checks["configured_default_voice"], checks["default_voice"], checks["default_voice_fallback"]) == (
         "af_heart",
-        "jf_alpha",
-        True,
+        "af_heart",
+        False,
     )
 
 
 def test_voices_in_the_guide_s_shape_and_kokoro_fastapi_s(tts_client: TestClient) -> None:
-    assert tts_client.get("/v1/voices").json() == {
-        "voices": BUNDLED,
-        "default_voice": "jf_alpha",
-        "service": "Kokoro TTS",
+    guide = tts_client.get("/v1/voices").json()
+    assert (guide["default_voice"], guide["service"], len(guide["voices"])) == ("af_heart", "Kokoro TTS", 54)
+    assert [d["id"] for d in guide["details"]] == guide["voices"]
+    assert tts_client.get("/v1/audio/voices").json()["voices"][0] == {
+        "id": "af_alloy",
+        "name": "af_alloy",
+        "lang_code": "a",
+        "language": "en-US",
+        "gender": "female",
     }
-    assert tts_client.get("/v1/audio/voices").json()["voices"][0] == {"id": "jf_alpha", "name": "jf_alpha"}
-    assert tts_client.get("/v1/audio/voices", params={"legacy": "true"}).json() == {"voices": BUNDLED}
+    assert tts_client.get("/v1/audio/voices", params={"legacy": "true"}).json() == {"voices": guide["voices"]}
     ids = [m["id"] for m in tts_client.get("/v1/models").json()["data"]]
     assert ids[0] == "kokoro-82m-int8"
     assert "tts-1" in ids
@@ -66,14 +68,14 @@ def test_synthesize_round_trip(tts_client: TestClient, listener: Listener) -> No
     assert audio[:4] == b"RIFF"
     assert audio[8:16] == b"WAVEfmt "
     assert struct.unpack("<I", audio[40:44])[0] == len(audio) - 44  # an exact length, not a streaming header
-    assert (body["audio_sample_rate"], body["voice"], body["speed"]) == (24_000, "jf_alpha", 1.0)
+    assert (body["audio_sample_rate"], body["voice"], body["speed"]) == (24_000, "af_heart", 1.0)
     assert decode_audio(audio, 24_000).duration == pytest.approx(body["audio_duration_seconds"], abs=0.01)
     assert float(response.headers["X-Audio-Seconds"]) == pytest.approx(body["audio_duration_seconds"], abs=0.001)
     assert listener.words(audio) == words(PHRASE)
 
 
 def test_identical_requests_come_from_the_cache(tts_client: TestClient) -> None:
-    request = {"text": "Good morning to you.", "voice": "jm_kumo"}
+    request = {"text": "Good morning to you.", "voice": "am_adam"}
     hits = metric(tts_client, "tts_cache_lookups_total", result="hit")
     first = tts_client.post("/v1/synthesize", json=request).json()
     second = tts_client.post("/v1/synthesize", json=request).json()
@@ -87,8 +89,8 @@ def test_identical_requests_come_from_the_cache(tts_client: TestClient) -> None:
 
 
 def test_a_weighted_blend_speaks_and_is_echoed_normalised(tts_client: TestClient, listener: Listener) -> None:
-    body = tts_client.post("/v1/synthesize", json={"text": PHRASE, "voice": "jf_alpha(3)+jm_kumo(1)"}).json()
-    assert body["voice"] == "jf_alpha(0.75)+jm_kumo(0.25)"
+    body = tts_client.post("/v1/synthesize", json={"text": PHRASE, "voice": "af_bella(3)+am_adam(1)"}).json()
+    assert body["voice"] == "af_bella(0.75)+am_adam(0.25)"
     assert listener.words(base64.b64decode(body["audio_base64"])) == words(PHRASE)
 
 

@@ -18,6 +18,7 @@ from tts_broker.engines.kokoro import (
     trim_silence,
 )
 from tts_broker.models import bundled_files
+from voicestack_common.errors import InvalidRequest
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,19 @@ def test_cuda_is_used_when_asked_for_and_there(
 
 @pytest.mark.engine
 def test_other_languages_speak_too(engine: KokoroEngine) -> None:
-    for lang, text in (("j", "こんにちは。"), ("z", "你好。"), ("f", "Bonjour."), ("e", "Hola.")):
+    for lang, text in (("j", "こんにちは。"), ("f", "Bonjour."), ("e", "Hola."), ("h", "नमस्ते।")):
         chunks = list(engine.stream(SpeechRequest(text, VoiceBlend.single("jf_alpha"), lang), threading.Event()))
         assert sum(c.duration for c in chunks) > 0.2, lang
+
+
+@pytest.mark.engine
+def test_a_language_without_its_front_end_is_refused(engine: KokoroEngine) -> None:
+    # Mandarin needs misaki[zh]; espeak-ng's cmn phonemes are not what Kokoro's voices learned.
+    assert sorted(engine.unavailable_languages) == ["z"]
+    assert "misaki" in engine.unavailable_languages["z"]
+    with pytest.raises(InvalidRequest) as info:
+        list(engine.stream(SpeechRequest("你好。", VoiceBlend.single("jf_alpha"), "z"), threading.Event()))
+    assert info.value.code == "unsupported_language"
 
 
 @pytest.mark.engine

@@ -23,7 +23,7 @@ MEDIA_TYPES = {
 
 @pytest.mark.parametrize("fmt", list(MEDIA_TYPES))
 def test_round_trip(tts_client: TestClient, listener: Listener, fmt: str) -> None:
-    response = tts_client.post("/v1/audio/speech", json={"input": PHRASE, "voice": "jf_alpha", "response_format": fmt})
+    response = tts_client.post("/v1/audio/speech", json={"input": PHRASE, "voice": "af_heart", "response_format": fmt})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == MEDIA_TYPES[fmt]
     audio = response.content
@@ -33,6 +33,6 @@ def test_round_trip(tts_client: TestClient, listener: Listener, fmt: str) -> Non
 
 
 def test_mp3_is_the_default(tts_client: TestClient) -> None:
-    response = tts_client.post("/v1/audio/speech", json={"input": "Hello world.", "voice": "jf_alpha"})
+    response = tts_client.post("/v1/audio/speech", json={"input": "Hello world.", "voice": "af_heart"})
     assert response.headers["content-type"] == "audio/mpeg"
     assert response.content[:3] == b"ID3" or response.content[0] == 0xFF

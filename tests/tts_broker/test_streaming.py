@@ -37,7 +37,7 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 
 def test_several_chunks_and_the_first_long_before_the_end(tts_server: str, listener: Listener) -> None:
-    chunks, total = timed_chunks(tts_server, {"input": THREE_SENTENCES, "voice": "jf_alpha", "response_format": "mp3"})
+    chunks, total = timed_chunks(tts_server, {"input": THREE_SENTENCES, "voice": "af_heart", "response_format": "mp3"})
     assert len(chunks) >= 3  # one per sentence, and the encoder's tail
     first_at = chunks[0][0]
     assert first_at < 0.6 * total, (first_at, total)
@@ -47,7 +47,7 @@ def test_several_chunks_and_the_first_long_before_the_end(tts_server: str, liste
 
 def test_wav_streams_with_a_header_players_accept(tts_server: str) -> None:
     chunks, _ = timed_chunks(
-        tts_server, {"input": "Hello there. How are you today?", "voice": "jm_kumo", "response_format": "wav"}
+        tts_server, {"input": "Hello there. How are you today?", "voice": "am_adam", "response_format": "wav"}
     )
     assert len(chunks) >= 2
     audio = b"".join(data for _, data in chunks)
@@ -67,7 +67,7 @@ def test_a_client_that_disconnects_stops_its_synthesis(tts_server: str) -> None:
         "POST",
         f"{tts_server}/v1/audio/speech",
         timeout=60,
-        json={"input": long_text, "voice": "jf_alpha", "response_format": "pcm"},
+        json={"input": long_text, "voice": "af_heart", "response_format": "pcm"},
     ) as response:
         first = next(response.iter_raw())
         assert first

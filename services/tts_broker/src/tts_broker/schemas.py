@@ -17,7 +17,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "`empty_text`, `text_too_long`, `unknown_voice`, "
         "`invalid_voice_blend`, `invalid_speed`, "
-        "`unsupported_format`, `unsupported_lang_code`",
+        "`unsupported_format`, `unsupported_lang_code`, "
+        "`unsupported_language` (the voice's or the request's language has no text front end here)",
     },
     502: {"model": ErrorResponse, "description": "The remote Kokoro server failed"},
     503: {"model": ErrorResponse, "description": "Queue full (`saturated`, with Retry-After)"},
@@ -26,10 +27,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class KokoroVoice(BaseModel):
-    """One voice in Kokoro-FastAPI's list."""
+    """One voice in Kokoro-FastAPI's list, with the language and gender its name tells."""
 
     id: str
     name: str
+    lang_code: str | None = None
+    language: str | None = None
+    gender: str | None = None
 
 
 class KokoroVoiceList(BaseModel):

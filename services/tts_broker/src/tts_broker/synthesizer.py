@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import anyio
 
 from tts_broker.cache import CachedAudio, CacheKey, ResultCache
-from tts_broker.engines.base import SpeechRequest, TtsEngine
-from tts_broker.languages import normalize_lang_code, supported_codes
+from tts_broker.engines.base import SpeechRequest, TtsEngine, VoiceBlend
+from tts_broker.languages import LANGUAGES, normalize_lang_code, supported_codes, voice_lang_code
 from tts_broker.metrics import TtsMetrics
-from tts_broker.voices import VoiceCatalog, build_catalog
+from tts_broker.voices import VoiceCatalog, build_catalog, voice_info
+from voicestack_common.contracts.tts import VoiceInfo
 from voicestack_common.encode import FORMATS, AudioEncoder, finalize_wav
 from voicestack_common.errors import InvalidRequest, VoicestackError
 from voicestack_common.workers import Done, WorkerPool, emitted
@@ -112,6 +113,36 @@ class Synthesizer:
         self._catalog, self._catalog_at = catalog, time.monotonic()
         return catalog
 
+    def details(self, catalog: VoiceCatalog) -> list[VoiceInfo]:
+        """Each offered voice's language, gender and availability, in the catalog's order."""
+        unavailable = self.engine.unavailable_languages
+        return [voice_info(name, unavailable, self.defaults.lang_code) for name in catalog.offered]
+
+    def languages(self) -> list[str]:
+        """ISO 639-1 codes of the languages this engine can speak here."""
+        unavailable = self.engine.unavailable_languages
+        return list(dict.fromkeys(lang.iso for lang in LANGUAGES.values() if lang.code not in unavailable))
+
+    def language_for(self, lang_code: str | None, blend: VoiceBlend) -> str:
+        """The language to speak: the request's, else the (first) voice's own, else the default;
+        ``InvalidRequest`` when it is unknown or cannot be spoken here."""
+        try:
+            lang = normalize_lang_code(lang_code) if lang_code else None
+        except KeyError:
+            raise InvalidRequest(
+                f"unknown lang_code {lang_code!r}; use one of {supported_codes()}", code="unsupported_lang_code"
+            ) from None
+        lang = lang or voice_lang_code(blend.names[0]) or self.defaults.lang_code
+        reason = self.engine.unavailable_languages.get(lang)
+        if reason is not None:
+            spoken = [code for code in LANGUAGES if code not in self.engine.unavailable_languages]
+            raise InvalidRequest(
+                f"{LANGUAGES[lang].name} ({lang}) cannot be spoken here: {reason}",
+                code="unsupported_language",
+                details={"lang_code": lang, "available_lang_codes": spoken},
+            )
+        return lang
+
     def output_rate(self, fmt: str) -> int:
         """The sample rate of the encoded audio (Opus always runs at 48 kHz)."""
         return FORMATS[fmt].codec_rate or self.sample_rate
@@ -143,13 +174,8 @@ class Synthesizer:
             raise InvalidRequest(
                 f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}", code="invalid_speed"
             )
-        try:
-            lang = normalize_lang_code(lang_code) if lang_code else self.defaults.lang_code
-        except KeyError:
-            raise InvalidRequest(
-                f"unknown lang_code {lang_code!r}; use one of {supported_codes()}", code="unsupported_lang_code"
-            ) from None
         blend = (await self.catalog()).resolve(voice)
+        lang = self.language_for(lang_code, blend)
         return SpeechJob(SpeechRequest(text, blend, lang, float(speed)), fmt)
 
     async def stream(self, job: SpeechJob) -> AsyncGenerator[Chunk, None]:

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tts_broker.engines.base import VoiceBlend
+from tts_broker.languages import LANGUAGES, voice_gender, voice_lang_code
+from voicestack_common.contracts.tts import VoiceInfo
 from voicestack_common.errors import InvalidRequest
 
 MAX_BLEND_VOICES = 8
@@ -133,3 +135,18 @@ def build_catalog(
     for alias in openai_voices:
         openai.setdefault(alias.lower(), default)
     return VoiceCatalog(names, default, default_voice, openai, fallback), warnings
+
+
+def voice_info(name: str, unavailable: Mapping[str, str], default_lang_code: str) -> VoiceInfo:
+    """What a voice speaks, as its name tells (a name without Kokoro's prefix: the default language)."""
+    lang = LANGUAGES[voice_lang_code(name) or default_lang_code]
+    reason = unavailable.get(lang.code)
+    return VoiceInfo(
+        id=name,
+        lang_code=lang.code,
+        language=lang.tag,
+        language_name=lang.name,
+        gender=voice_gender(name),
+        available=reason is None,
+        reason=reason,
+    )

@@ -7,9 +7,10 @@
                                        ← synthesize-stopped
 
 Audio is streamed as each piece is synthesized: 16-bit mono PCM at the
-engine's rate. Over Wyoming the broker speaks its default language
-(``TTS_DEFAULT_LANG_CODE``) unless a request names a language instead of a
-voice, as the HTTP routes do when a request leaves ``lang_code`` out.
+engine's rate. Each voice speaks its own language (``bf_emma`` British
+English), as over HTTP when a request leaves ``lang_code`` out; a request that
+names a language instead of a voice gets the first voice of that language.
+Voices whose language cannot be spoken here are listed as not installed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
 
 from tts_broker import __version__
-from tts_broker.languages import normalize_lang_code, supported_codes
+from tts_broker.languages import normalize_lang_code, supported_codes, voice_lang_code
 from tts_broker.settings import TtsSettings
 from tts_broker.synthesizer import Synthesizer
 from voicestack_common.errors import InvalidRequest
@@ -60,19 +61,20 @@ _KOKORO = Attribution(name="hexgrad", url="https://huggingface.co/hexgrad/Kokoro
 
 
 async def build_info(synthesizer: Synthesizer) -> Info:
-    """What ``describe`` answers: every voice offered now, in the language the broker speaks."""
+    """What ``describe`` answers: every voice offered now, each in its own language."""
     catalog = await synthesizer.catalog()
-    locale = LOCALES[synthesizer.defaults.lang_code]
     voices = [
         TtsVoice(
-            name=name,
-            description=f"Kokoro {name}",
+            name=voice.id,
+            description=f"Kokoro {voice.id} ({voice.language_name}"
+            + (f", {voice.gender})" if voice.gender else ")")
+            + ("" if voice.available else f": {voice.reason}"),
             attribution=_KOKORO,
-            installed=True,
+            installed=voice.available,
             version=None,
-            languages=[locale],
+            languages=[LOCALES[voice.lang_code]],
         )
-        for name in catalog.offered
+        for voice in synthesizer.details(catalog)
     ]
     program = TtsProgram(
         name="voicestack-tts",
@@ -165,8 +167,12 @@ class TtsHandler(WyomingHandler):
         name = voice.name if voice is not None else None
         if voice is not None and voice.speaker:
             logger.debug("speaker %r ignored: Kokoro voices have one speaker", voice.speaker)
-        (await self.synthesizer.catalog()).resolve(name)  # an unknown voice is refused here
-        return name, _lang_code(voice)
+        catalog = await self.synthesizer.catalog()
+        lang = _lang_code(voice)
+        if not name and lang is not None:  # a language alone: its first voice, else the default voice
+            name = next((v for v in catalog.offered if voice_lang_code(v) == lang), None)
+        self.synthesizer.language_for(lang, catalog.resolve(name))  # refused here, before any audio
+        return name, lang
 
     async def _speak_stream(self, pieces: asyncio.Queue[str | None], voice: str | None, lang: str | None) -> None:
         while (text := await pieces.get()) is not None:

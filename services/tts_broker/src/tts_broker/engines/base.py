@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +61,11 @@ class TtsEngine(Protocol):
 
     def list_voices(self) -> tuple[str, ...]:
         """The voices this engine can speak with (thread-safe)."""
+        ...
+
+    @property
+    def unavailable_languages(self) -> Mapping[str, str]:
+        """Kokoro language codes this engine cannot speak here, each with the reason (known after ``load``)."""
         ...
 
     def stream(self, request: SpeechRequest, cancel: threading.Event) -> Iterator[Pcm]:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tts_broker.engines.base import SpeechRequest, VoiceBlend
-from tts_broker.languages import LANGUAGES
+from tts_broker.languages import LANGUAGES, MISSING_FRONT_ENDS
 from voicestack_common.audio import Pcm, Samples
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.text import split_text
@@ -117,6 +117,7 @@ class KokoroEngine:
         self._tokenizer: Any = None
         self._voices: dict[str, Style] = {}
         self._inputs: dict[str, Any] = {}
+        self.unavailable_languages: dict[str, str] = {}
 
     def load(self) -> None:
         """Open the ONNX session with this worker's thread budget; read every voice."""
@@ -144,6 +145,24 @@ class KokoroEngine:
         with np.load(self.voices_path) as archive:
             self._voices = {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
         self._inputs = {i.name: i.type for i in self._session.get_inputs()}
+        self.unavailable_languages = self._check_languages()
+
+    def _check_languages(self) -> dict[str, str]:
+        """Each language whose text front end fails here, and why (a sample sentence per language)."""
+        missing = dict(MISSING_FRONT_ENDS)
+        for lang in LANGUAGES.values():
+            if lang.code in missing:
+                continue
+            try:
+                tokens = self._tokenizer.tokenize(self._tokenizer.phonemize(lang.sample, lang.espeak))
+            except Exception as exc:  # espeak-ng without the language, or without its data
+                missing[lang.code] = f"espeak-ng cannot phonemize {lang.name} here ({exc})"
+                continue
+            if len(tokens) < len(lang.sample) // 4:
+                missing[lang.code] = f"espeak-ng gives no usable phonemes for {lang.name} here"
+        if missing:
+            logger.info("languages this machine cannot speak", extra={"languages": sorted(missing)})
+        return missing
 
     def list_voices(self) -> tuple[str, ...]:
         """Every voice in the voices file."""
@@ -164,6 +183,8 @@ class KokoroEngine:
         if self._session is None:
             raise RuntimeError("engine not loaded")
         style = self.style(request.voice)
+        if request.lang_code in self.unavailable_languages:  # the broker refuses these before here
+            raise InvalidRequest(self.unavailable_languages[request.lang_code], code="unsupported_language")
         language = LANGUAGES[request.lang_code].espeak
         for piece in split_text(request.text):
             if cancel.is_set():

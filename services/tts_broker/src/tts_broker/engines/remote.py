@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -34,6 +35,8 @@ class RemoteKokoroEngine:
     backend = "kokoro-fastapi"
     sample_rate = SAMPLE_RATE
     static_voices = False
+    # Kokoro-FastAPI has Kokoro's own text front ends (misaki): every language is its to speak.
+    unavailable_languages: Mapping[str, str] = MappingProxyType({})
 
     def __init__(
         self,
