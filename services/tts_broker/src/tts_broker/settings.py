@@ -65,7 +65,8 @@ class TtsSettings(ServiceSettings):
     kokoro_sdist: Path | None = None
     """The kokoro 0.9.4 source distribution (``kokoro-0.9.4.tar.gz``, sha256-checked) whose 54
     voices are used. Unset: looked for in ``packages/`` of the cache directory, then of the default
-    cache directory, where ``scripts/bootstrap.sh`` puts it."""
+    cache directory, where ``scripts/bootstrap.sh`` puts it. Once the voices are assembled in the
+    cache, the file is no longer read; missing, the five bundled Japanese voices stand in."""
 
     model_id: str | None = None
     """Model name reported to clients; derived from the file name when unset."""
@@ -189,11 +190,7 @@ class TtsSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_files(self) -> TtsSettings:
         use_remote_engine(self, "TTS_", 8081)
-        for name, path in (
-            ("TTS_MODEL_PATH", self.model_path),
-            ("TTS_VOICES_PATH", self.voices_path),
-            ("TTS_KOKORO_SDIST", self.kokoro_sdist),
-        ):
+        for name, path in (("TTS_MODEL_PATH", self.model_path), ("TTS_VOICES_PATH", self.voices_path)):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name} {path} is not a file")
         if self.model_path is not None and self.voices_path is None:
