@@ -15,7 +15,8 @@ from stt_broker.settings import SttSettings
 def stt_settings(model_cache: Path, **overrides: object) -> SttSettings:
     """Settings for tests: the test model cache, nothing from the environment's .env, and tiny.en
     for every request (base is 3-5x slower) unless a test is about choosing the model."""
-    overrides.setdefault("model", "tiny.en")
+    if "model_path" not in overrides:
+        overrides.setdefault("model", "tiny.en")
     return SttSettings(_env_file=None, cache_dir=model_cache, **overrides)  # type: ignore[call-arg]
 
 

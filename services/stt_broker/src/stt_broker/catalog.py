@@ -147,7 +147,9 @@ def build_catalog(settings: SttSettings) -> tuple[list[CatalogEntry[SttEngine]],
     fixed: str | None = None
     if settings.engine != "whispercpp" or settings.model_path is not None:
         resolved = resolve_model(settings)
-        fixed = settings.quantized(settings.model) if settings.model != "auto" else resolved.model_id
+        # faster-whisper and remote serve their one model whatever STT_MODEL says.
+        named = settings.engine == "whispercpp" and settings.model != "auto"
+        fixed = settings.quantized(settings.model) if named else resolved.model_id
         entries.append(
             CatalogEntry(
                 resolved.model_id,

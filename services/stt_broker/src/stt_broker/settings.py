@@ -59,7 +59,8 @@ class SttSettings(ServiceSettings):
     """Model for requests that name none: ``auto`` picks per request (an English-only model such as
     ``tiny.en`` for English on a CPU with at most ``auto_english_max_cores`` cores, the multilingual
     model for everything else, including requests with no language, so detection works), or a fixed
-    id from ``models``. ``whisper-1`` always means this choice."""
+    id from ``models``. ``whisper-1`` always means this choice. With ``model_path`` the file is the
+    default; the faster-whisper and remote engines serve their one model."""
 
     models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["tiny.en", "base"])
     """The catalog: model ids clients may name (comma-separated or a JSON list). ``tiny.en`` and
