@@ -136,3 +136,25 @@ def test_a_remote_server_is_used_or_refused_never_ignored(
     monkeypatch.delenv(f"{prefix}_ENGINE")
     flagged = settings_class(_env_file=None, remote_host="10.0.0.5")  # type: ignore[call-arg]
     assert (flagged.engine, flagged.remote_server) == ("remote", f"http://10.0.0.5:{port}")
+
+
+def test_the_catalog_and_the_auto_rule(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stt_broker.catalog import build_catalog, estimate_bytes
+
+    monkeypatch.setenv("STT_MODELS", "tiny.en, base, base-q5_1")
+    entries, choice = build_catalog(stt_settings(model_cache, model="auto", auto_english_max_cores=64))
+    assert [(e.id, e.languages) for e in entries] == [("tiny.en", ("en",)), ("base", None), ("base-q5_1", None)]
+    assert (choice.pick("en"), choice.pick(None), choice.pick("de")) == ("tiny.en", "base", "base")
+    assert choice.defaults == ["tiny.en", "base"]
+    for rule_off in ({"auto_english_max_cores": 0}, {"auto_english_max_cores": 64, "use_gpu": True}):
+        _, choice = build_catalog(stt_settings(model_cache, model="auto", **rule_off))
+        assert (choice.pick("en"), choice.defaults) == ("base", ["base"])
+    _, fixed = build_catalog(stt_settings(model_cache, model="base"))
+    assert (fixed.pick("en"), fixed.pick(None), fixed.defaults) == ("base", "base", ["base"])
+    quantized = stt_settings(model_cache, models=["tiny.en", "base"], quantization="q5_1", model="tiny.en")
+    assert quantized.catalog_ids() == ["tiny.en-q5_1", "base-q5_1"]
+    assert estimate_bytes(quantized, "base-q5_1") < estimate_bytes(quantized, "base") > 100 * 2**20
+    with pytest.raises(ValueError, match="STT_MODEL 'small' is not in STT_MODELS"):
+        stt_settings(model_cache, model="small")
+    with pytest.raises(ModelError, match="models pull large-v3"):
+        build_catalog(stt_settings(model_cache, models=["tiny.en", "large-v3"]))

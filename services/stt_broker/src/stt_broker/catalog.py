@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from stt_broker.models import (
 )
 from stt_broker.settings import SttSettings
 from stt_broker.sizing import usable_cores
+from voicestack_common.errors import NotReady
 from voicestack_common.model_registry import CatalogEntry
 from voicestack_common.workers import WorkerPool, running_pool
 
@@ -91,10 +92,16 @@ def estimate_bytes(settings: SttSettings, model_id: str, path: Path | None = Non
 def _opener(settings: SttSettings, model_id: str, locate: Callable[[], Path]) -> Opener:
     @asynccontextmanager
     async def open_pool() -> AsyncIterator[WorkerPool[SttEngine]]:
-        path = await anyio.to_thread.run_sync(locate)
         workers, _ = settings.layout()
-        factory = engine_factory(settings, ResolvedModel(path, model_id))
-        async with running_pool("stt", factory, settings, size=workers) as pool:
+        stack = AsyncExitStack()
+        try:
+            path = await anyio.to_thread.run_sync(locate)
+            factory = engine_factory(settings, ResolvedModel(path, model_id))
+            pool = await stack.enter_async_context(running_pool("stt", factory, settings, size=workers))
+        except (ModelError, OSError, RuntimeError, ValueError) as exc:
+            # A model that cannot be prepared or loaded is the broker's problem, not the request's.
+            raise NotReady(f"model {model_id} cannot be loaded: {exc}", code="model_unavailable") from exc
+        async with stack:
             yield pool
 
     return open_pool
