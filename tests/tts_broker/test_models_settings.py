@@ -93,6 +93,10 @@ def test_cli_models_list_and_pull(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert listed.exit_code == 0
     assert "kokoro-v1.0.onnx" in listed.output
     assert "voices-v1.0.bin" in listed.output
+    # The 54 voices (assembled into this cache from the kokoro sdist), by language, with their gender.
+    assert "af_heart (f)" in listed.output
+    assert "bm_george (m)" in listed.output
+    assert "not available here: Mandarin needs misaki[zh]" in listed.output
 
     def fake_pull(name: str, dest: Path, **_: object) -> Path:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
-from tts_broker.languages import LANGUAGES, voice_gender, voice_lang_code
+from tts_broker.languages import LANGUAGES, MISSING_FRONT_ENDS, voice_gender, voice_lang_code
 from tts_broker.models import (
     PRODUCTION_FILES,
     VOICES_FILE,
@@ -76,6 +76,8 @@ def list_models() -> None:
         language = LANGUAGES[code].name if code in LANGUAGES else "other"
         described = ", ".join(f"{n} ({(voice_gender(n) or '?')[0]})" for n in names)
         typer.echo(f"  {code} {language:21} {described}")
+        if code in MISSING_FRONT_ENDS:
+            typer.echo(f"    not available here: {MISSING_FRONT_ENDS[code]}")
     typer.echo("cached:  " + (", ".join(cached) or "none"))
     typer.echo("production (pull):")
     for name, about in PRODUCTION_FILES.items():

@@ -9,7 +9,8 @@
 Audio is streamed as each piece is synthesized: 16-bit mono PCM at the
 engine's rate. Each voice speaks its own language (``bf_emma`` British
 English), as over HTTP when a request leaves ``lang_code`` out; a request that
-names a language instead of a voice gets the first voice of that language.
+names a language instead of a voice gets the default voice when it speaks that
+language, else the first voice of that language.
 Voices whose language cannot be spoken here are listed as not installed.
 """
 
@@ -169,7 +170,8 @@ class TtsHandler(WyomingHandler):
             logger.debug("speaker %r ignored: Kokoro voices have one speaker", voice.speaker)
         catalog = await self.synthesizer.catalog()
         lang = _lang_code(voice)
-        if not name and lang is not None:  # a language alone: its first voice, else the default voice
+        if not name and lang is not None and voice_lang_code(catalog.default.names[0]) != lang:
+            # A language alone: the default voice when it speaks it, else that language's first voice.
             name = next((v for v in catalog.offered if voice_lang_code(v) == lang), None)
         self.synthesizer.language_for(lang, catalog.resolve(name))  # refused here, before any audio
         return name, lang
