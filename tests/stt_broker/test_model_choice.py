@@ -30,9 +30,16 @@ SPARE = "tiny.en-q8_0"
 
 @pytest.fixture(scope="module")
 def broker(model_cache: Path) -> Iterator[TestClient]:
-    """``STT_MODEL=auto`` over tiny.en, base and a spare model that idles out after ``TTL``."""
+    """``STT_MODEL=auto`` over tiny.en, base and a spare model that idles out after ``TTL``; encoder
+    contexts fitted to the clips, because base on the full 30 s window is the slow part here."""
     settings = stt_settings(
-        model_cache, model="auto", models=["tiny.en", "base", SPARE], model_ttl=TTL, workers=1, threads=2
+        model_cache,
+        model="auto",
+        models=["tiny.en", "base", SPARE],
+        model_ttl=TTL,
+        workers=1,
+        threads=2,
+        fit_audio_ctx=True,
     )
     with TestClient(create_app(settings)) as client:
         yield client
