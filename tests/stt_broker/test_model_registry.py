@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 
@@ -32,6 +33,8 @@ class Engine:
         self.name, self.log = name, log
 
     def load(self) -> None:
+        if self.name == "slow":
+            time.sleep(0.3)
         self.log.append(self.name)
 
     def close(self) -> None:
@@ -135,6 +138,34 @@ def test_the_memory_ceiling_unloads_the_least_recently_used_idle_model() -> None
                 assert held is models.pool("c")
             async with models.use("b"):
                 assert models.loaded_ids == ["a", "b", "c"]  # d, released before c, was the least recently used
+        finally:
+            await models.close()
+
+    run(scenario)
+
+
+def test_a_caller_cancelled_mid_load_leaves_the_model_loaded_and_free() -> None:
+    pools = Pools()
+
+    async def scenario() -> None:
+        models = registry(pools, ["a", "slow"], ttl=0.2)
+        await models.start()
+        try:
+
+            async def use_slow() -> None:
+                async with models.use("slow"):
+                    pass
+
+            task = asyncio.ensure_future(use_slow())
+            await asyncio.sleep(0.1)  # the load is under way
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.4)
+            assert pools.loads == ["a", "slow"]
+            assert models.in_use("slow") == 0
+            await asyncio.sleep(0.6)
+            assert models.loaded_ids == ["a"]  # nobody holds it: it idled out
         finally:
             await models.close()
 

@@ -184,17 +184,33 @@ class ModelRegistry(Generic[E]):
         """The model's running pool, loaded first if needed; it stays loaded until the block ends."""
         self.get(model_id)
         slot = self._slots[model_id]
-        async with slot.lock:
-            if slot.pool is None:
-                await self._load(slot)
-            slot.users += 1
-            pool = slot.pool
-        assert pool is not None
+        # A caller cancelled mid-load (a client gone) must not abandon a half-started pool: the
+        # acquisition runs on, and is given back as soon as it completes.
+        acquiring = asyncio.ensure_future(self._acquire(slot))
+        try:
+            pool = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            acquiring.add_done_callback(
+                lambda done: self._release(slot) if not done.cancelled() and done.exception() is None else None
+            )
+            raise
         try:
             yield pool
         finally:
-            slot.users -= 1
+            self._release(slot)
+
+    async def _acquire(self, slot: _Slot[E]) -> WorkerPool[E]:
+        async with slot.lock:
+            if slot.pool is None:
+                await self._load(slot)
+            assert slot.pool is not None
+            slot.users += 1
             slot.last_used = time.monotonic()
+            return slot.pool
+
+    def _release(self, slot: _Slot[E]) -> None:
+        slot.users -= 1
+        slot.last_used = time.monotonic()
 
     def cards(self, created: int, owned_by: str, any_language: Sequence[str] | None = None) -> list[ModelCard]:
         """One card per catalog model; ``any_language`` lists what a multilingual model hears."""
