@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from wyoming.asr import Transcribe, Transcript
 
 from stt_broker.app import create_app
 from stt_broker.sizing import usable_cores
 from tests.live.client import collect
+from tests.servers import free_port
 from tests.speech import espeak_speech, words
 from tests.stt_broker.conftest import stt_settings
+from tests.wyoming_kit import audio_events, client, read_until, run, send_all
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 
@@ -31,7 +34,8 @@ SPARE = "tiny.en-q8_0"
 @pytest.fixture(scope="module")
 def broker(model_cache: Path) -> Iterator[TestClient]:
     """``STT_MODEL=auto`` over tiny.en, base and a spare model that idles out after ``TTL``; encoder
-    contexts fitted to the clips, because base on the full 30 s window is the slow part here."""
+    contexts fitted to the clips and no temperature fallback, because base decodes are the slow
+    part here; Wyoming on."""
     settings = stt_settings(
         model_cache,
         model="auto",
@@ -40,6 +44,9 @@ def broker(model_cache: Path) -> Iterator[TestClient]:
         workers=1,
         threads=2,
         fit_audio_ctx=True,
+        temperature_inc=0.0,
+        wyoming_enabled=True,
+        wyoming_port=free_port(),
     )
     with TestClient(create_app(settings)) as client:
         yield client
@@ -148,3 +155,20 @@ def test_live_session_detects_the_language_and_holds_its_model(broker: TestClien
         outcome = collect(ws)
     assert outcome.events[0]["error"]["code"] == "model_not_found"
     assert outcome.events[0]["fatal"] is True
+
+
+def test_wyoming_detects_the_language_and_takes_a_model_by_name(
+    broker: TestClient, german: bytes, sentence: tuple[str, Pcm]
+) -> None:
+    port = broker.app.state.settings.wyoming_port  # type: ignore[attr-defined]
+
+    async def transcribe(request: Transcribe, pcm: Pcm) -> Transcript:
+        async with client(port) as conn:
+            await send_all(conn, [request.event(), *audio_events(pcm)])
+            return Transcript.from_event((await read_until(conn, "transcript-stop"))[-2])
+
+    heard = run(transcribe(Transcribe(), decode_audio(german)))
+    assert heard.language == "de"
+    english = run(transcribe(Transcribe(name="base", language="en"), sentence[1]))
+    assert words(english.text) == words(sentence[0])
+    assert metric(broker, "stt_wyoming_requests_total", kind="transcribe", outcome="ok") == 2
