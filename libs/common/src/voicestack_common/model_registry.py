@@ -20,12 +20,16 @@ API::
     registry.get("base")                         # the entry; ModelNotFound (404) when not in the catalog
     registry.pool("tiny.en")                     # the loaded pool, or None
     registry.cards(created, owned_by)            # ModelCard per entry: loaded, default, languages
+    registry.ids, registry.loaded_ids, registry.defaults, registry.in_use("base")
+    await registry.unload_idle()                 # what the sweep does every ttl/4 (tests call it too)
     await registry.close()                       # unloads everything
 
 Loads of one model are serialized (two first requests wait for one load);
-loads of different models may overlap. Metrics (``NAMESPACE_models_loaded``,
-``NAMESPACE_model_loads_total``, ``NAMESPACE_model_unloads_total{reason}``) go on
-the registry passed in.
+loads of different models may overlap. A caller cancelled while its model loads
+leaves the load to finish (the pool is never left half-started). Metrics
+(``NAMESPACE_models_loaded``, ``NAMESPACE_model_loads_total{model}``,
+``NAMESPACE_model_unloads_total{model,reason}`` with reason idle, memory or
+shutdown, ``NAMESPACE_model_load_seconds``) go on the registry passed in.
 """
 
 from __future__ import annotations
