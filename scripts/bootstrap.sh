@@ -43,12 +43,12 @@ if [ ! -f "$packages/$kokoro_sdist" ]; then
   echo "bootstrap: fetching Kokoro's voices (the kokoro 0.9.4 sdist, 26 MB)" >&2
   mkdir -p "$packages"
   fetched="$(mktemp -d "$packages/.fetch.XXXXXX")"
+  trap 'rm -rf "$fetched"' EXIT  # a failed download leaves nothing behind
   # Debian's python3-pip when it is there (as on a fresh machine after the steps above), else
   # pip run by uv; a download only, so Debian's externally-managed marker does not apply.
   if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip); else pip=(uvx pip); fi
   "${pip[@]}" download --quiet --no-deps --no-binary :all: "kokoro==0.9.4" -d "$fetched"
   if ! echo "$kokoro_sdist_sha256  $fetched/$kokoro_sdist" | sha256sum --check --status; then
-    rm -rf "$fetched"
     echo "bootstrap: $kokoro_sdist does not match its pinned sha256; not kept" >&2
     exit 1
   fi
