@@ -18,19 +18,28 @@ EMBEDDED_MQTT_ENV = "VOICESTACK_EMBEDDED_MQTT"
 
 
 def prepare_models(console: Console) -> None:
-    """Convert Whisper to ggml and assemble Kokoro once, with a progress display, before anything starts."""
-    from stt_broker.models import BUNDLED_MODEL_ID, prepare_bundled_ggml
+    """Convert the catalog's Whisper models to ggml and assemble Kokoro and its voices once, with a progress
+    display, before anything starts (what is already in the cache is skipped)."""
+    from stt_broker.catalog import ggml_locator
+    from stt_broker.models import ModelError
     from stt_broker.settings import SttSettings
-    from tts_broker.models import assemble_bundled_model
+    from tts_broker.models import ALL_VOICES_FILE, assemble_bundled_model, resolve_voices
     from tts_broker.settings import TtsSettings
 
     stt, tts = SttSettings(), TtsSettings()
     steps: list[tuple[str, Callable[[], object]]] = []
-    ggml = stt.cache_dir / "whisper" / f"ggml-{BUNDLED_MODEL_ID}.bin"
-    if stt.engine == "whispercpp" and stt.model_path is None and not ggml.is_file():
-        steps.append(("converting Whisper tiny.en to ggml", lambda: prepare_bundled_ggml(stt.cache_dir)))
+    if stt.engine == "whispercpp" and stt.model_path is None:
+        for model_id in stt.catalog_ids():
+            if not (stt.cache_dir / "whisper" / f"ggml-{model_id}.bin").is_file():
+                try:
+                    locate = ggml_locator(stt, model_id)
+                except ModelError:
+                    continue  # not made offline: the broker says what to do
+                steps.append((f"converting Whisper {model_id} to ggml", locate))
     if tts.engine == "kokoro" and tts.model_path is None:
         steps.append(("assembling the Kokoro int8 model", lambda: assemble_bundled_model(tts.cache_dir)))
+        if tts.voices_path is None and not (tts.cache_dir / "kokoro" / ALL_VOICES_FILE).is_file():
+            steps.append(("assembling Kokoro's 54 voices", lambda: resolve_voices(tts)))
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
     ) as progress:

@@ -14,12 +14,28 @@ from voicestack_common.metrics import HttpMetrics
 
 
 class _Anything:
-    """Stands in for whatever a metrics class reads at scrape time (a pool, a cache): zero."""
+    """Stands in for whatever a metrics class reads at scrape time (a pool, a cache, a model registry):
+    every attribute is another stand-in, which counts as zero, iterates as empty and can be called."""
 
-    def __getattr__(self, name: str) -> int:
-        return 0
+    def __getattr__(self, name: str) -> _Anything:
+        return self
+
+    def __call__(self, *args: object, **kwargs: object) -> _Anything:
+        return self
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(())
 
     def __len__(self) -> int:
+        return 0
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __int__(self) -> int:
+        return 0
+
+    def __index__(self) -> int:
         return 0
 
 

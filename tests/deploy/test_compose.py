@@ -175,8 +175,13 @@ def test_only_the_gateway_mqtt_and_grafana_are_published(variant: Variant) -> No
     published = PUBLISHED | ({"stt_broker", "tts_broker"} if WYOMING_OVERRIDE in variant.files else set())
     backend = [name for name, net in doc["networks"].items() if (net or {}).get("internal")]
     assert backend == ["backend"]
+    jobs = one_shot_jobs(doc["services"])
     for name, svc in doc["services"].items():
         if svc.get("network_mode") == "none":
+            continue
+        if svc.get("networks") == ["downloads"]:
+            assert name in jobs, f"{name} reaches the internet: only a one-shot model download may"
+            assert not svc.get("ports"), name
             continue
         if name in published:
             assert svc.get("ports"), name
@@ -299,6 +304,7 @@ def test_the_remote_profile_wires_the_brokers_to_the_official_servers(variant: V
 def test_the_profile_services_stay_out_of_a_plain_up() -> None:
     assert set(services(VARIANTS[0])) == {
         "gateway",
+        "stt_models",
         "stt_broker",
         "tts_broker",
         "mqtt_bridge",

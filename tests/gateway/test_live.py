@@ -36,6 +36,9 @@ class Broker:
             **os.environ,
             "STT_CACHE_DIR": str(model_cache),
             "STT_WORKERS": "1",
+            # The subject is the relay, not model choice: one model, the quick one.
+            "STT_MODEL": "tiny.en",
+            "STT_MODELS": "tiny.en",
             "STT_LOG_LEVEL": "WARNING",
             "STT_LIVE_IDLE_TIMEOUT": "600",
         }

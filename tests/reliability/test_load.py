@@ -136,6 +136,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
         "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
         "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        # Load and leaks, not model choice: one Whisper model, the quick one.
+        "STT_MODEL": "tiny.en",
+        "STT_MODELS": "tiny.en",
         "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
         # The result cache (64 MiB by default) would fill with the run's new texts and read as growth:
         # a small cap, full before the warm-up ends, leaves only what is not the cache.

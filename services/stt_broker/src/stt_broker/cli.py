@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from stt_broker.catalog import ggml_locator, languages_of
+from stt_broker.catalog import ggml_locator, languages_of, split_quantization
 from stt_broker.models import (
     BUNDLED_MODEL_ID,
     MULTILINGUAL_MODEL_ID,
@@ -111,11 +111,22 @@ def pull(
 
 
 @models_app.command("prepare")
-def prepare() -> None:
+def prepare(
+    pull: Annotated[
+        bool,
+        typer.Option(
+            "--pull",
+            help="Also download the official ggml models STT_MODELS names that are not in the cache "
+            "(needs internet; the GPU compose file's init job uses it)",
+        ),
+    ] = False,
+) -> None:
     """Convert tiny.en and base to ggml now, and every other model of STT_MODELS that can be made here
     (quantized copies); the broker otherwise does it on first use. Prints each file."""
     settings = SttSettings()
     for model_id in dict.fromkeys([BUNDLED_MODEL_ID, MULTILINGUAL_MODEL_ID, *settings.catalog_ids()]):
+        if pull:
+            _pull_if_missing(settings, model_id)
         with err.status(f"preparing Whisper {model_id} (ggml)"):
             try:
                 path = ggml_locator(settings, model_id)()
@@ -123,6 +134,22 @@ def prepare() -> None:
                 err.print(f"[red]error:[/red] {exc}")
                 raise typer.Exit(1) from None
         typer.echo(str(path))
+
+
+def _pull_if_missing(settings: SttSettings, model_id: str) -> None:
+    """Download ``model_id`` (or, for a quantized id whisper.cpp does not publish, its f16 source)."""
+    base, _ = split_quantization(model_id)
+    if base in (BUNDLED_MODEL_ID, MULTILINGUAL_MODEL_ID):
+        return  # bundled: made offline
+    name = model_id if model_id in OFFICIAL_GGML_MODELS else base
+    if name not in OFFICIAL_GGML_MODELS or (settings.cache_dir / "whisper" / f"ggml-{model_id}.bin").is_file():
+        return
+    with err.status(f"downloading ggml-{name}.bin"):
+        try:
+            download_ggml(name, settings.cache_dir / "whisper")
+        except ModelError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
 
 
 @models_app.command("quantize")
