@@ -1,6 +1,7 @@
 """Voice-to-voice latency: end of the user's speech → first byte of reply audio, through the voice loop.
 
-    uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--no-partials] [--json out.json]
+    uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--no-partials] [--stt-model base]
+                                              [--json out.json]
 
 Every service runs as its own process (STT broker, TTS broker, conversation service with the
 ``echo`` responder on SQLite, gateway). A turn on ``WS /api/voice/ws/chat`` streams a spoken
@@ -14,6 +15,11 @@ The same run measures the bare parts the loop is made of, alternating with the l
 concurrency: the STT broker's ``/v1/transcribe`` of the same utterance, the conversation service's
 turn up to its first ``delta`` event, and the TTS broker's ``/v1/synthesize`` of the reply's first
 piece. Overhead = loop - (sum of the parts). 1 and 4 concurrent conversations.
+
+``--stt-model`` makes the STT broker serve that model alone (``STT_MODELS`` and ``STT_MODEL``):
+``tiny.en`` or ``base`` (or a quantized id such as ``base-q8_0``), so that the end of speech →
+final (``loop_final``) of the two can be compared, run after run on the same idle machine; unset,
+the broker chooses as it does by default (``STT_MODEL=auto``).
 """
 
 from __future__ import annotations
@@ -153,6 +159,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12, help="measured turns per conversation at level 1")
     parser.add_argument("--pace", type=float, default=1.0, help="audio streaming speed (1 = real time, 0 = at once)")
     parser.add_argument("--no-partials", action="store_true", help="start conversations with partials off")
+    parser.add_argument(
+        "--stt-model", help="the one model the STT broker serves (tiny.en, base, base-q8_0, ...); unset: its default"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     clips = []
@@ -161,7 +170,10 @@ def main() -> None:
         clips.append((pcm, wav_header(16_000, len(pcm)) + pcm))
     models = str(TEST_CACHE / "models")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as home:
-        stt = stack.enter_context(service("stt_broker", "STT_PORT", {"STT_CACHE_DIR": models, "STT_WORKERS": "1"}))
+        stt_env = {"STT_CACHE_DIR": models, "STT_WORKERS": "1"}
+        if args.stt_model:
+            stt_env |= {"STT_MODELS": args.stt_model, "STT_MODEL": args.stt_model}
+        stt = stack.enter_context(service("stt_broker", "STT_PORT", stt_env))
         tts = stack.enter_context(
             service("tts_broker", "TTS_PORT", {"TTS_CACHE_DIR": models, "TTS_CACHE_MAX_ENTRIES": "0"})
         )
@@ -182,7 +194,13 @@ def main() -> None:
         )
         urls = {"stt": stt, "tts": tts, "conv": conv, "ws": gateway.replace("http", "ws") + "/api/voice/ws/chat"}
         partials = not args.no_partials
-        results: dict[str, Any] = {"machine": machine(), "responder": "echo", "pace": args.pace, "partials": partials}
+        results: dict[str, Any] = {
+            "machine": machine(),
+            "responder": "echo",
+            "pace": args.pace,
+            "partials": partials,
+            "stt_model": args.stt_model or "default",
+        }
         results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns, args.pace, partials))
         results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4), args.pace, partials))
     emit(results, args.json)
