@@ -97,6 +97,16 @@ def test_the_catalog_is_cached_refreshed_after_a_failure_and_falls_back() -> Non
         broker.fail = False
         seen.append(await voices.for_language("es", "af_heart"))  # the failure was not cached
         seen.append(broker.calls)
+        # a voice the session chose reads the text as the language spoken
+        seen.append(
+            [
+                await voices.code_for("en", "bf_emma"),
+                await voices.code_for("en", "jf_alpha"),
+                await voices.code_for("es", "jf_alpha"),
+                await voices.code_for("zh", "jf_alpha"),  # no front end here: the broker's choice
+                await voices.code_for("de", "jf_alpha"),
+            ]
+        )
         await voices.tts.client.aclose()
         return seen
 
@@ -108,4 +118,5 @@ def test_the_catalog_is_cached_refreshed_after_a_failure_and_falls_back() -> Non
         Choice("af_heart", None),
         Choice("ef_dora", "e"),
         3,
+        ["b", "a", "e", None, None],
     ]

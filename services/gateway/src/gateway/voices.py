@@ -91,6 +91,24 @@ class VoiceCatalog:
         """Drop the cache (a synthesis with a voice it offered failed)."""
         self._catalog = None
 
+    async def code_for(self, language: str | None, voice: str | None) -> str | None:
+        """Kokoro's code to read text in ``language`` with a voice the session chose (its own code when it
+        speaks the language); ``None`` (the broker's choice) when Kokoro cannot speak it here."""
+        codes = kokoro_codes(language)
+        if not codes:
+            return None
+        try:
+            catalog = await self.get()
+        except VoicestackError as exc:
+            logger.warning("voices: the TTS broker's list is unavailable (%s)", exc.code)
+            self.forget()
+            return None
+        spoken = {info.lang_code for info in catalog.details if info.available} or set(codes)
+        usable = [code for code in codes if code in spoken]
+        if voice and voice[:1] in usable:
+            return voice[:1]
+        return usable[0] if usable else None
+
     async def for_language(self, language: str | None, default: str | None) -> Choice:
         """The voice for a reply to speech in ``language``: ``default`` (with the broker's default code)
         when Kokoro does not speak it, or the voice list cannot be had."""

@@ -21,6 +21,7 @@ from typing import Any
 from gateway import brokers
 from gateway.conversations.client import ConversationClient, TurnEvent
 from gateway.deps import Gateway
+from gateway.voices import Choice
 from voicestack_common.errors import VoicestackError
 from voicestack_common.events import utc_now
 from voicestack_common.text import SentenceBuffer
@@ -39,8 +40,10 @@ class Voice:
     speed: float | None = None
     format: str = "wav"
     language: str | None = None
-    """The language the user spoke: the reply takes a voice of it (``gateway.voices``), ``voice`` being
-    the default; unset: ``voice`` and ``lang_code`` as they are."""
+    """The language the user spoke (unset: ``voice`` and ``lang_code`` as they are). With ``pick_voice``
+    the reply takes a voice of it (``gateway.voices``), ``voice`` being the default; else ``voice`` reads
+    the text as that language (``lang_code``)."""
+    pick_voice: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,10 +209,14 @@ class Reply:
 
     async def _choose_voice(self) -> None:
         """A voice of the user's language, when the reply follows it (the catalog is cached: this is quick)."""
-        if self.voice.language is None:
+        voice, catalog = self.voice, self.gateway.voices
+        if voice.language is None:
             return
-        choice = await self.gateway.voices.for_language(self.voice.language, self.voice.voice)
-        self.voice = replace(self.voice, voice=choice.voice, lang_code=choice.lang_code, language=None)
+        if voice.pick_voice:
+            choice = await catalog.for_language(voice.language, voice.voice)
+        else:
+            choice = Choice(voice.voice, await catalog.code_for(voice.language, voice.voice))
+        self.voice = replace(voice, voice=choice.voice, lang_code=choice.lang_code, language=None)
 
     async def _speak(self) -> None:
         """Pieces in, synthesized in order, audio out."""

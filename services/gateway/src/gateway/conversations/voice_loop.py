@@ -268,14 +268,16 @@ class VoiceLoop:
             create=True,
             responder=responder,
         )
-        fixed = start.voice is not None or start.lang_code is not None
-        language = None if fixed else (transcript or {}).get("language") or start.language
+        # A fixed lang_code holds; a fixed voice reads the reply in the language spoken; else the reply
+        # takes a voice of that language.
+        language = None if start.lang_code is not None else (transcript or {}).get("language") or start.language
         voice = Voice(
             start.voice or self.gateway.settings.chat_voice,
             start.lang_code,
             start.speed,
             start.format,
             language=language if isinstance(language, str) else None,
+            pick_voice=start.voice is None,
         )
         reply = Reply(
             self.gateway, self.conversations.client, self.owner, self.conversation_id, body, voice, self.session_id

@@ -59,8 +59,9 @@ class ReplyRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     language: str | None = None
-    """The language the user last spoke in: the reply takes a voice of it (``voice`` is then only the
-    default); unset: ``voice`` as it is."""
+    """The language the user last spoke in: the reply is read in it, by a voice of it unless
+    ``voice_fixed`` (``voice`` is then only the default); unset: ``voice`` as it is."""
+    voice_fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,8 @@ class ResponseRun:
             audio=self.audio,
             max_tokens=None if limit in (None, "inf") else int(limit),
             temperature=options.temperature if options.temperature is not None else session.get("temperature"),
-            language=None if self._voice_fixed() else _spoken_language(history),
+            language=_spoken_language(history),
+            voice_fixed=self._voice_fixed(),
         )
 
     def _voice_fixed(self) -> bool:

@@ -84,7 +84,13 @@ class VoiceLoopReplier:
         text = " ".join(new).strip()
         if not text:
             raise VoicestackError("there is nothing new from the user to respond to", code="nothing_to_respond_to")
-        voice = Voice(voice=request.voice or None, speed=request.speed, format="wav", language=request.language)
+        voice = Voice(
+            voice=request.voice or None,
+            speed=request.speed,
+            format="wav",
+            language=request.language,
+            pick_voice=not request.voice_fixed,
+        )
         body: dict[str, Any] = {"text": text}
         if options := responder_options(request.instructions, request.temperature, request.max_tokens):
             body["responder"] = {"options": options}
