@@ -324,24 +324,24 @@ class VoiceLoop:
                     }
                 )
                 if self.start is not None and self.start.compat == "seed002":
-                    await self._server_response(reply.text)
+                    await self._server_response(reply.text, reply.voice)
             elif event.kind == "error":
                 await self.error(
                     str(event.data.get("code")), str(event.data.get("message")), None, event.data.get("details")
                 )
 
-    async def _server_response(self, text: str) -> None:
-        """Seed 002's answer: the reply's text and its audio as base64 MP3."""
-        assert self.start is not None
+    async def _server_response(self, text: str, spoken: Voice) -> None:
+        """Seed 002's answer: the reply's text and its audio as base64 MP3, in the reply's voice."""
         body: dict[str, Any] = {"text": text or "…", "format": "mp3"}
-        if voice := self.start.voice or self.gateway.settings.chat_voice:
-            body["voice"] = voice
+        for key in ("voice", "lang_code", "speed"):
+            if (value := getattr(spoken, key)) is not None:
+                body[key] = value
         try:
-            spoken = await brokers.synthesize(self.gateway.tts, body, self.gateway.settings.voice_fallbacks)
+            result = await brokers.synthesize(self.gateway.tts, body, self.gateway.settings.voice_fallbacks)
         except VoicestackError as exc:
             await self.error(exc.code, exc.message)
             return
-        await self.send({"type": "server_response", "message": text, "audio": spoken.audio_base64})
+        await self.send({"type": "server_response", "message": text, "audio": result.audio_base64})
 
     async def close(self) -> None:
         """Stop the reply and the recognizer (the socket closed, or a new conversation started)."""
