@@ -6,7 +6,7 @@ from tts_broker.cache import CachedAudio, CacheKey, ResultCache
 
 
 def key(text: str) -> CacheKey:
-    return (text, "jf_alpha", "a", 1.0, "mp3")
+    return (text, "jf_alpha", "a", 1.0, "mp3", "kokoro-82m-int8")
 
 
 def test_least_recently_used_goes_first() -> None:

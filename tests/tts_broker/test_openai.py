@@ -68,6 +68,7 @@ def test_errors_surface_as_sdk_exceptions(client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.", speed=5.0)
     assert info.value.body["code"] == "invalid_speed"  # type: ignore[index]
-    with pytest.raises(openai.UnprocessableEntityError) as info:
+    with pytest.raises(openai.NotFoundError) as info:
         client.audio.speech.create(model="dall-e-3", voice="alloy", input="Hello.")
     assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+    assert "kokoro-82m-int8" in info.value.body["message"]  # type: ignore[index]

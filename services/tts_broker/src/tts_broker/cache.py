@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-CacheKey = tuple[str, str, str, float, str]
-"""(text, voice, lang_code, speed, format)."""
+CacheKey = tuple[str, str, str, float, str, str]
+"""(text, voice, lang_code, speed, format, model)."""
 
 
 @dataclass(frozen=True, slots=True)

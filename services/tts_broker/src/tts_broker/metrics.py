@@ -6,15 +6,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tts_broker.cache import ResultCache
 from tts_broker.engines.base import TtsEngine
+from voicestack_common.model_registry import ModelRegistry
 from voicestack_common.workers import WorkerPool
 
 NAMESPACE = "tts"
 
 
 class TtsMetrics:
-    """Syntheses, characters, audio produced, speed, time to first audio, cache and pool state."""
+    """Syntheses, characters, audio produced, speed, time to first audio, cache and pool state
+    (summed over the loaded models; the registry counts loads and unloads)."""
 
-    def __init__(self, registry: CollectorRegistry, pool: WorkerPool[TtsEngine], cache: ResultCache) -> None:
+    def __init__(self, registry: CollectorRegistry, models: ModelRegistry[TtsEngine], cache: ResultCache) -> None:
+        def pools() -> list[WorkerPool[TtsEngine]]:
+            return [p for m in models.loaded_ids if (p := models.pool(m)) is not None]
+
         ns = NAMESPACE
         self.syntheses = Counter(
             "syntheses",
@@ -63,9 +68,11 @@ class TtsMetrics:
             lambda: cache.size_bytes
         )
         Gauge("queue_depth", "Requests waiting for a free worker.", namespace=ns, registry=registry).set_function(
-            lambda: pool.waiting
+            lambda: sum(p.waiting for p in pools())
         )
         Gauge("workers_busy", "Workers synthesizing now.", namespace=ns, registry=registry).set_function(
-            lambda: pool.busy
+            lambda: sum(p.busy for p in pools())
         )
-        Gauge("workers", "Engine instances loaded.", namespace=ns, registry=registry).set(pool.size)
+        Gauge("workers", "Engine instances loaded (all models).", namespace=ns, registry=registry).set_function(
+            lambda: sum(p.size for p in pools())
+        )

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from voicestack_common.contracts.tts import SynthesizeRequest
 from voicestack_common.schemas import ErrorResponse
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "No body or not JSON (`empty_body`, `invalid_json`)"},
     413: {"model": ErrorResponse, "description": "Body over the size limit (`payload_too_large`)"},
     415: {"model": ErrorResponse, "description": "Not JSON, or not UTF-8 (`invalid_encoding`)"},
+    404: {"model": ErrorResponse, "description": "`model` is not in the catalog (`model_not_found`)"},
     422: {
         "model": ErrorResponse,
         "description": "`empty_text`, `text_too_long`, `unknown_voice`, "
@@ -40,3 +42,13 @@ class KokoroVoiceList(BaseModel):
     """Kokoro-FastAPI's ``GET /v1/audio/voices`` (``?legacy=true``: plain names)."""
 
     voices: list[KokoroVoice] | list[str]
+
+
+class BrokerSynthesizeRequest(SynthesizeRequest):
+    """The guide's synthesis request, plus the broker's optional ``model``."""
+
+    model: str | None = Field(
+        default=None,
+        description="A catalog model (`GET /v1/models`) or an alias (`tts-1`, `kokoro`); unset: the default.",
+        examples=["kokoro-82m-int8"],
+    )

@@ -69,7 +69,27 @@ class TtsSettings(ServiceSettings):
     cache, the file is no longer read; missing, the five bundled Japanese voices stand in."""
 
     model_id: str | None = None
-    """Model name reported to clients; derived from the file name when unset."""
+    """Catalog id of ``model_path`` (or of the remote server's model); derived from the file name
+    when unset."""
+
+    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["kokoro-82m-int8"])
+    """The catalog: model ids clients may name in ``model`` (comma-separated or a JSON list).
+    ``kokoro-82m-int8`` ships offline; any other id needs ``ID.onnx`` in the cache's ``kokoro/``
+    folder (``tts-broker models pull`` puts ``kokoro-v1.0``, ``kokoro-v1.0.fp16`` and
+    ``kokoro-v1.0.int8`` there). Every model speaks with the same voices file. ``model_path`` is
+    in the catalog too. Each loads on first use (kokoro engine only; remote serves its one model)."""
+
+    model: str | None = None
+    """Catalog id for requests that name no model, or name ``tts-1``, ``tts-1-hd`` or ``kokoro``;
+    Wyoming always uses it. Unset: ``model_path`` when configured, else the first of ``models``."""
+
+    model_ttl: float = Field(default=300.0, ge=-1)
+    """Seconds a model may stay unused before it is unloaded (-1: never). The default model
+    stays loaded."""
+
+    model_memory_limit_mb: int = Field(default=0, ge=0)
+    """Memory the loaded models may take together, estimated from their file sizes and workers;
+    loading one more first unloads idle models, least recently used first. 0: no ceiling."""
 
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Directory for assembled and downloaded models (written once, atomically)."""
@@ -176,6 +196,26 @@ class TtsSettings(ServiceSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()] or None
         return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: list[str]) -> list[str]:
+        ids = list(dict.fromkeys(m.removesuffix(".onnx") for m in value))
+        if not ids:
+            raise ValueError("TTS_MODELS names no model")
+        return ids
 
     @field_validator("default_lang_code")
     @classmethod

@@ -1,4 +1,4 @@
-"""From a validated request to encoded audio: the worker pool, streaming, the cache, metrics."""
+"""From a validated request to encoded audio: the model's worker pool, streaming, the cache, metrics."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Collection
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import anyio
 
 from tts_broker.cache import CachedAudio, CacheKey, ResultCache
+from tts_broker.catalog import ALIASES
 from tts_broker.engines.base import SpeechRequest, TtsEngine, VoiceBlend
 from tts_broker.languages import LANGUAGES, normalize_lang_code, supported_codes, voice_lang_code
 from tts_broker.metrics import TtsMetrics
@@ -19,7 +21,8 @@ from tts_broker.voices import VoiceCatalog, build_catalog, voice_info
 from voicestack_common.contracts.tts import VoiceInfo
 from voicestack_common.encode import FORMATS, AudioEncoder, finalize_wav
 from voicestack_common.errors import InvalidRequest, VoicestackError
-from voicestack_common.workers import Done, WorkerPool, emitted
+from voicestack_common.model_registry import ModelRegistry
+from voicestack_common.workers import Done, emitted
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +45,14 @@ class SpeechJob:
 
     request: SpeechRequest
     format: str
+    model: str
+    """The catalog model that speaks it."""
 
     @property
     def key(self) -> CacheKey:
         """What identifies its result in the cache."""
         r = self.request
-        return (r.text, r.voice.spec, r.lang_code, r.speed, self.format)
+        return (r.text, r.voice.spec, r.lang_code, r.speed, self.format, self.model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,31 +77,71 @@ class Defaults:
     openai_voices: dict[str, list[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class EngineTraits:
+    """What every model of the catalog shares, read from the default model's engine at start."""
+
+    backend: str
+    sample_rate: int
+    static_voices: bool
+    unavailable_languages: Mapping[str, str]
+    provider: str | None
+
+    @classmethod
+    def of(cls, engine: TtsEngine) -> EngineTraits:
+        """The traits of a loaded engine."""
+        return cls(
+            engine.backend,
+            engine.sample_rate,
+            engine.static_voices,
+            MappingProxyType(dict(engine.unavailable_languages)),
+            getattr(engine, "provider", None),
+        )
+
+
 class Synthesizer:
-    """Validates requests, runs them on the pool, streams encoded audio, keeps the cache."""
+    """Picks the model, validates requests, runs them on its pool, streams encoded audio, keeps the cache."""
 
     def __init__(
-        self, pool: WorkerPool[TtsEngine], cache: ResultCache, metrics: TtsMetrics, defaults: Defaults
+        self,
+        models: ModelRegistry[TtsEngine],
+        default_model: str,
+        traits: EngineTraits,
+        cache: ResultCache,
+        metrics: TtsMetrics,
+        defaults: Defaults,
     ) -> None:
-        self.pool = pool
+        self.models = models
+        self.model = default_model
+        """The default model: for requests that name none or an alias, and Wyoming's."""
+        self.traits = traits
         self.cache = cache
         self.metrics = metrics
         self.defaults = defaults
-        engine = pool.engines[0]
-        self.engine = engine
-        self.backend = engine.backend
-        self.model = engine.model
-        self.sample_rate = engine.sample_rate
+        self.backend = traits.backend
+        self.sample_rate = traits.sample_rate
         self._catalog: VoiceCatalog | None = None
         self._catalog_at = 0.0
 
+    def choose(self, requested: str | None) -> str:
+        """The catalog model a request names; the default for none or an alias; ``model_not_found`` (404)
+        for a name not in the catalog."""
+        if requested in (None, "", *ALIASES):
+            return self.model
+        assert requested is not None
+        return self.models.get(requested).id
+
+    async def _list_voices(self) -> tuple[str, ...]:
+        async with self.models.use(self.model) as pool:
+            return await anyio.to_thread.run_sync(pool.engines[0].list_voices)
+
     async def catalog(self) -> VoiceCatalog:
         """The voices offered now (a remote server's list is re-read once it is stale)."""
-        fresh = self.engine.static_voices or time.monotonic() - self._catalog_at < CATALOG_TTL_S
+        fresh = self.traits.static_voices or time.monotonic() - self._catalog_at < CATALOG_TTL_S
         if self._catalog is not None and fresh:
             return self._catalog
         try:
-            voices = await anyio.to_thread.run_sync(self.engine.list_voices)
+            voices = await self._list_voices()
         except VoicestackError:
             if self._catalog is None:
                 raise
@@ -115,12 +160,12 @@ class Synthesizer:
 
     def details(self, catalog: VoiceCatalog) -> list[VoiceInfo]:
         """Each offered voice's language, gender and availability, in the catalog's order."""
-        unavailable = self.engine.unavailable_languages
+        unavailable = self.traits.unavailable_languages
         return [voice_info(name, unavailable, self.defaults.lang_code) for name in catalog.offered]
 
     def languages(self) -> list[str]:
         """ISO 639-1 codes of the languages this engine can speak here."""
-        unavailable = self.engine.unavailable_languages
+        unavailable = self.traits.unavailable_languages
         return list(dict.fromkeys(lang.iso for lang in LANGUAGES.values() if lang.code not in unavailable))
 
     def language_for(self, lang_code: str | None, blend: VoiceBlend) -> str:
@@ -133,9 +178,9 @@ class Synthesizer:
                 f"unknown lang_code {lang_code!r}; use one of {supported_codes()}", code="unsupported_lang_code"
             ) from None
         lang = lang or voice_lang_code(blend.names[0]) or self.defaults.lang_code
-        reason = self.engine.unavailable_languages.get(lang)
+        reason = self.traits.unavailable_languages.get(lang)
         if reason is not None:
-            spoken = [code for code in LANGUAGES if code not in self.engine.unavailable_languages]
+            spoken = [code for code in LANGUAGES if code not in self.traits.unavailable_languages]
             raise InvalidRequest(
                 f"{LANGUAGES[lang].name} ({lang}) cannot be spoken here: {reason}",
                 code="unsupported_language",
@@ -155,8 +200,10 @@ class Synthesizer:
         speed: float | None,
         fmt: str,
         formats: Collection[str],
+        model: str | None = None,
     ) -> SpeechJob:
         """Check every field of a request, with a specific error code for each problem."""
+        model_id = self.choose(model)
         if not text.strip():
             raise InvalidRequest("the text is empty", code="empty_text")
         if len(text) > self.defaults.max_text_length:
@@ -176,7 +223,7 @@ class Synthesizer:
             )
         blend = (await self.catalog()).resolve(voice)
         lang = self.language_for(lang_code, blend)
-        return SpeechJob(SpeechRequest(text, blend, lang, float(speed)), fmt)
+        return SpeechJob(SpeechRequest(text, blend, lang, float(speed)), fmt, model_id)
 
     async def stream(self, job: SpeechJob) -> AsyncGenerator[Chunk, None]:
         """Encoded audio as it is synthesized (or at once, from the cache)."""
@@ -188,23 +235,30 @@ class Synthesizer:
                 yield Chunk(hit.data, hit.duration)
                 return
         started = time.perf_counter()
-        items: AsyncGenerator[Chunk | Done[None], None] = emitted(
-            lambda emit: self.pool.submit(
-                lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout
-            )
-        )
         parts: list[bytes] = []
         seconds = 0.0
         outcome = "cancelled"  # unless it ends, or fails: the caller went away
         try:
-            async for chunk in items:
-                if isinstance(chunk, Done):
-                    break
-                if not parts:
-                    self.metrics.time_to_first_audio.labels(self.backend).observe(time.perf_counter() - started)
-                parts.append(chunk.data)
-                seconds += chunk.seconds
-                yield chunk
+            # Held until the last chunk is out, so the registry never unloads a model with work on it.
+            async with self.models.use(job.model) as pool:
+                items: AsyncGenerator[Chunk | Done[None], None] = emitted(
+                    lambda emit: pool.submit(
+                        lambda engine, cancel: self._run(engine, job, cancel, emit), timeout=self.defaults.timeout
+                    )
+                )
+                try:
+                    async for chunk in items:
+                        if isinstance(chunk, Done):
+                            break
+                        if not parts:
+                            elapsed = time.perf_counter() - started
+                            self.metrics.time_to_first_audio.labels(self.backend).observe(elapsed)
+                        parts.append(chunk.data)
+                        seconds += chunk.seconds
+                        yield chunk
+                finally:
+                    # The caller went away, or failed: the worker stops before its next sentence.
+                    await items.aclose()
             outcome = "ok"
             data = b"".join(parts)
             self.cache.put(job.key, CachedAudio(finalize_wav(data) if job.format == "wav" else data, seconds))
@@ -212,8 +266,6 @@ class Synthesizer:
             outcome = "error"
             raise
         finally:
-            # The caller went away, or failed: the worker stops before its next sentence.
-            await items.aclose()
             self.metrics.syntheses.labels(self.backend, outcome).inc()
 
     async def synthesize(self, job: SpeechJob) -> SpeechResult:

@@ -30,8 +30,6 @@ from voicestack_common.streaming import (
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"], route_class=JsonBodyRoute)
 
-# Every name OpenAI and Kokoro-FastAPI clients send runs the one loaded model.
-OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15", "kokoro")
 _AUDIO_CONTENT: dict[str, Any] = {FORMATS[f].media_type: {} for f in OPENAI_FORMATS}
 
 
@@ -54,16 +52,14 @@ def usage(characters: int, seconds: float) -> dict[str, int]:
     },
 )
 async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request: Request) -> Response:
-    """Fields, formats and stream events as OpenAI's ``audio.speech.create``."""
-    if body.model not in (*OPENAI_MODELS, synthesizer.model):
-        raise InvalidRequest(
-            f"model {body.model!r} is not served here; use one of {', '.join((*OPENAI_MODELS, synthesizer.model))}",
-            code="model_not_found",
-        )
+    """Fields, formats and stream events as OpenAI's ``audio.speech.create``; ``model`` is a catalog id
+    (``GET /v1/models``), or ``tts-1``, ``tts-1-hd``, ``kokoro`` for the default."""
     if body.stream_format not in ("audio", "sse"):
         raise InvalidRequest("stream_format must be 'audio' or 'sse'", code="unsupported_stream_format")
     voice = body.voice.id if isinstance(body.voice, VoiceId) else body.voice
-    job = await synthesizer.job(body.input, voice, body.lang_code, body.speed, body.response_format, OPENAI_FORMATS)
+    job = await synthesizer.job(
+        body.input, voice, body.lang_code, body.speed, body.response_format, OPENAI_FORMATS, body.model
+    )
     if body.instructions:
         logger.debug("instructions ignored: Kokoro takes none")
     logger.info(
@@ -72,6 +68,7 @@ async def speech(body: OpenAISpeechRequest, synthesizer: SynthesizerDep, request
             "characters": len(body.input),
             "format": job.format,
             "voice": job.request.voice.spec,
+            "model": job.model,
             "stream_format": body.stream_format,
         },
     )

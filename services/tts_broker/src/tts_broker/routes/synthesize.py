@@ -8,9 +8,9 @@ import logging
 from fastapi import APIRouter, Response
 
 from tts_broker.deps import SynthesizerDep
-from tts_broker.schemas import ERROR_RESPONSES
+from tts_broker.schemas import ERROR_RESPONSES, BrokerSynthesizeRequest
 from voicestack_common.contracts.audio import audio_headers
-from voicestack_common.contracts.tts import SYNTHESIZE_FORMATS, SynthesizeRequest, SynthesizeResponse
+from voicestack_common.contracts.tts import SYNTHESIZE_FORMATS, SynthesizeResponse
 from voicestack_common.jsonbody import JsonBodyRoute
 
 logger = logging.getLogger(__name__)
@@ -23,9 +23,13 @@ router = APIRouter(tags=["synthesis"], route_class=JsonBodyRoute)
     response_model=SynthesizeResponse,
     responses=ERROR_RESPONSES,
 )
-async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep, response: Response) -> SynthesizeResponse:
+async def synthesize(
+    body: BrokerSynthesizeRequest, synthesizer: SynthesizerDep, response: Response
+) -> SynthesizeResponse:
     """``{audio_base64, audio_sample_rate, audio_duration_seconds, voice, speed}``; WAV unless asked."""
-    job = await synthesizer.job(body.text, body.voice, body.lang_code, body.speed, body.format, SYNTHESIZE_FORMATS)
+    job = await synthesizer.job(
+        body.text, body.voice, body.lang_code, body.speed, body.format, SYNTHESIZE_FORMATS, body.model
+    )
     result = await synthesizer.synthesize(job)
     logger.info(
         "synthesized",
@@ -33,6 +37,7 @@ async def synthesize(body: SynthesizeRequest, synthesizer: SynthesizerDep, respo
             "characters": len(body.text),
             "format": job.format,
             "voice": job.request.voice.spec,
+            "model": job.model,
             "audio_seconds": round(result.duration, 3),
         },
     )
