@@ -119,3 +119,12 @@ def test_spanish_speech_detected_by_base_gets_a_spanish_voice(chat_gateway: str)
     assert pieces
     assert {codes[p["voice"]] for p in pieces} == {"e"}
     assert {p["lang_code"] for p in pieces} == {"e"}
+
+
+def test_models_list_the_responders_beside_the_brokers_models(chat_gateway: str) -> None:
+    responders = httpx.get(f"{chat_gateway}/api/voice/responders").json()
+    cards = {card["id"]: card for card in httpx.get(f"{chat_gateway}/v1/models").json()["data"]}
+    llm = {name: card for name, card in cards.items() if card["kind"] == "llm"}
+    assert set(llm) == set(responders["allowed"])
+    assert [name for name, card in llm.items() if card["default"]] == [responders["default"]]
+    assert {card["kind"] for card in cards.values()} == {"stt", "tts", "llm"}
