@@ -77,3 +77,14 @@ def test_a_wrong_key_is_refused(client: openai.OpenAI, speech_file: Path) -> Non
     wrong = client.with_options(api_key="sk-wrong")
     with pytest.raises(openai.AuthenticationError):
         wrong.audio.transcriptions.create(model="whisper-1", file=speech_file)
+
+
+def test_models_through_the_sdk(client: openai.OpenAI) -> None:
+    models = {model.id: model for model in client.models.list()}
+    assert "whisper-1" in models
+    assert models["whisper-1"].model_extra is not None
+    assert models["whisper-1"].model_extra["kind"] == "stt"
+    assert any(m.model_extra and m.model_extra.get("kind") == "tts" for m in models.values())
+    assert client.models.retrieve("whisper-1").id == "whisper-1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
