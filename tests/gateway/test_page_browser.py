@@ -156,6 +156,23 @@ def test_push_to_talk_shows_the_words(gateway_url: str, question_wav: tuple[Path
         screenshot(browser, "transcript")
 
 
+def test_detect_tags_each_final_with_the_language_heard(gateway_url: str, question_wav: tuple[Path, float]) -> None:
+    path, seconds = question_wav
+    with chromium(gateway_url + "/", microphone=path) as browser:
+        page = browser.page
+        page.wait_for_selector("#voice option[value='jf_alpha']", state="attached")
+        page.select_option("#language", "")  # Detect: no language goes to the STT broker
+        page.keyboard.down("Space")
+        browser.wait_for(f"stats.sentBytes >= {int(seconds * 16_000 * 2)}")
+        page.keyboard.up("Space")
+        final = page.locator("#finals li").first
+        final.wait_for()
+        assert final.get_attribute("data-language") == "en"
+        assert final.locator(".lang").inner_text().lower() == "en"
+        assert {"weather", "paris"} <= set(words(final.inner_text()))
+        assert page.locator("#error").is_hidden()
+
+
 # A partial event as the live protocol defines it, shown through the page's own renderer.
 SHOW_PARTIAL = """
 async (event) => {
