@@ -1,7 +1,7 @@
 """Voice-to-voice latency: end of the user's speech → first byte of reply audio, through the voice loop.
 
     uv run python bench/bench_conversation.py [--turns 12] [--pace 1.0] [--no-partials] [--stt-model base]
-                                              [--json out.json]
+                                              [--compare-models tiny.en,base] [--json out.json]
 
 Every service runs as its own process (STT broker, TTS broker, conversation service with the
 ``echo`` responder on SQLite, gateway). A turn on ``WS /api/voice/ws/chat`` streams a spoken
@@ -84,7 +84,10 @@ async def bare_turn(
 ) -> dict[str, float]:
     """The same steps called directly, one after the other: transcribe, turn to its first delta, synthesize."""
     t0 = time.perf_counter()
-    answer = await client.post(f"{stt}/v1/transcribe", files={"file": ("q.wav", wav, "audio/wav")})
+    # The loop's language: with STT_MODEL=auto the broker would give a request with none to base.
+    answer = await client.post(
+        f"{stt}/v1/transcribe", files={"file": ("q.wav", wav, "audio/wav")}, data={"language": "en"}
+    )
     text = answer.json()["text"]
     transcribed = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -130,7 +133,7 @@ async def level(
             websockets.connect(urls["ws"], max_size=None) as ws,
             httpx.AsyncClient(timeout=120, trust_env=False) as http,
         ):
-            start = {"type": "start_conversation", "voice": "jf_alpha", "language": "en", "partials": partials}
+            start = {"type": "start_conversation", "voice": "af_heart", "language": "en", "partials": partials}
             await ws.send(json.dumps(start))
             while json.loads(await ws.recv())["type"] != "conversation.started":
                 pass
@@ -154,6 +157,50 @@ async def level(
     return result
 
 
+async def compare_models(
+    urls: dict[str, str], clips: list[tuple[bytes, bytes]], models: list[str], turns: int, pace: float, partials: bool
+) -> dict[str, Any]:
+    """One conversation per model on one broker serving them all; turn by turn the models alternate (in
+    turn-varying order), each loop turn followed by the bare ``/v1/transcribe`` of the same clip with that
+    model, so that the machine's drift hits every model alike."""
+    loop: dict[str, list[dict[str, float]]] = {m: [] for m in models}
+    bare: dict[str, list[float]] = {m: [] for m in models}
+    async with httpx.AsyncClient(timeout=120, trust_env=False) as http:
+        sockets = {m: await websockets.connect(urls["ws"], max_size=None) for m in models}
+        try:
+            for model, ws in sockets.items():
+                start = {"type": "start_conversation", "voice": "af_heart", "language": "en", "partials": partials}
+                await ws.send(json.dumps(start | {"model": model}))
+                while json.loads(await ws.recv())["type"] != "conversation.started":
+                    pass
+            for turn in range(turns + 1):  # the first round warms up
+                pcm, wav = clips[turn % len(clips)]
+                order = models if turn % 2 else models[::-1]
+                for model in order:
+                    measured = await loop_turn(sockets[model], pcm, pace)
+                    t0 = time.perf_counter()
+                    answer = await http.post(
+                        f"{urls['stt']}/v1/transcribe",
+                        files={"file": ("q.wav", wav, "audio/wav")},
+                        data={"language": "en", "model": model},
+                    )
+                    answer.raise_for_status()
+                    if turn:
+                        loop[model].append(measured)
+                        bare[model].append(time.perf_counter() - t0)
+        finally:
+            for ws in sockets.values():
+                await ws.close()
+    return {
+        model: {
+            "loop_final": summary([m["final"] for m in loop[model]]),
+            "loop_first_audio": summary([m["first_audio"] for m in loop[model]]),
+            "bare_transcribe": summary(bare[model]),
+        }
+        for model in models
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=12, help="measured turns per conversation at level 1")
@@ -161,6 +208,11 @@ def main() -> None:
     parser.add_argument("--no-partials", action="store_true", help="start conversations with partials off")
     parser.add_argument(
         "--stt-model", help="the one model the STT broker serves (tiny.en, base, base-q8_0, ...); unset: its default"
+    )
+    parser.add_argument(
+        "--compare-models",
+        help="comma-separated STT models (tiny.en,base): one broker serves them all and their turns alternate; "
+        "end of speech -> final and first audio per model, beside each model's bare transcription",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -173,6 +225,9 @@ def main() -> None:
         stt_env = {"STT_CACHE_DIR": models, "STT_WORKERS": "1"}
         if args.stt_model:
             stt_env |= {"STT_MODELS": args.stt_model, "STT_MODEL": args.stt_model}
+        compared = args.compare_models.split(",") if args.compare_models else []
+        if compared:
+            stt_env |= {"STT_MODELS": ",".join(compared), "STT_MODEL_TTL": "-1"}
         stt = stack.enter_context(service("stt_broker", "STT_PORT", stt_env))
         tts = stack.enter_context(
             service("tts_broker", "TTS_PORT", {"TTS_CACHE_DIR": models, "TTS_CACHE_MAX_ENTRIES": "0"})
@@ -201,6 +256,10 @@ def main() -> None:
             "partials": partials,
             "stt_model": args.stt_model or "default",
         }
+        if compared:
+            results["models"] = asyncio.run(compare_models(urls, clips, compared, args.turns, args.pace, partials))
+            emit(results, args.json)
+            return
         results["1_conversation"] = asyncio.run(level(urls, clips, 1, args.turns, args.pace, partials))
         results["4_conversations"] = asyncio.run(level(urls, clips, 4, max(2, args.turns // 4), args.pace, partials))
     emit(results, args.json)

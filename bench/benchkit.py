@@ -28,8 +28,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    """p50, p99, max, mean (seconds) and the sample count."""
+    """min, p50, p99, max, mean (seconds) and the sample count."""
     return {
+        "min": round(min(values), 4),
         "p50": round(statistics.median(values), 4),
         "p99": round(percentile(values, 99), 4),
         "max": round(max(values), 4),
