@@ -17,6 +17,7 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     common = {
         400: "Empty body or unreadable audio (`empty_body`, `invalid_audio`, `truncated_audio`)",
         401: "API key missing (`unauthorized`) or wrong (`invalid_api_key`)",
+        404: "The `model` asked for is not offered (`model_not_found`; `GET /v1/models` lists them)",
         413: "Body over `GATEWAY_MAX_UPLOAD_BYTES` (`payload_too_large`), checked as it streams in",
         415: "Wrong Content-Type (`unsupported_media_type`) or not audio (`unsupported_audio`)",
         422: "Invalid field (`invalid_request`, `invalid_base64`, `unknown_voice`, `text_too_long`, ...)",

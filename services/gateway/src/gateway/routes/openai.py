@@ -62,7 +62,7 @@ _TRANSCRIPTION_BODY: dict[str, Any] = {
             "description": "As OpenAI: JSON, text, SRT, WebVTT, or server-sent events with stream=true",
             "content": {"application/json": {}, "text/plain": {}, "text/event-stream": {}},
         },
-        **errors(400, 401, 413, 415, 422, 429, 502, 503, 504),
+        **errors(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def transcriptions(request: Request, gateway: GatewayDep, session: SessionDep) -> Response:
@@ -89,7 +89,7 @@ async def transcriptions(request: Request, gateway: GatewayDep, session: Session
                 "text/event-stream": {},
             },
         },
-        **json_errors(401, 413, 415, 422, 429, 502, 503, 504),
+        **json_errors(401, 404, 413, 415, 422, 429, 502, 503, 504),
     },
 )
 async def speech(body: OpenAISpeechRequest, gateway: GatewayDep, session: SessionDep) -> StreamingResponse:

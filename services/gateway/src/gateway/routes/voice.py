@@ -62,7 +62,7 @@ _AUDIO_TYPES: dict[str, Any] = {FORMATS[f].media_type: {} for f in ("wav", "mp3"
     response_model=TranscribeResponse,
     dependencies=[Depends(limit_transcribe)],
     openapi_extra=_TRANSCRIBE_BODY,
-    responses=errors(400, 401, 413, 415, 422, 429, 502, 503, 504),
+    responses=errors(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
 )
 async def transcribe(request: Request, gateway: GatewayDep, session: SessionDep) -> TranscribeResponse:
     """``multipart/form-data`` with ``file``, ``language`` and ``model``, or JSON ``{audio_base64, language,
