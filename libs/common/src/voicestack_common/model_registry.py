@@ -309,3 +309,15 @@ class ModelRegistry(Generic[E]):
         await stack.aclose()
         self.metrics.unloads.labels(slot.entry.id, reason).inc()
         logger.info("%s model unloaded", self.kind, extra={"model": slot.entry.id, "reason": reason})
+
+
+def loaded_model_ids(url: str) -> set[str]:
+    """The ids a running broker at ``url`` reports loaded (``GET /v1/models``); none when it does not answer.
+    For the brokers' ``models list`` commands."""
+    import httpx
+
+    try:
+        cards = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=1.0).json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return set()
+    return {card["id"] for card in cards if isinstance(card, dict) and card.get("loaded")}

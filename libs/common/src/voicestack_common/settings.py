@@ -9,6 +9,7 @@ integration guide (``SST_*``) stay accepted through ``env_aliases``.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
@@ -26,6 +27,19 @@ def env_aliases(*names: str) -> AliasChoices:
     name itself so ``Settings(field=...)`` keeps working in code and tests.
     """
     return AliasChoices(*names)
+
+
+def names_list(value: Any) -> Any:
+    """A list setting as people write it: ``a,b`` or a JSON array (``["a", "b"]``); other values as they are.
+
+    For a ``field_validator(..., mode="before")``: pydantic then checks the list's items.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 class ServiceSettings(BaseSettings):

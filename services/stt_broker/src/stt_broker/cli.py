@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -21,6 +20,7 @@ from stt_broker.models import (
     quantize_model,
 )
 from stt_broker.settings import SttSettings
+from voicestack_common.model_registry import loaded_model_ids
 
 app = typer.Typer(help="voicestack speech-to-text broker", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="List, download and prepare Whisper models", no_args_is_help=True)
@@ -66,7 +66,7 @@ def list_models(
     """The catalog (STT_MODELS) and what of it is prepared or loaded, the cache, and what `pull` can download."""
     settings = SttSettings()
     whisper = settings.cache_dir / "whisper"
-    loaded = _loaded_models(url or f"http://{settings.host}:{settings.port}")
+    loaded = loaded_model_ids(url or f"http://{settings.host}:{settings.port}")
     for model_id in settings.catalog_ids():
         prepared = (whisper / f"ggml-{model_id}.bin").is_file()
         state = "loaded" if model_id in loaded else "prepared" if prepared else "made on first use"
@@ -77,15 +77,6 @@ def list_models(
     cached = sorted(whisper.glob("ggml-*.bin"))
     typer.echo("cached:  " + (", ".join(p.name for p in cached) or "none"))
     typer.echo("official (pull): " + ", ".join(OFFICIAL_GGML_MODELS))
-
-
-def _loaded_models(url: str) -> set[str]:
-    """The ids a broker at ``url`` reports loaded; none when it does not answer."""
-    try:
-        cards = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=1.0).json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return set()
-    return {card["id"] for card in cards if isinstance(card, dict) and card.get("loaded")}
 
 
 @models_app.command("pull")

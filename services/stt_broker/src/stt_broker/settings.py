@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -13,7 +12,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from stt_broker import vad_defaults
 from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, names_list, use_remote_engine
 
 DtwPreset = Literal[
     "none",
@@ -286,12 +285,7 @@ class SttSettings(ServiceSettings):
     @field_validator("models", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return names_list(value)
 
     @field_validator("models")
     @classmethod

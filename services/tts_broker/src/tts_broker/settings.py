@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, use_remote_engine
+from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, names_list, use_remote_engine
 
 # OpenAI's voice names, each with Kokoro voices to try in order: a voice of
 # the full 54-voice set first, then one of the five bundled voices of the same
@@ -188,26 +188,12 @@ class TtsSettings(ServiceSettings):
     @field_validator("voices", mode="before")
     @classmethod
     def _split_voices(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()] or None
-        return value
+        return names_list(value) or None
 
     @field_validator("models", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return names_list(value)
 
     @field_validator("models")
     @classmethod
