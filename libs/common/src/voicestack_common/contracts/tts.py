@@ -69,7 +69,8 @@ class OpenAISpeechRequest(BaseModel):
 
     model: str = Field(
         default="kokoro",
-        description="tts-1, tts-1-hd, gpt-4o-mini-tts, kokoro or the served model id: all run the same model.",
+        description="A model of `GET /v1/models` (kind tts); tts-1, tts-1-hd, gpt-4o-mini-tts and kokoro mean "
+        "the default model. Not offered: 404 `model_not_found`.",
         examples=["tts-1"],
     )
     input: str = Field(description="What to say.", examples=["Hello world"])
