@@ -14,32 +14,16 @@ from dataclasses import dataclass
 
 from gateway import brokers
 from gateway.replicas import ReplicaSet
-from voicestack_common.contracts.tts import VoicesResponse
+from voicestack_common.contracts.tts import VoicesResponse, kokoro_codes
 from voicestack_common.errors import VoicestackError
+
+__all__ = ["CATALOG_TTL", "Choice", "VoiceCatalog", "kokoro_codes", "pick"]
 
 logger = logging.getLogger(__name__)
 
-# Whisper's language (ISO 639-1) → Kokoro's codes for it; English has two (American, British).
-KOKORO_CODES: dict[str, tuple[str, ...]] = {
-    "en": ("a", "b"),
-    "es": ("e",),
-    "fr": ("f",),
-    "hi": ("h",),
-    "it": ("i",),
-    "pt": ("p",),
-    "ja": ("j",),
-    "zh": ("z",),
-}
 # Voices change only when the TTS broker restarts with other settings: a few minutes' staleness is
 # harmless, and a failed synthesis with a chosen voice drops the cache at once.
 CATALOG_TTL = 300.0
-
-
-def kokoro_codes(language: str | None) -> tuple[str, ...]:
-    """Kokoro's codes for a Whisper language (``es``, ``es-ES``, ``Spanish`` is not one); none: not spoken."""
-    if not language:
-        return ()
-    return KOKORO_CODES.get(language.strip().lower().split("-")[0].split("_")[0], ())
 
 
 @dataclass(frozen=True, slots=True)

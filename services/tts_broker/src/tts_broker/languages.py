@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from voicestack_common.contracts.tts import KOKORO_LANGUAGE_ISO
+
 Gender = Literal["female", "male"]
 
 
@@ -25,8 +27,8 @@ class Language:
 
     @property
     def iso(self) -> str:
-        """ISO 639-1 code (``en``)."""
-        return self.tag.split("-")[0]
+        """ISO 639-1 code (``en``), as the shared contract maps Kokoro's codes."""
+        return KOKORO_LANGUAGE_ISO[self.code]
 
 
 # As Kokoro's KPipeline maps them; the espeak-ng voices are the ones kokoro-onnx uses.

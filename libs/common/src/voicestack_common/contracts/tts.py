@@ -14,6 +14,31 @@ from pydantic import BaseModel, ConfigDict, Field
 from voicestack_common.encode import FORMATS
 
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+# Kokoro names a language by one letter, each voice name's first (``af_heart``: ``a``); the ISO 639-1
+# language each letter speaks. English has two, American (``a``) and British (``b``).
+KOKORO_LANGUAGE_ISO: dict[str, str] = {
+    "a": "en",
+    "b": "en",
+    "e": "es",
+    "f": "fr",
+    "h": "hi",
+    "i": "it",
+    "p": "pt",
+    "j": "ja",
+    "z": "zh",
+}
+
+
+def kokoro_codes(language: str | None) -> tuple[str, ...]:
+    """Kokoro's codes for a language as Whisper names it (``es``, ``es-ES``); none when Kokoro does not
+    speak it."""
+    if not language:
+        return ()
+    iso = language.strip().lower().split("-")[0].split("_")[0]
+    return tuple(code for code, spoken in KOKORO_LANGUAGE_ISO.items() if spoken == iso)
+
+
 SYNTHESIZE_FORMATS = tuple(FORMATS)
 _SPEED: dict[str, Any] = {"minimum": 0.25, "maximum": 4.0}
 _VOICE_HELP = (

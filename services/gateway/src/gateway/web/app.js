@@ -129,8 +129,6 @@ function applySettings() {
   setInput(document.querySelector('input[name="input"]:checked').value);
 }
 
-// Whisper's language codes (the Language setting) → Kokoro's (each voice's first letter).
-const KOKORO_CODES = { en: ["a", "b"], es: ["e"], fr: ["f"], hi: ["h"], it: ["i"], pt: ["p"], ja: ["j"], zh: ["z"] };
 const AUTO_VOICE = ""; // no voice sent: the server picks one of the language spoken
 
 /** The voices, as `GET api/voice/voices` said them: {voices, default_voice, details}. */
@@ -142,10 +140,17 @@ function voiceCode(name) {
   return name.includes("_") ? name[0] : null;
 }
 
+/** Kokoro's codes (each voice's first letter) for a language of the Language setting, as the voices'
+ * details tag them: `en` → a, b. */
+function kokoroCodes(language) {
+  const tagged = voiceCatalog.details.filter((voice) => voice.language.split("-")[0].toLowerCase() === language);
+  return [...new Set(tagged.map((voice) => voice.lang_code))];
+}
+
 /** The voice the Language setting picks: the default voice when it speaks it, else the first that does. */
 function voiceForLanguage(language) {
-  const codes = KOKORO_CODES[language];
-  if (!codes) return AUTO_VOICE;
+  const codes = kokoroCodes(language);
+  if (!codes.length) return AUTO_VOICE;
   const fallback = voiceCatalog.default_voice;
   if (fallback && codes.includes(voiceCode(fallback))) return fallback;
   for (const code of codes) {
