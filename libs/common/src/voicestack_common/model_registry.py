@@ -188,16 +188,21 @@ class ModelRegistry(Generic[E]):
         """The model's running pool, loaded first if needed; it stays loaded until the block ends."""
         self.get(model_id)
         slot = self._slots[model_id]
-        # A caller cancelled mid-load (a client gone) must not abandon a half-started pool: the
-        # acquisition runs on, and is given back as soon as it completes.
-        acquiring = asyncio.ensure_future(self._acquire(slot))
-        try:
-            pool = await asyncio.shield(acquiring)
-        except asyncio.CancelledError:
-            acquiring.add_done_callback(
-                lambda done: self._release(slot) if not done.cancelled() and done.exception() is None else None
-            )
-            raise
+        if slot.pool is not None and not slot.lock.locked():
+            # Loaded and not being (un)loaded: the usual case, taken without a task. No await lies
+            # between the check and the count, and an unload re-checks the count under the lock.
+            pool = self._take(slot)
+        else:
+            # A caller cancelled mid-load (a client gone) must not abandon a half-started pool: the
+            # acquisition runs on, and is given back as soon as it completes.
+            acquiring = asyncio.ensure_future(self._acquire(slot))
+            try:
+                pool = await asyncio.shield(acquiring)
+            except asyncio.CancelledError:
+                acquiring.add_done_callback(
+                    lambda done: self._release(slot) if not done.cancelled() and done.exception() is None else None
+                )
+                raise
         try:
             yield pool
         finally:
@@ -207,10 +212,13 @@ class ModelRegistry(Generic[E]):
         async with slot.lock:
             if slot.pool is None:
                 await self._load(slot)
-            assert slot.pool is not None
-            slot.users += 1
-            slot.last_used = time.monotonic()
-            return slot.pool
+            return self._take(slot)
+
+    def _take(self, slot: _Slot[E]) -> WorkerPool[E]:
+        assert slot.pool is not None
+        slot.users += 1
+        slot.last_used = time.monotonic()
+        return slot.pool
 
     def _release(self, slot: _Slot[E]) -> None:
         slot.users -= 1
