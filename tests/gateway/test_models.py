@@ -205,8 +205,8 @@ def test_voices_pass_their_details_and_the_cli_shows_them(fake_gateway: tuple[Fa
 def test_cli_models_list_shows_what_the_gateway_serves(fake_gateway: tuple[FakeBroker, FakeBroker, str]) -> None:
     from typer.testing import CliRunner
 
-    from voicestack.cli import _models_table
     from voicestack.cli import app as cli
+    from voicestack.tables import models_table
 
     stt, tts, url = fake_gateway
     stt.answer, tts.answer = fake_models(STT_CARDS), fake_models(TTS_CARDS)
@@ -218,7 +218,7 @@ def test_cli_models_list_shows_what_the_gateway_serves(fake_gateway: tuple[FakeB
     assert rows["base"][1:3] == ["stt", "no"]
     assert rows["whisper-1"][1:3] == ["→", "tiny.en"]
     assert rows["kokoro"][1:3] == ["tts", "yes"]
-    assert _models_table([]).row_count == 0
+    assert models_table([]).row_count == 0
     down = CliRunner().invoke(cli, ["models", "list", "--url", f"http://127.0.0.1:{free_port()}"])
     assert down.exit_code == 0, down.output  # what is prepared is still listed
     assert "cannot reach the gateway" in down.output
