@@ -111,3 +111,14 @@ def chunks(data: bytes, size: int) -> Iterator[str]:
     """Base64 chunks of ``size`` bytes, as ``input_audio_buffer.append`` takes them."""
     for start in range(0, len(data), size):
         yield base64.b64encode(data[start : start + size]).decode()
+
+
+async def spoken_turn(realtime_url: str, api_key: str, session: dict[str, Any], audio: bytes) -> list[dict[str, Any]]:
+    """Open a Realtime session, configure it, stream ``audio`` (PCM16, 100 ms chunks) and collect every event
+    up to the reply's ``response.done``."""
+    async with client(realtime_url, api_key).beta.realtime.connect(model="voicestack") as connection:
+        events = await until(connection, "session.created")
+        await connection.session.update(session=session)  # type: ignore[arg-type]
+        await until(connection, "session.updated", into=events)
+        await stream(connection, audio, 4800, 0.1)
+        return await until(connection, "response.done", into=events, timeout=180)

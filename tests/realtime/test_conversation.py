@@ -17,7 +17,7 @@ import pytest
 
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
-from tests.realtime.kit import client, of, stream, until, with_silence
+from tests.realtime.kit import client, of, spoken_turn, until, with_silence
 from tests.speech import REPO, kokoro_speech, words
 from voicestack_common.encode import encode_audio, wav_header
 
@@ -54,15 +54,7 @@ def test_spoken_turn_with_server_vad(realtime_url: str) -> None:
     """Speech in, server VAD ends the turn, the reply's audio transcribes back to its text."""
     audio = with_silence(kokoro_speech(SHORT)).to_pcm16()
 
-    async def scenario() -> list[dict[str, Any]]:
-        async with client(realtime_url, API_KEY).beta.realtime.connect(model="voicestack") as connection:
-            events = await until(connection, "session.created")
-            await connection.session.update(session=SESSION)  # type: ignore[arg-type]
-            await until(connection, "session.updated", into=events)
-            await stream(connection, audio, 4800, 0.1)
-            return await until(connection, "response.done", into=events, timeout=180)
-
-    events = asyncio.run(scenario())
+    events = asyncio.run(spoken_turn(realtime_url, API_KEY, SESSION, audio))
     kinds = [e["type"] for e in events]
     committed = kinds.index("input_audio_buffer.committed")
     created = kinds.index("response.created")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.realtime.conftest import API_KEY
-from tests.realtime.kit import client, of, stream, until, with_silence
+from tests.realtime.kit import of, spoken_turn, with_silence
 from tests.speech import espeak_speech
 from voicestack_common.audio import decode_audio
 
@@ -33,15 +32,7 @@ def test_spanish_speech_gets_a_spanish_voice(realtime_url: str) -> None:
         "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
     }
 
-    async def scenario() -> list[dict[str, Any]]:
-        async with client(realtime_url, API_KEY).beta.realtime.connect(model="voicestack") as connection:
-            events = await until(connection, "session.created")
-            await connection.session.update(session=session)  # type: ignore[arg-type]
-            await until(connection, "session.updated", into=events)
-            await stream(connection, audio, 4800, 0.1)
-            return await until(connection, "response.done", into=events, timeout=180)
-
-    events = asyncio.run(scenario())
+    events = asyncio.run(spoken_turn(realtime_url, API_KEY, session, audio))
     heard = of(events, "conversation.item.input_audio_transcription.completed")[0]["transcript"].lower()
     assert {"mesa", "personas", "noche"} & set(heard.replace(".", " ").replace(",", " ").split()), heard
     done = of(events, "response.done")[0]["response"]
