@@ -36,8 +36,8 @@ from typing import Any
 import httpx
 import websockets
 from benchkit import emit, machine, service, summary
-from tests.speech import TEST_CACHE, kokoro_speech
 
+from devkit.speech import TEST_CACHE, kokoro_speech
 from voicestack_common.audio import resample
 from voicestack_common.encode import wav_header
 from voicestack_common.text import SentenceBuffer

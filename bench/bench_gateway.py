@@ -27,8 +27,8 @@ from pathlib import Path
 
 import httpx
 from benchkit import emit, machine, percentile, service, summary, timed
-from tests.speech import TEST_CACHE, kokoro_speech
 
+from devkit.speech import TEST_CACHE, kokoro_speech
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.whispercpp import WhisperCppEngine
 from stt_broker.models import prepare_bundled_ggml

@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 import websockets
 from benchkit import emit, machine, summary
-from tests.live.audio import speech_with_pauses
-from tests.servers import free_port
-from tests.speech import TEST_CACHE
 
+from devkit.live_audio import speech_with_pauses
+from devkit.servers import free_port
+from devkit.speech import TEST_CACHE
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.whispercpp import WhisperCppEngine
 from stt_broker.models import prepare_bundled_ggml

@@ -32,8 +32,8 @@ import httpx
 import paho.mqtt.client as paho
 from benchkit import emit, machine, percentile
 from paho.mqtt.enums import CallbackAPIVersion
-from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, wait_until
 
+from devkit.mqtt_kit import BridgeProcess, Mosquitto, event_json, make_event, wait_until
 from voicestack_common.events import EVENTS_PATH
 
 

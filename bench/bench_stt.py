@@ -37,9 +37,9 @@ from typing import Any
 
 import httpx
 from benchkit import emit, machine, service, summary
-from tests.servers import free_port
-from tests.speech import TEST_CACHE, kokoro_speech
 
+from devkit.servers import free_port
+from devkit.speech import TEST_CACHE, kokoro_speech
 from stt_broker.models import prepare_bundled_ggml
 from stt_broker.sizing import pool_layout, usable_cores
 from voicestack_common.audio import resample

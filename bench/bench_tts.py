@@ -32,8 +32,8 @@ from pathlib import Path
 
 import httpx
 from benchkit import emit, machine, service, summary
-from tests.speech import TEST_CACHE
 
+from devkit.speech import TEST_CACHE
 from tts_broker.engines.base import SpeechRequest, VoiceBlend
 from tts_broker.engines.kokoro import KokoroEngine
 from tts_broker.models import bundled_files
@@ -116,7 +116,7 @@ def throughput(url: str, text: str, clients: int, per_client: int) -> dict[str, 
 
 def arena(runs: int) -> dict[str, object]:
     """Arena on against off, alternating; each engine gets 2 threads, as the broker's default pool."""
-    from tests.reliability.texts import WORDS
+    from devkit.texts import WORDS
 
     files = bundled_files(TEST_CACHE / "models")
     engines = {

@@ -3,7 +3,7 @@
     uv run python bench/bench_wer.py [--models tiny.en base] [--size 36] [--threads 2] [--json out.json]
                                      [--vad-only] [--only NAME ...] [--no-extra] [--vad-sweep]
 
-The set (tests/wer.py) is generated here, in three parts: 36 English utterances from four
+The set (devkit/wer.py) is generated here, in three parts: 36 English utterances from four
 espeak-ng and four Kokoro (Japanese) voices, at 8, 16 and 44.1 kHz, clean and with white noise
 at 20 and 10 dB SNR, with silence around and between sentences (``--size`` takes the first N);
 English from Kokoro's af_heart, am_adam and bf_emma, clean at 16 and 8 kHz; and espeak-ng German,
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 from benchkit import emit, machine
-from tests.speech import TEST_CACHE
-from tests.wer import Utterance, clip_wav, full_set, noise_only_wav, wer, wer_set
 
+from devkit.speech import TEST_CACHE
+from devkit.wer import Utterance, clip_wav, full_set, noise_only_wav, wer, wer_set
 from stt_broker.engines.base import SttEngine, TranscribeOptions
 from stt_broker.engines.faster_whisper import FasterWhisperEngine
 from stt_broker.engines.whispercpp import WhisperCppEngine, WhisperCppParams

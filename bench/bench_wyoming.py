@@ -21,12 +21,12 @@ from pathlib import Path
 
 import httpx
 from benchkit import emit, machine, service, summary
-from tests.servers import free_port
-from tests.speech import TEST_CACHE, kokoro_speech
-from tests.wyoming_kit import audio_events, client, read_until, send_all
 from wyoming.event import Event
 from wyoming.tts import Synthesize
 
+from devkit.servers import free_port
+from devkit.speech import TEST_CACHE, kokoro_speech
+from devkit.wyoming_kit import audio_events, client, read_until, send_all
 from voicestack_common.encode import encode_audio
 
 CLIP_TEXT = "Please call me back tomorrow morning. The meeting starts at noon, in the large room."

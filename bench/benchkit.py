@@ -18,7 +18,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.servers import free_port  # noqa: E402
+from devkit.servers import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -179,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, default=Path("gpu_check.log"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from tests.speech import words
-
+    from devkit.speech import words
     from voicestack_common.audio import decode_audio
 
     use_gpu = args.use_gpu == "true"

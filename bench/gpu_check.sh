@@ -50,7 +50,7 @@ import shutil, sys
 from pathlib import Path
 sys.path.insert(0, ".")
 from stt_broker.models import prepare_bundled_ggml
-from tests.speech import TEST_CACHE, kokoro_speech
+from devkit.speech import TEST_CACHE, kokoro_speech
 from voicestack_common.encode import encode_audio
 carry = Path(sys.argv[1])
 shutil.copy(prepare_bundled_ggml(TEST_CACHE / "models", quantization="q8_0"), carry / "ggml-tiny.en-q8_0.bin")

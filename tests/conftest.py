@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port
-from tests.speech import REPO, TEST_CACHE, kokoro_speech
+from devkit.servers import free_port
+from devkit.speech import REPO, TEST_CACHE, kokoro_speech
 from voicestack_common.audio import Pcm
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."

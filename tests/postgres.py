@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port
+from devkit.servers import free_port
 
 USER = "voicestack"
 START_TIMEOUT_S = 60

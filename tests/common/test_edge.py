@@ -15,8 +15,8 @@ from starlette.middleware import Middleware
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from devkit.servers import serve
 from tests.jsonpolicy import check_accepted, check_refusals
-from tests.servers import serve
 from voicestack_common.errors import ClientError, UpstreamTimeout, invalid_request
 from voicestack_common.jsonbody import MAX_JSON_DEPTH, JsonBodyRoute, parse_json
 from voicestack_common.service import Readiness, create_service_app

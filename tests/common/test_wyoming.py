@@ -14,8 +14,8 @@ from wyoming.info import Describe
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from tests.servers import free_port
-from tests.wyoming_kit import client, read_until
+from devkit.servers import free_port
+from devkit.wyoming_kit import client, read_until
 from voicestack_common import wyoming
 from voicestack_common.wyoming import (
     UnsupportedAudioFormat,

@@ -18,9 +18,9 @@ from conversation.app import create_app
 from conversation.responders.base import ReplyRequest, ResponderInvalid, ResponderUnavailable
 from conversation.responders.openai import OpenAIResponder
 from conversation.store import HistoryItem
+from devkit.servers import serve
 from tests.conversation.conftest import conversation_settings
 from tests.conversation.test_api import events
-from tests.servers import serve
 
 
 def collect(responder: OpenAIResponder, text: str, **options: Any) -> str:
@@ -131,7 +131,7 @@ def test_failed_reply_keeps_the_user_message(
 
 
 def test_unreachable_model_server(sqlite_url: str) -> None:
-    from tests.servers import free_port
+    from devkit.servers import free_port
 
     settings = conversation_settings(
         sqlite_url, responder="openai", openai_base_url=f"http://127.0.0.1:{free_port()}/v1"

@@ -13,8 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devkit.mqtt_kit import Mosquitto
 from tests.deploy.kit import DEPLOY, VARIANTS, with_defaults
-from tests.mqtt_bridge.kit import Mosquitto
 
 CONFIG = DEPLOY / "mosquitto" / "mosquitto.conf"
 # The test broker sets its own port, persistence and log file; the rest is ours as written.

@@ -19,9 +19,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from devkit.servers import serve
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.servers import serve
 from tests.stt_broker.conftest import stt_settings
 from tests.tts_broker.conftest import tts_settings
 from voicestack_common.contracts.audio import audio_headers

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devkit.speech import words
 from tests.gateway.conftest import SHORT
-from tests.speech import words
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 

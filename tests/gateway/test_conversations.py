@@ -18,11 +18,11 @@ import pytest
 import websockets
 
 from conversation.app import create_app as create_conversation
+from devkit.servers import serve
+from devkit.speech import kokoro_speech, words
 from gateway.app import create_app
 from tests.conversation.conftest import conversation_settings
 from tests.gateway.conftest import EventReceiver, gateway_settings, wait_for
-from tests.servers import serve
-from tests.speech import kokoro_speech, words
 from voicestack_common.audio import Pcm, decode_audio, resample
 from voicestack_common.encode import encode_audio
 
@@ -521,7 +521,7 @@ def test_documented_client_script(chat_gateway: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.speech import REPO
+    from devkit.speech import REPO
 
     question, stop = tmp_path / "question.wav", tmp_path / "stop.wav"
     question.write_bytes(encode_audio(kokoro_speech(QUESTION), "wav"))

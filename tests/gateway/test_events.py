@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.servers import free_port, serve
 from gateway.app import create_app
 from tests.gateway.conftest import EventReceiver, FakeBroker, gateway_settings, serve_on, slow_stream, wait_for
-from tests.servers import free_port, serve
 from voicestack_common import event_outbox as events_module
 from voicestack_common.contracts.audio import audio_headers
 from voicestack_common.encode import wav_header

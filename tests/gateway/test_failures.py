@@ -16,9 +16,9 @@ import respx
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
 
+from devkit.servers import free_port, serve
 from gateway.app import create_app
 from tests.gateway.conftest import FakeBroker, gateway_settings, slow_stream, wait_for
-from tests.servers import free_port, serve
 from voicestack_common.upstream import SERVER_KEEP_ALIVE
 
 FakeBrokers = tuple[FakeBroker, str, FakeBroker, str]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.speech import words
+from devkit.speech import words
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 

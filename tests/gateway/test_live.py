@@ -15,12 +15,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.live_audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
+from devkit.servers import free_port, serve
+from devkit.speech import words
 from gateway.app import create_app
 from tests.gateway.conftest import EventReceiver, gateway_settings, wait_for
-from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
 from tests.live.client import Outcome, check_sentences, collect, send_audio, send_in_real_time
-from tests.servers import free_port, serve
-from tests.speech import words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

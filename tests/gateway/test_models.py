@@ -10,10 +10,10 @@ import httpx
 import pytest
 from fastapi.responses import JSONResponse, Response
 
+from devkit.servers import free_port, serve
+from devkit.speech import words
 from gateway.app import create_app
 from tests.gateway.conftest import FakeBroker, gateway_settings
-from tests.servers import free_port, serve
-from tests.speech import words
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from devkit.servers import serve
+from devkit.speech import words
 from tests.gateway.conftest import SHORT, gateway_settings
-from tests.servers import serve
-from tests.speech import words
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 

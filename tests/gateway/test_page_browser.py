@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
+from devkit.servers import free_port, serve
+from devkit.speech import REPO, kokoro_speech, words
 from gateway.app import create_app
 from tests.browser import Browser, chromium, microphone_wav
 from tests.gateway.conftest import gateway_settings
-from tests.servers import free_port, serve
-from tests.speech import REPO, kokoro_speech, words
 from voicestack_common.live import Partial
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from conversation.app import create_app as create_conversation
+from devkit.servers import serve
+from devkit.speech import kokoro_speech, words
 from gateway.app import create_app
 from tests.browser import chromium, microphone_wav
 from tests.conversation.conftest import conversation_settings
 from tests.gateway.conftest import gateway_settings
 from tests.gateway.test_page_browser import screenshot
-from tests.servers import serve
-from tests.speech import kokoro_speech, words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ import pytest
 import websockets
 
 from conversation.app import create_app as create_conversation
+from devkit.servers import serve
+from devkit.speech import espeak_speech
 from gateway.app import create_app
 from tests.conversation.conftest import conversation_settings
 from tests.gateway.conftest import gateway_settings
-from tests.servers import serve
-from tests.speech import espeak_speech
 from voicestack_common.audio import decode_audio
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tests.live.audio import Speech
-from tests.speech import words
+from devkit.live_audio import Speech
+from devkit.speech import words
 
 
 class Socket(Protocol):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from devkit.mqtt_kit import Mosquitto, fast_settings
 from mqtt_bridge.settings import BridgeSettings
-from tests.mqtt_bridge.kit import Mosquitto, fast_settings
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as paho
 
+from devkit.mqtt_kit import event_json, fast_settings, make_event, subscriber, wait_until
+from devkit.servers import free_port, serve
 from mqtt_bridge.app import create_app
 from mqtt_bridge.settings import BridgeSettings
-from tests.mqtt_bridge.kit import event_json, fast_settings, make_event, subscriber, wait_until
-from tests.servers import free_port, serve
 from voicestack_common.events import EVENTS_PATH
 
 

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from devkit.mqtt_kit import Mosquitto, Received, Subscriber, subscriber
+from devkit.servers import free_port, serve
 from mqtt_bridge.app import create_app
 from mqtt_bridge.gateway import url_host_allowed
 from mqtt_bridge.settings import BridgeSettings
-from tests.mqtt_bridge.kit import Mosquitto, Received, Subscriber, subscriber
-from tests.servers import free_port, serve
 
 
 def stand_in_gateway(calls: list[tuple[str, Any, str | None]]) -> FastAPI:

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from devkit.mqtt_kit import Mosquitto, subscriber
+from devkit.servers import serve
 from mqtt_bridge import __version__
 from mqtt_bridge.app import create_app
 from mqtt_bridge.discovery import device_config, device_id
 from mqtt_bridge.settings import BridgeSettings
 from mqtt_bridge.topics import Topics
 from tests.mqtt_bridge.ha_discovery import validate_device_discovery
-from tests.mqtt_bridge.kit import Mosquitto, subscriber
-from tests.servers import serve
 
 SERVICES = {
     "gateway": ["http://127.0.0.1:8000"],

@@ -8,7 +8,7 @@ import httpx
 import paho.mqtt.client as paho
 import pytest
 
-from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, subscriber, wait_until
+from devkit.mqtt_kit import BridgeProcess, Mosquitto, event_json, make_event, subscriber, wait_until
 from voicestack_common.events import EVENTS_PATH, SpeechEvent
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.mqtt_kit import Mosquitto, event_json, make_event, subscriber, wait_until
+from devkit.servers import serve
 from mqtt_bridge.app import create_app
 from mqtt_bridge.settings import BridgeSettings
 from tests.jsonpolicy import check_accepted, check_refusals
-from tests.mqtt_bridge.kit import Mosquitto, event_json, make_event, subscriber, wait_until
-from tests.servers import serve
 from voicestack_common.events import EVENTS_PATH, MAX_TEXT_CHARS
 
 

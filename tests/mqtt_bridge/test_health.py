@@ -10,10 +10,10 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from devkit.mqtt_kit import Mosquitto, Received, subscriber
+from devkit.servers import serve
 from mqtt_bridge.app import create_app
 from mqtt_bridge.settings import BridgeSettings
-from tests.mqtt_bridge.kit import Mosquitto, Received, subscriber
-from tests.servers import serve
 
 
 def stand_in_service(state: dict[str, bool]) -> FastAPI:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_kit import make_event
 from mqtt_bridge.outbox import Outbox, OutboxFull, OutboxLocked, OutboxStore
-from tests.mqtt_bridge.kit import make_event
 
 
 def test_an_event_is_accepted_once_even_after_delivery(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.mqtt_kit import Mosquitto, event_json, fast_settings, make_event, wait_until
+from devkit.servers import serve
 from mqtt_bridge.app import create_app
-from tests.mqtt_bridge.kit import Mosquitto, event_json, fast_settings, make_event, wait_until
-from tests.servers import serve
 from voicestack_common.events import EVENTS_PATH
 
 

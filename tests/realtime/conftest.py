@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from devkit.servers import serve
 from gateway.app import create_app
 from tests.gateway.conftest import gateway_settings, stt_url, tts_url  # noqa: F401  (shared package fixtures)
-from tests.servers import serve
 
 API_KEY = "realtime-test-key"
 

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.speech import REPO, kokoro_speech, words
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import client, of, spoken_turn, until, with_silence
-from tests.speech import REPO, kokoro_speech, words
 from voicestack_common.encode import encode_audio, wav_header
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
+from devkit.speech import espeak_speech
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import of, spoken_turn, with_silence
-from tests.speech import espeak_speech
 from voicestack_common.audio import decode_audio
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

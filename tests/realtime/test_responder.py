@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.speech import kokoro_speech, words
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import client, of, stream, until, with_silence
-from tests.speech import kokoro_speech, words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import websockets
 
+from devkit.speech import kokoro_speech, words
 from gateway.realtime import codecs
 from tests.gateway.conftest import SHORT
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import client, of, stream, until, with_silence
-from tests.speech import kokoro_speech, words
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

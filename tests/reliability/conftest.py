@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.servers import serve
 from tests.gateway.conftest import gateway_settings, gateway_url, stt_url, tts_url
 from tests.mqtt_bridge.conftest import mosquitto, prefix
-from tests.servers import serve
 
 __all__ = ["conversation_url", "fuzz_gateway_url", "gateway_url", "mosquitto", "prefix", "stt_url", "tts_url"]
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.servers import free_port
+from devkit.servers import free_port
 
 
 class StallingProxy:

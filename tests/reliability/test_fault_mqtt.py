@@ -21,7 +21,7 @@ import httpx
 import paho.mqtt.client as paho
 import pytest
 
-from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, Subscriber, event_json, make_event, subscriber, wait_until
+from devkit.mqtt_kit import BridgeProcess, Mosquitto, Subscriber, event_json, make_event, subscriber, wait_until
 from tests.reliability.faults import Load
 from tests.reliability.figures import record
 from voicestack_common.events import EVENTS_PATH

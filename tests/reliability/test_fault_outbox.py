@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.mqtt_kit import BridgeProcess, Mosquitto, event_json, make_event, subscriber, wait_until
 from gateway.events import EventSender
 from gateway.metrics import GatewayMetrics
-from tests.mqtt_bridge.kit import BridgeProcess, Mosquitto, event_json, make_event, subscriber, wait_until
 from tests.reliability.figures import record
 from voicestack_common.events import EVENTS_PATH, SpeechEvent
 

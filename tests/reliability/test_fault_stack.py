@@ -17,11 +17,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.mqtt_bridge.kit import wait_until
+from devkit.mqtt_kit import wait_until
+from devkit.servers import ServiceProcess
+from devkit.speech import TEST_CACHE
 from tests.reliability.faults import Load, StallingProxy
 from tests.reliability.figures import record
-from tests.servers import ServiceProcess
-from tests.speech import TEST_CACHE
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -16,10 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from devkit.servers import free_port, serve
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import FakeBroker, gateway_settings
-from tests.servers import free_port, serve
 from voicestack_common.body_limit import BodyLimitMiddleware
 from voicestack_common.logging import configure_logging
 
@@ -162,8 +162,8 @@ def test_deeply_nested_websocket_messages_get_an_error_event(
 
 
 def test_deeply_nested_json_at_the_bridge(tmp_path: Any) -> None:
+    from devkit.mqtt_kit import fast_settings
     from mqtt_bridge.app import create_app as create_bridge
-    from tests.mqtt_bridge.kit import fast_settings
 
     # No MQTT broker: events are accepted into the outbox regardless, which is all this needs.
     settings = fast_settings(f"mqtt://127.0.0.1:{free_port()}", "deep", tmp_path / "outbox.sqlite3")
@@ -276,8 +276,8 @@ def test_a_refusing_broker_is_down_at_once() -> None:
 def test_the_bridge_tells_busy_from_down() -> None:
     import asyncio
 
+    from devkit.mqtt_kit import fast_settings
     from mqtt_bridge.health import HealthPoller, rollup
-    from tests.mqtt_bridge.kit import fast_settings
 
     # A socket that accepts connections and never answers: busy. A closed port: down.
     listener = socket.socket()

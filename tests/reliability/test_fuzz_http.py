@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.mqtt_bridge.kit import Mosquitto, fast_settings
+from devkit.mqtt_kit import Mosquitto, fast_settings
+from devkit.servers import serve
 from tests.reliability.figures import record
-from tests.servers import serve
 
 EXAMPLES = int(os.environ.get("VOICESTACK_FUZZ_EXAMPLES", "50"))
 # Operations that run inference get fewer (each example may synthesize or transcribe for seconds).

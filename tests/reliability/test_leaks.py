@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.servers import free_port
+from devkit.texts import WORDS
 from tests.reliability.figures import record
 from tests.reliability.procfs import open_fds, rss_bytes
-from tests.reliability.texts import WORDS
-from tests.servers import free_port
 
 LONG = os.environ.get("VOICESTACK_LONG") == "1"
 CACHE_BYTES = 2 * 1024 * 1024

@@ -37,11 +37,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from devkit.servers import free_port
+from devkit.speech import TEST_CACHE
+from devkit.texts import WORDS
 from tests.reliability.figures import record
 from tests.reliability.procfs import open_fds, rss_bytes, threads
-from tests.reliability.texts import WORDS
-from tests.servers import free_port
-from tests.speech import TEST_CACHE
 from voicestack_common.upstream import SERVER_KEEP_ALIVE
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -18,10 +18,10 @@ from starlette.routing import WebSocketRoute
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from devkit.servers import serve
 from gateway.app import create_app
 from tests.gateway.conftest import gateway_settings
 from tests.reliability.figures import record
-from tests.servers import serve
 from voicestack_common.logging import configure_logging
 
 KEY = "k-" + "7f3a9c1e5b" * 3
@@ -217,9 +217,9 @@ def test_every_post_route_enforces_its_size_limit(
 
 
 def test_the_bridge_enforces_its_size_limit(tmp_path: Path) -> None:
+    from devkit.mqtt_kit import fast_settings
+    from devkit.servers import free_port
     from mqtt_bridge.app import create_app as create_bridge
-    from tests.mqtt_bridge.kit import fast_settings
-    from tests.servers import free_port
 
     settings = fast_settings(f"mqtt://127.0.0.1:{free_port()}", "size", tmp_path / "outbox.sqlite3")
     with serve(create_bridge(settings), ready_path="/healthz") as url:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import free_port
-from tests.speech import REPO
+from devkit.servers import free_port
+from devkit.speech import REPO
 
 HEAVY = ("pywhispercpp", "onnxruntime", "kokoro-onnx", "faster-whisper", "ctranslate2")
 # Imports of the services fail, as on a machine that installed `voicestack` without `[stack]`.

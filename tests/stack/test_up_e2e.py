@@ -18,8 +18,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.servers import free_port
-from tests.speech import REPO, TEST_CACHE, kokoro_speech, words
+from devkit.servers import free_port
+from devkit.speech import REPO, TEST_CACHE, kokoro_speech, words
 from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.speech import espeak_speech, words
-from tests.wer import word_errors
+from devkit.speech import espeak_speech, words
+from devkit.wer import word_errors
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 

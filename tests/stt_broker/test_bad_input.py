@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.servers import serve
 from stt_broker.app import create_app
-from tests.servers import serve
 from tests.stt_broker.conftest import stt_settings
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio, wav_header

@@ -22,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from devkit.speech import words
 from stt_broker import convert
 from stt_broker.convert import convert_ct2_to_ggml, default_source_model_dir, mel_filters, read_ct2_model
-from tests.speech import words
 
 # Sentences espeak-ng (default voice, 130 wpm) renders clearly enough that tiny.en gets every
 # word right with both engines at 120-150 wpm, so equality is not hostage to a near-tie.

@@ -11,6 +11,7 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from devkit.speech import words
 from stt_broker.app import create_app
 from stt_broker.engines import whispercpp_params
 from stt_broker.engines.base import Segment, TranscribeOptions
@@ -18,7 +19,6 @@ from stt_broker.engines.faster_whisper import FasterWhisperEngine
 from stt_broker.engines.remote import RemoteWhisperCppEngine
 from stt_broker.engines.whispercpp import WhisperCppEngine, fitted_audio_ctx
 from stt_broker.models import bundled_ct2_dir, prepare_bundled_ggml
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 from voicestack_common.audio import Pcm, resample
 from voicestack_common.encode import encode_audio

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.speech import REPO
 from stt_broker.models import prepare_bundled_ggml
-from tests.speech import REPO
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 

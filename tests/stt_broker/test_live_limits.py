@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.live_audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
+from devkit.speech import words
 from stt_broker.app import create_app
-from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
 from tests.live.client import collect, send_audio
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 
 pytestmark = pytest.mark.engine

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devkit.live_audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
+from devkit.speech import words
 from stt_broker.engines import engine_factory
 from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
 from stt_broker.live.agreement import LocalAgreement
@@ -20,8 +22,6 @@ from stt_broker.live.session import LiveEvent, LiveSession
 from stt_broker.live.vad import WINDOW, StreamingVad, load_silero
 from stt_broker.models import resolve_model
 from stt_broker.settings import SttSettings
-from tests.live.audio import SENTENCES, pcm16_slices, recorder_slices, speech_with_pauses
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 from voicestack_common.live import StartMessage
 from voicestack_common.workers import WorkerPool

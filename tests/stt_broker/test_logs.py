@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port
+from devkit.servers import free_port
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio
 

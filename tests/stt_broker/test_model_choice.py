@@ -13,13 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from wyoming.asr import Transcribe, Transcript
 
+from devkit.servers import free_port
+from devkit.speech import espeak_speech, words
+from devkit.wyoming_kit import audio_events, client, read_until, run, send_all
 from stt_broker.app import create_app
 from stt_broker.sizing import usable_cores
 from tests.live.client import collect
-from tests.servers import free_port
-from tests.speech import espeak_speech, words
 from tests.stt_broker.conftest import stt_settings
-from tests.wyoming_kit import audio_events, client, read_until, run, send_all
 from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 

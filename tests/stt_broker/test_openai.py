@@ -9,9 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from devkit.servers import serve
+from devkit.speech import words
 from stt_broker.app import create_app
-from tests.servers import serve
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
 from voicestack_common.audio import Pcm
 from voicestack_common.encode import encode_audio

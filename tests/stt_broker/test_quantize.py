@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from devkit.speech import words
 from stt_broker.engines.base import TranscribeOptions
 from stt_broker.engines.whispercpp import WhisperCppEngine
 from stt_broker.models import ModelError, prepare_bundled_ggml, quantize_model
 from stt_broker.quantize import quantize_ggml, quantize_q5_1, quantize_q8_0
-from tests.speech import words
 from voicestack_common.audio import Pcm, resample
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.wer import KOKORO_VOICES, SUBSET, clip_wav, find, noise_only_wav, utterance, wer, word_errors
 from stt_broker.app import create_app
 from tests.stt_broker.conftest import stt_settings
-from tests.wer import KOKORO_VOICES, SUBSET, clip_wav, find, noise_only_wav, utterance, wer, word_errors
 
 pytestmark = pytest.mark.engine
 

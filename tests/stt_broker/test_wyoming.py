@@ -15,11 +15,11 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
+from devkit.servers import free_port, serve
+from devkit.speech import words
+from devkit.wyoming_kit import audio_events, client, closed, metric, read_until, run, send_all, wait_for
 from stt_broker.app import create_app
-from tests.servers import free_port, serve
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
-from tests.wyoming_kit import audio_events, client, closed, metric, read_until, run, send_all, wait_for
 from voicestack_common.audio import Pcm, resample
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from wyoming.asr import Transcribe, Transcript
 
+from devkit.mqtt_kit import Mosquitto, fast_settings, subscriber
+from devkit.servers import free_port, serve
+from devkit.speech import words
+from devkit.wyoming_kit import audio_events, client, metric, read_until, run, send_all, wait_for
 from mqtt_bridge.app import create_app as create_bridge
 from stt_broker.app import create_app
-from tests.mqtt_bridge.kit import Mosquitto, fast_settings, subscriber
-from tests.servers import free_port, serve
-from tests.speech import words
 from tests.stt_broker.conftest import stt_settings
-from tests.wyoming_kit import audio_events, client, metric, read_until, run, send_all, wait_for
 from voicestack_common.audio import Pcm
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

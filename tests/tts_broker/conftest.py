@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.servers import serve
-from tests.speech import words
+from devkit.servers import serve
+from devkit.speech import words
 from tts_broker.app import create_app
 from tts_broker.settings import TtsSettings
 from voicestack_common.audio import Pcm, decode_audio, pcm16_to_pcm, resample

@@ -9,7 +9,7 @@ import struct
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.speech import words
+from devkit.speech import words
 from tests.tts_broker.conftest import PHRASE, Listener
 from voicestack_common.audio import decode_audio
 

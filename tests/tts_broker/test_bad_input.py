@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from devkit.servers import serve
 from tests.jsonpolicy import check_accepted, check_refusals
-from tests.servers import serve
 from tests.tts_broker.conftest import tts_settings
 from tts_broker.app import create_app
 

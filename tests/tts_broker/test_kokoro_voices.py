@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.speech import words
+from devkit.speech import words
 from tests.tts_broker.conftest import PHRASE, Listener, tts_settings
 from tts_broker import cli, models
 from tts_broker.models import (

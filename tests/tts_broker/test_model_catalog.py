@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.speech import words
+from devkit.speech import words
 from tests.tts_broker.conftest import PHRASE, THREE_SENTENCES, Listener, tts_settings
 from tts_broker import cli
 from tts_broker.app import create_app

@@ -8,7 +8,7 @@ import json
 import openai
 import pytest
 
-from tests.speech import words
+from devkit.speech import words
 from tests.tts_broker.conftest import PHRASE, THREE_SENTENCES, Listener
 
 pytestmark = pytest.mark.engine

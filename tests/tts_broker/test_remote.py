@@ -11,7 +11,7 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
-from tests.speech import kokoro_speech, words
+from devkit.speech import kokoro_speech, words
 from tests.tts_broker.conftest import PHRASE, Listener, tts_settings
 from tts_broker.app import create_app
 from tts_broker.engines.remote import parse_voice_list

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.speech import words
+from devkit.speech import words
 from tests.tts_broker.conftest import THREE_SENTENCES, Listener
 from voicestack_common.audio import decode_audio
 

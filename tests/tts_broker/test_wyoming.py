@@ -14,10 +14,10 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from tests.servers import free_port, serve
-from tests.speech import words
+from devkit.servers import free_port, serve
+from devkit.speech import words
+from devkit.wyoming_kit import client, closed, metric, read_until, run, wait_for
 from tests.tts_broker.conftest import PHRASE, Listener, tts_settings
-from tests.wyoming_kit import client, closed, metric, read_until, run, wait_for
 from tts_broker import wyoming as tts_wyoming
 from tts_broker.app import create_app
 

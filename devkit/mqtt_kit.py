@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devkit.servers import ServiceProcess, free_port
 from mqtt_bridge.settings import BridgeSettings
-from tests.servers import ServiceProcess, free_port
 from voicestack_common.events import SpeechEvent, new_event_id
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from tests.speech import espeak_speech, kokoro_speech
+from devkit.speech import espeak_speech, kokoro_speech
 from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, decode_audio, resample
 
 SENTENCES = (

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.speech import TEST_CACHE, espeak_speech, kokoro_speech
+from devkit.speech import TEST_CACHE, espeak_speech, kokoro_speech
 from voicestack_common.audio import Pcm, decode_audio, resample
 from voicestack_common.encode import encode_audio
 
@@ -243,7 +243,7 @@ def noise_only_wav(seconds: float = 4.0, rate: int = 16_000) -> bytes:
 
 def wer_words(text: str) -> list[str]:
     """Lower-case words of any language without punctuation; an apostrophe inside a word stays
-    (``don't``, ``l'eau``). For English this equals tests.speech.words."""
+    (``don't``, ``l'eau``). For English this equals devkit.speech.words."""
     text = unicodedata.normalize("NFC", text).lower().replace("’", "'")
     return re.findall(r"[^\W_]+(?:'[^\W_]+)*'?", text)
 
