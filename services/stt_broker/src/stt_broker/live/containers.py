@@ -52,7 +52,6 @@ _TOP_LEVEL = {
 }
 _UNKNOWN = -1
 MAX_ELEMENT_BYTES = 4 * 1024 * 1024
-MAX_PAGE_BYTES = 65_307 + 27 + 255
 
 
 class BrokenStream(AudioError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["transcription"], dependencies=[Depends(require_form)])
 
 R = TypeVar("R", bound=Response)
-ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 _FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
