@@ -11,7 +11,7 @@
 # clip5.wav and clip27.wav with expected.txt (one line of expected words per clip), and
 # optionally onnxruntime_gpu-*.whl (Kokoro on the GPU; about 200 MB, so usually not carried).
 #
-# It builds pywhispercpp with CUDA exactly as services/stt_broker/Dockerfile does (same
+# It builds pywhispercpp with CUDA exactly as the Dockerfile's stt-broker-build-cuda stage does (same
 # environment: GGML_CUDA=1, GGML_CUDA_NCCL=OFF, $ORIGIN RPATH, NO_REPAIR=1; kernels for the GPU
 # in the machine), links duplicate shared libraries and checks their dependencies as the image
 # does, then runs bench/gpu_check.py: bare whisper.cpp with flash attention off and on, the
@@ -84,7 +84,7 @@ command -v nvidia-smi >/dev/null || { have_gpu=false; problems+=("no nvidia-smi:
 [[ -x $NVCC ]] || problems+=("no nvcc at $NVCC: install the CUDA toolkit or set CUDACXX")
 command -v cmake >/dev/null || problems+=("no cmake")
 
-# The build environment the Dockerfile's build-cuda stage sets, with kernels for this GPU only.
+# The build environment the Dockerfile's stt-broker-build-cuda stage sets, with kernels for this GPU only.
 ARCH=native
 if $have_gpu; then
   cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.' || true)
@@ -92,7 +92,7 @@ if $have_gpu; then
 fi
 BUILD_ENV=(GGML_CUDA=1 GGML_CUDA_NCCL=OFF "CMAKE_CUDA_ARCHITECTURES=$ARCH" "CUDACXX=$NVCC"
   CMAKE_BUILD_WITH_INSTALL_RPATH=ON 'CMAKE_INSTALL_RPATH=$ORIGIN' NO_REPAIR=1 "CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)")
-grep -q "GGML_CUDA_NCCL=OFF" "$REPO/services/stt_broker/Dockerfile" || problems+=("the Dockerfile no longer builds NCCL out: update this script")
+grep -q "GGML_CUDA_NCCL=OFF" "$REPO/Dockerfile" || problems+=("the Dockerfile no longer builds NCCL out: update this script")
 
 say "pywhispercpp $VERSION from $SDIST"
 say "build environment: ${BUILD_ENV[*]}"

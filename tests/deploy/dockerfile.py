@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.deploy.kit import REPO, Service
+from tests.deploy.kit import DOCKERFILE, REPO, Service
 
 
 @dataclass
@@ -58,6 +58,36 @@ def parse_dockerfile(path: Path) -> list[Stage]:
         elif stages:
             stages[-1].instructions.append((keyword, args.strip()))
     return stages
+
+
+def flattened(stages: list[Stage], name: str) -> Stage:
+    """Stage ``name`` as Docker builds it: on the image at the root of its ``FROM`` chain, with the
+    instructions of the stages it starts from before its own (so ``env()`` holds what it inherits)."""
+    by_name = {stage.name: stage for stage in stages if stage.name}
+    stage = by_name[name]
+    if stage.base not in by_name:
+        return stage
+    parent = flattened(stages, stage.base)
+    return Stage(parent.base, name, parent.instructions + stage.instructions)
+
+
+def service_stages(service: Service) -> list[Stage]:
+    """The stages a service's targets are built from: the targets, and every stage they start
+    ``FROM`` or ``COPY --from``, transitively (in file order; other services' stages left out)."""
+    stages = parse_dockerfile(DOCKERFILE)
+    by_name = {stage.name: stage for stage in stages if stage.name}
+    assert set(service.targets) <= set(by_name), f"the Dockerfile lacks a target of {service.name}"
+    wanted: set[str] = set()
+    pending = list(service.targets)
+    while pending:
+        name = pending.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        stage = by_name[name]
+        parents = [stage.base, *re.findall(r"--from=(\S+)", " ".join(stage.values("COPY")))]
+        pending += [parent for parent in parents if parent in by_name]
+    return [stage for stage in stages if stage.name in wanted]
 
 
 def workspace_members() -> list[str]:

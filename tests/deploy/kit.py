@@ -26,6 +26,8 @@ from voicestack.configdocs import env_names
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+DOCKERFILE = REPO / "Dockerfile"
+"""Every image's Dockerfile: one target per image, the shared stages written once."""
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 CPU_OVERRIDE = DEPLOY / "docker-compose.cpu.yml"
 WYOMING_OVERRIDE = DEPLOY / "docker-compose.wyoming.yml"
@@ -50,11 +52,13 @@ class Service:
     ready_path: str = "/readyz"
     """What health checks and readiness probes ask. The bridge's ``/readyz`` means "connected to
     MQTT", yet it must keep taking events into its outbox while the broker is away: ``/healthz``."""
+    variants: tuple[str, ...] = ()
+    """Image variants (``cpu``, ``cuda``), each its own Dockerfile target; none: one image."""
 
     @property
-    def dockerfile(self) -> Path:
-        """Its Dockerfile."""
-        return REPO / self.directory / "Dockerfile"
+    def targets(self) -> tuple[str, ...]:
+        """The Dockerfile targets of its images (``gateway``; ``stt-broker-cpu``, ``stt-broker-cuda``)."""
+        return tuple(f"{self.image}-{v}" for v in self.variants) or (self.image,)
 
     @property
     def source(self) -> Path:
@@ -84,8 +88,24 @@ class Service:
 
 SERVICES = (
     Service("gateway", "gateway", "services/gateway", "gateway.settings:GatewaySettings", "gateway", "gateway"),
-    Service("stt_broker", "stt-broker", "services/stt_broker", "stt_broker.settings:SttSettings", "stt", "stt-broker"),
-    Service("tts_broker", "tts-broker", "services/tts_broker", "tts_broker.settings:TtsSettings", "tts", "tts-broker"),
+    Service(
+        "stt_broker",
+        "stt-broker",
+        "services/stt_broker",
+        "stt_broker.settings:SttSettings",
+        "stt",
+        "stt-broker",
+        variants=("cpu", "cuda"),
+    ),
+    Service(
+        "tts_broker",
+        "tts-broker",
+        "services/tts_broker",
+        "tts_broker.settings:TtsSettings",
+        "tts",
+        "tts-broker",
+        variants=("cpu", "cuda"),
+    ),
     Service(
         "mqtt_bridge",
         "mqtt-bridge",
@@ -108,9 +128,11 @@ BY_NAME = {service.name: service for service in SERVICES}
 PREFIXES = ("STT_", "SST_", "TTS_", "GATEWAY_", "MQTT_BRIDGE_", "CONVERSATION_")
 
 
-def service_for_dockerfile(dockerfile: str) -> Service | None:
-    """The voicestack service a compose ``build.dockerfile`` path builds, if any."""
-    return next((s for s in SERVICES if Path(dockerfile) == Path(s.directory) / "Dockerfile"), None)
+def service_for_build(build: dict[str, Any]) -> Service | None:
+    """The voicestack service a compose ``build`` section builds (our Dockerfile and one of its targets), if any."""
+    if Path(build.get("dockerfile", "")) != DOCKERFILE.relative_to(REPO):
+        return None
+    return next((s for s in SERVICES if build.get("target") in s.targets), None)
 
 
 def service_for_image(image: str) -> Service | None:

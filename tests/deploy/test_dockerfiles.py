@@ -1,4 +1,4 @@
-"""The per-service Dockerfiles: multi-stage, dependencies before sources, non-root, healthy."""
+"""The images' Dockerfile: multi-stage, dependencies before sources, non-root, healthy."""
 
 from __future__ import annotations
 
@@ -7,30 +7,31 @@ import tomllib
 
 import pytest
 
-from tests.deploy.dockerfile import Stage, parse_dockerfile, project_scripts, workspace_members
-from tests.deploy.kit import REPO, SERVICES, Service
-
-# Images compose and Kubernetes run, per service: the stages they name, or the last stage.
-RUNTIME_TARGETS = {"stt_broker": ("cpu", "cuda"), "tts_broker": ("cpu", "cuda")}
+from tests.deploy.dockerfile import (
+    Stage,
+    flattened,
+    parse_dockerfile,
+    project_scripts,
+    service_stages,
+    workspace_members,
+)
+from tests.deploy.kit import DOCKERFILE, REPO, SERVICES, Service
 
 
 def runtime_stages(service: Service) -> list[Stage]:
-    stages = parse_dockerfile(service.dockerfile)
-    targets = RUNTIME_TARGETS.get(service.name)
-    if targets is None:
-        return [stages[-1]]
-    found = [stage for stage in stages if stage.name in targets]
-    assert sorted(stage.name or "" for stage in found) == sorted(targets)
+    """The images compose and Kubernetes run: the service's targets."""
+    found = [stage for stage in service_stages(service) if stage.name in service.targets]
+    assert sorted(stage.name or "" for stage in found) == sorted(service.targets)
     return found
 
 
 def build_stages(service: Service) -> list[Stage]:
-    return [stage for stage in parse_dockerfile(service.dockerfile) if any("uv sync" in r for r in stage.values("RUN"))]
+    return [stage for stage in service_stages(service) if any("uv sync" in r for r in stage.values("RUN"))]
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
 def test_dependencies_are_installed_before_sources_are_copied(service: Service) -> None:
-    stages = parse_dockerfile(service.dockerfile)
+    stages = service_stages(service)
     assert len(stages) >= 2, "multi-stage: build with uv, run without it"
     copied_manifests = {args for stage in stages for args in stage.values("COPY")}
     for member in [*workspace_members(), "."]:
@@ -81,8 +82,18 @@ def test_runtime_images_run_as_a_user_and_check_readyz(service: Service) -> None
         assert command.split('"')[1] in scripts, f"{command} is not a script of {service.package}"
 
 
+def broker_stages(image: str) -> dict[str, Stage]:
+    """A broker's stages, flattened onto their bases, by name without the image's prefix (``build-cuda``, ``cuda``)."""
+    stages = parse_dockerfile(DOCKERFILE)
+    return {
+        s.name.removeprefix(f"{image}-"): flattened(stages, s.name)
+        for s in stages
+        if s.name and s.name.startswith(f"{image}-")
+    }
+
+
 def test_cuda_images_compile_whisper_cpp_and_use_onnxruntime_gpu() -> None:
-    stt = {s.name: s for s in parse_dockerfile(REPO / "services/stt_broker/Dockerfile")}
+    stt = broker_stages("stt-broker")
     assert stt["build-cuda"].base.startswith("nvidia/cuda:")
     assert "-devel-" in stt["build-cuda"].base
     assert stt["cuda"].base.startswith("nvidia/cuda:")
@@ -94,7 +105,7 @@ def test_cuda_images_compile_whisper_cpp_and_use_onnxruntime_gpu() -> None:
     assert stt["build-cuda"].env()["CMAKE_INSTALL_RPATH"] == "\\$ORIGIN"
     assert all("--no-binary-package pywhispercpp" in r for r in stt["build-cuda"].values("RUN") if "uv sync" in r)
     assert stt["cuda"].env()["STT_USE_GPU"] == "true"
-    tts = {s.name: s for s in parse_dockerfile(REPO / "services/tts_broker/Dockerfile")}
+    tts = broker_stages("tts-broker")
     swap = tts["build-cuda"].values("RUN")[-1]
     assert "uv pip uninstall" in swap
     assert "onnxruntime-gpu==" in swap
@@ -112,16 +123,16 @@ def test_onnxruntime_gpu_is_the_locked_onnxruntime_version() -> None:
     """The CUDA image swaps onnxruntime for onnxruntime-gpu: same version, or kokoro-onnx drifts."""
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     (locked,) = [p["version"] for p in lock["package"] if p["name"] == "onnxruntime"]
-    stages = {s.name: s for s in parse_dockerfile(REPO / "services/tts_broker/Dockerfile")}
+    stages = broker_stages("tts-broker")
     pinned = dict(arg.partition("=")[::2] for arg in stages["build-cuda"].values("ARG"))
     assert pinned.get("ONNXRUNTIME_VERSION") == locked, "update ONNXRUNTIME_VERSION with uv.lock"
 
 
 def test_the_cuda_build_stage_uses_the_same_python_the_runtime_gets() -> None:
-    for path in ("services/stt_broker/Dockerfile", "services/tts_broker/Dockerfile"):
-        stages = {s.name: s for s in parse_dockerfile(REPO / path)}
+    for image in ("stt-broker", "tts-broker"):
+        stages = broker_stages(image)
         install_dir = stages["build-cuda"].env()["UV_PYTHON_INSTALL_DIR"]
-        assert f"--from=build-cuda {install_dir} {install_dir}" in stages["cuda"].values("COPY")
+        assert f"--from={image}-build-cuda {install_dir} {install_dir}" in stages["cuda"].values("COPY")
 
 
 def _docker_pattern(pattern: str) -> re.Pattern[str]:
@@ -155,18 +166,18 @@ def test_dockerignore_keeps_what_images_copy_and_drops_the_rest() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert not any(p.startswith("!") for p in patterns), "keep the ignore list simple: no exceptions"
-    for service in SERVICES:
-        for stage in parse_dockerfile(service.dockerfile):
-            for args in stage.values("COPY"):
-                if "--from=" in args:
-                    continue
-                for source in args.split()[:-1]:
-                    assert not _ignored(source.rstrip("/"), patterns), f"{source} is copied but ignored"
+    for stage in parse_dockerfile(DOCKERFILE):
+        for args in stage.values("COPY"):
+            if "--from=" in args:
+                continue
+            for source in args.split()[:-1]:
+                assert not _ignored(source.rstrip("/"), patterns), f"{source} is copied but ignored"
     for path in (
         ".git",
         ".venv",
         "deploy/models/ggml-large-v3-turbo.bin",
         "tests",
+        "devkit",
         "docs",
         ".env",
         "services/stt_broker/.env",

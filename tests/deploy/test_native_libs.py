@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from tests.deploy.dockerfile import parse_dockerfile
-from tests.deploy.kit import REPO
+from tests.deploy.dockerfile import flattened, parse_dockerfile
+from tests.deploy.kit import DOCKERFILE, REPO
 
 SCRIPT = REPO / "services/stt_broker/docker/native_libs.py"
 
@@ -73,8 +73,8 @@ def test_check_passes_on_this_venv_and_the_cli_says_what_it_did(native_libs: Mod
 
 
 def test_the_cuda_image_builds_nccl_out_dedupes_and_checks() -> None:
-    stages = {s.name: s for s in parse_dockerfile(REPO / "services/stt_broker/Dockerfile")}
-    build, runtime = stages["build-cuda"], stages["cuda"]
+    stages = parse_dockerfile(DOCKERFILE)
+    build, runtime = flattened(stages, "stt-broker-build-cuda"), flattened(stages, "stt-broker-cuda")
     assert build.env()["GGML_CUDA_NCCL"] == "OFF"
     runs = build.values("RUN")
     last_sync = max(i for i, r in enumerate(runs) if "uv sync" in r)

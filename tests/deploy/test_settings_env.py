@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.deploy.dockerfile import parse_dockerfile
+from tests.deploy.dockerfile import service_stages
 from tests.deploy.kit import (
     PREFIXES,
     SERVICES,
@@ -14,7 +14,7 @@ from tests.deploy.kit import (
     Service,
     Variant,
     env_of,
-    service_for_dockerfile,
+    service_for_build,
     unknown_env_names,
     with_defaults,
 )
@@ -24,7 +24,7 @@ def compose_services(variant: Variant) -> list[tuple[str, Service, dict[str, str
     """(compose name, voicestack service, environment) for every service built from our Dockerfiles."""
     found = []
     for name, svc in variant.document()["services"].items():
-        service = service_for_dockerfile((svc.get("build") or {}).get("dockerfile", ""))
+        service = service_for_build(svc.get("build") or {})
         if service is not None:
             found.append((name, service, env_of(svc)))
     return found
@@ -58,7 +58,7 @@ def test_compose_environment_values_are_accepted(variant: Variant, name: str, mo
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
 def test_dockerfile_environment_is_settings(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    for stage in parse_dockerfile(service.dockerfile):
+    for stage in service_stages(service):
         ours = {k: v for k, v in stage.env().items() if k.startswith(PREFIXES)}
         assert unknown_env_names(service, set(ours)) == set(), f"stage {stage.name or stage.base}"
         load_settings(service, ours, monkeypatch)

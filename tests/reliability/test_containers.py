@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.dockerfile import parse_dockerfile
+from tests.deploy.kit import DOCKERFILE, SERVICES
+
 REPO = Path(__file__).resolve().parents[2]
 OURS = ("gateway", "stt_broker", "tts_broker", "mqtt_bridge", "conversation")
 
@@ -46,7 +49,10 @@ def test_compose_services_are_non_root_with_a_read_only_root() -> None:
         assert "/tmp" in service["tmpfs"], name
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
-    for dockerfile in (REPO / "services").glob("*/Dockerfile"):
-        users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
-        assert users, dockerfile
-        assert users[-1] not in ("root", "0"), dockerfile
+    images = {stage.name: stage for stage in parse_dockerfile(DOCKERFILE)}
+    targets = [target for service in SERVICES for target in service.targets]
+    assert len(targets) == 7
+    for target in targets:
+        users = images[target].values("USER")
+        assert users, target
+        assert users[-1] not in ("root", "0"), target
