@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gateway.conversations.reply import SpokenPiece, heard_text
+from gateway.usecases.spoken_reply import SpokenPiece, heard_text
 
 
 def piece(index: int, text: str, duration: float) -> SpokenPiece:
-    return SpokenPiece(index, text, b"", duration, 24_000, "wav")
+    return SpokenPiece(index, text, "", duration, 24_000, "wav")
 
 
 PIECES = [piece(0, "One two three four.", 2.0), piece(1, "Five six seven eight.", 2.0)]

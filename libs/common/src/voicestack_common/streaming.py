@@ -1,4 +1,5 @@
-"""Streamed answers: server-sent events with in-band errors, and audio streams a failure cuts off.
+"""Streamed answers: server-sent events (written and read here, once), in-band errors, and audio
+streams a failure cuts off.
 
 Once the status line is out, an error can no longer change it. A stream of
 events reports the error as a last ``{"type": "error", "error": {...}}`` event;
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -26,9 +28,58 @@ SSE_MEDIA_TYPE = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def sse_event(payload: Mapping[str, Any]) -> bytes:
-    """One ``data:`` event."""
-    return f"data: {json.dumps(payload)}\n\n".encode()
+def sse_event(payload: Mapping[str, Any], event: str | None = None) -> bytes:
+    """One event: its JSON ``data``, named by ``event`` when the stream has several kinds."""
+    named = f"event: {event}\n" if event else ""
+    return f"{named}data: {json.dumps(payload)}\n\n".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One received event: its name (``message`` when unnamed) and its data lines joined."""
+
+    event: str
+    data: str
+
+
+class SseDecoder:
+    """Reads server-sent events line by line, as the HTML standard does: ``event`` and ``data`` fields,
+    ``:`` comments skipped, a blank line ending the event (one with no data is dropped)."""
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def line(self, line: str) -> ServerSentEvent | None:
+        """Take one line (without its line break); the event it ends, if any."""
+        if not line:
+            return self.end()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    def end(self) -> ServerSentEvent | None:
+        """End the event in progress (a blank line, or the stream's end)."""
+        found = ServerSentEvent(self._event, "\n".join(self._data)) if self._data else None
+        self._event, self._data = "message", []
+        return found
+
+
+async def read_sse(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEvent]:
+    """The events of a stream's lines (``httpx.Response.aiter_lines()``); a last event the stream
+    ended without its blank line is still read."""
+    decoder = SseDecoder()
+    async for line in lines:
+        if (event := decoder.line(line)) is not None:
+            yield event
+    if (event := decoder.end()) is not None:
+        yield event
 
 
 def error_event(exc: BaseException) -> dict[str, Any]:

@@ -14,12 +14,16 @@ from conversation.metrics import ConversationMetrics
 from conversation.responders.base import Responder
 from conversation.settings import ConversationSettings
 from conversation.store import Store
+from voicestack_common.contracts.conversation import (
+    ANONYMOUS_OWNER,
+    OWNER_HEADER,
+    OWNER_PATTERN,
+    RespondersOut,
+    offered,
+)
 from voicestack_common.errors import InvalidRequest
 
-OWNER_HEADER = "X-Voicestack-Owner"
-# Without API keys every caller is the same owner: conversations are the stack's, not a device's.
-DEFAULT_OWNER = "anonymous"
-_OWNER = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_OWNER = re.compile(OWNER_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,12 @@ class Service:
     responders: dict[str, Responder]
     metrics: ConversationMetrics
     deliveries: Deliveries
+
+    @property
+    def offered(self) -> RespondersOut:
+        """The responders and options clients may choose (``GET /v1/responders``)."""
+        settings = self.settings
+        return offered(settings.responder, settings.responders, settings.allowed_options)
 
 
 def get_service(connection: HTTPConnection) -> Service:
@@ -44,7 +54,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 def owner(x_voicestack_owner: Annotated[str | None, Header()] = None) -> str:
     """Whose conversations a call acts on: the gateway passes the API key's identity."""
-    value = (x_voicestack_owner or DEFAULT_OWNER).strip()
+    value = (x_voicestack_owner or ANONYMOUS_OWNER).strip()
     if not _OWNER.match(value):
         raise InvalidRequest(f"{OWNER_HEADER} must match {_OWNER.pattern}", code="invalid_owner")
     return value

@@ -1,11 +1,11 @@
 """One turn: store the user's message, stream the responder's reply under caps, store the reply.
 
-The reply streams to the caller as server-sent events::
+The reply streams to the caller as server-sent events (``voicestack_common.contracts.conversation``)::
 
-    event: turn    data: {"user_message": {...}, "assistant_message_id": "..."}
-    event: delta   data: {"text": "..."}                       (as the responder produces it)
-    event: done    data: {"message": {...}, "truncated": false, "reason": null}
-    event: error   data: {"error": {"code", "message"}, "user_message_id": "..."}
+    event: turn    data: {"user_message": {...}, "assistant_message_id": "..."}     TurnStarted
+    event: delta   data: {"text": "..."}    (as the responder produces it)         TurnDelta
+    event: done    data: {"message": {...}, "truncated": false, "reason": null}    TurnDone
+    event: error   data: {"error": {"code", "message"}, "user_message_id": "..."}  TurnFailed
 
 A caller that goes away mid-reply (the gateway on barge-in) leaves the reply stored as
 ``interrupted`` with what was produced; the gateway then says what was heard.
@@ -14,65 +14,32 @@ A caller that goes away mid-reply (the gateway on barge-in) leaves the reply sto
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import anyio
 
 from conversation.metrics import ConversationMetrics
 from conversation.responders.base import RESPONDER_ERRORS, ReplyRequest, Responder
-from conversation.schemas import MessageOut, ResponderChoice, TurnRequest
 from conversation.settings import ConversationSettings
 from conversation.store import Store
-from voicestack_common.errors import InvalidRequest, VoicestackError, error_body
+from voicestack_common.contracts.conversation import (
+    MessageOut,
+    TurnDelta,
+    TurnDone,
+    TurnFailed,
+    TurnRequest,
+    TurnStarted,
+    encode_turn_event,
+)
+from voicestack_common.errors import VoicestackError
+from voicestack_common.schemas import ErrorDetail
 
 logger = logging.getLogger(__name__)
-
-# Each client option's type and bounds (a string's bounds are on its length); ``GET /v1/responders`` lists them.
-OPTION_LIMITS: dict[str, tuple[type | tuple[type, ...], float, float]] = {
-    "temperature": ((int, float), 0, 2),
-    "max_tokens": (int, 1, 32_768),
-    "system_prompt": (str, 0, 4000),
-    "model": (str, 1, 128),
-}
-
-
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
-
-
-def check_choice(settings: ConversationSettings, choice: ResponderChoice) -> str:
-    """The responder's name, after checking the choice against what the server allows (422 otherwise)."""
-    name = choice.name or settings.responder
-    if name not in settings.responders:
-        raise InvalidRequest(
-            f"responder {name!r} is not allowed here; allowed: {', '.join(settings.responders)}",
-            code="responder_not_allowed",
-            details={"allowed": settings.responders},
-        )
-    for key, value in choice.options.items():
-        if key not in settings.allowed_options:
-            raise InvalidRequest(
-                f"option {key!r} is not allowed here; allowed: {', '.join(settings.allowed_options) or 'none'}",
-                code="option_not_allowed",
-                details={"allowed": settings.allowed_options},
-            )
-        kind, low, high = OPTION_LIMITS[key]
-        size = len(value) if isinstance(value, str) else value
-        if isinstance(value, bool) or not isinstance(value, kind) or not low <= size <= high:
-            what = "a string of length" if kind is str else "an integer" if kind is int else "a number"
-            raise InvalidRequest(
-                f"option {key!r} must be {what} within [{low:g}, {high:g}]",
-                code="invalid_option",
-                details={"option": key, "min": low, "max": high},
-            )
-    return name
 
 
 @dataclass
@@ -94,8 +61,8 @@ class Turn:
         assistant = await self.store.add_message(
             self.conversation_id, "assistant", "", status="streaming", responder=name, completed_at=None
         )
-        yield sse(
-            "turn", {"user_message": MessageOut.of(user).model_dump(mode="json"), "assistant_message_id": assistant.id}
+        yield encode_turn_event(
+            TurnStarted(user_message=MessageOut.model_validate(user), assistant_message_id=assistant.id)
         )
         reply = ReplyRequest(
             conversation_id=self.conversation_id,
@@ -134,7 +101,7 @@ class Turn:
                         piece = piece[: settings.max_reply_chars - size]
                         parts.append(piece)
                         size += len(piece)
-                        yield sse("delta", {"text": piece})
+                        yield encode_turn_event(TurnDelta(text=piece))
                         if size >= settings.max_reply_chars:
                             status, reason = "truncated", "length_limit"
                             break
@@ -163,16 +130,12 @@ class Turn:
             logger.warning("reply failed: %s: %s", failure.code, failure.message)
             await self.store.finish_reply(assistant.id, text, status="error", error_code=failure.code)
             self.metrics.turns.labels(name, "error").inc()
-            yield sse("error", {**error_body(failure.code, failure.message), "user_message_id": user.id})
+            error = ErrorDetail(code=failure.code, message=failure.message)
+            yield encode_turn_event(TurnFailed(error=error, user_message_id=user.id))
             return
         await self.store.finish_reply(assistant.id, text, status=status)
         self.metrics.turns.labels(name, "ok" if status == "complete" else status).inc()
         done = await self.store.message(assistant.id)
-        yield sse(
-            "done",
-            {
-                "message": MessageOut.of(done).model_dump(mode="json"),
-                "truncated": status == "truncated",
-                "reason": reason,
-            },
+        yield encode_turn_event(
+            TurnDone(message=MessageOut.model_validate(done), truncated=status == "truncated", reason=reason)
         )

@@ -16,7 +16,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.auth import API_KEY_HEADER, OPEN_PATHS, PROTECTED_PREFIXES, ApiKeyMiddleware, ApiKeys
-from gateway.conversations import routes as conversation_routes
 from gateway.conversations.client import ConversationClient
 from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
@@ -26,6 +25,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import TrustedHostMiddleware
 from gateway.ratelimit import RateLimiter, SessionLimit
 from gateway.replicas import ReplicaSet
+from gateway.routes import conversations as conversation_routes
 from gateway.routes import live, models, openai, realtime, voice, ws
 from gateway.routes.page import page_router
 from gateway.settings import GatewaySettings, split_list

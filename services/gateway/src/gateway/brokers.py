@@ -39,7 +39,7 @@ def decode_base64_audio(value: str, max_bytes: int) -> bytes:
     return data
 
 
-def _parse(model: type[M], response: httpx.Response, what: str) -> M:
+def parse_answer(model: type[M], response: httpx.Response, what: str) -> M:
     """A broker's JSON answer as ``model``; anything else is the broker's fault (502)."""
     try:
         return model.model_validate_json(response.content)
@@ -71,7 +71,7 @@ async def transcribe(
         return {"files": {"file": (filename, audio, content_type)}, "data": data}
 
     response = await stt.request("POST", "/v1/transcribe", args)
-    return _parse(TranscribeResponse, response, "STT broker's")
+    return parse_answer(TranscribeResponse, response, "STT broker's")
 
 
 async def forward_transcription(stt: ReplicaSet, body: IO[bytes], size: int, content_type: str) -> httpx.Response:
@@ -127,7 +127,7 @@ async def synthesize(tts: ReplicaSet, body: dict[str, Any], fallbacks: Mapping[s
 
     async def call(payload: dict[str, Any]) -> SynthesizeResponse:
         response = await tts.request("POST", "/v1/synthesize", lambda: {"json": payload})
-        return _parse(SynthesizeResponse, response, "TTS broker's")
+        return parse_answer(SynthesizeResponse, response, "TTS broker's")
 
     return await with_voice_fallback(tts, body, fallbacks, call)
 
@@ -143,4 +143,4 @@ async def open_speech(tts: ReplicaSet, body: dict[str, Any], fallbacks: Mapping[
 
 async def voices(tts: ReplicaSet) -> VoicesResponse:
     """The TTS broker's ``/v1/voices``."""
-    return _parse(VoicesResponse, await tts.request("GET", "/v1/voices"), "TTS broker's voices")
+    return parse_answer(VoicesResponse, await tts.request("GET", "/v1/voices"), "TTS broker's voices")

@@ -15,8 +15,8 @@ from conversation.responders.base import (
     ResponderTimeout,
     ResponderUnavailable,
 )
-from conversation.responders.sse import sse_data
 from conversation.settings import ConversationSettings
+from voicestack_common.streaming import read_sse
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class OpenAIResponder:
                     if text:
                         yield text
                     return
-                async for data in sse_data(response):
+                async for event in read_sse(response.aiter_lines()):
+                    data = event.data
                     if data.strip() == "[DONE]":
                         return
                     chunk = _json(data)

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from conversation.responders.base import ReplyRequest, ResponderInvalid, ResponderTimeout, ResponderUnavailable
-from conversation.responders.sse import sse_data
 from conversation.settings import ConversationSettings
+from voicestack_common.streaming import read_sse
 
 _TEXT_KEYS = ("text", "reply", "message", "response", "content")
 
@@ -52,7 +52,8 @@ class WebhookResponder:
                     )
                 media = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if media == "text/event-stream":
-                    async for data in sse_data(response):
+                    async for event in read_sse(response.aiter_lines()):
+                        data = event.data
                         if data.strip() == "[DONE]":
                             return
                         yield _text(data) if data.lstrip().startswith("{") else data

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from conversation.deps import OwnerDep, ServiceDep
-from conversation.schemas import (
+from conversation.turns import Turn
+from voicestack_common.contracts.conversation import (
     ID_PATTERN,
     ConversationCreate,
     ConversationDetail,
@@ -16,11 +17,10 @@ from conversation.schemas import (
     ConversationOut,
     Interrupt,
     MessageOut,
-    OptionLimit,
     RespondersOut,
     TurnRequest,
+    check_choice,
 )
-from conversation.turns import OPTION_LIMITS, Turn, check_choice
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.jsonbody import JsonBodyRoute
 from voicestack_common.schemas import error_responses
@@ -53,7 +53,7 @@ async def list_conversations(
     """Newest activity first."""
     rows, total = await service.store.conversations(owner, limit=limit, offset=offset)
     return ConversationList(
-        conversations=[ConversationOut.of(r) for r in rows], total=total, limit=limit, offset=offset
+        conversations=[ConversationOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -61,7 +61,7 @@ async def list_conversations(
 async def create_conversation(service: ServiceDep, owner: OwnerDep, body: ConversationCreate) -> ConversationOut:
     """409 when the id is taken."""
     row = await service.store.create(owner, conversation_id=body.id, user_id=body.user_id, title=body.title)
-    return ConversationOut.of(row)
+    return ConversationOut.model_validate(row)
 
 
 @router.get("/conversations/{conversation_id}", summary="A conversation with its messages", responses=errors(404, 422))
@@ -69,7 +69,8 @@ async def get_conversation(service: ServiceDep, owner: OwnerDep, conversation_id
     """404 for an unknown id and for another caller's."""
     row = await service.store.get(owner, conversation_id)
     messages = await service.store.messages(conversation_id)
-    return ConversationDetail(**ConversationOut.of(row).model_dump(), messages=[MessageOut.of(m) for m in messages])
+    found = ConversationOut.model_validate(row).model_dump()
+    return ConversationDetail.model_validate({**found, "messages": [MessageOut.model_validate(m) for m in messages]})
 
 
 @router.delete(
@@ -97,7 +98,7 @@ async def turn(
     settings = service.settings
     if len(body.text) > settings.max_text_chars:
         raise InvalidRequest(f"text is longer than {settings.max_text_chars} characters", code="text_too_long")
-    name = check_choice(settings, body.responder)
+    name = check_choice(body.responder, service.offered)
     if body.create:
         await service.store.get_or_create(owner, conversation_id, body.user_id)
     else:
@@ -132,18 +133,10 @@ async def interrupt(
     service: ServiceDep, owner: OwnerDep, conversation_id: ConversationId, message_id: str, body: Interrupt
 ) -> MessageOut:
     """After a barge-in or a cancel."""
-    return MessageOut.of(await service.store.interrupt(owner, conversation_id, message_id, body.heard_text))
+    return MessageOut.model_validate(await service.store.interrupt(owner, conversation_id, message_id, body.heard_text))
 
 
 @router.get("/responders", summary="Responders and options a client may choose")
 async def responders(service: ServiceDep) -> RespondersOut:
     """What ``start_conversation`` may ask for."""
-    settings = service.settings
-    limits = {}
-    for name in settings.allowed_options:
-        kind, low, high = OPTION_LIMITS[name]
-        shape = "string" if kind is str else "integer" if kind is int else "number"
-        limits[name] = OptionLimit.model_validate({"type": shape, "min": low, "max": high})
-    return RespondersOut(
-        default=settings.responder, allowed=settings.responders, options=settings.allowed_options, limits=limits
-    )
+    return service.offered

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from conversation.deliveries import Piece
 from conversation.deps import OwnerDep, ServiceDep
-from conversation.schemas import (
+from voicestack_common.contracts.conversation import (
     ID_PATTERN,
     DeliveryBegin,
     DeliveryDone,

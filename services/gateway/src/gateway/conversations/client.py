@@ -1,25 +1,49 @@
-"""The conversation service, as the gateway calls it: CRUD passed through, turns read as SSE."""
+"""The conversation service, as the gateway calls it: the shared contract's bodies, turns read as SSE.
+
+Its answers are read as the contract's models (``voicestack_common.contracts.conversation``); an answer
+that does not fit is the service's fault (502 ``upstream_invalid_response``).
+"""
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from gateway.brokers import parse_answer
 from gateway.replicas import ReplicaSet
-from voicestack_common.errors import InvalidRequest, UpstreamError, VoicestackError
+from voicestack_common.contracts.conversation import (
+    ANONYMOUS_OWNER,
+    OWNER_HEADER,
+    ConversationCreate,
+    ConversationDetail,
+    ConversationOut,
+    DeliveryBegin,
+    DeliveryDone,
+    DeliveryNext,
+    DeliveryPieceIn,
+    DeliveryTurn,
+    Interrupt,
+    ResponderChoice,
+    RespondersOut,
+    TurnEvent,
+    TurnRequest,
+    check_choice,
+    decode_turn_event,
+)
+from voicestack_common.errors import UpstreamError, VoicestackError
+from voicestack_common.streaming import read_sse
 
-OWNER_HEADER = "X-Voicestack-Owner"
-# Without API keys every caller is one owner: the conversations are the stack's.
-ANONYMOUS = "anonymous"
+# The service's responders change only when it restarts: their list is asked for at most this often.
+RESPONDERS_TTL_S = 30.0
 
 
 def owner_of(caller: str) -> str:
     """The store's owner for a gateway caller: the API key's id, else everyone's ``anonymous``."""
-    return caller if caller.startswith("key:") else ANONYMOUS
+    return caller if caller.startswith("key:") else ANONYMOUS_OWNER
 
 
 class ConversationsDisabled(VoicestackError):
@@ -30,18 +54,11 @@ class ConversationsDisabled(VoicestackError):
 
 
 @dataclass
-class TurnEvent:
-    """One event of a turn's stream: ``turn``, ``delta``, ``done`` or ``error``."""
-
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class ConversationClient:
     """Calls to the conversation service on behalf of one owner at a time."""
 
     upstream: ReplicaSet | None
+    _responders: tuple[float, RespondersOut] | None = field(default=None, repr=False)
 
     def _upstream(self) -> ReplicaSet:
         if self.upstream is None:
@@ -52,10 +69,9 @@ class ConversationClient:
         self, method: str, path: str, owner: str, *, json_body: Any = None, params: dict[str, Any] | None = None
     ) -> httpx.Response:
         """One request; the service's errors come back as ours (404 stays 404)."""
-        headers = {OWNER_HEADER: owner}
 
         def args() -> dict[str, Any]:
-            found: dict[str, Any] = {"headers": dict(headers)}
+            found: dict[str, Any] = {"headers": {OWNER_HEADER: owner}}
             if json_body is not None:
                 found["json"] = json_body
             if params:
@@ -64,61 +80,51 @@ class ConversationClient:
 
         return await self._upstream().request(method, path, args, idempotent=method in ("GET", "DELETE"))
 
-    async def responders(self) -> dict[str, Any]:
-        """What clients may choose: ``{default, allowed, options}``."""
-        answer: dict[str, Any] = (await self.call("GET", "/v1/responders", ANONYMOUS)).json()
-        return answer
+    async def create(self, owner: str, body: ConversationCreate) -> ConversationOut:
+        """A new conversation (409 ``conversation_exists`` when its id is taken)."""
+        answer = await self.call("POST", "/v1/conversations", owner, json_body=body.model_dump(exclude_none=True))
+        return parse_answer(ConversationOut, answer, "conversation service's")
 
-    async def check_responder(self, name: str | None, options: dict[str, Any]) -> None:
-        """Refuse early (422) what a turn would be refused: a responder or an option the service does not
-        allow (``responder_not_allowed``, ``option_not_allowed``), or a value out of its bounds
-        (``invalid_option``, with ``details.option``)."""
-        allowed = await self.responders()
-        if name is not None and name not in allowed["allowed"]:
-            raise InvalidRequest(
-                f"responder {name!r} is not allowed here; allowed: {', '.join(allowed['allowed'])}",
-                code="responder_not_allowed",
-                details={"allowed": allowed["allowed"]},
-            )
-        limits: dict[str, dict[str, Any]] = allowed.get("limits") or {}
-        for key, value in options.items():
-            if key not in allowed["options"]:
-                raise InvalidRequest(
-                    f"option {key!r} is not allowed here; allowed: {', '.join(allowed['options']) or 'none'}",
-                    code="option_not_allowed",
-                    details={"option": key, "allowed": allowed["options"]},
-                )
-            limit = limits.get(key)
-            if limit is None:
-                continue
-            size = len(value) if isinstance(value, str) else value
-            if isinstance(size, int | float) and not limit["min"] <= size <= limit["max"]:
-                what = "length" if limit["type"] == "string" else "value"
-                raise InvalidRequest(
-                    f"option {key!r}: {what} must be within [{limit['min']:g}, {limit['max']:g}]",
-                    code="invalid_option",
-                    details={"option": key, "min": limit["min"], "max": limit["max"]},
-                )
+    async def get(self, owner: str, conversation_id: str) -> ConversationDetail:
+        """A conversation with its messages (404 ``conversation_not_found``)."""
+        answer = await self.call("GET", f"/v1/conversations/{conversation_id}", owner)
+        return parse_answer(ConversationDetail, answer, "conversation service's")
 
-    async def turn(self, owner: str, conversation_id: str, body: dict[str, Any]) -> AsyncGenerator[TurnEvent, None]:
+    async def responders(self) -> RespondersOut:
+        """What clients may choose: ``{default, allowed, options, limits}`` (kept for ``RESPONDERS_TTL_S``)."""
+        now = time.monotonic()
+        if self._responders is not None and now - self._responders[0] < RESPONDERS_TTL_S:
+            return self._responders[1]
+        answer = await self.call("GET", "/v1/responders", ANONYMOUS_OWNER)
+        found = parse_answer(RespondersOut, answer, "conversation service's responders")
+        self._responders = (now, found)
+        return found
+
+    async def check(self, choice: ResponderChoice) -> None:
+        """Refuse now (422) what a turn would be refused, by the check the service applies."""
+        check_choice(choice, await self.responders())
+
+    async def turn(self, owner: str, conversation_id: str, body: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
         """The turn's events as they stream; closing the iterator closes the stream (the reply stops)."""
+        payload = body.model_dump(mode="json", exclude_unset=True)
         response = await self._upstream().request(
             "POST",
             f"/v1/conversations/{conversation_id}/turns",
-            lambda: {"headers": {OWNER_HEADER: owner}, "json": body},
+            lambda: {"headers": {OWNER_HEADER: owner}, "json": payload},
             idempotent=False,
             stream=True,
         )
         try:
-            kind, lines = "message", []
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    lines.append(line[5:].strip())
-                elif not line and lines:
-                    yield TurnEvent(kind, _parse("\n".join(lines)))
-                    kind, lines = "message", []
+            async for sse in read_sse(response.aiter_lines()):
+                try:
+                    event = decode_turn_event(sse)
+                except ValueError as exc:
+                    raise UpstreamError(
+                        f"the conversation service sent an event that does not fit: {exc}",
+                        code="upstream_invalid_response",
+                    ) from None
+                if event is not None:
+                    yield event
         except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
             raise UpstreamError(
                 "the conversation service dropped the reply stream", code="upstream_unavailable"
@@ -132,23 +138,26 @@ class ConversationClient:
 
     async def interrupt(self, owner: str, conversation_id: str, message_id: str, heard: str) -> None:
         """Store what was heard of an interrupted reply."""
-        await self.call(
-            "POST",
-            f"/v1/conversations/{conversation_id}/messages/{message_id}/interrupt",
-            owner,
-            json_body={"heard_text": heard},
-        )
+        path = f"/v1/conversations/{conversation_id}/messages/{message_id}/interrupt"
+        await self.call("POST", path, owner, json_body=Interrupt(heard_text=heard).model_dump())
 
+    # Seed 000's pending reply audio, kept by the service so that any gateway replica serves it.
 
-def _parse(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise UpstreamError(
-            "the conversation service sent an event that is not JSON", code="upstream_invalid_response"
-        ) from None
-    if not isinstance(value, dict):
-        raise UpstreamError(
-            "the conversation service sent an event that is not an object", code="upstream_invalid_response"
-        )
-    return value
+    async def begin_delivery(self, owner: str, session: str, body: DeliveryBegin) -> DeliveryTurn:
+        """A device's new delivery (its earlier one is replaced)."""
+        answer = await self.call("PUT", f"/v1/deliveries/{session}", owner, json_body=body.model_dump(mode="json"))
+        return parse_answer(DeliveryTurn, answer, "conversation service's")
+
+    async def deliver(self, owner: str, session: str, piece: DeliveryPieceIn) -> None:
+        """One piece of the reply's audio (409 ``delivery_superseded`` once the delivery was replaced)."""
+        await self.call("POST", f"/v1/deliveries/{session}/pieces", owner, json_body=piece.model_dump(mode="json"))
+
+    async def finish_delivery(self, owner: str, session: str, done: DeliveryDone) -> None:
+        """No more pieces come (``done.error``: why the reply failed)."""
+        await self.call("POST", f"/v1/deliveries/{session}/done", owner, json_body=done.model_dump(mode="json"))
+
+    async def take(self, owner: str, session: str, wait: float) -> DeliveryNext:
+        """The delivery's next piece (deleted as taken), or its state, waiting up to ``wait`` seconds."""
+        path = f"/v1/deliveries/{session}/take"
+        answer = await self.call("POST", path, owner, params={"wait": round(wait, 3)})
+        return parse_answer(DeliveryNext, answer, "conversation service's")

@@ -10,7 +10,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from gateway.conversations.client import ConversationClient
-from gateway.conversations.reply import Reply
+from gateway.usecases.spoken_reply import Reply
 
 
 @dataclass

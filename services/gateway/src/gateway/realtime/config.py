@@ -13,7 +13,7 @@ from gateway.realtime.protocol import (
     TurnDetection,
     new_id,
 )
-from gateway.realtime.reply import responder_options
+from gateway.realtime.replier import responder_options
 
 SessionKind = Literal["session", "transcription_session"]
 # OpenAI's server_vad defaults.

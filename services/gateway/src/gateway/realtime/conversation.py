@@ -22,7 +22,7 @@ from gateway.realtime.protocol import (
     RealtimeError,
     stt_model,
 )
-from gateway.realtime.reply import ReplyStream
+from gateway.realtime.replier import ReplyStream
 from voicestack_common.encode import wav_header
 from voicestack_common.errors import VoicestackError
 

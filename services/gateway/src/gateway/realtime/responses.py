@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, item_view
 from gateway.realtime.protocol import ResponseOptions, new_id
-from gateway.realtime.reply import OPTION_PARAMS, ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
+from gateway.realtime.replier import OPTION_PARAMS, ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
 from voicestack_common.errors import VoicestackError
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from gateway.realtime.protocol import (
     new_id,
     validation_error,
 )
-from gateway.realtime.reply import OPTION_PARAMS, responder_options
+from gateway.realtime.replier import OPTION_PARAMS, responder_options
 from gateway.realtime.responses import ResponseRun
 from voicestack_common.errors import VoicestackError
 from voicestack_common.jsonbody import parse_json

@@ -19,7 +19,7 @@ from gateway.ratelimit import TooManySessions
 from gateway.realtime.config import SessionConfig
 from gateway.realtime.protocol import RealtimeError, error_event, new_id
 from gateway.realtime.session import RealtimeSession, Send
-from gateway.realtime.voice_loop import VoiceLoopReplier
+from gateway.realtime.conversation_replier import VoiceLoopReplier
 from voicestack_common.live import StartMessage
 
 logger = logging.getLogger(__name__)

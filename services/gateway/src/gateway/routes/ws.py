@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from gateway import brokers
 from gateway.auth import Unauthorized, presented_key
 from gateway.conversations.state import Conversations
-from gateway.conversations.voice_loop import VOICE_KINDS, VoiceLoop
+from gateway.usecases.voice_chat import VOICE_KINDS, VoiceLoop
 from gateway.deps import Gateway, GatewayDep
 from gateway.schemas import WsSynthesize, WsTranscribe
 from gateway.usecases import synthesis, transcription

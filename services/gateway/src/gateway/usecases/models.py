@@ -37,16 +37,12 @@ async def responder_models(client: ConversationClient) -> list[ModelCard]:
     if client.upstream is None:
         return []
     answer = await client.responders()
-    listed = answer.get("models")
-    if isinstance(listed, list):
-        cards = [ModelCard.model_validate(card) for card in listed]
-        return [card if card.kind else card.model_copy(update={"kind": "llm"}) for card in cards]
+    if answer.models is not None:
+        return [card if card.kind else card.model_copy(update={"kind": "llm"}) for card in answer.models]
     created = int(time.time())
-    default = answer.get("default")
     return [
-        ModelCard(id=name, created=created, owned_by=RESPONDER_OWNER, kind="llm", default=name == default)
-        for name in answer.get("allowed", [])
-        if isinstance(name, str)
+        ModelCard(id=name, created=created, owned_by=RESPONDER_OWNER, kind="llm", default=name == answer.default)
+        for name in answer.allowed
     ]
 
 

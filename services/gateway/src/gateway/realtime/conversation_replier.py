@@ -7,16 +7,15 @@ so an interrupted reply is stored as heard, exactly as on ``/api/voice/ws/chat``
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import numpy as np
-
 from gateway.conversations.client import ConversationClient, owner_of
-from gateway.conversations.reply import Reply, Voice
 from gateway.deps import Gateway
-from gateway.realtime.reply import ReplyAudio, ReplyRequest, ReplyText, responder_options
-from voicestack_common.audio import decode_audio
+from gateway.realtime.replier import ReplyAudio, ReplyRequest, ReplyText, responder_options
+from gateway.usecases.spoken_reply import Reply, ReplyFailed, SpokenPiece, Voice
+from voicestack_common.contracts.conversation import ResponderChoice, TurnDelta, TurnRequest
 from voicestack_common.errors import VoicestackError
 
 
@@ -29,17 +28,14 @@ class VoiceLoopReply:
         self.item_id = item_id
 
     async def events(self) -> AsyncGenerator[ReplyText | ReplyAudio, None]:
-        """Text deltas and each piece's audio as 24 kHz PCM16."""
+        """Text deltas and each piece's audio as PCM16 at the broker's rate (Kokoro's 24 kHz: Realtime's own)."""
         async for event in self.reply.events():
-            if event.kind == "delta":
-                yield ReplyText(str(event.data.get("text", "")))
-            elif event.kind == "audio" and event.piece is not None:
-                piece = event.piece
-                pcm = decode_audio(piece.audio, sample_rate=piece.sample_rate)
-                samples = np.clip(pcm.samples, -1.0, 1.0)
-                yield ReplyAudio(piece.text, (samples * 32767).astype("<i2").tobytes(), pcm.sample_rate)
-            elif event.kind == "error":
-                raise VoicestackError(str(event.data.get("message", "")), code=str(event.data.get("code", "")))
+            if isinstance(event, TurnDelta):
+                yield ReplyText(event.text)
+            elif isinstance(event, SpokenPiece):
+                yield ReplyAudio(event.text, base64.b64decode(event.audio_base64), event.sample_rate)
+            elif isinstance(event, ReplyFailed):
+                raise event.error
 
     async def cancel(self, heard_seconds: float | None) -> None:
         """Stop, and store the reply as heard up to ``heard_seconds``."""
@@ -53,9 +49,8 @@ class VoiceLoopReply:
     def stored_as(self) -> dict[str, str]:
         """The user items → the stored user message; the output item → the stored reply."""
         stored: dict[str, str] = {}
-        user = (self.reply.user_message or {}).get("id")
-        if isinstance(user, str):
-            stored.update(dict.fromkeys(self.user_items, user))
+        if self.reply.user_message is not None:
+            stored.update(dict.fromkeys(self.user_items, self.reply.user_message.id))
         if self.item_id is not None and self.reply.message_id is not None:
             stored[self.item_id] = self.reply.message_id
         return stored
@@ -87,20 +82,19 @@ class VoiceLoopReplier:
         voice = Voice(
             voice=request.voice or None,
             speed=request.speed,
-            format="wav",
+            format="pcm",  # raw PCM16 as the broker makes it: nothing to decode
             language=request.language,
             pick_voice=not request.voice_fixed,
         )
-        body: dict[str, Any] = {"text": text}
-        if options := responder_options(request.instructions, request.temperature, request.max_tokens):
-            body["responder"] = {"options": options}
+        options = responder_options(request.instructions, request.temperature, request.max_tokens)
+        body = TurnRequest(text=text, responder=ResponderChoice(options=options))
         reply = Reply(self.gateway, self.client, self.owner, self.conversation_id, body, voice, self.conversation_id)
         return VoiceLoopReply(reply, items, request.item_id)
 
     async def check(self, options: dict[str, Any]) -> None:
         """What the conversation service would refuse, refused now."""
         if options:
-            await self.client.check_responder(None, options)
+            await self.client.check(ResponderChoice(options=options))
 
     async def forget(self, message_id: str) -> None:
         """Delete the stored message."""

@@ -10,7 +10,6 @@ user heard: up to the client's playback position when it reported one, else what
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -19,9 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway import brokers
-from gateway.conversations.client import ConversationClient, TurnEvent
+from gateway.conversations.client import ConversationClient
 from gateway.deps import Gateway
 from gateway.voices import Choice
+from voicestack_common.contracts.conversation import (
+    MessageOut,
+    TurnDelta,
+    TurnDone,
+    TurnEvent,
+    TurnFailed,
+    TurnRequest,
+    TurnStarted,
+)
 from voicestack_common.errors import VoicestackError
 from voicestack_common.events import utc_now
 from voicestack_common.text import SentenceBuffer
@@ -52,7 +60,8 @@ class SpokenPiece:
 
     index: int
     text: str
-    audio: bytes
+    audio_base64: str
+    """The audio file (or raw PCM16) as the TTS broker sent it, base64: passed on as it is."""
     duration: float
     sample_rate: int
     format: str
@@ -66,7 +75,7 @@ class SpokenPiece:
         return {
             "index": self.index,
             "text": self.text,
-            "audio_base64": base64.b64encode(self.audio).decode(),
+            "audio_base64": self.audio_base64,
             "format": self.format,
             "sample_rate": self.sample_rate,
             "duration_seconds": self.duration,
@@ -75,13 +84,25 @@ class SpokenPiece:
         }
 
 
-@dataclass
-class ReplyEvent:
-    """What a reply produces: ``started`` (ids), ``delta`` (text), ``audio`` (a piece), ``done``, ``error``."""
+@dataclass(frozen=True)
+class ReplyDone:
+    """The reply is whole: the stored message (``None`` if the service sent none) and its timings."""
 
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-    piece: SpokenPiece | None = None
+    done: TurnDone | None
+    text: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplyFailed:
+    """The reply failed (the responder, the service or the TTS broker)."""
+
+    error: VoicestackError
+
+
+ReplyEvent = TurnStarted | TurnDelta | SpokenPiece | ReplyDone | ReplyFailed
+"""What a reply produces, in order: the stored user message, text deltas and spoken pieces as they come,
+then ``ReplyDone`` or ``ReplyFailed``."""
 
 
 def heard_text(pieces: list[SpokenPiece], position: float | None) -> str:
@@ -114,7 +135,7 @@ class Reply:
         client: ConversationClient,
         owner: str,
         conversation_id: str,
-        turn: dict[str, Any],
+        turn: TurnRequest,
         voice: Voice,
         session_id: str | None = None,
     ) -> None:
@@ -125,7 +146,7 @@ class Reply:
         self.turn = turn
         self.voice = voice
         self.session_id = session_id
-        self.user_message: dict[str, Any] | None = None
+        self.user_message: MessageOut | None = None
         self.message_id: str | None = None
         self.text = ""
         self.sent: list[SpokenPiece] = []
@@ -137,6 +158,7 @@ class Reply:
         self.failed = False
         self.timings: dict[str, float] = {}
         self._queue: asyncio.Queue[ReplyEvent | object] = asyncio.Queue()
+        # Sentences to speak, then the end: the stream's done event, or the failure.
         self._pieces: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.perf_counter()
@@ -146,18 +168,19 @@ class Reply:
         self.timings.setdefault(name, round((time.perf_counter() - self._started) * 1000, 1))
 
     async def events(self) -> AsyncGenerator[ReplyEvent, None]:
-        """Run the reply; its events in order, ending with ``done``, ``error`` or (after cancel) nothing."""
+        """Run the reply; its events in order, ending with ``ReplyDone``, ``ReplyFailed`` or (after cancel)
+        nothing."""
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._speak())]
         try:
             while True:
                 item = await self._queue.get()
                 if item is _END:
                     return
-                assert isinstance(item, ReplyEvent)
-                if item.kind == "audio" and item.piece is not None:
-                    self.sent.append(item.piece)
+                assert isinstance(item, TurnStarted | TurnDelta | SpokenPiece | ReplyDone | ReplyFailed)
+                if isinstance(item, SpokenPiece):
+                    self.sent.append(item)
                 yield item
-                if item.kind in ("done", "error"):
+                if isinstance(item, ReplyDone | ReplyFailed):
                     return
         finally:
             for task in self._tasks:
@@ -167,45 +190,38 @@ class Reply:
     async def _read(self) -> None:
         """Text deltas in, pieces out to the speaker, deltas out to the client."""
         buffer = SentenceBuffer()
-        done: dict[str, Any] | None = None
+        done: TurnDone | None = None
         try:
             async with contextlib.aclosing(self.client.turn(self.owner, self.conversation_id, self.turn)) as stream:
                 async for event in stream:
-                    done = await self._on_turn_event(event, buffer) or done
-                    if event.kind == "error":
+                    if isinstance(event, TurnFailed):
+                        error = event.error
+                        await self._pieces.put(("error", VoicestackError(error.message, code=error.code)))
                         return
+                    if isinstance(event, TurnDone):
+                        done = event
+                    else:
+                        await self._on_turn_event(event, buffer)
             for piece in buffer.flush():
                 await self._pieces.put(piece)
-            await self._pieces.put(("done", done or {}))
+            await self._pieces.put(("done", done))
         except VoicestackError as exc:
             await self._pieces.put(("error", exc))
         except Exception:
             logger.exception("reply stream failed")
             await self._pieces.put(("error", VoicestackError("the reply failed", code="internal_error")))
 
-    async def _on_turn_event(self, event: TurnEvent, buffer: SentenceBuffer) -> dict[str, Any] | None:
-        if event.kind == "turn":
-            self.user_message = event.data.get("user_message")
-            self.message_id = event.data.get("assistant_message_id")
-            await self._queue.put(ReplyEvent("started", event.data))
-        elif event.kind == "delta":
-            text = str(event.data.get("text", ""))
+    async def _on_turn_event(self, event: TurnEvent, buffer: SentenceBuffer) -> None:
+        if isinstance(event, TurnStarted):
+            self.user_message = event.user_message
+            self.message_id = event.assistant_message_id
+            await self._queue.put(event)
+        elif isinstance(event, TurnDelta):
             self._mark("first_text_ms")
-            self.text += text
-            await self._queue.put(ReplyEvent("delta", {"text": text}))
-            for piece in buffer.push(text):
+            self.text += event.text
+            await self._queue.put(event)
+            for piece in buffer.push(event.text):
                 await self._pieces.put(piece)
-        elif event.kind == "done":
-            return event.data
-        elif event.kind == "error":
-            error = event.data.get("error", {})
-            await self._pieces.put(
-                (
-                    "error",
-                    VoicestackError(str(error.get("message", "")), code=str(error.get("code", "responder_error"))),
-                )
-            )
-        return None
 
     async def _choose_voice(self) -> None:
         """A voice of the user's language, when the reply follows it (the catalog is cached: this is quick)."""
@@ -229,15 +245,11 @@ class Reply:
                 if kind == "error":
                     assert isinstance(value, VoicestackError)
                     self.finished = self.failed = True
-                    await self._queue.put(
-                        ReplyEvent("error", {"code": value.code, "message": value.message, "details": value.details})
-                    )
+                    await self._queue.put(ReplyFailed(value))
                 else:
                     self.finished = True
                     self._record(interrupted=False)
-                    await self._queue.put(
-                        ReplyEvent("done", {**value, "text": self.text, "timings": dict(self.timings)})
-                    )
+                    await self._queue.put(ReplyDone(value, self.text, dict(self.timings)))
                 return
             body = {"text": item.text, "format": self.voice.format}
             for key in ("voice", "lang_code", "speed"):
@@ -249,13 +261,13 @@ class Reply:
                 if exc.code in ("unknown_voice", "unsupported_lang_code"):
                     self.gateway.voices.forget()  # the voice list it came from may be stale
                 self.finished = self.failed = True
-                await self._queue.put(ReplyEvent("error", {"code": exc.code, "message": exc.message}))
+                await self._queue.put(ReplyFailed(exc))
                 return
             self._mark("first_audio_ms")
             piece = SpokenPiece(
                 index,
                 item.text,
-                base64.b64decode(result.audio_base64),
+                result.audio_base64,
                 result.audio_duration_seconds,
                 result.audio_sample_rate,
                 self.voice.format,
@@ -264,7 +276,7 @@ class Reply:
             )
             index += 1
             self.produced.append(piece)
-            await self._queue.put(ReplyEvent("audio", piece=piece))
+            await self._queue.put(piece)
 
     @property
     def audio_seconds(self) -> float:

@@ -34,10 +34,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway import brokers
 from gateway.conversations.client import owner_of
 from gateway.conversations.recognizer import DEFAULT_SILENCE_MS, SAMPLE_RATE, LiveRecognizer, live_start
-from gateway.conversations.reply import Reply, Voice
-from gateway.conversations.routes import turn_body
 from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
+from gateway.usecases.spoken_reply import Reply, ReplyDone, ReplyFailed, SpokenPiece, Voice
+from voicestack_common.contracts.conversation import (
+    ConversationCreate,
+    ResponderChoice,
+    TurnDelta,
+    TurnRequest,
+    TurnStarted,
+)
 from voicestack_common.errors import VoicestackError
 
 logger = logging.getLogger(__name__)
@@ -45,15 +51,6 @@ logger = logging.getLogger(__name__)
 VOICE_KINDS = frozenset({"start_conversation", "audio", "commit", "playback", "cancel", "text", "end_conversation"})
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Error = Callable[..., Awaitable[None]]
-
-
-class ResponderChoice(BaseModel):
-    """A responder and the options for it (only those the server allows)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=32)
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class StartConversation(BaseModel):
@@ -181,22 +178,18 @@ class VoiceLoop:
         client = self.conversations.client
         try:
             if start.responder is not None:
-                await client.check_responder(start.responder.name, start.responder.options)
+                await client.check(start.responder)
             if start.conversation_id is None:
-                created = (
-                    await client.call("POST", "/v1/conversations", self.owner, json_body={"user_id": start.user_id})
-                ).json()
-                conversation_id, messages = created["id"], 0
+                created = await client.create(self.owner, ConversationCreate(user_id=start.user_id))
+                conversation_id, messages = created.id, 0
             else:
                 conversation_id = start.conversation_id
                 try:
-                    found = (await client.call("GET", f"/v1/conversations/{conversation_id}", self.owner)).json()
-                    messages = len(found.get("messages", []))
+                    messages = len((await client.get(self.owner, conversation_id)).messages)
                 except VoicestackError as exc:
                     if exc.code != "conversation_not_found" or not start.create:
                         raise
-                    body = {"id": conversation_id, "user_id": start.user_id}
-                    await client.call("POST", "/v1/conversations", self.owner, json_body=body)
+                    await client.create(self.owner, ConversationCreate(id=conversation_id, user_id=start.user_id))
                     messages = 0
         except VoicestackError as exc:
             await self.error(exc.code, exc.message, request_id, exc.details)
@@ -259,14 +252,12 @@ class VoiceLoop:
         start = self.start
         assert start is not None
         assert self.conversation_id is not None
-        responder = start.responder.model_dump(exclude_none=True) if start.responder else None
-        body = turn_body(
-            text,
+        body = TurnRequest(
+            text=text,
             user_id=start.user_id,
             language=start.language,
             transcript=transcript,
-            create=True,
-            responder=responder,
+            responder=start.responder or ResponderChoice(),
         )
         # A fixed lang_code holds; a fixed voice reads the reply in the language spoken; else the reply
         # takes a voice of that language.
@@ -288,47 +279,45 @@ class VoiceLoop:
     async def _run(self, reply: Reply, transcribe_ms: float | None) -> None:
         first_audio = True
         async for event in reply.events():
-            if event.kind == "started":
+            if isinstance(event, TurnStarted):
                 await self.send(
                     {
                         "type": "reply.started",
-                        "message_id": event.data.get("assistant_message_id"),
-                        "user_message": event.data.get("user_message"),
+                        "message_id": event.assistant_message_id,
+                        "user_message": event.user_message.model_dump(mode="json"),
                     }
                 )
-            elif event.kind == "delta":
-                await self.send({"type": "reply.text.delta", "message_id": reply.message_id, **event.data})
-            elif event.kind == "audio" and event.piece is not None:
+            elif isinstance(event, TurnDelta):
+                await self.send({"type": "reply.text.delta", "message_id": reply.message_id, "text": event.text})
+            elif isinstance(event, SpokenPiece):
                 if first_audio:
                     self.first_audio_at = time.perf_counter()
                     first_audio = False
-                await self.send({"type": "reply.audio", "message_id": reply.message_id, **event.piece.message()})
-            elif event.kind == "done":
-                timings = dict(event.data.get("timings", {}))
+                await self.send({"type": "reply.audio", "message_id": reply.message_id, **event.message()})
+            elif isinstance(event, ReplyDone):
+                timings = dict(event.timings)
                 if transcribe_ms is not None:
                     timings["transcribe_ms"] = transcribe_ms
                 if self.first_audio_at and self.speech_end:
                     timings["speech_end_to_first_audio_ms"] = round((self.first_audio_at - self.speech_end) * 1000, 1)
-                message = event.data.get("message") or {}
+                done = event.done
                 await self.send(
                     {
                         "type": "reply.done",
                         "message_id": reply.message_id,
                         "text": reply.text,
-                        "truncated": bool(event.data.get("truncated")),
+                        "truncated": done is not None and done.truncated,
                         "audio_seconds": round(reply.audio_seconds, 3),
                         "timings": timings,
-                        "status": message.get("status"),
+                        "status": done.message.status if done is not None else None,
                         "voice": reply.voice.voice,
                         "lang_code": reply.voice.lang_code,
                     }
                 )
                 if self.start is not None and self.start.compat == "seed002":
                     await self._server_response(reply.text, reply.voice)
-            elif event.kind == "error":
-                await self.error(
-                    str(event.data.get("code")), str(event.data.get("message")), None, event.data.get("details")
-                )
+            elif isinstance(event, ReplyFailed):
+                await self.error(event.error.code, event.error.message, None, event.error.details)
 
     async def _server_response(self, text: str, spoken: Voice) -> None:
         """Seed 002's answer: the reply's text and its audio as base64 MP3, in the reply's voice."""
