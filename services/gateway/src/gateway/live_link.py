@@ -2,7 +2,7 @@
 ``/v1/stream`` session, replayed onto another replica if that one dies, a transcript event per final).
 
 ``LiveLink`` is the small interface a face needs (audio in, commit, clear, the core's events out); the
-Realtime face (``realtime/session.py``) and the conversation voice loop (``conversations/voice_loop.py``)
+Realtime face (``realtime/session.py``) and the conversation voice loop (``usecases/voice_chat.py``)
 both use ``open_live``. Everything about speech (VAD, endpointing, partials, finals) happens in the
 core, none of it here.
 """
