@@ -19,7 +19,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from voicestack_common.errors import ClientError, InvalidRequest, UnsupportedMediaType
+from voicestack_common.errors import CLOSE_INVALID_DATA, ClientError, InvalidRequest, UnsupportedMediaType
 
 Samples = npt.NDArray[np.float32]
 
@@ -35,6 +35,7 @@ class AudioError(ClientError):
     """The upload is not audio we can read."""
 
     default_code = "invalid_audio"
+    close_code = CLOSE_INVALID_DATA
 
 
 class EmptyAudio(AudioError):

@@ -1,19 +1,21 @@
-"""The domain exception tree and its one mapping to JSON HTTP errors.
+"""The domain exception tree, its one mapping to JSON HTTP errors and its WebSocket close codes.
 
-    VoicestackError                 500 internal_error
-     ├── ClientError                400 bad_request       (the caller's fault)
-     │    ├── PayloadTooLarge       413 payload_too_large
-     │    ├── UnsupportedMediaType  415 unsupported_media_type
-     │    └── InvalidRequest        422 invalid_request
-     ├── Saturated                  503 saturated         (+ Retry-After)
-     ├── NotReady                   503 not_ready
-     ├── UpstreamError              502 upstream_error
-     └── UpstreamTimeout            504 upstream_timeout
+                                    HTTP status and code         WebSocket close
+    VoicestackError                 500 internal_error           1011
+     ├── ClientError                400 bad_request              1008  (the caller's fault)
+     │    ├── PayloadTooLarge       413 payload_too_large        1009
+     │    ├── UnsupportedMediaType  415 unsupported_media_type   1008
+     │    └── InvalidRequest        422 invalid_request          1008
+     ├── Saturated                  503 saturated                1013  (+ Retry-After)
+     ├── NotReady                   503 not_ready                1013
+     ├── UpstreamError              502 upstream_error           1013
+     └── UpstreamTimeout            504 upstream_timeout         1013
 
 Engines and helpers raise these (with a more specific ``code`` where one
 helps the caller); ``install_error_handlers`` turns them into
-``{"error": {"code": ..., "message": ...}}`` once, in each app factory.
-Nothing below ever sends a stack trace to a client.
+``{"error": {"code": ..., "message": ...}}`` once, in each app factory, and
+the WebSocket edge (``voicestack_common.websocket``) closes a socket with an
+error's ``close_code``. Nothing below ever sends a stack trace to a client.
 """
 
 from __future__ import annotations
@@ -31,12 +33,21 @@ from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger(__name__)
 
+# WebSocket close codes (RFC 6455) every face uses; an error says its own in ``close_code``.
+CLOSE_NORMAL = 1000
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
 
 class VoicestackError(Exception):
     """Base of every error a service reports to its caller."""
 
     status_code: ClassVar[int] = 500
     default_code: ClassVar[str] = "internal_error"
+    close_code: ClassVar[int] = CLOSE_INTERNAL
 
     def __init__(
         self,
@@ -58,6 +69,7 @@ class ClientError(VoicestackError):
 
     status_code = 400
     default_code = "bad_request"
+    close_code = CLOSE_POLICY
 
 
 class PayloadTooLarge(ClientError):
@@ -65,6 +77,7 @@ class PayloadTooLarge(ClientError):
 
     status_code = 413
     default_code = "payload_too_large"
+    close_code = CLOSE_TOO_BIG
 
 
 class UnsupportedMediaType(ClientError):
@@ -86,6 +99,7 @@ class Saturated(VoicestackError):
 
     status_code = 503
     default_code = "saturated"
+    close_code = CLOSE_TRY_AGAIN
 
     def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
@@ -96,6 +110,7 @@ class NotReady(VoicestackError):
 
     status_code = 503
     default_code = "not_ready"
+    close_code = CLOSE_TRY_AGAIN
 
 
 class UpstreamError(VoicestackError):
@@ -103,6 +118,7 @@ class UpstreamError(VoicestackError):
 
     status_code = 502
     default_code = "upstream_error"
+    close_code = CLOSE_TRY_AGAIN
 
 
 class UpstreamTimeout(VoicestackError):
@@ -110,6 +126,7 @@ class UpstreamTimeout(VoicestackError):
 
     status_code = 504
     default_code = "upstream_timeout"
+    close_code = CLOSE_TRY_AGAIN
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

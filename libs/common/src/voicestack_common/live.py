@@ -13,17 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from voicestack_common.errors import InvalidRequest, VoicestackError, invalid_request
+from voicestack_common.jsonbody import parse_json
+
 STREAM_PATH = "/v1/stream"
 LiveFormat = Literal["pcm16", "webm", "ogg", "wav"]
-
-# WebSocket close codes the faces use.
-CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_AGAIN = 1013
 
 
 class _Message(BaseModel):
@@ -246,13 +240,11 @@ def error_event(code: str, message: str, *, fatal: bool = False, utterance_id: i
     return ErrorEvent(error=ErrorInfo(code=code, message=message), fatal=fatal, utterance_id=utterance_id)
 
 
-class StartRefused(Exception):
-    """The first frame of a live session cannot open it (``code`` is ``start_required`` or ``invalid_start``)."""
+class StartRefused(InvalidRequest):
+    """The first frame of a live session cannot open it (``code`` is ``start_required`` or ``invalid_start``);
+    the socket closes with 1008."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    default_code = "invalid_start"
 
 
 def first_frame(payload: str | bytes, *, reserved: tuple[str, ...] = ()) -> tuple[StartMessage, str | bytes | None]:
@@ -261,12 +253,11 @@ def first_frame(payload: str | bytes, *, reserved: tuple[str, ...] = ()) -> tupl
     Container audio without a ``start`` first, a ``start`` that does not validate, or one that sets a
     ``reserved`` field raise ``StartRefused``.
     """
-    from voicestack_common.errors import VoicestackError, invalid_request
-    from voicestack_common.jsonbody import parse_json
-
     if isinstance(payload, bytes):
         if (container := sniff_container(payload)) is not None:
-            raise StartRefused("start_required", f"send a 'start' message with format '{container}' before the audio")
+            raise StartRefused(
+                f"send a 'start' message with format '{container}' before the audio", code="start_required"
+            )
         return StartMessage(), payload
     try:
         parsed = parse_json(payload, "message")
@@ -275,8 +266,8 @@ def first_frame(payload: str | bytes, *, reserved: tuple[str, ...] = ()) -> tupl
     if not isinstance(parsed, dict) or parsed.get("type") != "start":
         return StartMessage(), payload
     if taken := [key for key in reserved if key in parsed]:
-        raise StartRefused("invalid_start", f"{', '.join(taken)}: not for clients to set")
+        raise StartRefused(f"{', '.join(taken)}: not for clients to set")
     try:
         return StartMessage.model_validate(parsed), None
     except ValidationError as exc:
-        raise StartRefused("invalid_start", invalid_request(exc.errors(), what="start").message) from None
+        raise StartRefused(invalid_request(exc.errors(), what="start").message) from None

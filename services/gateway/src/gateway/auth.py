@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Mapping
 
 from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -47,6 +48,12 @@ class ApiKeys:
     def caller(self, presented: str | None, client_host: str | None) -> str:
         """The caller's id for rate limits: its key's, or its address when no keys are configured."""
         return self.principal(presented) if self.enabled else f"ip:{client_host or 'unknown'}"
+
+    def socket_caller(self, websocket: HTTPConnection, key: str | None = None) -> str:
+        """A WebSocket's caller (the edge's ``authenticate``): ``key`` if the face found one elsewhere
+        (a subprotocol), else the headers' or ``?api_key=``; ``Unauthorized`` closes it with 1008."""
+        host = websocket.client.host if websocket.client else None
+        return self.caller(key or presented_key(websocket.headers, websocket.query_params), host)
 
     def principal(self, presented: str | None) -> str:
         """A stable, non-secret id of the caller's key (for rate limits and logs)."""

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from voicestack_common.errors import error_body
+from voicestack_common.errors import CLOSE_POLICY, error_body
 from voicestack_common.logging import PROBE_PATHS
 
 
@@ -59,7 +59,7 @@ class TrustedHostMiddleware:
             and not origin_allowed(origin.decode("latin-1"), self.origins, raw)
         ):
             self._count(scope, "invalid_origin")
-            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+            await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": "origin not allowed"})
             return
         host = raw[1:].split("]")[0] if raw.startswith("[") else raw.split(":")[0]
         # Probes and scrapes come by address (a pod IP, a container name), not by a public name.
@@ -68,7 +68,7 @@ class TrustedHostMiddleware:
             return
         if scope["type"] == "websocket":
             self._count(scope, "invalid_host")
-            await send({"type": "websocket.close", "code": 1008, "reason": "invalid host"})
+            await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": "invalid host"})
             return
         self._count(scope, "invalid_host")
         response = JSONResponse(error_body("invalid_host", f"host {host!r} is not served here"), status_code=400)

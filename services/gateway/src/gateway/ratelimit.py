@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from voicestack_common.errors import ClientError, InvalidRequest
+from voicestack_common.errors import CLOSE_TRY_AGAIN, ClientError, InvalidRequest
 
 # Buckets kept at most; the least recently used caller is forgotten first (a full bucket again).
 MAX_CALLERS = 10_000
@@ -19,6 +19,7 @@ class RateLimited(ClientError):
 
     status_code = 429
     default_code = "rate_limited"
+    close_code = CLOSE_TRY_AGAIN
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)}, details={"retry_after": retry_after})
@@ -79,6 +80,7 @@ class TooManySessions(ClientError):
 
     status_code = 429
     default_code = "too_many_sessions"
+    close_code = CLOSE_TRY_AGAIN
 
 
 class SessionLimit:

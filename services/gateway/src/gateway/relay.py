@@ -25,11 +25,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from gateway.replicas import Replica, ReplicaSet
+from voicestack_common.errors import CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_TRY_AGAIN, VoicestackError
 from voicestack_common.events import utc_now
 from voicestack_common.live import (
-    CLOSE_INTERNAL,
-    CLOSE_NORMAL,
-    CLOSE_TRY_AGAIN,
     STREAM_PATH,
     Checkpoint,
     Closed,
@@ -52,14 +50,12 @@ REPLAY_FRAME = 32 * 1024
 SendText = Callable[[str], Awaitable[None]]
 
 
-class RelayError(Exception):
-    """The relay cannot go on: ``code`` for the client, ``close`` for its socket."""
+class RelayError(VoicestackError):
+    """No STT replica takes the session (``saturated``, ``no_upstream``): try again later (1013)."""
 
-    def __init__(self, code: str, message: str, close: int = CLOSE_TRY_AGAIN) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.close = close
+    status_code = 503
+    default_code = "no_upstream"
+    close_code = CLOSE_TRY_AGAIN
 
 
 class ReplayLog:
@@ -193,8 +189,8 @@ class LiveRelay:
             self._reader = asyncio.ensure_future(self._read(broker, replica))
             return
         if saturated:
-            raise RelayError("saturated", "every STT replica is at its live-session limit; try again shortly")
-        raise RelayError("no_upstream", "no STT replica accepts live sessions")
+            raise RelayError("every STT replica is at its live-session limit; try again shortly", code="saturated")
+        raise RelayError("no STT replica accepts live sessions")
 
     async def _open_on(self, replica: Replica) -> ClientConnection:
         # No keep-alive pings: a broker applying back-pressure stops reading, pongs included; a dead

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from gateway.realtime.codecs import RealtimeFormat
+from voicestack_common.errors import ClientError
 
 
 def new_id(prefix: str) -> str:
@@ -201,8 +202,11 @@ CLIENT_EVENTS = frozenset(
 UNSUPPORTED_EVENTS = frozenset({"output_audio_buffer.clear"})
 
 
-class RealtimeError(Exception):
-    """A client event that cannot be served; becomes an ``error`` event, the socket stays open."""
+class RealtimeError(ClientError):
+    """A client event that cannot be served; becomes an ``error`` event, the socket stays open
+    (refusing a session, it closes with 1008)."""
+
+    default_code = "invalid_value"
 
     def __init__(
         self,
@@ -212,9 +216,7 @@ class RealtimeError(Exception):
         param: str | None = None,
         kind: str = "invalid_request_error",
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(message, code=code)
         self.param = param
         self.kind = kind
 

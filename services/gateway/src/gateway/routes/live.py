@@ -18,56 +18,36 @@ from datetime import datetime
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from gateway.auth import Unauthorized, presented_key
 from gateway.deps import Gateway, GatewayDep
-from gateway.ratelimit import TooManySessions
-from gateway.relay import LiveRelay, RelayError
-from voicestack_common.errors import VoicestackError
+from gateway.relay import LiveRelay
+from voicestack_common.errors import PayloadTooLarge, VoicestackError
 from voicestack_common.jsonbody import parse_json
-from voicestack_common.live import (
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
-    Final,
-    StartMessage,
-    StartRefused,
-    error_event,
-    first_frame,
-)
+from voicestack_common.live import Final, StartMessage, error_event, first_frame
+from voicestack_common.websocket import serve_websocket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 
-class _Refused(Exception):
-    def __init__(self, code: str, message: str, close: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.close = code, message, close
-
-
 @router.websocket("/ws/transcribe", name="live_transcribe")
 async def transcribe(websocket: WebSocket, gateway: GatewayDep) -> None:
     """Live transcription: audio in, ``partial`` and ``final`` events out (see docs/live.md)."""
-    host = websocket.client.host if websocket.client else None
-    await websocket.accept()
-    try:
-        caller = gateway.keys.caller(presented_key(websocket.headers, websocket.query_params), host)
-    except Unauthorized as exc:
-        await _refuse(websocket, _Refused(exc.code, exc.message, CLOSE_POLICY))
-        return
-    try:
-        gateway.live_sessions.take(caller)
-    except TooManySessions as exc:
-        await _refuse(websocket, _Refused(exc.code, exc.message, CLOSE_TRY_AGAIN))
-        return
-    gateway.metrics.live_sessions.inc()
-    try:
+
+    async def face(caller: str) -> None:
         await _serve(websocket, gateway)
-    except _Refused as refused:
-        await _refuse(websocket, refused)
-    finally:
-        gateway.metrics.live_sessions.dec()
-        gateway.live_sessions.give_back(caller)
+
+    await serve_websocket(
+        websocket,
+        face,
+        describe=_refusal,
+        authenticate=gateway.keys.socket_caller,
+        limit=gateway.live_sessions,
+        connections=gateway.metrics.live_sessions,
+    )
+
+
+def _refusal(error: VoicestackError) -> str:
+    return error_event(error.code, error.message, fatal=True).model_dump_json()
 
 
 async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
@@ -90,10 +70,7 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
         gateway.events.heard(started_at, session_id, final, relay.model)
 
     relay = LiveRelay(gateway.stt, start, send_text, on_final, max_frame=max_frame)
-    try:
-        await relay.open()
-    except RelayError as exc:
-        raise _Refused(exc.code, exc.message, exc.close) from None
+    await relay.open()
     failovers = 0
     try:
         if pending is not None:
@@ -110,12 +87,12 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
                 break
             try:
                 payload = receive.result()
-            except _Refused as refused:
+            except VoicestackError as refused:
                 closed.cancel()
-                await send_text(error_event(refused.code, refused.message, fatal=True).model_dump_json())
+                await send_text(_refusal(refused))
                 await relay.close()
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    await websocket.close(refused.close)
+                    await websocket.close(refused.close_code, reason=refused.code)
                 return
             if payload is None:
                 closed.cancel()
@@ -136,16 +113,13 @@ async def _receive(websocket: WebSocket, max_frame: int) -> str | bytes | None:
     if payload is None:
         payload = message.get("text") or ""
     if len(payload) > max_frame:
-        raise _Refused("frame_too_large", f"a message is {len(payload)} bytes; the limit is {max_frame}", CLOSE_TOO_BIG)
+        raise PayloadTooLarge(f"a message is {len(payload)} bytes; the limit is {max_frame}", code="frame_too_large")
     return payload
 
 
 def _start_of(payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
     """The ``start`` to open the broker session with, and the first frame if it is not one."""
-    try:
-        return first_frame(payload, reserved=("resume_at", "next_utterance", "checkpoints"))
-    except StartRefused as exc:
-        raise _Refused(exc.code, exc.message, CLOSE_POLICY) from None
+    return first_frame(payload, reserved=("resume_at", "next_utterance", "checkpoints"))
 
 
 async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
@@ -165,9 +139,3 @@ async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
         await relay.send_audio(data)
         return
     await relay.send_control(payload)
-
-
-async def _refuse(websocket: WebSocket, refused: _Refused) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        await websocket.send_text(error_event(refused.code, refused.message, fatal=True).model_dump_json())
-        await websocket.close(refused.close)

@@ -12,21 +12,20 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.auth import Unauthorized, presented_key
 from gateway.deps import Gateway, GatewayDep
 from gateway.live_link import open_live
 from gateway.ratelimit import TooManySessions
 from gateway.realtime.config import SessionConfig
+from gateway.realtime.conversation_replier import VoiceLoopReplier
 from gateway.realtime.protocol import RealtimeError, error_event, new_id
 from gateway.realtime.session import RealtimeSession, Send
-from gateway.realtime.conversation_replier import VoiceLoopReplier
+from voicestack_common.errors import VoicestackError
 from voicestack_common.live import StartMessage
+from voicestack_common.websocket import serve_websocket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
 
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
 # Browsers cannot set headers: OpenAI's clients send the key as a subprotocol instead.
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 
@@ -41,32 +40,32 @@ def _subprotocol_key(websocket: WebSocket) -> tuple[str | None, str | None]:
 async def realtime(websocket: WebSocket, gateway: GatewayDep) -> None:
     """A Realtime session: ``?intent=transcription`` for transcription only."""
     key, subprotocol = _subprotocol_key(websocket)
-    await websocket.accept(subprotocol=subprotocol)
-    host = websocket.client.host if websocket.client else None
 
     async def send(event: dict[str, Any]) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.send_text(json.dumps(event))
 
-    try:
-        caller = gateway.keys.caller(key or presented_key(websocket.headers, websocket.query_params), host)
-    except Unauthorized as exc:
-        error = RealtimeError(exc.message, code=exc.code)
-        await send({"event_id": new_id("event"), **error_event(error, None)})
-        await websocket.close(code=POLICY_VIOLATION, reason=exc.code)
-        return
-    try:
-        gateway.realtime_sessions.take(caller)
-    except TooManySessions as exc:
-        # OpenAI's code for it, as its clients expect
-        error = RealtimeError(exc.message, code="session_limit_reached", kind="rate_limit_error")
-        await send({"event_id": new_id("event"), **error_event(error, None)})
-        await websocket.close(code=TRY_AGAIN_LATER, reason="session_limit_reached")
-        return
-    try:
+    async def face(caller: str) -> None:
         await _serve(websocket, gateway, caller, send)
-    finally:
-        gateway.realtime_sessions.give_back(caller)
+
+    await serve_websocket(
+        websocket,
+        face,
+        describe=_refusal,
+        authenticate=lambda ws: gateway.keys.socket_caller(ws, key),
+        limit=gateway.realtime_sessions,
+        connections=gateway.metrics.ws_connections,
+        subprotocol=subprotocol,
+    )
+
+
+def _refusal(error: VoicestackError) -> str:
+    if isinstance(error, TooManySessions):
+        # OpenAI's code for it, as its clients expect
+        error = RealtimeError(error.message, code="session_limit_reached", kind="rate_limit_error")
+    elif not isinstance(error, RealtimeError):
+        error = RealtimeError(error.message, code=error.code)
+    return json.dumps({"event_id": new_id("event"), **error_event(error, None)})
 
 
 async def _serve(websocket: WebSocket, gateway: Gateway, caller: str, send: Send) -> None:
@@ -85,7 +84,6 @@ async def _serve(websocket: WebSocket, gateway: Gateway, caller: str, send: Send
         else None
     )
     session = RealtimeSession(send, gateway, caller, config, live, replier)
-    gateway.metrics.ws_connections.inc()
     try:
         await session.start()
         while True:
@@ -97,5 +95,4 @@ async def _serve(websocket: WebSocket, gateway: Gateway, caller: str, send: Send
                 continue
             await session.handle(message["text"])
     finally:
-        gateway.metrics.ws_connections.dec()
         await asyncio.shield(session.close())

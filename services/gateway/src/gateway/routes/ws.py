@@ -18,20 +18,19 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from gateway import brokers
-from gateway.auth import Unauthorized, presented_key
 from gateway.conversations.state import Conversations
-from gateway.usecases.voice_chat import VOICE_KINDS, VoiceLoop
 from gateway.deps import Gateway, GatewayDep
 from gateway.schemas import WsSynthesize, WsTranscribe
 from gateway.usecases import synthesis, transcription
+from gateway.usecases.voice_chat import VOICE_KINDS, VoiceLoop
 from voicestack_common.errors import VoicestackError, error_body, validate_as
 from voicestack_common.jsonbody import parse_json
 from voicestack_common.logging import request_id_var
+from voicestack_common.websocket import serve_websocket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["voice"])
 
-POLICY_VIOLATION = 1008
 _KINDS = ("transcribe", "synthesize", "ping")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -194,20 +193,21 @@ def _with_id(message: dict[str, Any], request_id: Any) -> dict[str, Any]:
 @router.websocket("/ws/chat", name="voice_chat")
 async def chat(websocket: WebSocket, gateway: GatewayDep) -> None:
     """Voice chat: ``transcribe``, ``synthesize`` and ``ping`` messages (see docs/gateway.md)."""
-    host = websocket.client.host if websocket.client else None
     session_id = (
         websocket.query_params.get("session_id") or websocket.headers.get("x-session-id") or uuid.uuid4().hex
     )[:128]
-    await websocket.accept()
-    try:
-        caller = gateway.keys.caller(presented_key(websocket.headers, websocket.query_params), host)
-    except Unauthorized as exc:
-        # Browsers cannot read a refused handshake: the reason comes as a message, then the close.
-        await websocket.send_text(json.dumps({"type": "error", **error_body(exc.code, exc.message)}))
-        await websocket.close(code=POLICY_VIOLATION, reason=exc.code)
-        return
-    gateway.metrics.ws_connections.inc()
-    try:
+
+    async def face(caller: str) -> None:
         await ChatSession(websocket, gateway, caller, session_id).run()
-    finally:
-        gateway.metrics.ws_connections.dec()
+
+    await serve_websocket(
+        websocket,
+        face,
+        describe=_refusal,
+        authenticate=gateway.keys.socket_caller,
+        connections=gateway.metrics.ws_connections,
+    )
+
+
+def _refusal(error: VoicestackError) -> str:
+    return json.dumps({"type": "error", **error_body(error.code, error.message)})

@@ -22,14 +22,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from stt_broker.languages import normalize_language
 from stt_broker.live.runtime import LiveRuntime
 from stt_broker.live.session import LiveSession
-from voicestack_common.audio import AudioError
-from voicestack_common.errors import VoicestackError
+from voicestack_common.errors import CLOSE_NORMAL, ClientError, PayloadTooLarge, Saturated, VoicestackError
 from voicestack_common.live import (
-    CLOSE_INVALID_DATA,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
     AudioMessage,
     ClearMessage,
     Closed,
@@ -41,46 +35,40 @@ from voicestack_common.live import (
     error_event,
     first_frame,
 )
+from voicestack_common.websocket import serve_websocket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
-
-_CLOSE_CODES = {
-    "saturated": CLOSE_TRY_AGAIN,
-    "frame_too_large": CLOSE_TOO_BIG,
-    "invalid_start": CLOSE_POLICY,
-    "start_required": CLOSE_POLICY,
-    "idle_timeout": CLOSE_POLICY,
-    "session_too_long": CLOSE_POLICY,
-}
-
-
-class _Fatal(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def close_code(code: str) -> int:
-    """The WebSocket close code that goes with a fatal error code."""
-    if code in _CLOSE_CODES:
-        return _CLOSE_CODES[code]
-    return CLOSE_INVALID_DATA if code.endswith(("audio", "codec")) else CLOSE_POLICY
 
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
     """A live transcription session: audio in, ``partial`` and ``final`` events out."""
     runtime: LiveRuntime = websocket.state.live
-    await websocket.accept()
-    if runtime.open_sessions >= runtime.config.max_sessions:
-        error = error_event("saturated", f"all {runtime.config.max_sessions} live sessions are in use", fatal=True)
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.send_text(error.model_dump_json())
-            await websocket.close(CLOSE_TRY_AGAIN)
-        return
-    await StreamFace(websocket, runtime).run()
+
+    async def face(caller: str) -> None:
+        await StreamFace(websocket, runtime).run()
+
+    # Reached only from inside (the gateway's relay, trusted clients): no key, no Origin check.
+    await serve_websocket(websocket, face, describe=_refusal, limit=_Capacity(runtime))
+
+
+def _refusal(error: VoicestackError) -> str:
+    return error_event(error.code, error.message, fatal=True).model_dump_json()
+
+
+class _Capacity:
+    """``STT_LIVE_MAX_SESSIONS`` as the edge's limit; a session counts itself in the runtime."""
+
+    def __init__(self, runtime: LiveRuntime) -> None:
+        self.runtime = runtime
+
+    def take(self, caller: str) -> None:
+        if self.runtime.open_sessions >= self.runtime.config.max_sessions:
+            raise Saturated(f"all {self.runtime.config.max_sessions} live sessions are in use")
+
+    def give_back(self, caller: str) -> None:
+        """Nothing to give back: the session left the runtime's count when it closed."""
 
 
 class StreamFace:
@@ -115,10 +103,10 @@ class StreamFace:
                 if message is None:
                     return
                 await self._handle(message)
-        except _Fatal as fatal:
-            code = close_code(fatal.code)
+        except VoicestackError as fatal:
+            code = fatal.close_code
             if self.session is None:
-                await self._send_json(error_event(fatal.code, fatal.message, fatal=True).model_dump_json())
+                await self._send_json(_refusal(fatal))
             else:
                 self.session.fail(fatal.code, fatal.message)
         finally:
@@ -138,11 +126,9 @@ class StreamFace:
         """The catalog model the session asked for, or the default for its language."""
         try:
             language = normalize_language(start.language or self.runtime.default_language)
-            return self.runtime.choose(start.model, language)
         except KeyError:
-            raise _Fatal("invalid_start", f"unknown language {start.language!r}") from None
-        except VoicestackError as exc:
-            raise _Fatal(exc.code, exc.message) from None
+            raise StartRefused(f"unknown language {start.language!r}") from None
+        return self.runtime.choose(start.model, language)
 
     async def _receive(self) -> str | bytes | None:
         """The next frame's payload; ``None`` when the client left."""
@@ -150,7 +136,9 @@ class StreamFace:
         while True:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
-                raise _Fatal("session_too_long", f"live sessions last at most {config.max_session_seconds:g} s")
+                raise ClientError(
+                    f"live sessions last at most {config.max_session_seconds:g} s", code="session_too_long"
+                )
             try:
                 message = await asyncio.wait_for(self.websocket.receive(), min(config.idle_timeout, remaining))
                 break
@@ -158,28 +146,27 @@ class StreamFace:
                 # A client that stopped sending while its final is still decoding (a slow or busy
                 # engine) is waiting on us, not idle: only silence with nothing in flight counts.
                 if time.monotonic() < self.deadline and not (self.session is not None and self.session.decoding):
-                    raise _Fatal("idle_timeout", f"nothing received for {config.idle_timeout:g} s") from None
+                    raise ClientError(f"nothing received for {config.idle_timeout:g} s", code="idle_timeout") from None
         if message["type"] == "websocket.disconnect":
             return None
         payload: str | bytes | None = message.get("bytes")
         if payload is None:
             payload = message.get("text") or ""
         if len(payload) > config.max_frame_bytes:
-            raise _Fatal("frame_too_large", f"a message is {len(payload)} bytes; the limit is {config.max_frame_bytes}")
+            raise PayloadTooLarge(
+                f"a message is {len(payload)} bytes; the limit is {config.max_frame_bytes}", code="frame_too_large"
+            )
         return payload
 
     def _first(self, payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
         """The session's ``start`` (explicit, or the PCM16 defaults) and the frame still to handle."""
-        try:
-            message, rest = first_frame(payload)
-        except StartRefused as exc:
-            raise _Fatal(exc.code, exc.message) from None
+        message, rest = first_frame(payload)
         if rest is not None:
             return message, rest
         try:
             normalize_language(message.language)
         except KeyError:
-            raise _Fatal("invalid_start", f"unknown language {message.language!r}") from None
+            raise StartRefused(f"unknown language {message.language!r}") from None
         return message, None
 
     async def _handle(self, payload: str | bytes) -> None:
@@ -211,10 +198,7 @@ class StreamFace:
 
     def _feed(self, data: bytes) -> None:
         assert self.session is not None
-        try:
-            self.session.feed(data)
-        except AudioError as exc:
-            raise _Fatal(exc.code, exc.message) from None
+        self.session.feed(data)  # an ``AudioError`` ends the session with 1007
 
     async def _send_events(self, session: LiveSession) -> None:
         while True:
