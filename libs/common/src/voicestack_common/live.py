@@ -217,13 +217,15 @@ class Closed(_Message):
     reason: str = "stop"
 
 
-ServerEvent = Annotated[
-    Ready | SpeechStarted | Partial | SpeechStopped | Final | ErrorEvent | Checkpoint | Closed,
-    Field(discriminator="type"),
-]
-server_event: TypeAdapter[
-    Ready | SpeechStarted | Partial | SpeechStopped | Final | ErrorEvent | Checkpoint | Closed
-] = TypeAdapter(ServerEvent)
+LiveEvent = Ready | SpeechStarted | Partial | SpeechStopped | Final | ErrorEvent | Checkpoint | Closed
+ServerEvent = Annotated[LiveEvent, Field(discriminator="type")]
+server_event: TypeAdapter[LiveEvent] = TypeAdapter(ServerEvent)
+
+
+def event_json(event: LiveEvent) -> str:
+    """An event as it goes on the wire: unset fields left out, except in a ``final`` (whose ``language``
+    and timings a client may read as null)."""
+    return event.model_dump_json(exclude_none=event.type != "final")
 
 
 def sniff_container(data: bytes) -> str | None:

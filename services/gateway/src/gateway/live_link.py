@@ -9,27 +9,20 @@ core, none of it here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Protocol
-
-from pydantic import ValidationError
 
 from gateway.deps import Gateway
 from gateway.relay import LiveRelay, RelayError
 from voicestack_common.errors import UpstreamError
 from voicestack_common.live import (
     ClearMessage,
-    Closed,
     CommitMessage,
-    ErrorEvent,
     Final,
-    Ready,
+    LiveEvent,
     StartMessage,
     StopMessage,
-    server_event,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,27 +36,19 @@ class LiveLink(Protocol):
     async def clear(self) -> None: ...
     async def stop(self) -> None: ...
     async def close(self) -> None: ...
-    def events(self) -> AsyncIterator[object]: ...
+    def events(self) -> AsyncIterator[LiveEvent]: ...
 
 
 class RelayLive:
-    """A ``LiveLink`` over the gateway's ``LiveRelay``."""
+    """A ``LiveLink`` over the gateway's ``LiveRelay``: the one place a live final becomes a transcript
+    event and a failover is counted, whichever face drives the session."""
 
     def __init__(self, gateway: Gateway, start: StartMessage, session_id: str) -> None:
-        self._events: asyncio.Queue[str] = asyncio.Queue()
+        self.gateway = gateway
         self.session_id = session_id
-
-        async def send_text(text: str) -> None:
-            self._events.put_nowait(text)
-
-        def on_final(final: Final, started_at: datetime) -> None:
-            gateway.events.heard(started_at, session_id, final, self.relay.model)
-
         self.relay = LiveRelay(
             gateway.stt,
             start.model_copy(update={"session_id": session_id}),
-            send_text,
-            on_final,
             max_frame=gateway.settings.live_max_frame_bytes,
         )
 
@@ -73,6 +58,13 @@ class RelayLive:
             await self.relay.open()
         except RelayError as exc:
             raise UpstreamError(exc.message, code=exc.code) from None
+
+    async def send(self, payload: str | bytes) -> None:
+        """A client's frame as it came: audio bytes, or a control message for the core to answer."""
+        if isinstance(payload, bytes):
+            await self.relay.send_audio(payload)
+        else:
+            await self.relay.send_control(payload)
 
     async def send_audio(self, data: bytes) -> None:
         """PCM frames, at most the relay's frame size each."""
@@ -96,20 +88,22 @@ class RelayLive:
         """Leave at once (open decodes are cancelled by the core)."""
         await self.relay.close()
 
-    async def events(self) -> AsyncIterator[object]:
-        """The core's events until the session closes."""
-        while True:
-            text = await self._events.get()
-            try:
-                event = server_event.validate_json(text)
-            except ValidationError:
-                logger.warning("a live event was not understood")
-                continue
-            if isinstance(event, Ready):
-                continue
+    @property
+    def close_code(self) -> int:
+        """How the session ended (once ``events`` ended)."""
+        return self.relay.close_code
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        """The core's events, ``ready`` first, until the session ends (after ``closed``, or a fatal
+        ``error`` when no replica can carry it on)."""
+        relay, failovers = self.relay, 0
+        async for event in relay.events():
+            if relay.failovers > failovers:
+                self.gateway.metrics.live_failovers.inc(relay.failovers - failovers)
+                failovers = relay.failovers
+            if isinstance(event, Final):
+                self.gateway.events.heard(relay.started_at, self.session_id, event, relay.model)
             yield event
-            if isinstance(event, Closed) or (isinstance(event, ErrorEvent) and event.fatal):
-                return
 
 
 async def open_live(gateway: Gateway, start: StartMessage, session_id: str) -> RelayLive:

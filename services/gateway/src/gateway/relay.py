@@ -1,23 +1,21 @@
 """The gateway's live relay: one client socket to one STT replica's ``/v1/stream``, with failover.
 
 The relay holds no pipeline logic: frames go to the broker as they come and
-events come back as they are. It keeps just enough to continue elsewhere:
+events come back, parsed once, from ``events()``. It keeps just enough to continue elsewhere:
 the ``start`` message and the input bytes the broker's ``checkpoint`` events
 say may still be needed (the container header, and the audio from the oldest
 utterance without a final). If the replica's connection drops without a
 ``closed``, the relay opens a session on another replica with
 ``resume_at``/``next_utterance`` and replays those bytes, so the client sees
-no error. Every ``final`` becomes a transcript event for the MQTT bridge.
+no error (a final the new replica decodes again is not passed on twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator
 
 import websockets
 from pydantic import ValidationError
@@ -33,8 +31,10 @@ from voicestack_common.live import (
     Closed,
     ErrorEvent,
     Final,
+    LiveEvent,
     Ready,
     StartMessage,
+    error_event,
     server_event,
 )
 
@@ -46,8 +46,6 @@ MAX_FAILOVERS = 3
 OPEN_TIMEOUT_S = 10.0
 # Replay goes out in frames of at most this many bytes.
 REPLAY_FRAME = 32 * 1024
-
-SendText = Callable[[str], Awaitable[None]]
 
 
 class RelayError(VoicestackError):
@@ -110,39 +108,36 @@ def stream_url(replica: Replica) -> str:
 
 
 class LiveRelay:
-    """One client's live session, relayed to a replica; ``events`` sink gets each final."""
+    """One client's live session, relayed to a replica: input in, the core's events out (``events``)."""
 
-    def __init__(
-        self,
-        stt: ReplicaSet,
-        start: StartMessage,
-        send_text: SendText,
-        on_final: Callable[[Final, datetime], None],
-        *,
-        max_frame: int,
-    ) -> None:
+    def __init__(self, stt: ReplicaSet, start: StartMessage, *, max_frame: int) -> None:
         self.stt = stt
         self.start = start
-        self.send_text = send_text
-        self.on_final = on_final
         self.max_frame = max_frame
         self.log = ReplayLog()
         self.broker: ClientConnection | None = None
         self.replica: Replica | None = None
         self.failovers = 0
         self.stopping = False
-        self.closed = asyncio.Event()
         self.close_code = CLOSE_NORMAL
         self.started_at = utc_now()
         self._ready_sent = False
         self.last_final = 0
         self.model: str | None = None
+        self._events: asyncio.Queue[LiveEvent | None] = asyncio.Queue()  # ``None``: no more
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Open the first broker session (``RelayError`` when no replica takes it)."""
         await self._connect(exclude=None)
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        """The session's events as the core sends them, ``ready`` first, until ``closed`` or a fatal
+        ``error`` (the relay's own, when no replica can carry the session on); ``close_code`` then says
+        how the session ended."""
+        while (event := await self._events.get()) is not None:
+            yield event
 
     async def send_audio(self, data: bytes) -> None:
         """Input bytes for the broker (kept for a replay)."""
@@ -221,7 +216,7 @@ class LiveRelay:
             else:
                 self._ready_sent = True
                 self.model = first.model
-                await self.send_text(first.model_dump_json())
+                self._events.put_nowait(first)
             return broker
         except BaseException:
             with contextlib.suppress(Exception):
@@ -249,18 +244,15 @@ class LiveRelay:
                     continue  # a replica that took over re-decoded it: the client has it already
                 if isinstance(event, Final):
                     self.last_final = event.utterance_id
-                    self.on_final(event, self.started_at)
-                await self.send_text(message if isinstance(message, str) else message.decode())
+                self._events.put_nowait(event)
                 if isinstance(event, Closed):
-                    self.close_code = await _close_code_of(broker, event)
-                    self.closed.set()
+                    self._end(await _close_code_of(broker, event))
                     return
         except ConnectionClosed:
             pass
         except Exception:
             logger.exception("live relay failed")
-            self.close_code = CLOSE_INTERNAL
-            self.closed.set()
+            self._end(CLOSE_INTERNAL)
             return
         # No ``closed``: the replica went away mid-session.
         self.stt.mark(replica, False, "live session dropped")
@@ -268,7 +260,7 @@ class LiveRelay:
 
     async def _failover(self, dead: Replica) -> None:
         if self.failovers >= MAX_FAILOVERS:
-            await self._give_up("upstream_unavailable", "the STT replicas keep dropping this session")
+            self._give_up("upstream_unavailable", "the STT replicas keep dropping this session")
             return
         self.failovers += 1
         logger.warning("live session moves to another STT replica", extra={"replica": dead.url})
@@ -277,15 +269,17 @@ class LiveRelay:
             try:
                 await self._connect(exclude=dead)
             except RelayError as exc:
-                await self._give_up(exc.code, exc.message)
+                self._give_up(exc.code, exc.message)
                 return
 
-    async def _give_up(self, code: str, message: str) -> None:
-        body = {"type": "error", "error": {"code": code, "message": message}, "fatal": True}
-        with contextlib.suppress(Exception):
-            await self.send_text(json.dumps(body))
-        self.close_code = CLOSE_TRY_AGAIN
-        self.closed.set()
+    def _give_up(self, code: str, message: str) -> None:
+        self._events.put_nowait(error_event(code, message, fatal=True))
+        self._end(CLOSE_TRY_AGAIN)
+
+    def _end(self, close_code: int) -> None:
+        """No more events: the session ended with ``close_code``."""
+        self.close_code = close_code
+        self._events.put_nowait(None)
 
 
 class _Saturated(Exception):

@@ -2,9 +2,10 @@
 
 The loop's audio goes to a live session in the STT broker (``/v1/stream``, through the gateway's
 ``LiveRelay`` with replica failover; ``gateway.live_link``, the same link the Realtime face drives).
-The core does the speech work (Silero VAD, endpointing, partials, finals); this face only passes its
-events on, in the live-transcription wire shape (docs/live.md): ``speech_started``, ``partial``,
-``speech_stopped``, ``final``, with the final's ``transcribe_ms`` (end of speech → final) added.
+The core does the speech work (Silero VAD, endpointing, partials, finals); ``events()`` passes its
+events on, typed, in the live-transcription wire shape (docs/live.md): ``speech_started``, ``partial``,
+``speech_stopped``, ``final`` (a ``HeardFinal``: with its duration, model and ``transcribe_ms``, end of
+speech → final), ``error``.
 
 The session opens on the first audio. A chat client is often silent for long (listening to a reply);
 when the core closes an idle session, the next audio opens a new one.
@@ -16,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from gateway.deps import Gateway
 from gateway.live_link import LiveLink, open_live
@@ -39,18 +39,27 @@ QUIET_CLOSES = frozenset({"idle_timeout"})
 # Core errors a chat client need not see: a ``commit`` after the core's VAD already ended the utterance.
 QUIET_ERRORS = frozenset({"nothing_to_commit"})
 
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
-OpenLink = Callable[[StartMessage], Awaitable[LiveLink]]
+
+class HeardFinal(Final):
+    """A ``final`` as the chat socket sends it: with what the voice loop keeps of the transcription."""
+
+    duration_seconds: float
+    model: str | None = None
+    transcribe_ms: float
+    """From the end of speech (the silence rule, or the client's ``commit``) to this final."""
+
+
+Heard = SpeechStarted | Partial | SpeechStopped | HeardFinal | ErrorEvent
 
 
 class LiveRecognizer:
-    """Feed PCM16 mono at ``start.sample_rate``; the core's events go to ``emit``."""
+    """Feed PCM16 mono at ``start.sample_rate``; read the core's events from ``events()``."""
 
-    def __init__(self, gateway: Gateway, emit: Emit, start: StartMessage, session_id: str, caller: str) -> None:
+    def __init__(self, gateway: Gateway, start: StartMessage, session_id: str, caller: str) -> None:
         self.gateway = gateway
         self.caller = caller
-        self.emit = emit
         self.start = start
+        self._heard: asyncio.Queue[Heard | None] = asyncio.Queue()  # ``None``: closed
         self.session_id = session_id
         self.link: LiveLink | None = None
         self.model: str | None = None
@@ -102,7 +111,7 @@ class LiveRecognizer:
     async def _pump(self, link: LiveLink) -> None:
         try:
             async for event in link.events():
-                await self._on_core(event)
+                self._on_core(event)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -111,38 +120,43 @@ class LiveRecognizer:
             with contextlib.suppress(Exception):
                 await link.close()
 
-    async def _on_core(self, event: object) -> None:
+    async def events(self) -> AsyncIterator[Heard]:
+        """What the core hears, across the sessions it opens, until ``aclose``."""
+        while (event := await self._heard.get()) is not None:
+            yield event
+
+    def _on_core(self, event: object) -> None:
         now = time.perf_counter()
         if isinstance(event, SpeechStarted):
             self.open_utterance = event.utterance_id
-            await self.emit(event.model_dump())
+            self._heard.put_nowait(event)
         elif isinstance(event, Partial):
-            await self.emit(event.model_dump())
+            self._heard.put_nowait(event)
         elif isinstance(event, SpeechStopped):
             self.open_utterance = None
             # a commit said so first; the core's VAD says so when it sees the silence
             self.ended[event.utterance_id] = min(now, self.committed_at or now)
             self.committed_at = None
-            await self.emit(event.model_dump())
+            self._heard.put_nowait(event)
         elif isinstance(event, Final):
             ended = self.ended.pop(event.utterance_id, now)
-            body: dict[str, Any] = event.model_dump(exclude_none=True)
-            body.update(
-                text=event.text.strip(),
-                duration_seconds=round(max(event.end - event.start, 0.0), 3),
-                model=self.model,
-                transcribe_ms=round((now - ended) * 1000, 1),
-            )
-            await self.emit(body)
+            fields = {
+                "text": event.text.strip(),
+                "duration_seconds": round(max(event.end - event.start, 0.0), 3),
+                "model": self.model,
+                "transcribe_ms": round((now - ended) * 1000, 1),
+            }
+            self._heard.put_nowait(HeardFinal.model_validate({**event.model_dump(), **fields}))
         elif isinstance(event, ErrorEvent):
             code = event.error.code
             if code in QUIET_ERRORS or (event.fatal and code in QUIET_CLOSES):
                 self.committed_at = None
                 return
-            await self.emit(event.model_dump(exclude_none=True))
+            self._heard.put_nowait(event)
 
     async def aclose(self) -> None:
-        """Close the live session (its open decodes are cancelled by the core)."""
+        """Close the live session (its open decodes are cancelled by the core); ``events`` ends."""
+        self._heard.put_nowait(None)
         link, pump = self.link, self.pump
         if link is None or not self._drop(link):
             return
@@ -156,18 +170,14 @@ class LiveRecognizer:
 def live_start(
     *, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool, model: str | None = None
 ) -> StartMessage:
-    """The core session a conversation asks for: PCM16 mono as the client sends it (``ValueError`` when
-    this STT contract has no ``model``)."""
-    fields: dict[str, Any] = {
-        "format": "pcm16",
-        "sample_rate": sample_rate,
-        "channels": 1,
-        "language": language,
-        "partials": partials,
-        "silence_ms": silence_ms,
-    }
-    if model is not None:
-        if "model" not in StartMessage.model_fields:
-            raise ValueError("choosing a speech-to-text model needs a newer STT contract")
-        fields["model"] = model
-    return StartMessage.model_validate(fields)
+    """The core session a conversation asks for: PCM16 mono as the client sends it (``ValidationError``
+    for a value the core refuses)."""
+    return StartMessage(
+        format="pcm16",
+        sample_rate=sample_rate,
+        channels=1,
+        language=language,
+        partials=partials,
+        silence_ms=silence_ms,
+        model=model,
+    )

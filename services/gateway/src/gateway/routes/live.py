@@ -13,16 +13,15 @@ import binascii
 import contextlib
 import logging
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.deps import Gateway, GatewayDep
-from gateway.relay import LiveRelay
+from gateway.live_link import RelayLive, open_live
 from voicestack_common.errors import PayloadTooLarge, VoicestackError
 from voicestack_common.jsonbody import parse_json
-from voicestack_common.live import Final, StartMessage, error_event, first_frame
+from voicestack_common.live import StartMessage, error_event, event_json, first_frame
 from voicestack_common.websocket import serve_websocket
 
 logger = logging.getLogger(__name__)
@@ -57,52 +56,45 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
         return
     start, pending = _start_of(first)
     session_id = start.session_id or websocket.query_params.get("session_id") or uuid.uuid4().hex
-    start = start.model_copy(update={"session_id": session_id[:128]})
-    lock = asyncio.Lock()
+    link = await open_live(gateway, start, session_id[:128])
 
-    async def send_text(text: str) -> None:
-        async with lock:
-            if websocket.client_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    await websocket.send_text(text)
+    async def send(text: str) -> None:
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await websocket.send_text(text)
 
-    def on_final(final: Final, started_at: datetime) -> None:
-        gateway.events.heard(started_at, session_id, final, relay.model)
+    async def pass_events() -> None:
+        async for event in link.events():
+            await send(event_json(event))
 
-    relay = LiveRelay(gateway.stt, start, send_text, on_final, max_frame=max_frame)
-    await relay.open()
-    failovers = 0
+    events = asyncio.ensure_future(pass_events())
     try:
         if pending is not None:
-            await _forward(relay, pending)
-        closed = asyncio.ensure_future(relay.closed.wait())
+            await _forward(link, pending)
         while True:
-            if relay.failovers > failovers:
-                gateway.metrics.live_failovers.inc(relay.failovers - failovers)
-                failovers = relay.failovers
             receive = asyncio.ensure_future(_receive(websocket, max_frame))
-            done, _ = await asyncio.wait({receive, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
+            done, _ = await asyncio.wait({receive, events}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:  # the session ended
                 receive.cancel()
                 break
             try:
                 payload = receive.result()
             except VoicestackError as refused:
-                closed.cancel()
-                await send_text(_refusal(refused))
-                await relay.close()
+                events.cancel()
+                await send(_refusal(refused))
+                await link.close()
                 with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                     await websocket.close(refused.close_code, reason=refused.code)
                 return
             if payload is None:
-                closed.cancel()
                 break
-            await _forward(relay, payload)
+            await _forward(link, payload)
     finally:
-        await relay.close()
-    if relay.closed.is_set() and websocket.client_state == WebSocketState.CONNECTED:
+        events.cancel()
+        await link.close()
+    if events.done() and not events.cancelled() and websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.close(relay.close_code)
+            await websocket.close(link.close_code)
 
 
 async def _receive(websocket: WebSocket, max_frame: int) -> str | bytes | None:
@@ -122,9 +114,9 @@ def _start_of(payload: str | bytes) -> tuple[StartMessage, str | bytes | None]:
     return first_frame(payload, reserved=("resume_at", "next_utterance", "checkpoints"))
 
 
-async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
+async def _forward(link: RelayLive, payload: str | bytes) -> None:
     if isinstance(payload, bytes):
-        await relay.send_audio(payload)
+        await link.send(payload)
         return
     try:
         message = parse_json(payload, "message")
@@ -134,8 +126,8 @@ async def _forward(relay: LiveRelay, payload: str | bytes) -> None:
         try:
             data = base64.b64decode(message["audio_base64"], validate=True)
         except (binascii.Error, ValueError):
-            await relay.send_control(payload)  # the broker answers invalid_base64
+            await link.send(payload)  # the broker answers invalid_base64
             return
-        await relay.send_audio(data)
+        await link.send(data)
         return
-    await relay.send_control(payload)
+    await link.send(payload)

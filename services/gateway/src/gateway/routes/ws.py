@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
 from gateway import brokers
@@ -52,13 +53,14 @@ class ChatSession:
         self.closed = False
         self.count = 0
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """Send one JSON message (a client that left is no error)."""
+    async def send(self, message: dict[str, Any] | BaseModel) -> None:
+        """Send one JSON message, a model's unset fields left out (a client that left is no error)."""
+        text = message.model_dump_json(exclude_none=True) if isinstance(message, BaseModel) else json.dumps(message)
         async with self.sent:
             if self.closed:
                 return
             try:
-                await self.websocket.send_text(json.dumps(message))
+                await self.websocket.send_text(text)
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.closed = True
 

@@ -33,7 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway import brokers
 from gateway.conversations.client import owner_of
-from gateway.conversations.recognizer import DEFAULT_SILENCE_MS, SAMPLE_RATE, LiveRecognizer, live_start
+from gateway.conversations.recognizer import (
+    DEFAULT_SILENCE_MS,
+    SAMPLE_RATE,
+    Heard,
+    HeardFinal,
+    LiveRecognizer,
+    live_start,
+)
 from gateway.conversations.state import Conversations
 from gateway.deps import Gateway
 from gateway.usecases.spoken_reply import Reply, ReplyDone, ReplyFailed, SpokenPiece, Voice
@@ -45,11 +52,12 @@ from voicestack_common.contracts.conversation import (
     TurnStarted,
 )
 from voicestack_common.errors import VoicestackError
+from voicestack_common.live import SpeechStarted, SpeechStopped
 
 logger = logging.getLogger(__name__)
 
 VOICE_KINDS = frozenset({"start_conversation", "audio", "commit", "playback", "cancel", "text", "end_conversation"})
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[dict[str, Any] | BaseModel], Awaitable[None]]
 Error = Callable[..., Awaitable[None]]
 
 
@@ -102,6 +110,7 @@ class VoiceLoop:
         self.start: StartConversation | None = None
         self.conversation_id: str | None = None
         self.recognizer: LiveRecognizer | None = None
+        self.hearing: asyncio.Task[None] | None = None
         self.reply: Reply | None = None
         self.reply_task: asyncio.Task[None] | None = None
         self.first_audio_at = 0.0
@@ -207,22 +216,35 @@ class VoiceLoop:
         except ValueError as exc:
             await self.error("invalid_request", str(exc), request_id)
             return
-        self.recognizer = LiveRecognizer(self.gateway, self._on_recognition, core, self.session_id, self.caller)
+        self.recognizer = LiveRecognizer(self.gateway, core, self.session_id, self.caller)
+        self.hearing = asyncio.create_task(self._hear(self.recognizer))
         message = {"type": "conversation.started", "conversation_id": conversation_id, "messages": messages}
         await self.send({**message, "id": request_id} if request_id is not None else message)
 
-    async def _on_recognition(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "speech_started" and self._replying():
+    async def _hear(self, recognizer: LiveRecognizer) -> None:
+        """The recognizer's events, each passed to the client, a final answered."""
+        async for event in recognizer.events():
+            try:
+                await self._on_recognition(event)
+            except Exception:
+                logger.exception("voice loop: a recognition event failed")
+
+    async def _on_recognition(self, event: Heard) -> None:
+        if isinstance(event, SpeechStarted) and self._replying():
             await self._cancel("barge_in")
-        if kind == "speech_stopped":
+        if isinstance(event, SpeechStopped):
             if not self.committed:  # the core's VAD heard the end (a commit already marked it)
                 self.speech_end = time.perf_counter()
             self.committed = False
         await self.send(event)
-        if kind == "final" and event.get("text"):
-            transcript = {k: event.get(k) for k in ("language", "confidence", "duration_seconds", "model")}
-            self._respond(event["text"], transcript, transcribe_ms=event.get("transcribe_ms"))
+        if isinstance(event, HeardFinal) and event.text:
+            transcript = {
+                "language": event.language,
+                "confidence": event.confidence,
+                "duration_seconds": event.duration_seconds,
+                "model": event.model,
+            }
+            self._respond(event.text, transcript, transcribe_ms=event.transcribe_ms)
 
     def _replying(self) -> bool:
         """Whether a reply is being made or (by the clock, or the client's report) still played."""
@@ -341,4 +363,7 @@ class VoiceLoop:
             await asyncio.gather(self.reply_task, return_exceptions=True)
         if self.recognizer is not None:
             await self.recognizer.aclose()
-        self.reply = self.reply_task = self.recognizer = None
+        if self.hearing is not None:
+            self.hearing.cancel()
+            await asyncio.gather(self.hearing, return_exceptions=True)
+        self.reply = self.reply_task = self.recognizer = self.hearing = None

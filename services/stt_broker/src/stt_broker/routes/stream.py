@@ -33,6 +33,7 @@ from voicestack_common.live import (
     StopMessage,
     client_message,
     error_event,
+    event_json,
     first_frame,
 )
 from voicestack_common.websocket import serve_websocket
@@ -203,7 +204,7 @@ class StreamFace:
     async def _send_events(self, session: LiveSession) -> None:
         while True:
             event = await session.next_event()
-            if not await self._send_json(event.model_dump_json(exclude_none=event.type != "final")):
+            if not await self._send_json(event_json(event)):
                 return
             if isinstance(event, Closed):
                 return
