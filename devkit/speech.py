@@ -8,6 +8,7 @@ second run of the suite does not synthesize them again.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def kokoro_speech(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> Pcm
     if not path.is_file():
         samples, rate = _kokoro().create(text, voice=voice, speed=speed, lang="en-us")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # test workers may make the same clip at once
         tmp.write_bytes(encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
         tmp.replace(path)
     return decode_audio(path.read_bytes(), sample_rate=24_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -66,3 +67,31 @@ def openai_server() -> Iterator[str]:
         process.wait(10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+# The modules that take longest, in that order, run first: with ``-n 2`` (scripts/test.sh) a worker
+# that draws one of them late would run alone at the end. Measured on the 2-core VM, 2026-12-07.
+LONGEST_FIRST = (
+    "tests/reliability/test_load.py",
+    "tests/reliability/test_leaks.py",
+    "tests/stack/test_up_e2e.py",
+    "tests/reliability/test_fault_stack.py",
+    "tests/gateway/test_conversations.py",
+    "tests/reliability/test_fuzz_http.py",
+    "tests/realtime/test_conversation.py",
+    "tests/reliability/test_fault_mqtt.py",
+    "tests/stt_broker/test_wer.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker inherits ``COLUMNS=80`` from execnet; without it the CLI's tables take the width
+    each test asks for, as in a plain run."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.pop("COLUMNS", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first (``--dist loadfile --no-loadscope-reorder`` keeps this order)."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
