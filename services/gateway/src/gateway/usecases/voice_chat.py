@@ -332,7 +332,8 @@ class VoiceLoop:
                         "audio_seconds": round(reply.audio_seconds, 3),
                         "timings": timings,
                         "status": done.message.status if done is not None else None,
-                        "voice": reply.voice.voice,
+                        # the voice chosen, else the broker's default that spoke it
+                        "voice": reply.voice.voice or next((p.voice for p in reply.sent), None),
                         "lang_code": reply.voice.lang_code,
                     }
                 )
