@@ -17,7 +17,15 @@ from starlette.background import BackgroundTask
 
 from voicestack_common.contracts.audio import AUDIO_HEADERS, audio_seconds
 from voicestack_common.errors import UpstreamError
-from voicestack_common.streaming import SSE_MEDIA_TYPE, CutOffStreamingResponse, StreamCutOff, error_event, sse_event
+from voicestack_common.streaming import (
+    SSE_MEDIA_TYPE,
+    CutOffStreamingResponse,
+    ServerSentEvent,
+    SseDecoder,
+    StreamCutOff,
+    error_event,
+    sse_event,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +59,38 @@ class AudioTap:
 
 
 class SseTap:
-    """Parses relayed server-sent events; calls ``done(events by type)`` once the stream completed."""
+    """Reads relayed server-sent events (the shared ``SseDecoder``); calls ``done(events by type)`` once
+    the stream completed."""
 
     def __init__(self, done: Callable[[dict[str, dict[str, Any]]], None]) -> None:
         self.done = done
         self.buffer = b""
+        self.decoder = SseDecoder()
         self.events: dict[str, dict[str, Any]] = {}
 
     def feed(self, chunk: bytes) -> None:
-        """Keep the last event of each type (audio deltas are not kept)."""
+        """Keep the last event of each type (audio deltas are not kept, nor parsed)."""
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            if not line.startswith(b"data:") or b'"speech.audio.delta"' in line:
-                continue
-            try:
-                event = json.loads(line[5:])
-            except ValueError:
-                continue
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                self.events[event["type"]] = event
+            self._keep(self.decoder.line(line.rstrip(b"\r").decode("utf-8", "replace")))
 
     def finish(self) -> None:
-        """Hand over what was seen."""
+        """Hand over what was seen (an event the stream ended without its blank line counts)."""
+        if self.buffer:
+            self._keep(self.decoder.line(self.buffer.rstrip(b"\r").decode("utf-8", "replace")))
+        self._keep(self.decoder.end())
         self.done(self.events)
+
+    def _keep(self, sse: ServerSentEvent | None) -> None:
+        if sse is None or '"speech.audio.delta"' in sse.data:
+            return
+        try:
+            event = json.loads(sse.data)
+        except ValueError:
+            return
+        if isinstance(event, dict) and isinstance(event.get("type"), str):
+            self.events[event["type"]] = event
 
 
 def passed_headers(upstream: httpx.Response) -> dict[str, str]:

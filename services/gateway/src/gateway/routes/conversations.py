@@ -16,6 +16,7 @@ from gateway.conversations.state import ConversationsDep
 from gateway.deps import CallerDep, GatewayDep, limit_transcribe
 from gateway.schemas import errors as common_errors
 from gateway.usecases import device_reply
+from gateway.usecases.voice_message import Upload
 from gateway.usecases.voice_message import voice_message as voice_message_flow
 from voicestack_common.contracts.conversation import ID_PATTERN as ID
 from voicestack_common.encode import FORMATS
@@ -116,8 +117,8 @@ def _check_id(value: str) -> None:
         raise InvalidRequest("a conversation id is 1 to 64 letters, digits or ._:-", code="invalid_conversation_id")
 
 
-async def _upload_audio(request: Request) -> tuple[bytes, str, str]:
-    """The audio of a raw-body or multipart upload: (bytes, filename, content type); 400 when empty."""
+async def _upload_audio(request: Request) -> Upload:
+    """The audio of a raw-body or multipart upload; 400 when empty."""
     media = media_type(request.headers)
     if media == "multipart/form-data":
         async with request.form(max_files=4, max_fields=16) as form:
@@ -130,7 +131,7 @@ async def _upload_audio(request: Request) -> tuple[bytes, str, str]:
         data, filename, media = await request.body(), "audio", media or "application/octet-stream"
     if not data:
         raise ClientError("the upload is empty", code="empty_body")
-    return data, filename, media
+    return Upload(data, filename, media)
 
 
 @seeds.post(
@@ -153,14 +154,11 @@ async def voice_message(
 ) -> dict[str, Any]:
     """Multipart ``file`` → transcript → stored user message → reply → the guide's message shape with
     ``assistant_response`` (the stored reply) and ``assistant_audio`` (base64)."""
-    audio, filename, media = await _upload_audio(request)
     return await voice_message_flow(
         gateway,
         conversations.client,
         owner_of(caller),
-        audio=audio,
-        filename=filename,
-        content_type=media,
+        await _upload_audio(request),
         conversation_id=conversation_id,
         user_id=user_id,
         language=language,
@@ -193,14 +191,11 @@ async def upload(
 ) -> dict[str, Any]:
     """Transcribes at once (bad audio is this call's error); the reply is made in the background.
     A new upload replaces a reply still being made (the old one counts as interrupted)."""
-    audio, filename, media = await _upload_audio(request)
     conversation, transcript = await device_reply.upload(
         gateway,
         conversations,
         owner_of(caller),
-        audio=audio,
-        filename=filename,
-        content_type=media,
+        await _upload_audio(request),
         session=session,
         language=language,
         voice=voice,

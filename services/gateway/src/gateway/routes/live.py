@@ -77,20 +77,13 @@ async def _serve(websocket: WebSocket, gateway: Gateway) -> None:
             if receive not in done:  # the session ended
                 receive.cancel()
                 break
-            try:
-                payload = receive.result()
-            except VoicestackError as refused:
-                events.cancel()
-                await send(_refusal(refused))
-                await link.close()
-                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    await websocket.close(refused.close_code, reason=refused.code)
-                return
+            payload = receive.result()  # a frame over the limit: the edge refuses the socket
             if payload is None:
                 break
             await _forward(link, payload)
     finally:
         events.cancel()
+        await asyncio.gather(events, return_exceptions=True)
         await link.close()
     if events.done() and not events.cancelled() and websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):

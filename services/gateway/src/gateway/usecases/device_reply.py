@@ -17,7 +17,7 @@ import time
 from gateway.conversations.state import Conversations, DeviceTurn
 from gateway.deps import Gateway
 from gateway.usecases.spoken_reply import Reply, ReplyFailed, SpokenPiece, Voice
-from gateway.usecases.voice_message import NoSpeech, hear, responder_error, transcript_metadata
+from gateway.usecases.voice_message import NoSpeech, Upload, hear, responder_error, transcript_metadata
 from voicestack_common.contracts.conversation import (
     DeliveryBegin,
     DeliveryDone,
@@ -44,10 +44,8 @@ async def upload(
     gateway: Gateway,
     conversations: Conversations,
     owner: str,
+    upload: Upload,
     *,
-    audio: bytes,
-    filename: str,
-    content_type: str,
     session: str,
     language: str | None,
     voice: str | None,
@@ -56,9 +54,7 @@ async def upload(
 ) -> tuple[str, str]:
     """Transcribe now (bad audio is the upload's error) and start the reply in the background;
     ``(conversation id, transcript)``."""
-    heard = await hear(
-        gateway, audio, filename=filename, content_type=content_type, language=language, session=session, check=False
-    )
+    heard = await hear(gateway, upload, language=language, session=session, check=False)
     key = f"{owner}/{session}"
     if (previous := conversations.devices.pop(key, None)) is not None:
         await previous.stop()  # even when this upload holds no speech: the device spoke again
@@ -101,10 +97,9 @@ async def _deliver(conversations: Conversations, key: str, turn: DeviceTurn, ses
                     error = DeliveryError(code=event.error.code, message=event.error.message)
         await client.finish_delivery(reply.owner, session, DeliveryDone(turn=delivery, error=error))
     except VoicestackError as exc:
+        await reply.cancel()
         if exc.code != "delivery_superseded":  # else a newer upload of the device, or nobody fetched it in time
             logger.warning("device turn failed: %s", exc.code)
-        await reply.cancel()
-        if exc.code != "delivery_superseded":
             failed = DeliveryError(code=exc.code, message=exc.message)
             with contextlib.suppress(Exception):
                 await client.finish_delivery(reply.owner, session, DeliveryDone(turn=delivery, error=failed))

@@ -7,6 +7,7 @@ records its event), the turn is the conversation service's.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.conversations.client import ConversationClient
@@ -31,6 +32,15 @@ def transcript_metadata(result: TranscribeResponse) -> dict[str, Any]:
     return result.model_dump(exclude={"text"})
 
 
+@dataclass(frozen=True)
+class Upload:
+    """Uploaded speech: a raw body or a multipart file."""
+
+    audio: bytes
+    filename: str
+    content_type: str
+
+
 class NoSpeech(InvalidRequest):
     """The upload holds no speech."""
 
@@ -46,18 +56,16 @@ def responder_error(error: ErrorDetail | DeliveryError | None) -> VoicestackErro
 
 
 async def hear(
-    gateway: Gateway,
-    audio: bytes,
-    *,
-    filename: str,
-    content_type: str,
-    language: str | None,
-    session: str | None,
-    check: bool = True,
+    gateway: Gateway, upload: Upload, *, language: str | None, session: str | None, check: bool = True
 ) -> TranscribeResponse:
     """The upload's transcript, and its event; ``check``: 422 ``no_speech`` when nothing was said."""
     result = await transcription.transcribe(
-        gateway, io.BytesIO(audio), filename=filename, content_type=content_type, language=language, session=session
+        gateway,
+        io.BytesIO(upload.audio),
+        filename=upload.filename,
+        content_type=upload.content_type,
+        language=language,
+        session=session,
     )
     if check and not result.text.strip():
         raise NoSpeech("no speech was heard in the audio")
@@ -68,10 +76,8 @@ async def voice_message(
     gateway: Gateway,
     client: ConversationClient,
     owner: str,
+    upload: Upload,
     *,
-    audio: bytes,
-    filename: str,
-    content_type: str,
     conversation_id: str,
     user_id: str,
     language: str,
@@ -80,9 +86,7 @@ async def voice_message(
     format: str,
 ) -> dict[str, Any]:
     """The guide's message shape with ``assistant_response`` (the stored reply) and ``assistant_audio``."""
-    heard = await hear(
-        gateway, audio, filename=filename, content_type=content_type, language=language, session=conversation_id
-    )
+    heard = await hear(gateway, upload, language=language, session=conversation_id)
     body = TurnRequest(
         text=heard.text, user_id=user_id, language=language, transcript=transcript_metadata(heard), create=create
     )
