@@ -3,10 +3,12 @@ audio scheduled in the page's audio graph, barge-in, and past conversations (lis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import Request, Response
 
 from conversation.app import create_app as create_conversation
 from devkit.servers import serve
@@ -22,6 +24,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 QUESTION = "What is the weather like in Paris today?"
 # Three sentences: the echo reply is spoken as three pieces, scheduled one after the other.
 HEARD_BEFORE_BARGE_IN = 0.8  # seconds of the reply played before the user talks over it
+SLOW_START_S = 1.0  # longer than the page's pre-roll and the microphone file's silent lead together
 TYPED = "Good morning. Tell me about the sea. Thank you very much."
 
 
@@ -30,7 +33,16 @@ def page_chat_url(stt_url: str, tts_url: str, tmp_path_factory: pytest.TempPathF
     """The gateway with the real brokers and a conversation service answering with ``echo``."""
     database = tmp_path_factory.mktemp("page-conversations") / "store.sqlite3"
     settings = conversation_settings(f"sqlite:///{database}", allowed_responders=["echo", "openai"])
-    with serve(create_conversation(settings)) as conversation_url:
+    conversation = create_conversation(settings)
+
+    @conversation.middleware("http")
+    async def slow_start(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # A conversation that takes a second to start: the words said meanwhile must not be lost.
+        if request.method == "POST" and request.url.path == "/v1/conversations":
+            await asyncio.sleep(SLOW_START_S)
+        return await call_next(request)
+
+    with serve(conversation) as conversation_url:
         settings = gateway_settings(stt_urls=stt_url, tts_urls=tts_url, conversation_urls=conversation_url)
         with serve(create_app(settings)) as url:
             yield url

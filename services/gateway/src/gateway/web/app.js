@@ -561,8 +561,9 @@ function setConversation(id, title) {
   $("conversation-title").textContent = title ? `— ${title}` : `— ${id.slice(0, 8)}`;
 }
 
-async function openChat() {
-  if (state.chat && state.chat.isOpen) return state.chat;
+/** The open chat, or a new one and the promise of its opening (audio sent meanwhile waits in its queue). */
+function chatSession() {
+  if (state.chat && state.chat.isOpen) return { chat: state.chat, opened: Promise.resolve(state.chat) };
   if (capture.kind === "recorder") {
     throw new PageError("no_pcm", "Conversations need an AudioWorklet (16 kHz PCM), which this browser lacks.");
   }
@@ -581,16 +582,24 @@ async function openChat() {
     },
   });
   state.chat = chat;
-  await chat.open();
-  stats.liveSessions += 1;
-  return chat;
+  const opened = chat.open().then(() => {
+    stats.liveSessions += 1;
+    return chat;
+  });
+  return { chat, opened };
+}
+
+async function openChat() {
+  return chatSession().opened;
 }
 
 async function startConversationTurn() {
   if (state.reply || player.playing) bargeIn("button");
-  const chat = await openChat();
+  // Capture starts before the chat is ready: words said while it opens wait in its queue, not lost.
+  const { chat, opened } = chatSession();
   state.turn = chat;
   capture.start();
+  await opened;
 }
 
 async function endConversationTurn() {
