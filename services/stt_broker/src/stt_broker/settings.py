@@ -256,6 +256,32 @@ class SttSettings(ServiceSettings):
     then costs a fraction of a final, and one still running when the utterance ends delays its final
     less (whisper.cpp cannot stop an encoder pass)."""
 
+    live_fit_finals: bool = True
+    """Decode live finals with the encoder context fitted to the utterance too: tiny.en's word error rate
+    on bench_wer's set is the same (docs/benchmarks.md), and a short question's final costs a third."""
+
+    live_end_of_turn: Literal["model", "silence"] = "silence"
+    """How a live utterance ends, unless the session's ``start`` says otherwise (the gateway's voice chat
+    asks for ``model``). ``model``: at each pause of ``live_turn_pause_ms`` the Smart Turn model hears
+    whether the speaker has finished; yes ends the utterance there, no lets the pause run on up to
+    ``live_turn_max_silence_ms``: a turn of conversation, which may hold several sentences. ``silence``:
+    after ``live_silence_ms`` (the session's ``silence_ms``) of silence: an utterance per sentence or
+    phrase, as dictation wants. Without the model file, always ``silence``."""
+
+    live_turn_pause_ms: int = Field(default=200, ge=64, le=2_000)
+    """The pause after which the turn model is asked (``end_of_turn=model``); a decode of the utterance
+    starts there too, in either mode, so that its final is ready when the utterance ends."""
+
+    live_turn_max_silence_ms: int = Field(default=2_000, ge=200, le=10_000)
+    """With ``end_of_turn=model``: the longest pause the model may hold the utterance open for."""
+
+    live_turn_threshold: float = Field(default=0.5, gt=0, lt=1)
+    """The turn model's probability above which the speaker has finished."""
+
+    turn_model_path: Path | None = None
+    """An end-of-turn ONNX model with Smart Turn v3's input and output; unset: Smart Turn v3.2 from the
+    pipecat-ai 1.14.0 wheel that ``scripts/bootstrap.sh`` fetches (sha256-pinned)."""
+
     live_max_utterance_seconds: float = Field(default=30.0, ge=2, le=120)
     """Longest live utterance; a longer one is cut at its quietest recent point."""
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
+from stt_broker.live.turn import TurnModel
 from stt_broker.settings import SttSettings
 from voicestack_common.audio import STT_SAMPLE_RATE, Pcm, Samples
+from voicestack_common.live import EndOfTurn
 from voicestack_common.model_registry import ModelRegistry
 from voicestack_common.workers import Priority, WorkerPool
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +28,17 @@ class LiveConfig:
     """Server-side defaults a session's ``start`` may override, and limits it may not."""
 
     silence_ms: int = 600
+    end_of_turn: EndOfTurn = "silence"
+    """The default; sessions get ``silence`` whatever they ask when the runtime has no turn model."""
+    turn_pause_ms: int = 200
+    """The pause after which the turn model is asked and the final's decode starts."""
+    turn_max_silence_ms: int = 2_000
+    """The longest pause the turn model may hold an utterance open for."""
     vad_threshold: float = 0.5
     prefix_padding_ms: int = 300
     partial_interval_ms: int = 500
     fit_partials: bool = True
+    fit_finals: bool = True
     max_utterance_seconds: float = 30.0
     min_speech_ms: int = 96
     """Speech shorter than this (clicks, breaths) opens no utterance."""
@@ -45,10 +59,14 @@ class LiveConfig:
         """The broker's live settings."""
         return cls(
             silence_ms=settings.live_silence_ms,
+            end_of_turn=settings.live_end_of_turn,
+            turn_pause_ms=settings.live_turn_pause_ms,
+            turn_max_silence_ms=settings.live_turn_max_silence_ms,
             vad_threshold=settings.vad_threshold,
             prefix_padding_ms=settings.live_prefix_padding_ms,
             partial_interval_ms=settings.live_partial_interval_ms,
             fit_partials=settings.live_fit_partials,
+            fit_finals=settings.live_fit_finals,
             max_utterance_seconds=settings.live_max_utterance_seconds,
             decode_timeout=settings.inference_timeout,
             max_sessions=settings.live_max_sessions,
@@ -100,6 +118,23 @@ class LiveMetrics:
         self.finals = Counter(
             "finals", "Finals sent, by outcome.", ["outcome"], namespace=ns, subsystem=sub, registry=registry
         )
+        self.early_decodes = Counter(
+            "early_decodes",
+            "Decodes started at a pause, by fate: used as the final, or dropped (speech went on, or the "
+            "utterance ended elsewhere).",
+            ["fate"],
+            namespace=ns,
+            subsystem=sub,
+            registry=registry,
+        )
+        self.turn_checks = Counter(
+            "turn_checks",
+            "Questions to the end-of-turn model at a pause, by its answer (complete, incomplete, failed).",
+            ["verdict"],
+            namespace=ns,
+            subsystem=sub,
+            registry=registry,
+        )
 
 
 class LiveRuntime:
@@ -114,6 +149,7 @@ class LiveRuntime:
         config: LiveConfig,
         *,
         default_language: str | None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.models = models
         self.choose = choose
@@ -122,7 +158,28 @@ class LiveRuntime:
         self.metrics = metrics
         self.config = config
         self.default_language = default_language
+        self.turn_model = turn_model
         self.open_sessions = 0
+        # The turn model runs one question at a time on a thread of its own (~45 ms on one core).
+        self._turn_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn-model")
+
+    async def turn_complete(self, samples: Samples) -> bool | None:
+        """Whether the speaker has finished at the end of ``samples``; ``None`` without a model or on failure."""
+        model = self.turn_model
+        if model is None:
+            return None
+        try:
+            complete = await asyncio.get_running_loop().run_in_executor(self._turn_thread, model.complete, samples)
+        except Exception:  # a model that fails leaves the silence rule in charge, never the session broken
+            logger.exception("the end-of-turn model failed")
+            self.metrics.turn_checks.labels("failed").inc()
+            return None
+        self.metrics.turn_checks.labels("complete" if complete else "incomplete").inc()
+        return complete
+
+    def close(self) -> None:
+        """Stop the turn model's thread."""
+        self._turn_thread.shutdown(wait=False, cancel_futures=True)
 
     async def decode(
         self, pool: WorkerPool[SttEngine], samples: Samples, options: TranscribeOptions, *, urgent: bool

@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 
 from stt_broker.engines.base import SttEngine, TranscribeOptions, Transcript
 from stt_broker.live.agreement import LocalAgreement
@@ -59,6 +60,18 @@ def _ms(ms: int) -> int:
     return ms * STT_SAMPLE_RATE // 1000
 
 
+@dataclass(eq=False)
+class _EarlyDecode:
+    """The open utterance's decode, started at a pause: its final, unless the speaker goes on."""
+
+    utterance: int
+    end: int
+    """The last sample it decodes: the last speech plus the end padding."""
+    last_speech_end: int
+    """Where speech last stopped when it started: the same at the endpoint means nothing was said since."""
+    task: asyncio.Task[tuple[Transcript, float]]
+
+
 class LiveSession:
     """Audio in, ``speech_started``/``partial``/``speech_stopped``/``final`` out."""
 
@@ -78,6 +91,8 @@ class LiveSession:
             words=start.words,
             vad=start.vad,
             silence_ms=start.silence_ms or d.silence_ms,
+            # Without a turn model there is only the silence rule, whatever the session asks.
+            end_of_turn=(start.end_of_turn or d.end_of_turn) if runtime.turn_model is not None else "silence",
             vad_threshold=start.vad_threshold or d.vad_threshold,
             prefix_padding_ms=d.prefix_padding_ms if start.prefix_padding_ms is None else start.prefix_padding_ms,
             partial_interval_ms=d.partial_interval_ms,
@@ -87,6 +102,7 @@ class LiveSession:
             language=self.settings.language, prompt=start.prompt, word_timestamps=start.words
         )
         self._partial_options = dataclasses.replace(self._options, fit_context=d.fit_partials)
+        self._final_options = dataclasses.replace(self._options, fit_context=d.fit_finals)
         self._checkpoints = start.checkpoints
         self._t0 = start.resume_at or 0.0
         self._input = AudioInput(start.format, start.sample_rate, start.channels)
@@ -105,6 +121,11 @@ class LiveSession:
         self._agreement = LocalAgreement()
         self._partial: asyncio.Task[None] | None = None
         self._partial_of = 0  # the utterance of the partial in flight
+        # At each pause of the open utterance: its decode starts, and the turn model is asked.
+        self._paused = False
+        self._early: _EarlyDecode | None = None
+        self._turn_check: asyncio.Task[None] | None = None
+        self._silence_limit = self._default_silence_limit()
         self._last_final = 0  # the newest utterance whose final is out
         self._finals: deque[tuple[int, int, asyncio.Task[None]]] = deque()  # (utterance, start sample, task)
         self._last_checkpoint = (0, self._next_id)
@@ -189,6 +210,7 @@ class LiveSession:
     def clear(self) -> None:
         """Drop the open utterance's audio (no final for it)."""
         self._cancel_partial()
+        self._resume()
         self._utterance = None
         self._speech_run = self._silence_run = 0
         self._probs.clear()
@@ -219,6 +241,7 @@ class LiveSession:
     def close(self) -> None:
         """Release everything (the client left): running decodes are cancelled, not awaited."""
         self._cancel_partial()
+        self._resume()
         for _, _, task in self._finals:
             task.cancel()
         self._finals.clear()
@@ -246,12 +269,65 @@ class LiveSession:
         if prob >= threshold:
             self._silence_run = 0
             self._last_speech_end = end
+            self._resume()
         elif prob < threshold - _HYSTERESIS:
             self._silence_run += 1
-        if self.settings.vad and self._silence_run * WINDOW >= _ms(self.settings.silence_ms):
+        silence = self._silence_run * WINDOW
+        if self.settings.vad and not self._paused and silence >= _ms(self.runtime.config.turn_pause_ms):
+            self._pause(end)
+        if self.settings.vad and silence >= _ms(self._silence_limit):
             self._endpoint(min(self._last_speech_end + _ms(self.runtime.config.end_padding_ms), end))
         elif end - self._utterance_start >= self.settings.max_utterance_seconds * STT_SAMPLE_RATE:
             self._cut(end)
+
+    def _default_silence_limit(self) -> int:
+        """The silence that ends the utterance before (or without) the turn model's answer."""
+        if self.settings.end_of_turn == "model":
+            return self.runtime.config.turn_max_silence_ms
+        return self.settings.silence_ms
+
+    def _pause(self, end: int) -> None:
+        """A pause in the open utterance: decode it as it stands, and ask the turn model whether it is over."""
+        assert self._utterance is not None
+        self._paused = True
+        stop = min(self._last_speech_end + _ms(self.runtime.config.end_padding_ms), end)
+        self._cancel_partial()  # the early decode covers more; the cores are better spent on it
+        task = asyncio.ensure_future(
+            self.runtime.decode(
+                self.pool, self._buffer.read(self._utterance_start, stop), self._final_options, urgent=True
+            )
+        )
+        self._early = _EarlyDecode(self._utterance, stop, self._last_speech_end, task)
+        if self.settings.end_of_turn == "model":
+            heard = self._buffer.read(self._utterance_start, end)
+            self._turn_check = asyncio.ensure_future(self._ask_turn(self._utterance, heard))
+
+    async def _ask_turn(self, utterance: int, heard: Samples) -> None:
+        complete = await self.runtime.turn_complete(heard)
+        if self._utterance != utterance or not self._paused or self.finished:
+            return  # the speaker went on, or the utterance ended meanwhile
+        self._turn_check = None
+        if complete is None:  # no answer: the silence rule decides
+            self._silence_limit = self.settings.silence_ms
+        elif complete:
+            self._endpoint(self._buffer.end)
+            return
+        if self._silence_run * WINDOW >= _ms(self._silence_limit):
+            self._endpoint(self._buffer.end)
+
+    def _resume(self) -> None:
+        """Speech goes on after a pause (or the utterance is dropped): the pause's decode and question lapse."""
+        if not self._paused:
+            return
+        self._paused = False
+        self._silence_limit = self._default_silence_limit()
+        if self._turn_check is not None:
+            self._turn_check.cancel()
+            self._turn_check = None
+        if self._early is not None:
+            self._early.task.cancel()
+            self._early = None
+            self.runtime.metrics.early_decodes.labels("dropped").inc()
 
     def _open(self, start: int) -> None:
         self._utterance = self._next_id
@@ -262,6 +338,7 @@ class LiveSession:
         self._silence_run = 0
         self._probs.clear()
         self._agreement = LocalAgreement()
+        self._resume()
         self._emit(SpeechStarted(utterance_id=self._utterance, start=self._time(start)))
 
     def _cut(self, end: int) -> None:
@@ -284,6 +361,21 @@ class LiveSession:
         # A partial still decoding is stale once its utterance ends: stop it, so the final has the
         # cores (left running on another context, it cost the final ~0.3 s at one conversation).
         self._cancel_partial()
+        early = self._early
+        self._early = None
+        if early is not None and trim and early.last_speech_end == self._last_speech_end:
+            # Nothing was said since the pause: the decode that started there is this utterance's final.
+            end = early.end
+            self.runtime.metrics.early_decodes.labels("used").inc()
+        elif early is not None:
+            early.task.cancel()
+            self.runtime.metrics.early_decodes.labels("dropped").inc()
+            early = None
+        self._paused = False
+        if self._turn_check is not None:
+            self._turn_check.cancel()
+            self._turn_check = None
+        self._silence_limit = self._default_silence_limit()
         self._utterance = None
         self._speech_run = 0
         self._probs.clear()
@@ -291,7 +383,8 @@ class LiveSession:
         self._emit(SpeechStopped(utterance_id=utterance, end=self._time(end)))
         self.utterances += 1
         previous = self._finals[-1][2] if self._finals else None
-        task = asyncio.ensure_future(self._final(utterance, start, end, audio, previous, time.perf_counter()))
+        decoding = early.task if early is not None else None
+        task = asyncio.ensure_future(self._final(utterance, start, end, audio, previous, time.perf_counter(), decoding))
         self._finals.append((utterance, start, task))
         task.add_done_callback(lambda _: self._final_done())
         self._update_room()
@@ -317,7 +410,7 @@ class LiveSession:
         if self._partial is not None and not self._partial.done():
             self.runtime.metrics.partials_skipped.labels("in_flight").inc()
             return
-        if not self.pool.has_idle_worker or self._finals:
+        if not self.pool.has_idle_worker or self._finals or self._early is not None:
             self.runtime.metrics.partials_skipped.labels("busy").inc()
             return
         audio = self._buffer.read(self._utterance_start, self._buffer.end)
@@ -355,11 +448,24 @@ class LiveSession:
         )
 
     async def _final(
-        self, utterance: int, start: int, end: int, audio: Samples, previous: asyncio.Task[None] | None, ended: float
+        self,
+        utterance: int,
+        start: int,
+        end: int,
+        audio: Samples,
+        previous: asyncio.Task[None] | None,
+        ended: float,
+        decoding: asyncio.Task[tuple[Transcript, float]] | None = None,
     ) -> None:
+        """Decode the utterance (or await the decode its pause started) and emit its final, in order."""
         event: LiveEvent
         try:
-            transcript, _ = await self.runtime.decode(self.pool, audio, self._options, urgent=True)
+            transcript: Transcript | None = None
+            if decoding is not None:
+                with contextlib.suppress(VoicestackError):  # a failed early decode gets one more try
+                    transcript, _ = await decoding
+            if transcript is None:
+                transcript, _ = await self.runtime.decode(self.pool, audio, self._final_options, urgent=True)
             event = self._final_event(utterance, start, end, transcript)
             outcome = "ok" if transcript.text else "empty"
         except VoicestackError as exc:
