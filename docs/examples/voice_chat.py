@@ -40,16 +40,30 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
-async def stream(ws: Any, pcm: bytes, rate: int) -> None:
-    """Send audio in real time, then a second of silence (the end of the utterance)."""
-    step = int(rate * FRAME_SECONDS) * 2
-    for start in range(0, len(pcm), step):
-        await ws.send(pcm[start : start + step])
-        await asyncio.sleep(FRAME_SECONDS)
-    silence = bytes(step)
-    for _ in range(int(1 / FRAME_SECONDS)):
-        await ws.send(silence)
-        await asyncio.sleep(FRAME_SECONDS)
+class Microphone:
+    """Sends audio in real time as a microphone does: each clip it is given, silence in between.
+
+    The server hears the end of a turn in the audio (an end-of-turn model at each pause, up to 2 s of
+    silence for a turn that sounds unfinished): a client that stops sending after speaking may leave
+    its turn open.
+    """
+
+    def __init__(self, ws: Any, rate: int) -> None:
+        self.ws = ws
+        self.step = int(rate * FRAME_SECONDS) * 2
+        self.clips: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def say(self, pcm: bytes) -> None:
+        self.clips.put_nowait(pcm)
+
+    async def run(self) -> None:
+        pending = b""
+        while True:
+            if not pending and not self.clips.empty():
+                pending = self.clips.get_nowait()
+            frame, pending = pending[: self.step], pending[self.step :]
+            await self.ws.send(frame.ljust(self.step, b"\0"))
+            await asyncio.sleep(FRAME_SECONDS)
 
 
 async def main() -> None:
@@ -73,7 +87,9 @@ async def main() -> None:
         if args.voice:
             start["voice"] = args.voice
         await ws.send(json.dumps(start))
-        tasks = [asyncio.create_task(stream(ws, question, rate))]
+        microphone = Microphone(ws, rate)
+        microphone.say(question)
+        tasks = [asyncio.create_task(microphone.run())]
         finals_expected = 1 if args.interrupt is None else 2
         finals = 0
         first_audio: float | None = None
@@ -83,7 +99,9 @@ async def main() -> None:
             assert args.interrupt is not None
             await asyncio.sleep(args.interrupt_after)
             pcm, interrupt_rate = read_wav(args.interrupt)
-            await stream(ws, pcm, interrupt_rate)
+            if interrupt_rate != rate:
+                raise SystemExit(f"{args.interrupt}: record it at {rate} Hz, as the question")
+            microphone.say(pcm)
 
         async for raw in ws:
             event = json.loads(raw)

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -25,9 +26,22 @@ def _heard(transcript: str) -> None:
     assert len([w for w in expected if w not in got]) <= 1, transcript
 
 
-def test_server_vad_transcribes_a_spoken_sentence(realtime_url: str) -> None:
+@pytest.mark.parametrize(
+    "turn_detection",
+    [
+        {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
+        # the live core's turn model ends the turn: the 1.5 s tail is under the broker's 2 s cap for a turn
+        # it hears as unfinished, so a speech_stopped here is the model's "finished"
+        {"type": "semantic_vad", "eagerness": "auto"},
+    ],
+    ids=["server_vad", "semantic_vad"],
+)
+def test_turn_detection_transcribes_a_spoken_sentence(
+    realtime_url: str, stt_url: str, turn_detection: dict[str, Any]
+) -> None:
     """pcm16 at 24 kHz, server VAD: speech_started → speech_stopped → committed → item → deltas → completed."""
     audio = with_silence(kokoro_speech(SHORT)).to_pcm16()
+    checks_before = _turn_checks(stt_url)
 
     async def scenario() -> list[dict[str, Any]]:
         async with client(realtime_url, API_KEY).beta.realtime.connect(
@@ -39,10 +53,11 @@ def test_server_vad_transcribes_a_spoken_sentence(realtime_url: str) -> None:
                 session={
                     "input_audio_format": "pcm16",
                     "input_audio_transcription": TRANSCRIPTION,
-                    "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
+                    "turn_detection": turn_detection,
                 }
             )
-            await until(connection, "transcription_session.updated", into=events)
+            updated = await until(connection, "transcription_session.updated", into=events)
+            assert updated[-1]["session"]["turn_detection"]["type"] == turn_detection["type"]
             await stream(connection, audio, 4800, 0.1)  # 100 ms chunks in real time
             return await until(connection, "conversation.item.input_audio_transcription.completed", into=events)
 
@@ -73,6 +88,15 @@ def test_server_vad_transcribes_a_spoken_sentence(realtime_url: str) -> None:
     deltas = "".join(e["delta"] for e in of(events, "conversation.item.input_audio_transcription.delta"))
     assert completed["transcript"].startswith(deltas.strip()[:1])
     assert deltas == completed["transcript"]
+    # semantic_vad asked the STT broker's turn model; server_vad did not
+    assert (_turn_checks(stt_url) > checks_before) is (turn_detection["type"] == "semantic_vad")
+
+
+def _turn_checks(stt_url: str) -> float:
+    """How often the STT broker's end-of-turn model was asked (all verdicts)."""
+    metrics = httpx.get(stt_url + "/metrics", timeout=10).text
+    lines = metrics.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("stt_live_turn_checks_total"))
 
 
 @pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
@@ -130,7 +154,7 @@ def test_bad_events_get_openai_errors_and_the_socket_stays_open(realtime_url: st
                 {
                     "type": "transcription_session.update",
                     "event_id": "e7",
-                    "session": {"turn_detection": {"type": "semantic_vad"}},
+                    "session": {"turn_detection": {"type": "semantic_vad", "eagerness": "eager"}},
                 },
             ]
             for event in bad:
@@ -150,7 +174,7 @@ def test_bad_events_get_openai_errors_and_the_socket_stays_open(realtime_url: st
     assert errors["e5"]["code"] == "unknown_parameter"
     assert errors["e5"]["param"] == "session.voice"
     assert errors["e6"]["param"] == "type"
-    assert errors["e7"]["param"] == "session.turn_detection.type"
+    assert errors["e7"]["param"] == "session.turn_detection.eagerness"
     assert all(e["type"] == "invalid_request_error" for e in errors.values())
 
 

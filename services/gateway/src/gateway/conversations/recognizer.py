@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from gateway.deps import Gateway
 from gateway.live_link import LiveLink, open_live
 from voicestack_common.live import (
+    EndOfTurn,
     ErrorEvent,
     Final,
     Partial,
@@ -168,7 +169,13 @@ class LiveRecognizer:
 
 
 def live_start(
-    *, sample_rate: int, language: str | None, silence_ms: int | None, partials: bool, model: str | None = None
+    *,
+    sample_rate: int,
+    language: str | None,
+    silence_ms: int | None,
+    partials: bool,
+    model: str | None = None,
+    end_of_turn: EndOfTurn | None = None,
 ) -> StartMessage:
     """The core session a conversation asks for: PCM16 mono as the client sends it (``ValidationError``
     for a value the core refuses)."""
@@ -179,5 +186,6 @@ def live_start(
         language=language,
         partials=partials,
         silence_ms=silence_ms,
+        end_of_turn=end_of_turn,
         model=model,
     )

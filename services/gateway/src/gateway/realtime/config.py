@@ -22,6 +22,7 @@ DEFAULT_VAD = TurnDetection(
     threshold=0.5,
     prefix_padding_ms=300,
     silence_duration_ms=500,
+    eagerness="auto",
     create_response=True,
     interrupt_response=True,
 )

@@ -106,6 +106,7 @@ class InputAudio(SessionPart):
             partials=transcription is not None and vad is not None,
             vad=vad is not None,
             silence_ms=vad.silence_duration_ms if vad else None,
+            end_of_turn=("model" if vad.type == "semantic_vad" else "silence") if vad else None,
             vad_threshold=vad.threshold if vad else None,
             prefix_padding_ms=vad.prefix_padding_ms if vad else None,
         )

@@ -36,9 +36,13 @@ class _Strict(BaseModel):
 
 
 class TurnDetection(_Strict):
-    """``server_vad``: the live core's Silero VAD ends a turn on silence."""
+    """``server_vad``: the live core's Silero VAD ends a turn on silence (``silence_duration_ms``).
+    ``semantic_vad``: an end-of-turn model hears at each short pause whether the speaker has finished
+    (the live core's Smart Turn; ``eagerness`` is taken, the wait for an unfinished turn is the STT
+    broker's ``STT_LIVE_TURN_MAX_SILENCE_MS``)."""
 
-    type: Literal["server_vad"] = "server_vad"
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None
     threshold: float | None = Field(default=None, gt=0, lt=1)
     prefix_padding_ms: int | None = Field(default=None, ge=0, le=2_000)
     silence_duration_ms: int | None = Field(default=None, ge=100, le=10_000)

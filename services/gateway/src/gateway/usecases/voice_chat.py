@@ -52,7 +52,7 @@ from voicestack_common.contracts.conversation import (
     TurnStarted,
 )
 from voicestack_common.errors import VoicestackError
-from voicestack_common.live import SpeechStarted, SpeechStopped
+from voicestack_common.live import EndOfTurn, SpeechStarted, SpeechStopped
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,11 @@ class StartConversation(BaseModel):
     sample_rate: int = Field(default=SAMPLE_RATE, ge=8_000, le=48_000)
     """Sample rate of the PCM16 mono audio the client sends."""
     silence_ms: int = Field(default=DEFAULT_SILENCE_MS, ge=200, le=5_000)
-    """Silence that ends an utterance."""
+    """Silence that ends an utterance (``end_of_turn=silence``, or where the STT broker has no turn model)."""
+    end_of_turn: EndOfTurn = "model"
+    """``model``: at each short pause the STT broker's end-of-turn model hears whether the user has
+    finished, and the reply starts at once when they have ("I'd like to order... a pizza" is one turn);
+    ``silence``: ``silence_ms`` of silence ends the turn."""
     partials: bool = True
     """Send ``partial`` transcripts while the user speaks."""
     responder: ResponderChoice | None = None
@@ -210,6 +214,7 @@ class VoiceLoop:
                 sample_rate=start.sample_rate,
                 language=start.language,
                 silence_ms=start.silence_ms,
+                end_of_turn=start.end_of_turn,
                 partials=start.partials,
                 model=start.model,
             )
