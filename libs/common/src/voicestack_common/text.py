@@ -5,6 +5,8 @@ the text's own seams: sentences, then clauses (for a long sentence, or a long
 first sentence, whose audio the listener waits for), then words, and only
 for unbroken runs (CJK without spaces) a hard cut. Each piece carries the
 pause that its seam asks for, since Kokoro's audio is trimmed at both ends.
+A spoken reply (``SentenceBuffer``) starts with a shorter piece still: its
+first clause or sentence, or its first few words.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ MAX_PIECE_CHARS = 300
 FIRST_PIECE_CHARS = 100
 # Kokoro gives a lone "Hi." odd prosody, so tiny sentences join the next one.
 MIN_PIECE_CHARS = 12
+# A reply's first piece is what the listener waits for: the first clause or sentence when it ends
+# within this many characters (about six words, which Kokoro speaks in well under a second on two
+# cores), else the first words up to it.
+FIRST_REPLY_PIECE_CHARS = 32
+# ...but never a lone word ("Well,"), which Kokoro, like "Hi.", says oddly.
+MIN_FIRST_WORDS = 2
 SENTENCE_PAUSE = 0.25
 CLAUSE_PAUSE = 0.1
 
@@ -163,15 +171,49 @@ def split_text(text: str, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int 
     return merged
 
 
+def _seams(text: str) -> list[tuple[int, float]]:
+    """Where ``text``'s clauses and sentences end (followed by the next one's start), with their pauses."""
+    seams = [(m.end(), CLAUSE_PAUSE) for m in _CLAUSE_END.finditer(text)]
+    for match in _SENTENCE_END.finditer(text):
+        if text[match.start()] == "." and match.group().strip() == "." and _is_abbreviation(text, match.start()):
+            continue
+        seams.append((match.end(), SENTENCE_PAUSE))
+    return sorted(seams)
+
+
+def first_piece(text: str, max_chars: int) -> tuple[TextPiece, str] | None:
+    """The first piece of a reply that is still arriving, and the text after it; ``None`` while unknown.
+
+    The first clause or sentence that holds ``MIN_FIRST_WORDS`` words (or ``MIN_PIECE_CHARS``
+    characters, for CJK) and ends within ``max_chars``; failing that, once the text runs past
+    ``max_chars``, its first words up to ``max_chars`` (never a hard cut: CJK waits for a seam).
+    """
+    for end, pause in _seams(text):
+        head = " ".join(text[:end].split())
+        if len(head) > max_chars:
+            break
+        if head and (len(head.split()) >= MIN_FIRST_WORDS or len(head) >= MIN_PIECE_CHARS):
+            return TextPiece(head, pause), text[end:]
+    runs = _words(text, max_chars)
+    if len(runs) < 2:
+        return None
+    count = len(runs[0].split())
+    words = list(re.finditer(r"\S+", text))
+    if [w.group() for w in words[:count]] != runs[0].split():  # a word longer than max_chars, cut
+        return None
+    return TextPiece(runs[0]), text[words[count - 1].end() :]
+
+
 class SentenceBuffer:
     """Text arriving in deltas (a model's tokens), handed out as pieces as soon as each is complete.
 
-    A sentence is complete once the text after it has started; the first piece may be cut at a
-    clause (``FIRST_PIECE_CHARS``) so that the first audio starts after a few words. ``flush``
-    hands out what is left when the stream ends.
+    A sentence is complete once the text after it has started. The first piece is the first clause
+    or sentence, or the first words, up to ``first_chars`` (``first_piece``), so that the first
+    audio starts after a few words; 0 treats it like the rest. Later pieces are whole sentences,
+    cut only beyond ``max_chars``. ``flush`` hands out what is left when the stream ends.
     """
 
-    def __init__(self, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int = FIRST_PIECE_CHARS) -> None:
+    def __init__(self, *, max_chars: int = MAX_PIECE_CHARS, first_chars: int = FIRST_REPLY_PIECE_CHARS) -> None:
         self.max_chars = max_chars
         self.first_chars = first_chars
         self.pending = ""
@@ -180,6 +222,21 @@ class SentenceBuffer:
     def push(self, delta: str) -> list[TextPiece]:
         """Add a delta; the pieces it completed."""
         self.pending += delta
+        first = self._first_piece(self.pending)
+        return first + self._complete() if first else self._complete()
+
+    def _first_piece(self, text: str) -> list[TextPiece]:
+        """The first piece, once ``text`` holds it (consumed from ``pending``)."""
+        if self.emitted or not self.first_chars:
+            return []
+        found = first_piece(text, self.first_chars)
+        if found is None:
+            return []
+        piece, self.pending = found
+        self.emitted = 1
+        return [piece]
+
+    def _complete(self) -> list[TextPiece]:
         complete, rest = complete_sentences(self.pending)
         if len(" ".join(complete.split())) >= MIN_PIECE_CHARS:
             self.pending = rest
@@ -196,8 +253,13 @@ class SentenceBuffer:
 
     def flush(self) -> list[TextPiece]:
         """What is left, once the stream has ended."""
+        # the stream's end ends the last clause too: a space lets first_piece see that seam
+        pieces = self._first_piece(self.pending + " ")
         text, self.pending = self.pending, ""
-        return self._emit(text, 0.0)
+        pieces += self._emit(text, 0.0)
+        if pieces:
+            pieces[-1] = TextPiece(pieces[-1].text, 0.0)
+        return pieces
 
     def _emit(self, text: str, pause: float) -> list[TextPiece]:
         pieces = split_text(text, max_chars=self.max_chars, first_chars=self._first())
@@ -207,4 +269,5 @@ class SentenceBuffer:
         return pieces
 
     def _first(self) -> int:
-        return self.first_chars if self.emitted == 0 else self.max_chars
+        # with a first piece of its own (first_piece), the reply's sentences are cut only when too long
+        return self.max_chars if self.emitted or self.first_chars else FIRST_PIECE_CHARS

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import SettingsConfigDict
 
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases
+from voicestack_common.text import FIRST_REPLY_PIECE_CHARS, MAX_PIECE_CHARS
 
 # The integration guide's voice names, each with voices to try in order when the
 # TTS broker lacks it: a voice of the full 54-voice model, then a bundled one of
@@ -208,6 +209,12 @@ class GatewaySettings(ServiceSettings):
 
     chat_voice: str | None = None
     """Voice of spoken replies when ``start_conversation`` names none (unset: the TTS broker's default)."""
+
+    reply_first_piece_chars: int = Field(default=FIRST_REPLY_PIECE_CHARS, ge=0, le=MAX_PIECE_CHARS)
+    """A spoken reply starts with a short piece, so its first audio comes sooner: the reply's first
+    clause or sentence when it ends within this many characters (and holds two words), else its
+    first words up to it. Later pieces are whole sentences. 0: the first piece is a whole sentence
+    too (cut at a clause only beyond 100 characters)."""
 
     chat_audio_wait: float = Field(default=30.0, gt=0, le=300)
     """Seed 000's ``GET /audio``: seconds to wait for the next piece of reply audio before answering 404."""

@@ -1,8 +1,9 @@
 """A spoken reply: the conversation service's text stream, cut into sentences, each synthesized in turn.
 
 Two tasks overlap: one reads the reply's text deltas and cuts them into pieces (the shared
-``SentenceBuffer``), the other synthesizes piece after piece on the TTS broker. So the first
-sentence is being spoken while the rest is still being written. ``cancel`` stops both, closes the
+``SentenceBuffer``: a short first piece, its first clause or words, then whole sentences), the
+other synthesizes piece after piece on the TTS broker. So the first words are being spoken while
+the rest is still being written. ``cancel`` stops both, closes the
 reply stream (the conversation service stores the reply as interrupted) and records what the
 user heard: up to the client's playback position when it reported one, else what was sent.
 """
@@ -189,7 +190,7 @@ class Reply:
 
     async def _read(self) -> None:
         """Text deltas in, pieces out to the speaker, deltas out to the client."""
-        buffer = SentenceBuffer()
+        buffer = SentenceBuffer(first_chars=self.gateway.settings.reply_first_piece_chars)
         done: TurnDone | None = None
         try:
             async with contextlib.aclosing(self.client.turn(self.owner, self.conversation_id, self.turn)) as stream:
