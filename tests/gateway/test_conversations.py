@@ -23,6 +23,7 @@ from devkit.speech import kokoro_speech, words
 from gateway.app import create_app
 from tests.conversation.conftest import conversation_settings
 from tests.gateway.conftest import EventReceiver, gateway_settings, wait_for
+from tests.live.client import turn_checks
 from voicestack_common.audio import Pcm, decode_audio, resample
 from voicestack_common.encode import encode_audio
 
@@ -140,6 +141,8 @@ def joined_wav(pieces: list[dict[str, Any]]) -> bytes:
 
 
 def test_spoken_question_gets_a_spoken_answer(chat_gateway: str, stt_url: str) -> None:
+    checks_before = turn_checks(stt_url)
+
     async def scenario() -> Chat:
         async with websockets.connect(ws_url(chat_gateway), max_size=None) as ws:
             chat = Chat(ws)
@@ -175,6 +178,8 @@ def test_spoken_question_gets_a_spoken_answer(chat_gateway: str, stt_url: str) -
     assert words(transcribe(stt_url, joined_wav(pieces))) == words(reply)
     assert done["timings"]["first_audio_ms"] >= done["timings"]["first_text_ms"]
     assert "speech_end_to_first_audio_ms" in done["timings"]
+    # the turn was ended by the STT broker's end-of-turn model (the voice chat's default)
+    assert turn_checks(stt_url) > checks_before
 
 
 def test_barge_in_cuts_the_reply_to_what_was_heard(

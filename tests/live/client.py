@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
+
 from devkit.live_audio import Speech
 from devkit.speech import words
 
@@ -133,3 +135,9 @@ def check_sentences(outcome: Outcome, speech: Speech, *, partials: bool) -> None
 
 def first(events: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next(e for e in events if e["type"] == kind)
+
+
+def turn_checks(stt_url: str) -> float:
+    """How often the STT broker's end-of-turn model has been asked (all verdicts)."""
+    lines = httpx.get(stt_url + "/metrics", timeout=10).text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("stt_live_turn_checks_total"))

@@ -6,13 +6,13 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
 from devkit.speech import kokoro_speech, words
 from gateway.realtime import codecs
 from tests.gateway.conftest import SHORT
+from tests.live.client import turn_checks
 from tests.realtime.conftest import API_KEY
 from tests.realtime.kit import client, of, stream, until, with_silence
 
@@ -41,7 +41,7 @@ def test_turn_detection_transcribes_a_spoken_sentence(
 ) -> None:
     """pcm16 at 24 kHz, server VAD: speech_started → speech_stopped → committed → item → deltas → completed."""
     audio = with_silence(kokoro_speech(SHORT)).to_pcm16()
-    checks_before = _turn_checks(stt_url)
+    checks_before = turn_checks(stt_url)
 
     async def scenario() -> list[dict[str, Any]]:
         async with client(realtime_url, API_KEY).beta.realtime.connect(
@@ -89,14 +89,7 @@ def test_turn_detection_transcribes_a_spoken_sentence(
     assert completed["transcript"].startswith(deltas.strip()[:1])
     assert deltas == completed["transcript"]
     # semantic_vad asked the STT broker's turn model; server_vad did not
-    assert (_turn_checks(stt_url) > checks_before) is (turn_detection["type"] == "semantic_vad")
-
-
-def _turn_checks(stt_url: str) -> float:
-    """How often the STT broker's end-of-turn model was asked (all verdicts)."""
-    metrics = httpx.get(stt_url + "/metrics", timeout=10).text
-    lines = metrics.splitlines()
-    return sum(float(line.split()[-1]) for line in lines if line.startswith("stt_live_turn_checks_total"))
+    assert (turn_checks(stt_url) > checks_before) is (turn_detection["type"] == "semantic_vad")
 
 
 @pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
