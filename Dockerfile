@@ -123,6 +123,18 @@ CMD ["conversation", "serve"]
 
 # ---- STT broker. cpu uses the pywhispercpp wheel from the lock; cuda compiles whisper.cpp
 # (through pywhispercpp's sdist, same locked version) with GGML_CUDA on an NVIDIA CUDA image.
+
+# The end-of-turn model (Smart Turn v3.2) ships inside the pipecat-ai 1.14.0 wheel (BSD-2-Clause);
+# installing the framework would pull far more. Only the ONNX file is kept, both sha256-checked
+# (stt_broker.live.turn.TURN_WHEEL_SHA256 and TURN_MODEL_SHA256).
+FROM python:${PYTHON_VERSION}-slim-bookworm AS stt-broker-turn
+ARG TURN_WHEEL_SHA256=0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44
+ARG TURN_MODEL_SHA256=2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f
+RUN python -m pip download --quiet --no-deps --only-binary :all: pipecat-ai==1.14.0 -d /packages \
+    && echo "${TURN_WHEEL_SHA256}  /packages/pipecat_ai-1.14.0-py3-none-any.whl" | sha256sum --check --strict - \
+    && python -m zipfile -e /packages/pipecat_ai-1.14.0-py3-none-any.whl /wheel \
+    && mkdir /turn && mv /wheel/pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx /turn/ \
+    && echo "${TURN_MODEL_SHA256}  /turn/smart-turn-v3.2-cpu.onnx" | sha256sum --check --strict -
 FROM build-base AS stt-broker-build-cpu
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-workspace --package stt-broker
@@ -134,8 +146,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM runtime-base AS stt-broker-cpu
 RUN mkdir /models && chown voicestack /models
 COPY --from=stt-broker-build-cpu /app/.venv /app/.venv
+COPY --from=stt-broker-turn /turn/smart-turn-v3.2-cpu.onnx /opt/voicestack/turn/
 ENV STT_HOST=0.0.0.0 \
     STT_CACHE_DIR=/models \
+    STT_TURN_MODEL_PATH=/opt/voicestack/turn/smart-turn-v3.2-cpu.onnx \
     STT_LOG_FORMAT=json
 USER voicestack
 VOLUME /models
@@ -177,6 +191,7 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 voicestack && mkdir /models && chown voicestack /models
 COPY --from=stt-broker-build-cuda /opt/python /opt/python
 COPY --from=stt-broker-build-cuda /app/.venv /app/.venv
+COPY --from=stt-broker-turn /turn/smart-turn-v3.2-cpu.onnx /opt/voicestack/turn/
 # Every shared library must find its dependencies in this image (libcuda.so.1 comes from
 # the host's driver at run time): a missing one fails the build here, not the first start.
 COPY --from=stt-broker-build-cuda /app/services/stt_broker/docker/native_libs.py /opt/voicestack/native_libs.py
@@ -184,6 +199,7 @@ RUN /app/.venv/bin/python /opt/voicestack/native_libs.py check /app/.venv/lib
 ENV PATH=/app/.venv/bin:$PATH \
     STT_HOST=0.0.0.0 \
     STT_CACHE_DIR=/models \
+    STT_TURN_MODEL_PATH=/opt/voicestack/turn/smart-turn-v3.2-cpu.onnx \
     STT_LOG_FORMAT=json \
     STT_USE_GPU=true
 USER voicestack
