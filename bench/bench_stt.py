@@ -3,20 +3,23 @@
     uv run python bench/bench_stt.py --server /path/to/whisper-server [--runs 20] [--json out.json]
 
 On a ~5 s Kokoro clip and the bundled tiny.en (f16):
-  * sequential latency, calls alternating bare -> broker -> gateway -> whisper-server (the
-    order rotates every round), so drift on a shared machine hits every path alike;
+  * sequential latency (one client, a lone request each time), calls alternating bare -> broker
+    -> gateway -> whisper-server (the order rotates every round), so drift on a shared machine
+    hits every path alike;
   * the broker's and the gateway's min and p50 ratios to the bare engine;
-  * throughput at 4 concurrent clients, broker and whisper-server alternating in blocks;
+  * throughput at 2 and 4 concurrent clients (``--clients``), broker and whisper-server alternating
+    in blocks, and the broker's ratio to whisper-server at each;
   * with ``--fitted``, a second broker with STT_FIT_AUDIO_CTX=true (the encoder context fitted
     to each clip: less work than whisper.cpp's default, so it is reported beside the aims, not
     as one of them) on every path above.
 
 "Bare" is pywhispercpp's ``Model`` with whisper.cpp's default parameters (flash attention
-on, greedy, temperature fallback) and the same thread count as each broker context, called
-with 16 kHz float samples from this process's main thread. The broker runs with its default
-settings (pool layout from the cores, VAD on) as its own process, the gateway in front of it.
-whisper-server is whisper.cpp built from source at the tag pywhispercpp wraps (see
-docs/benchmarks.md), started with ``-t <cores>`` and otherwise its defaults.
+on, greedy, temperature fallback) and whisper.cpp's own default thread count, min(4, usable
+cores), called with 16 kHz float samples from this process's main thread. The broker runs with
+its default settings (pool layout from the cores, elastic threads, VAD on) as its own process,
+the gateway in front of it. whisper-server is whisper.cpp built from source at the tag
+pywhispercpp wraps (see docs/benchmarks.md), started with ``-t`` min(4, usable cores), its own
+default on a machine with no CPU affinity set, and otherwise its defaults.
 Speed is never asserted in tests; the numbers go to docs/benchmarks.md.
 """
 
@@ -41,7 +44,7 @@ from benchkit import emit, machine, service, summary
 from devkit.servers import free_port
 from devkit.speech import TEST_CACHE, kokoro_speech
 from stt_broker.models import prepare_bundled_ggml
-from stt_broker.sizing import pool_layout, usable_cores
+from stt_broker.sizing import MAX_THREADS, pool_layout, usable_cores
 from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 
@@ -103,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", type=Path, help="whisper.cpp's whisper-server binary (built from source)")
     parser.add_argument("--runs", type=int, default=20, help="sequential rounds (each path once per round)")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="concurrent clients, one load each")
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=2, help="alternating throughput blocks per path")
     parser.add_argument("--fitted", action="store_true", help="also a broker with STT_FIT_AUDIO_CTX=true")
@@ -112,7 +115,8 @@ def main() -> None:
     from pywhispercpp.model import Model
 
     cores = usable_cores()
-    workers, threads = pool_layout(cores)
+    default_threads = min(MAX_THREADS, cores)  # whisper.cpp's own default (its CLI, server and library)
+    workers, threads = pool_layout(cores, elastic=True)
     clip = kokoro_speech(CLIP_TEXT, voice="jm_kumo")
     audio16 = resample(clip, 16_000).samples
     wav = encode_audio(clip, "wav")
@@ -122,9 +126,10 @@ def main() -> None:
         "machine": machine(),
         "load_average_at_start": os.getloadavg(),
         "clip_seconds": round(clip.duration, 2),
-        "broker_layout": {"workers": workers, "threads": threads},
+        "broker_layout": {"workers": workers, "threads": f"elastic, 1 to {threads} per decode"},
+        "bare_threads": default_threads,
     }
-    bare_model = Model(str(ggml), n_threads=threads, print_progress=False, redirect_whispercpp_logs_to=None)
+    bare_model = Model(str(ggml), n_threads=default_threads, print_progress=False, redirect_whispercpp_logs_to=None)
     quiet = {"STT_LOG_LEVEL": "WARNING", "GATEWAY_LOG_LEVEL": "WARNING"}
     with ExitStack() as stack:
         broker = stack.enter_context(
@@ -154,7 +159,7 @@ def main() -> None:
             if args.fitted
             else None
         )
-        server = stack.enter_context(whisper_server(args.server, ggml, cores)) if args.server else None
+        server = stack.enter_context(whisper_server(args.server, ggml, default_threads)) if args.server else None
         http = stack.enter_context(httpx.Client(timeout=300))
 
         def upload(url: str) -> Callable[[httpx.Client], object]:
@@ -190,29 +195,31 @@ def main() -> None:
             if name != "bare"
         }
 
-        throughput: dict[str, dict[str, Any]] = {}
         contenders = {"broker": upload(f"{broker}/v1/transcribe")}
         if fitted:
             contenders["broker (fitted)"] = upload(f"{fitted}/v1/transcribe")
         if server:
             contenders["whisper-server"] = upload(f"{server}/inference")
-        for _ in range(args.blocks):
-            for name, post in contenders.items():
-                block = load(post, args.clients, args.per_client)
-                total = throughput.setdefault(name, {"requests": 0, "seconds": 0.0, "latencies": []})
-                total["requests"] += block["requests"]
-                total["seconds"] += block["seconds"]
-                total["latencies"] += block["latencies"]
-        results[f"throughput_{args.clients}_clients"] = {
-            name: {"requests_per_s": round(t["requests"] / t["seconds"], 3), **summary(t["latencies"])}
-            for name, t in throughput.items()
-        }
-        if server:
-            per = results[f"throughput_{args.clients}_clients"]
-            keys = {"broker": "broker_over_whisper_server_throughput", "broker (fitted)": "fitted_over_whisper_server"}
-            for name, key in keys.items():
-                if name in per:
-                    results[key] = round(per[name]["requests_per_s"] / per["whisper-server"]["requests_per_s"], 3)
+        for clients in args.clients:
+            throughput: dict[str, dict[str, Any]] = {}
+            for _ in range(args.blocks):
+                for name, post in contenders.items():
+                    block = load(post, clients, args.per_client)
+                    total = throughput.setdefault(name, {"requests": 0, "seconds": 0.0, "latencies": []})
+                    total["requests"] += block["requests"]
+                    total["seconds"] += block["seconds"]
+                    total["latencies"] += block["latencies"]
+            per = {
+                name: {"requests_per_s": round(t["requests"] / t["seconds"], 3), **summary(t["latencies"])}
+                for name, t in throughput.items()
+            }
+            results[f"throughput_{clients}_clients"] = per
+            if server:
+                results[f"over_whisper_server_{clients}_clients"] = {
+                    name: round(per[name]["requests_per_s"] / per["whisper-server"]["requests_per_s"], 3)
+                    for name in per
+                    if name != "whisper-server"
+                }
     results["load_average_at_end"] = os.getloadavg()
     emit(results, args.json)
 

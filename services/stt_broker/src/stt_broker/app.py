@@ -34,7 +34,8 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        entries, choice = await anyio.to_thread.run_sync(build_catalog, settings)
+        budget = settings.thread_budget()
+        entries, choice = await anyio.to_thread.run_sync(build_catalog, settings, budget)
         registry = app.state.http_metrics.registry
         models: ModelRegistry[SttEngine] = ModelRegistry(
             "stt",
@@ -62,7 +63,7 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                 choice,
                 detector,
                 Limits(settings.max_audio_seconds, settings.inference_timeout),
-                SttMetrics(registry, models),
+                SttMetrics(registry, models, budget),
                 backend,
             )
             logger.info(
@@ -73,6 +74,7 @@ def create_app(settings: SttSettings | None = None) -> FastAPI:
                     "loaded": models.loaded_ids,
                     "workers": workers,
                     "threads": threads,
+                    "elastic_threads": budget is not None,
                     "flash_attn": settings.flash_attn,
                     "beam_size": settings.beam_size,
                 },

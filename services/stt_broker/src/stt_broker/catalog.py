@@ -29,7 +29,7 @@ from stt_broker.models import (
     resolve_model,
 )
 from stt_broker.settings import SttSettings
-from stt_broker.sizing import usable_cores
+from stt_broker.sizing import ThreadBudget, usable_cores
 from voicestack_common.errors import NotReady
 from voicestack_common.model_registry import CatalogEntry
 from voicestack_common.workers import WorkerPool, running_pool
@@ -89,14 +89,14 @@ def estimate_bytes(settings: SttSettings, model_id: str, path: Path | None = Non
     return int(size * CONTEXT_MEMORY_FACTOR * workers)
 
 
-def _opener(settings: SttSettings, model_id: str, locate: Callable[[], Path]) -> Opener:
+def _opener(settings: SttSettings, model_id: str, locate: Callable[[], Path], budget: ThreadBudget | None) -> Opener:
     @asynccontextmanager
     async def open_pool() -> AsyncIterator[WorkerPool[SttEngine]]:
         workers, _ = settings.layout()
         stack = AsyncExitStack()
         try:
             path = await anyio.to_thread.run_sync(locate)
-            factory = engine_factory(settings, ResolvedModel(path, model_id))
+            factory = engine_factory(settings, ResolvedModel(path, model_id), budget)
             pool = await stack.enter_async_context(running_pool("stt", factory, settings, size=workers))
         except (ModelError, OSError, RuntimeError, ValueError) as exc:
             # A model that cannot be prepared or loaded is the broker's problem, not the request's.
@@ -148,8 +148,15 @@ def model_choice(settings: SttSettings, ids: list[str], fixed: str | None = None
     )
 
 
-def build_catalog(settings: SttSettings) -> tuple[list[CatalogEntry[SttEngine]], ModelChoice]:
-    """The catalog the settings describe (blocking: it may prepare a configured model), and its choice rule."""
+def build_catalog(
+    settings: SttSettings, budget: ThreadBudget | None = None
+) -> tuple[list[CatalogEntry[SttEngine]], ModelChoice]:
+    """The catalog the settings describe (blocking: it may prepare a configured model), and its choice rule.
+
+    Every model's engines take their threads from ``budget`` (elastic threads), or from one budget
+    made here when none is given.
+    """
+    budget = budget or settings.thread_budget()
     entries: list[CatalogEntry[SttEngine]] = []
     fixed: str | None = None
     if settings.engine != "whispercpp" or settings.model_path is not None:
@@ -161,7 +168,7 @@ def build_catalog(settings: SttSettings) -> tuple[list[CatalogEntry[SttEngine]],
             CatalogEntry(
                 resolved.model_id,
                 languages_of(resolved.model_id),
-                _opener(settings, resolved.model_id, lambda: resolved.path),
+                _opener(settings, resolved.model_id, lambda: resolved.path, budget),
                 estimate_bytes(settings, resolved.model_id, resolved.path),
             )
         )
@@ -173,7 +180,7 @@ def build_catalog(settings: SttSettings) -> tuple[list[CatalogEntry[SttEngine]],
                     CatalogEntry(
                         model_id,
                         languages_of(model_id),
-                        _opener(settings, model_id, locate),
+                        _opener(settings, model_id, locate, budget),
                         estimate_bytes(settings, model_id),
                     )
                 )

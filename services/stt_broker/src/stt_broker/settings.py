@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from stt_broker import vad_defaults
-from stt_broker.sizing import pool_layout, usable_cores
+from stt_broker.sizing import ThreadBudget, pool_layout, usable_cores
 from voicestack_common.files import default_cache_dir
 from voicestack_common.settings import LogLevel, ServiceSettings, env_aliases, names_list, use_remote_engine
 
@@ -95,12 +95,19 @@ class SttSettings(ServiceSettings):
     """Directory for converted models (written once, atomically)."""
 
     threads: int = Field(default=0, ge=0, le=256)
-    """CPU threads per model context; 0 chooses from the usable cores (see ``docs/benchmarks.md``):
-    half the cores, at least 1 and at most 4 (whisper.cpp's own cap), on CPU."""
+    """CPU threads per model context, fixed (elastic threads off); 0 chooses from the usable cores
+    (see ``docs/benchmarks.md``): per decode with ``elastic_threads``, else half the cores, at least 1
+    and at most 4 (whisper.cpp's own cap)."""
+
+    elastic_threads: bool = True
+    """whisper.cpp on the CPU with ``threads`` 0: each decode takes its threads as it starts: all the
+    usable cores (at most 4, whisper.cpp's own default) for a lone request, an even share of them
+    while others run, at least 1. Off: a fixed count per context (half the cores)."""
 
     workers: int = Field(default=0, ge=0, le=64)
-    """Model contexts, each with its own thread: how many requests run at once; 0 chooses:
-    the cores divided by the threads on CPU (so 2 contexts on 2 cores), 4 with ``use_gpu``."""
+    """Model contexts, each with its own thread: how many requests run at once; 0 chooses: one per
+    usable core with elastic threads (CPU whisper.cpp), else the cores divided by the threads on CPU,
+    4 with ``use_gpu``."""
 
     max_queue: int = Field(default=8, ge=0)
     """Requests that may wait for a free context; beyond that the broker answers 503."""
@@ -349,6 +356,18 @@ class SttSettings(ServiceSettings):
         """The remote engine's base URL (the validator has filled in the default)."""
         return self.remote_url or ""
 
+    @property
+    def elastic(self) -> bool:
+        """Whether each decode takes its threads as it starts (CPU whisper.cpp, ``threads`` unset)."""
+        return self.elastic_threads and self.engine == "whispercpp" and not self.use_gpu and not self.threads
+
     def layout(self) -> tuple[int, int]:
-        """``(workers, threads)``: the configured values, or chosen from the usable cores."""
-        return pool_layout(usable_cores(), workers=self.workers, threads=self.threads, gpu=self.use_gpu)
+        """``(workers, threads)``: the configured values, or chosen from the usable cores (elastic:
+        ``threads`` is the most one decode takes)."""
+        return pool_layout(
+            usable_cores(), workers=self.workers, threads=self.threads, gpu=self.use_gpu, elastic=self.elastic
+        )
+
+    def thread_budget(self) -> ThreadBudget | None:
+        """The cores the decodes share with elastic threads; ``None`` when threads are fixed."""
+        return ThreadBudget(usable_cores()) if self.elastic else None

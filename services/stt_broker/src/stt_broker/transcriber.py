@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stt_broker.catalog import ALIAS, ModelChoice
 from stt_broker.engines.base import Segment, SttEngine, TranscribeOptions, Transcript, Word
+from stt_broker.sizing import ThreadBudget
 from stt_broker.vad import SpeechDetector, TimeMap
 from voicestack_common.audio import Pcm
 from voicestack_common.errors import InvalidRequest
@@ -22,7 +23,9 @@ from voicestack_common.workers import Done, WorkerPool, emitted
 class SttMetrics:
     """Broker-specific metrics on the app's registry."""
 
-    def __init__(self, registry: CollectorRegistry, models: ModelRegistry[SttEngine]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, models: ModelRegistry[SttEngine], budget: ThreadBudget | None = None
+    ) -> None:
         def pools() -> list[WorkerPool[SttEngine]]:
             return [p for m in models.loaded_ids if (p := models.pool(m)) is not None]
 
@@ -60,6 +63,15 @@ class SttMetrics:
         busy.set_function(lambda: sum(p.busy for p in pools()))
         workers = Gauge("workers", "Model contexts loaded (all models).", namespace=ns, registry=registry)
         workers.set_function(lambda: sum(p.size for p in pools()))
+        if budget is not None:
+            decode_threads = Histogram(
+                "decode_threads",
+                "CPU threads each whisper.cpp decode took as it started (elastic threads).",
+                namespace=ns,
+                registry=registry,
+                buckets=(1, 2, 3, 4),
+            )
+            budget.observe = decode_threads.observe
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from stt_broker.engines.base import SttEngine
 from stt_broker.engines.whispercpp import WhisperCppParams
 from stt_broker.models import ResolvedModel
 from stt_broker.settings import SttSettings
+from stt_broker.sizing import ThreadBudget
 
 
 def whispercpp_params(settings: SttSettings) -> WhisperCppParams:
@@ -17,14 +18,23 @@ def whispercpp_params(settings: SttSettings) -> WhisperCppParams:
     return WhisperCppParams(**{name: getattr(settings, name) for name in names})
 
 
-def engine_factory(settings: SttSettings, model: ResolvedModel) -> Callable[[], SttEngine]:
-    """A zero-argument constructor: the pool calls it once per worker thread."""
+def engine_factory(
+    settings: SttSettings, model: ResolvedModel, budget: ThreadBudget | None = None
+) -> Callable[[], SttEngine]:
+    """A zero-argument constructor: the pool calls it once per worker thread.
+
+    With elastic threads, every engine it makes shares ``budget`` (the broker's, shared by all its
+    models), or a budget of its own when none is given.
+    """
     _, threads = settings.layout()
     if settings.engine == "whispercpp":
         from stt_broker.engines.whispercpp import WhisperCppEngine
 
         params = whispercpp_params(settings)
-        return lambda: WhisperCppEngine(model.path, threads=threads, model_id=model.model_id, params=params)
+        shared = budget or settings.thread_budget()
+        return lambda: WhisperCppEngine(
+            model.path, threads=threads, budget=shared, model_id=model.model_id, params=params
+        )
     if settings.engine == "faster-whisper":
         from stt_broker.engines.faster_whisper import FasterWhisperEngine
 

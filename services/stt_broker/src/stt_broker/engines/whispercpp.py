@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from stt_broker.engines.base import (
     Transcript,
     merge_word_pieces,
 )
+from stt_broker.sizing import ThreadBudget
 from voicestack_common.audio import Pcm
 
 logger = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ def model_id_from_path(path: Path) -> str:
 
 
 class WhisperCppEngine:
-    """A whisper.cpp context on a ggml model file."""
+    """A whisper.cpp context on a ggml model file; with a ``budget``, each decode takes its threads from it."""
 
     backend = "whisper.cpp"
 
@@ -144,11 +146,15 @@ class WhisperCppEngine:
         model_path: Path,
         *,
         threads: int = 2,
+        budget: ThreadBudget | None = None,
         model_id: str | None = None,
         params: WhisperCppParams | None = None,
     ) -> None:
         self.model_path = model_path
         self.threads = threads
+        self.budget = budget
+        self.last_threads = 0
+        """The threads the last decode ran on."""
         self.model = model_id or model_id_from_path(model_path)
         self.multilingual = not self.model.split("-")[0].endswith(".en")
         self.params = params or WhisperCppParams()
@@ -219,17 +225,20 @@ class WhisperCppEngine:
                     on_segment(self._segment(ctx, index, options.word_timestamps))
             emitted = total
 
-        self._model.transcribe(
-            audio.samples,
-            new_segment_callback=segment_ready if on_segment is not None else None,
-            abort_callback=(lambda: cancel.is_set()) if cancel is not None else None,
-            language=language,
-            initial_prompt=options.prompt or "",
-            temperature=options.temperature,
-            token_timestamps=options.word_timestamps,
-            # pywhispercpp keeps what a call sets: a fitted context is undone by the next call.
-            audio_ctx=fitted_audio_ctx(audio.duration) if fit else self.params.audio_ctx,
-        )
+        with self._threads() as threads:
+            self.last_threads = threads
+            self._model.transcribe(
+                audio.samples,
+                new_segment_callback=segment_ready if on_segment is not None else None,
+                abort_callback=(lambda: cancel.is_set()) if cancel is not None else None,
+                language=language,
+                initial_prompt=options.prompt or "",
+                temperature=options.temperature,
+                token_timestamps=options.word_timestamps,
+                # pywhispercpp keeps what a call sets: a fitted context is undone by the next call.
+                audio_ctx=fitted_audio_ctx(audio.duration) if fit else self.params.audio_ctx,
+                n_threads=threads,
+            )
         segments = tuple(self._segment(ctx, i, options.word_timestamps) for i in range(pw.whisper_full_n_segments(ctx)))
         detected = pw.whisper_lang_str(pw.whisper_full_lang_id(ctx)) or language
         text = " ".join(s.text for s in segments if s.text).strip()
@@ -238,6 +247,9 @@ class WhisperCppEngine:
     def close(self) -> None:
         """Free the context."""
         self._model = None
+
+    def _threads(self) -> AbstractContextManager[int]:
+        return self.budget.share() if self.budget is not None else nullcontext(self.threads)
 
     def _segment(self, ctx: Any, index: int, with_words: bool) -> Segment:
         import _pywhispercpp as pw
