@@ -23,7 +23,8 @@ The same run measures the bare parts the loop is made of, alternating with the l
 concurrency: the STT broker's ``/v1/transcribe`` of the same utterance, the conversation service's turn
 up to its first ``delta``, and the TTS broker's ``/v1/synthesize`` of the reply's first piece as the
 gateway cuts it (``SentenceBuffer``). Overhead = first audio - (sum of the parts): it includes the end
-of turn (the silence or the turn model's pause), which no bare part has. 1 and 4 conversations.
+of turn (the silence or the turn model's pause), which no bare part has; ``overhead_minus_turn_pause``
+also takes away the 200 ms pause at which the final's decode starts. 1 and 4 conversations.
 
 ``--stt-model`` makes the STT broker serve that model alone (``STT_MODELS`` and ``STT_MODEL``);
 ``--compare-models tiny.en,base`` serves several and gives each its own conversation, their turns
@@ -88,6 +89,8 @@ FILLERS = {
     "number": ("five", "ten", "three", "twelve", "seven", "twenty", "four", "eight", "nine", "six"),
     "name": ("Anna", "Peter", "Maria", "David", "Laura", "Samuel", "Grace", "Oliver", "Nina", "Thomas"),
 }
+
+TURN_PAUSE_S = 0.2  # the STT broker's default STT_LIVE_TURN_PAUSE_MS
 
 
 def questions(count: int) -> list[str]:
@@ -255,6 +258,11 @@ def report(loop: list[dict[str, Any]], bare: list[dict[str, float]]) -> dict[str
     )
     result["overhead_first_audio_minus_bare_sum"] = summary(
         [t["first_audio"] - b["sum"] for t, b in zip(loop, bare, strict=True)]
+    )
+    # The final's decode starts at the turn pause (STT_LIVE_TURN_PAUSE_MS, 200 ms after the last word),
+    # which is the end of turn's own wait: counted as a part, what is left is the loop's own cost.
+    result["overhead_minus_turn_pause"] = summary(
+        [t["first_audio"] - TURN_PAUSE_S - b["sum"] for t, b in zip(loop, bare, strict=True)]
     )
     names = sorted({k for t in loop for k, v in t["timings_ms"].items() if isinstance(v, int | float)})
     result["gateway_timings_ms"] = {
