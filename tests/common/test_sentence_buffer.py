@@ -82,7 +82,7 @@ def test_the_first_piece_cut_at_a_clause_pauses_like_a_clause() -> None:
 
 
 def test_a_whole_reply_in_one_delta_still_starts_short() -> None:
-    buffer = SentenceBuffer(first_chars=32)
+    buffer = SentenceBuffer()  # the gateway's default: the echo responder's reply
     pieces = buffer.push("You said: What is the weather like in Paris today?") + buffer.flush()
     assert [p.text for p in pieces] == ["You said:", "What is the weather like in Paris today?"]
     assert pieces[-1].pause_after == 0.0

@@ -23,9 +23,9 @@ FIRST_PIECE_CHARS = 100
 # Kokoro gives a lone "Hi." odd prosody, so tiny sentences join the next one.
 MIN_PIECE_CHARS = 12
 # A reply's first piece is what the listener waits for: the first clause or sentence when it ends
-# within this many characters (about six words, which Kokoro speaks in well under a second on two
-# cores), else the first words up to it.
-FIRST_REPLY_PIECE_CHARS = 32
+# within this many characters (about four words), else the first words up to it. Kokoro's time grows
+# with the piece (on two cores, arena on, at best: 4 words 0.8 s, 6 words 1.2 s, 10 words 1.5 s).
+FIRST_REPLY_PIECE_CHARS = 24
 # ...but never a lone word ("Well,"), which Kokoro, like "Hi.", says oddly.
 MIN_FIRST_WORDS = 2
 SENTENCE_PAUSE = 0.25
