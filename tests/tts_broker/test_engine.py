@@ -34,6 +34,15 @@ def request(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> SpeechReq
     return SpeechRequest(text, VoiceBlend.single(voice), "a", speed)
 
 
+def test_load_runs_a_synthesis_so_the_first_request_does_not_pay_for_the_first_run(
+    engine: KokoroEngine, model_cache: Path
+) -> None:
+    files = bundled_files(model_cache)
+    assert KokoroEngine(files.model, files.voices, model_id="kokoro-82m-int8").warm_up_seconds is None
+    assert engine.warm_up_seconds is not None
+    assert engine.warm_up_seconds > 0
+
+
 def test_trim_silence_keeps_a_margin_around_the_sound() -> None:
     sound = np.concatenate([np.zeros(24_000), 0.5 * np.ones(2_400), np.zeros(12_000)]).astype(np.float32)
     trimmed = trim_silence(sound)

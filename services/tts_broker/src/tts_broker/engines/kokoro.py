@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ MAX_PHONEMES = 510
 _TRIM_DB = 45.0
 _TRIM_FRAME = 240
 _TRIM_MARGIN = 480  # keep 20 ms either side so no consonant is clipped
+# The first run of a session is slower (ONNX Runtime sets up its kernels): paid at load on this.
+WARM_UP_TEXT = "Hello, how are you?"
 
 Style = npt.NDArray[np.float32]
 _INT_TYPES: dict[str, type[np.integer[Any]]] = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
@@ -118,6 +121,8 @@ class KokoroEngine:
         self._voices: dict[str, Style] = {}
         self._inputs: dict[str, Any] = {}
         self.unavailable_languages: dict[str, str] = {}
+        self.warm_up_seconds: float | None = None
+        """How long the synthesis at load took (``None`` until it ran)."""
 
     def load(self) -> None:
         """Open the ONNX session with this worker's thread budget; read every voice."""
@@ -146,6 +151,18 @@ class KokoroEngine:
             self._voices = {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
         self._inputs = {i.name: i.type for i in self._session.get_inputs()}
         self.unavailable_languages = self._check_languages()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Synthesize a short piece, so that ONNX Runtime's first-run cost is paid here, not by a request."""
+        speakable = [lang for lang in LANGUAGES.values() if lang.code not in self.unavailable_languages]
+        if not speakable or not self._voices:
+            return
+        started = time.perf_counter()
+        style = self._voices[min(self._voices)]
+        self._synthesize(WARM_UP_TEXT, style, 1.0, speakable[0].espeak)
+        self.warm_up_seconds = time.perf_counter() - started
+        logger.info("kokoro warmed up", extra={"model": self.model, "seconds": round(self.warm_up_seconds, 2)})
 
     def _check_languages(self) -> dict[str, str]:
         """Each language whose text front end fails here, and why (a sample sentence per language)."""
