@@ -263,17 +263,20 @@ class SttSettings(ServiceSettings):
     then costs a fraction of a final, and one still running when the utterance ends delays its final
     less (whisper.cpp cannot stop an encoder pass)."""
 
-    live_fit_finals: bool = True
-    """Decode live finals with the encoder context fitted to the utterance too: tiny.en's word error rate
-    on bench_wer's set is the same (docs/benchmarks.md), and a short question's final costs a third."""
+    live_fit_finals: bool = False
+    """Decode live finals with the encoder context fitted to the utterance too (a short question's final
+    then costs a third). Off by default: on bench_wer's set the word error rate is the same, but an
+    espeak-ng sentence of tests/stt_broker/test_live.py lost words in 4 runs of 6 fitted (its text
+    changing with the decode's thread count), in none with the full window."""
 
     live_end_of_turn: Literal["model", "silence"] = "silence"
     """How a live utterance ends, unless the session's ``start`` says otherwise (the gateway's voice chat
     asks for ``model``). ``model``: at each pause of ``live_turn_pause_ms`` the Smart Turn model hears
-    whether the speaker has finished; yes ends the utterance there, no lets the pause run on up to
-    ``live_turn_max_silence_ms``: a turn of conversation, which may hold several sentences. ``silence``:
-    after ``live_silence_ms`` (the session's ``silence_ms``) of silence: an utterance per sentence or
-    phrase, as dictation wants. Without the model file, always ``silence``."""
+    whether the speaker has finished; yes ends the utterance there, no lets the pause run on (the model
+    is asked once more at ``live_silence_ms``) up to ``live_turn_max_silence_ms``: a turn of
+    conversation, which may hold several sentences. ``silence``: after ``live_silence_ms`` (the session's
+    ``silence_ms``) of silence: an utterance per sentence or phrase, as dictation wants. Without the
+    model file, always ``silence``."""
 
     live_turn_pause_ms: int = Field(default=200, ge=64, le=2_000)
     """The pause after which the turn model is asked (``end_of_turn=model``); a decode of the utterance

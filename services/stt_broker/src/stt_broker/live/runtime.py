@@ -38,7 +38,7 @@ class LiveConfig:
     prefix_padding_ms: int = 300
     partial_interval_ms: int = 500
     fit_partials: bool = True
-    fit_finals: bool = True
+    fit_finals: bool = False
     max_utterance_seconds: float = 30.0
     min_speech_ms: int = 96
     """Speech shorter than this (clicks, breaths) opens no utterance."""
