@@ -11,10 +11,10 @@ Measures, on the bundled Kokoro int8 model, for a 1-sentence and a 4-sentence te
   * a cached request's latency (the same request again, cache on);
   * throughput at 1, 2 and 4 concurrent clients for two pool layouts
     (1 worker x 2 threads, 2 workers x 1 thread).
-``--arena`` instead measures what ONNX Runtime's CPU memory arena (``TTS_CPU_MEMORY_ARENA``, off
-by default) is worth: two engines in this process, arena on and off, synthesizing alternately, once
-the same sentence every time (the arena's best case: one input shape) and once a new text every time
-(what a service sees), the off/on ratio of the synthesis time at min and p50.
+``--arena`` instead measures what ONNX Runtime's CPU memory arena (``TTS_CPU_MEMORY_ARENA``, on
+by default, without the memory patterns) is worth: two engines in this process, arena on and off,
+synthesizing alternately, once the same sentence every time (the arena's best case: one input
+shape) and once a new text every time (what a service sees), the off/on ratio of the synthesis time at min and p50.
 Speed is never asserted in tests; the numbers go to docs/tts.md.
 """
 

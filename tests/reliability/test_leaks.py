@@ -1,13 +1,15 @@
 """Memory of the TTS broker under a stream of distinct syntheses: bounded cache, no growth (finding 8).
 
 The probe saw the broker's RSS rise from 467 to 604 MB. The result cache is bounded
-(``TTS_CACHE_MAX_BYTES``; 2 MiB here, so it fills during warm-up); what grew was ONNX Runtime's CPU
-memory arena and its per-shape memory patterns: Kokoro's input length changes with every text
-piece, so each new length extended the arena, which never hands memory back (+26 % over 16 new
-texts after warm-up). ``TTS_CPU_MEMORY_ARENA`` (off by default) turns both off. This test warms
-the broker up with texts of every length class, keeps synthesizing new texts, and asserts the
-process stays within 5 % of its warmed-up size, with the cache at its cap and no descriptor leaked;
-with ``TTS_CPU_MEMORY_ARENA=true`` it fails. ``VOICESTACK_LONG=1`` runs ten times as many syntheses.
+(``TTS_CACHE_MAX_BYTES``; 2 MiB here, so it fills during warm-up); what grew was ONNX Runtime's
+per-shape memory patterns on its CPU memory arena: Kokoro's input length changes with every text
+piece, and each new length planned a block of its own in the arena, which never hands memory back
+(+26 % over 16 new texts after warm-up). The arena alone (on by default) keeps the working memory
+of the longest piece it has seen and reuses it; the patterns are off by default
+(``TTS_CPU_MEMORY_PATTERNS``). This test warms the broker up with texts of every length class (up to
+a long chunk, so the arena reaches its size), keeps synthesizing new texts, and asserts the process
+stays within 5 % of its warmed-up size, with the cache at its cap and no descriptor leaked; with
+``TTS_CPU_MEMORY_PATTERNS=true`` it fails. ``VOICESTACK_LONG=1`` runs ten times as many syntheses.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def test_tts_memory_is_bounded_under_distinct_syntheses(tts_process: tuple[subpr
             "rss_end_mb": round(end_rss / 2**20, 1),
             "growth_pct": round(100 * growth, 2),
             "fds": [warm_fds, end_fds],
-            "cpu_memory_arena": os.environ.get("TTS_CPU_MEMORY_ARENA", "false"),
+            "cpu_memory_arena": os.environ.get("TTS_CPU_MEMORY_ARENA", "true"),
+            "cpu_memory_patterns": os.environ.get("TTS_CPU_MEMORY_PATTERNS", "false"),
             "cache_bytes": cache,
         },
     )

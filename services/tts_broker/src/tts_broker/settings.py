@@ -136,12 +136,17 @@ class TtsSettings(ServiceSettings):
     retry_after: int = Field(default=2, ge=1)
     """``Retry-After`` seconds sent with a 503 when the queue is full."""
 
-    cpu_memory_arena: bool = False
-    """ONNX Runtime's CPU memory arena for Kokoro. Off by default: Kokoro's inputs change length with
-    every text piece, and the arena keeps growing with new shapes and never hands memory back (the
-    broker's RSS rose by about a quarter over 16 new texts after warm-up; see docs/reliability.md).
-    Off, tensors come from the system allocator and are returned after each run; on trades that
-    growth for faster synthesis (off takes about 1.2x the time; docs/reliability.md)."""
+    cpu_memory_arena: bool = True
+    """ONNX Runtime's CPU memory arena for Kokoro: the tensors' memory is kept from run to run. Off,
+    every run page-faults fresh memory from the system allocator, and a 40-word piece takes two to
+    three times as long; on, each worker holds the longest piece's working memory (about 500 MB more
+    resident after warm-up), which does not grow with new texts (docs/reliability.md, finding 8)."""
+
+    cpu_memory_patterns: bool = False
+    """ONNX Runtime's memory patterns on top of the arena: one block planned per input shape. Off by
+    default: Kokoro's input length changes with every text piece, and the patterns made the broker's
+    RSS grow by about a quarter over 16 new texts after warm-up, for little speed over the arena alone
+    (docs/reliability.md, finding 8)."""
 
     use_gpu: bool = False
     """Run Kokoro on ONNX Runtime's CUDA execution provider when the installed onnxruntime has

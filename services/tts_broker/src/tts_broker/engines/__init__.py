@@ -24,6 +24,7 @@ def engine_factory(settings: TtsSettings, model: ResolvedModel) -> Callable[[], 
             threads=settings.intra_op_threads,
             use_gpu=settings.use_gpu,
             cpu_memory_arena=settings.cpu_memory_arena,
+            memory_patterns=settings.cpu_memory_patterns,
         )
     from tts_broker.engines.remote import RemoteKokoroEngine
 

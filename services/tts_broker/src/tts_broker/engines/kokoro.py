@@ -107,7 +107,8 @@ class KokoroEngine:
         model_id: str,
         threads: int = 2,
         use_gpu: bool = False,
-        cpu_memory_arena: bool = False,
+        cpu_memory_arena: bool = True,
+        memory_patterns: bool = False,
     ) -> None:
         self.model_path = model_path
         self.voices_path = voices_path
@@ -115,6 +116,7 @@ class KokoroEngine:
         self.threads = threads
         self.use_gpu = use_gpu
         self.cpu_memory_arena = cpu_memory_arena
+        self.memory_patterns = memory_patterns
         self.provider = "none"
         self._session: Any = None
         self._tokenizer: Any = None
@@ -137,10 +139,12 @@ class KokoroEngine:
         options = rt.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        # Kokoro's input length changes with every text piece: an arena (and the memory patterns
-        # planned per shape) would keep growing with new shapes; see TtsSettings.cpu_memory_arena.
+        # The arena keeps the tensors' memory from run to run (without it, every run page-faults
+        # fresh pages: twice the time for a long piece). The memory patterns, one planned block per
+        # input shape, are what grows: Kokoro's input length changes with every text piece.
+        # See TtsSettings.cpu_memory_arena and .cpu_memory_patterns.
         options.enable_cpu_mem_arena = self.cpu_memory_arena
-        options.enable_mem_pattern = self.cpu_memory_arena
+        options.enable_mem_pattern = self.cpu_memory_arena and self.memory_patterns
         self._session = rt.InferenceSession(
             str(self.model_path), sess_options=options, providers=execution_providers(self.use_gpu)
         )
