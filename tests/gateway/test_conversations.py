@@ -194,8 +194,9 @@ def test_barge_in_cuts_the_reply_to_what_was_heard(
             conversation = (await chat.until("conversation.started"))["conversation_id"]
             await chat.send({"type": "text", "text": "Tell me something long please."})
             first = await chat.until("reply.audio")
-            # the client has played a little over a second of the first piece when the user speaks
-            await chat.send({"type": "playback", "position": 1.2})
+            # the client has played 60 % of the first piece (a few words: a share, not a fixed second) when
+            # the user speaks
+            await chat.send({"type": "playback", "position": 0.6 * first["duration_seconds"]})
             await chat.speak(pcm16(LATER) + SILENCE)
             cancelled = await chat.until("reply.cancelled")
             assert cancelled["message_id"] == first["message_id"]
