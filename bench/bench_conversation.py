@@ -345,9 +345,6 @@ def voicestack_up(env: dict[str, str], home: Path) -> Iterator[dict[str, str]]:
         "STT_CACHE_DIR": str(TEST_CACHE / "models"),
         "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
         "TTS_CACHE_MAX_ENTRIES": "0",  # the bare synthesis repeats the loop's first piece
-        # The loop's finals are decoded with the encoder context fitted to the utterance
-        # (STT_LIVE_FIT_FINALS); the bare /v1/transcribe must do the same decode to be its part.
-        "STT_FIT_AUDIO_CTX": "true",
         "COLUMNS": "200",
         **env,
     }
