@@ -161,10 +161,16 @@ def test_partials_decode_with_a_fitted_context_and_finals_as_configured(model_ca
 
     class Recording(LiveRuntime):
         async def decode(
-            self, pool: WorkerPool[SttEngine], samples: np.ndarray, options: TranscribeOptions, *, urgent: bool
+            self,
+            pool: WorkerPool[SttEngine],
+            samples: np.ndarray,
+            options: TranscribeOptions,
+            *,
+            urgent: bool,
+            released: asyncio.Event | None = None,
         ) -> tuple[Transcript, float]:
             decodes.append((urgent, options.fit_context))
-            return await super().decode(pool, samples, options, urgent=urgent)
+            return await super().decode(pool, samples, options, urgent=urgent, released=released)
 
     async def scenario() -> list[LiveEvent]:
         config = LiveConfig(fit_finals=fit_finals)

@@ -182,14 +182,29 @@ class LiveRuntime:
         self._turn_thread.shutdown(wait=False, cancel_futures=True)
 
     async def decode(
-        self, pool: WorkerPool[SttEngine], samples: Samples, options: TranscribeOptions, *, urgent: bool
+        self,
+        pool: WorkerPool[SttEngine],
+        samples: Samples,
+        options: TranscribeOptions,
+        *,
+        urgent: bool,
+        released: asyncio.Event | None = None,
     ) -> tuple[Transcript, float]:
-        """Decode 16 kHz audio on ``pool``; returns the transcript and the seconds the engine took."""
+        """Decode 16 kHz audio on ``pool``; returns the transcript and the seconds the engine took.
+
+        ``released`` is set when the engine has let go of the audio, which a cancelled decode does only
+        at the end of its encoder pass (whisper.cpp cannot stop inside it), after this call has returned.
+        """
         audio = Pcm(samples, STT_SAMPLE_RATE)
+        loop = asyncio.get_running_loop()
 
         def run(engine: SttEngine, cancel: Any) -> tuple[Transcript, float]:
             started = time.perf_counter()
-            transcript = engine.transcribe(audio, options, cancel=cancel)
+            try:
+                transcript = engine.transcribe(audio, options, cancel=cancel)
+            finally:
+                if released is not None:
+                    loop.call_soon_threadsafe(released.set)
             return transcript, time.perf_counter() - started
 
         return await pool.submit(

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 LiveEvent = Ready | SpeechStarted | Partial | SpeechStopped | Final | ErrorEvent | Checkpoint | Closed
 # Probability below threshold - this counts as silence (Silero's own hysteresis).
 _HYSTERESIS = 0.15
+# The longest the pause's decode waits for a cancelled partial to let go of its context's threads.
+_PARTIAL_RELEASE_WAIT_S = 0.3
 # Idle sessions report a checkpoint at most this often (relays trim their replay log by it).
 _CHECKPOINT_EVERY = STT_SAMPLE_RATE
 
@@ -121,6 +123,8 @@ class LiveSession:
         self._agreement = LocalAgreement()
         self._partial: asyncio.Task[None] | None = None
         self._partial_of = 0  # the utterance of the partial in flight
+        self._partial_released = asyncio.Event()  # set while no partial decode holds a context's threads
+        self._partial_released.set()
         # At each pause of the open utterance: its decode starts, and the turn model is asked.
         self._paused = False
         self._asked = 0  # questions to the turn model in this pause: at its start, then at ``_second_ask``
@@ -296,13 +300,16 @@ class LiveSession:
         self._paused = True
         stop = min(self._last_speech_end + _ms(self.runtime.config.end_padding_ms), end)
         self._cancel_partial()  # the early decode covers more; the cores are better spent on it
-        task = asyncio.ensure_future(
-            self.runtime.decode(
-                self.pool, self._buffer.read(self._utterance_start, stop), self._final_options, urgent=True
-            )
-        )
+        task = asyncio.ensure_future(self._decode_early(self._buffer.read(self._utterance_start, stop)))
         self._early = _EarlyDecode(self._utterance, stop, self._last_speech_end, task)
         self._ask(end)
+
+    async def _decode_early(self, audio: Samples) -> tuple[Transcript, float]:
+        # A partial cancelled just now holds its threads until its encoder pass ends: started beside it,
+        # this decode would get one thread (elastic threads) for its whole length. A short wait is cheaper.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._partial_released.wait(), _PARTIAL_RELEASE_WAIT_S)
+        return await self.runtime.decode(self.pool, audio, self._final_options, urgent=True)
 
     def _ask(self, end: int) -> None:
         """Ask the turn model (``end_of_turn=model``) whether the utterance, heard up to ``end``, is over."""
@@ -427,6 +434,7 @@ class LiveSession:
             return
         audio = self._buffer.read(self._utterance_start, self._buffer.end)
         self._partial_of = self._utterance
+        self._partial_released.clear()
         self._partial = asyncio.ensure_future(
             self._decode_partial(self._utterance, self._utterance_start, self._buffer.end, audio, self._agreement)
         )
@@ -435,7 +443,9 @@ class LiveSession:
         self, utterance: int, start: int, end: int, audio: Samples, agreement: LocalAgreement
     ) -> None:
         try:
-            transcript, _ = await self.runtime.decode(self.pool, audio, self._partial_options, urgent=False)
+            transcript, _ = await self.runtime.decode(
+                self.pool, audio, self._partial_options, urgent=False, released=self._partial_released
+            )
         except VoicestackError as exc:
             logger.debug("partial skipped: %s", exc.code)
             self.runtime.metrics.partials_skipped.labels(exc.code).inc()
