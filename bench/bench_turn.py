@@ -7,8 +7,9 @@ whisper.cpp pool of 2 contexts with the broker's default threads, and the real t
 PCM16 frames at real-time pace, followed by 2.5 s of silence, once per mode (``model``, ``silence``
 with ``--silence-ms``, the gateway's 700 ms), the modes alternating clip by clip:
 
-* **paused questions**: spoken questions cut in the middle by a pause of 0.6-1.0 s ("I'd like to
-  order a … large pizza with mushrooms."), in Kokoro's af_heart, am_adam, bf_emma and jf_alpha.
+* **paused questions**: spoken questions with a hesitation of 0.6-1.0 s in the middle ("I'd like to
+  order a… large pizza with mushrooms.": Kokoro speaks the whole question with "..." there, and the
+  gap it leaves is stretched), in Kokoro's af_heart, am_adam, bf_emma and jf_alpha.
   A clip heard as more than one utterance was *cut in two*. From the last voiced sample of the
   question (the wall-clock moment it was fed) to ``speech_stopped`` and to ``final``: the wait a
   user feels before the reply can start.
@@ -79,15 +80,39 @@ def speak(text: str, voice: str) -> np.ndarray:
 
 
 def paused_clip(index: int) -> tuple[np.ndarray, int, str]:
-    """(16 kHz samples with the tail, index of the last voiced sample, the text) of the index-th question."""
+    """(16 kHz samples with the tail, index of the last voiced sample, the text) of the index-th question.
+
+    The question is spoken whole, with "..." where the speaker hesitates, so that the voice carries on
+    as a speaker does (a fragment spoken alone ends as a finished sentence: the model rightly hears it
+    as one); the quiet gap the ellipsis leaves is then stretched to the pause.
+    """
     before, after = PAUSED[index % len(PAUSED)]
     voice = VOICES[index % len(VOICES)]
     pause = 0.6 + 0.4 * ((index * 7) % 10) / 9
-    parts = [np.zeros(int(0.4 * STT_SAMPLE_RATE), np.float32), speak(before, voice)]
-    parts += [np.zeros(int(pause * STT_SAMPLE_RATE), np.float32), speak(after, voice)]
+    speech = speak(f"{before}... {after}", voice)
+    gap_start, gap_end = _middle_gap(speech)
+    stretch = max(0, int(pause * STT_SAMPLE_RATE) - (gap_end - gap_start))
+    middle = (gap_start + gap_end) // 2
+    parts = [np.zeros(int(0.4 * STT_SAMPLE_RATE), np.float32), speech[:middle]]
+    parts += [np.zeros(stretch, np.float32), speech[middle:]]
     speech_end = sum(len(p) for p in parts)
     parts.append(np.zeros(int(TAIL_S * STT_SAMPLE_RATE), np.float32))
     return np.concatenate(parts), speech_end, f"{before} {after}"
+
+
+def _middle_gap(samples: np.ndarray, step: int = 160) -> tuple[int, int]:
+    """The longest quiet stretch in the middle three fifths of ``samples`` (10 ms frames), as sample indices."""
+    rms = np.sqrt(np.mean(samples[: len(samples) // step * step].reshape(-1, step) ** 2, axis=1))
+    quiet = rms < 0.02 * float(rms.max())
+    best, run_start = (0, 0), None
+    for frame in range(len(quiet) * 1 // 5, len(quiet) * 4 // 5 + 1):
+        if frame < len(quiet) and quiet[frame]:
+            run_start = frame if run_start is None else run_start
+            continue
+        if run_start is not None and frame - run_start > best[1] - best[0]:
+            best = (run_start, frame)
+        run_start = None
+    return best[0] * step, best[1] * step
 
 
 def wer_clip(wav: bytes) -> tuple[np.ndarray, int]:
