@@ -272,11 +272,10 @@ class SttSettings(ServiceSettings):
     live_end_of_turn: Literal["model", "silence"] = "silence"
     """How a live utterance ends, unless the session's ``start`` says otherwise (the gateway's voice chat
     asks for ``model``). ``model``: at each pause of ``live_turn_pause_ms`` the Smart Turn model hears
-    whether the speaker has finished; yes ends the utterance there, no lets the pause run on (the model
-    is asked once more at ``live_silence_ms``) up to ``live_turn_max_silence_ms``: a turn of
-    conversation, which may hold several sentences. ``silence``: after ``live_silence_ms`` (the session's
-    ``silence_ms``) of silence: an utterance per sentence or phrase, as dictation wants. Without the
-    model file, always ``silence``."""
+    whether the speaker has finished; yes ends the utterance there, no lets the pause run on up to
+    ``live_turn_max_silence_ms``: a turn of conversation, which may hold several sentences.
+    ``silence``: after ``live_silence_ms`` (the session's ``silence_ms``) of silence: an utterance per
+    sentence or phrase, as dictation wants. Without the model file, always ``silence``."""
 
     live_turn_pause_ms: int = Field(default=200, ge=64, le=2_000)
     """The pause after which the turn model is asked (``end_of_turn=model``); a decode of the utterance

@@ -127,8 +127,6 @@ class LiveSession:
         self._partial_released.set()
         # At each pause of the open utterance: its decode starts, and the turn model is asked.
         self._paused = False
-        self._asked = 0  # questions to the turn model in this pause: at its start, then at ``_second_ask``
-        self._second_ask = max(self.settings.silence_ms, d.turn_pause_ms)
         self._early: _EarlyDecode | None = None
         self._turn_check: asyncio.Task[None] | None = None
         self._silence_limit = self._default_silence_limit()
@@ -281,8 +279,6 @@ class LiveSession:
         silence = self._silence_run * WINDOW
         if self.settings.vad and not self._paused and silence >= _ms(self.runtime.config.turn_pause_ms):
             self._pause(end)
-        elif self._paused and self._asked == 1 and self._turn_check is None and silence >= _ms(self._second_ask):
-            self._ask(end)  # "not yet" once: asked again where the silence rule would have ended it
         if self.settings.vad and silence >= _ms(self._silence_limit):
             self._endpoint(min(self._last_speech_end + _ms(self.runtime.config.end_padding_ms), end))
         elif end - self._utterance_start >= self.settings.max_utterance_seconds * STT_SAMPLE_RATE:
@@ -315,7 +311,6 @@ class LiveSession:
         """Ask the turn model (``end_of_turn=model``) whether the utterance, heard up to ``end``, is over."""
         if self.settings.end_of_turn != "model" or self._utterance is None:
             return
-        self._asked += 1
         heard = self._buffer.read(self._utterance_start, end)
         self._turn_check = asyncio.ensure_future(self._ask_turn(self._utterance, heard))
 
@@ -337,7 +332,6 @@ class LiveSession:
         if not self._paused:
             return
         self._paused = False
-        self._asked = 0
         self._silence_limit = self._default_silence_limit()
         if self._turn_check is not None:
             self._turn_check.cancel()
@@ -390,7 +384,6 @@ class LiveSession:
             self.runtime.metrics.early_decodes.labels("dropped").inc()
             early = None
         self._paused = False
-        self._asked = 0
         if self._turn_check is not None:
             self._turn_check.cancel()
             self._turn_check = None
