@@ -163,7 +163,11 @@ def main() -> None:
         http = stack.enter_context(httpx.Client(timeout=300))
 
         def upload(url: str) -> Callable[[httpx.Client], object]:
-            return lambda client: client.post(url, files={"file": ("a.wav", wav)}).raise_for_status()
+            # English named: with none, STT_MODEL=auto gives the request to the multilingual base, not
+            # the tiny.en that the bare engine runs.
+            return lambda client: client.post(
+                url, files={"file": ("a.wav", wav)}, data={"language": "en"}
+            ).raise_for_status()
 
         paths: dict[str, Callable[[], object]] = {
             "bare": lambda: bare_model.transcribe(audio16),
