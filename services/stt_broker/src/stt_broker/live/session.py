@@ -328,7 +328,8 @@ class LiveSession:
             self._endpoint(self._buffer.end)
 
     def _resume(self) -> None:
-        """Speech goes on after a pause (or the utterance is dropped): the pause's decode and question lapse."""
+        """Speech goes on after a pause, or the utterance ends or is dropped: the pause's question lapses, and
+        its decode too unless the ending took it as the final."""
         if not self._paused:
             return
         self._paused = False
@@ -374,20 +375,14 @@ class LiveSession:
         # cores (left running on another context, it cost the final ~0.3 s at one conversation).
         self._cancel_partial()
         early = self._early
-        self._early = None
         if early is not None and trim and early.last_speech_end == self._last_speech_end:
             # Nothing was said since the pause: the decode that started there is this utterance's final.
+            self._early = None
             end = early.end
             self.runtime.metrics.early_decodes.labels("used").inc()
-        elif early is not None:
-            early.task.cancel()
-            self.runtime.metrics.early_decodes.labels("dropped").inc()
+        else:
             early = None
-        self._paused = False
-        if self._turn_check is not None:
-            self._turn_check.cancel()
-            self._turn_check = None
-        self._silence_limit = self._default_silence_limit()
+        self._resume()
         self._utterance = None
         self._speech_run = 0
         self._probs.clear()
