@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -53,8 +52,8 @@ import numpy as np
 import websockets
 from benchkit import emit, machine, summary
 
-from devkit.servers import free_port
-from devkit.speech import TEST_CACHE, kokoro_speech
+from devkit.servers import STACK_SERVICES, free_port, stack_env
+from devkit.speech import kokoro_speech
 from voicestack_common.audio import resample
 from voicestack_common.encode import wav_header
 from voicestack_common.text import SentenceBuffer
@@ -331,21 +330,10 @@ async def compare_models(
 def voicestack_up(env: dict[str, str], home: Path) -> Iterator[dict[str, str]]:
     """``voicestack up`` on free ports, until it is left; stopped with SIGTERM (a stack started without a
     terminal ignores SIGINT)."""
-    ports = {name: free_port() for name in ("gateway", "stt", "tts", "bridge", "conversation", "mqtt")}
+    ports = {name: free_port() for name in STACK_SERVICES}
     env = {
-        **os.environ,
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "STT_PORT": str(ports["stt"]),
-        "TTS_PORT": str(ports["tts"]),
-        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
-        "CONVERSATION_PORT": str(ports["conversation"]),
-        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
-        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
-        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
-        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
-        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        **stack_env(home, ports),
         "TTS_CACHE_MAX_ENTRIES": "0",  # the bare synthesis repeats the loop's first piece
-        "COLUMNS": "200",
         **env,
     }
     log_path = home / "voicestack-up.log"

@@ -130,3 +130,27 @@ class ServiceProcess:
             return False
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+STACK_SERVICES = ("gateway", "stt", "tts", "bridge", "conversation", "mqtt")
+
+
+def stack_env(home: Path, ports: dict[str, int]) -> dict[str, str]:
+    """The environment of a ``voicestack up`` on ``ports`` (one per ``STACK_SERVICES`` name), its files in
+    ``home`` and its models from the test cache; callers add what their stack needs on top."""
+    from devkit.speech import TEST_CACHE
+
+    return {
+        **os.environ,
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "STT_PORT": str(ports["stt"]),
+        "TTS_PORT": str(ports["tts"]),
+        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
+        "CONVERSATION_PORT": str(ports["conversation"]),
+        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
+        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
+        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
+        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
+        "COLUMNS": "200",
+    }

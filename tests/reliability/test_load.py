@@ -37,8 +37,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from devkit.servers import free_port
-from devkit.speech import TEST_CACHE
+from devkit.servers import STACK_SERVICES, free_port, stack_env
 from devkit.texts import WORDS
 from tests.reliability.figures import record
 from tests.reliability.procfs import open_fds, rss_bytes, threads
@@ -124,22 +123,12 @@ def _service_pids(supervisor: int) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("load")
-    ports = {name: free_port() for name in ("gateway", "stt", "tts", "bridge", "mqtt", "conversation")}
+    ports = {name: free_port() for name in STACK_SERVICES}
     env = {
-        **os.environ,
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "STT_PORT": str(ports["stt"]),
-        "TTS_PORT": str(ports["tts"]),
-        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
-        "CONVERSATION_PORT": str(ports["conversation"]),
-        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
-        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
-        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
-        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
+        **stack_env(home, ports),
         # Load and leaks, not model choice: one Whisper model, the quick one.
         "STT_MODEL": "tiny.en",
         "STT_MODELS": "tiny.en",
-        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
         # The result cache (64 MiB by default) would fill with the run's new texts and read as growth:
         # a small cap, full before the warm-up ends, leaves only what is not the cache.
         "TTS_CACHE_MAX_BYTES": str(1024 * 1024),
@@ -153,7 +142,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TTS_LOG_LEVEL": "WARNING",
         "MQTT_BRIDGE_LOG_LEVEL": "WARNING",
         "CONVERSATION_LOG_LEVEL": "WARNING",
-        "COLUMNS": "200",
     }
     log_path = home / "stack.log"
     with log_path.open("wb") as log:

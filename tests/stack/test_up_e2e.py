@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -18,8 +17,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from devkit.servers import free_port
-from devkit.speech import REPO, TEST_CACHE, kokoro_speech, words
+from devkit.servers import free_port, stack_env
+from devkit.speech import REPO, kokoro_speech, words
 from voicestack_common.audio import resample
 from voicestack_common.encode import encode_audio
 
@@ -69,24 +68,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     names = ("gateway", "stt", "tts", "bridge", "mqtt", "stt_wyoming", "tts_wyoming", "conversation")
     ports = {name: free_port() for name in names}
     env = {
-        **os.environ,
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "STT_PORT": str(ports["stt"]),
-        "TTS_PORT": str(ports["tts"]),
-        "MQTT_BRIDGE_PORT": str(ports["bridge"]),
-        "CONVERSATION_PORT": str(ports["conversation"]),
-        "CONVERSATION_DATABASE_URL": f"sqlite:///{home / 'conversations.sqlite3'}",
-        "MQTT_BRIDGE_MQTT_URL": f"mqtt://127.0.0.1:{ports['mqtt']}",
-        "MQTT_BRIDGE_OUTBOX_PATH": str(home / "outbox.sqlite3"),
+        **stack_env(home, ports),
         "MQTT_BRIDGE_HEALTH_INTERVAL": "1",
-        "STT_CACHE_DIR": str(TEST_CACHE / "models"),
-        "TTS_CACHE_DIR": str(TEST_CACHE / "models"),
         "VOICESTACK_URL": f"http://127.0.0.1:{ports['gateway']}",
         "STT_WYOMING_ENABLED": "true",
         "STT_WYOMING_PORT": str(ports["stt_wyoming"]),
         "TTS_WYOMING_ENABLED": "true",
         "TTS_WYOMING_PORT": str(ports["tts_wyoming"]),
-        "COLUMNS": "200",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "voicestack.cli", "up"],
