@@ -62,16 +62,18 @@ class ServiceProcess:
 
     def __init__(self, package: str, prefix: str, workdir: Path, **settings: str) -> None:
         self.package = package
+        self.prefix = prefix
         self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            f"{prefix}_PORT": str(self.port),
-            **{f"{prefix}_{name.upper()}": value for name, value in settings.items()},
-        }
+        self.env = {**os.environ, **{f"{prefix}_{name.upper()}": value for name, value in settings.items()}}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"{package}-{self.port}.log"
+        self._move_to(free_port())
+        self._served = False  # once it has served, restarts keep the port
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env[f"{self.prefix}_PORT"] = str(port)
+        self.log = self.workdir / f"{self.package}-{port}.log"
 
     @property
     def pid(self) -> int:
@@ -86,9 +88,21 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, *, ready: bool = True, timeout: float = 180.0) -> None:
-        """Start it; return once ``/readyz`` (or, with ``ready=False``, ``/healthz``) answers 200."""
-        self.launch()
-        self.wait_ready(ready=ready, timeout=timeout)
+        """Start it; return once ``/readyz`` (or, with ``ready=False``, ``/healthz``) answers 200.
+
+        A free port can be taken by another process between ``free_port`` and the bind: a first start
+        that finds its port in use moves to another (at most twice)."""
+        for attempt in range(3):
+            self.launch()
+            try:
+                self.wait_ready(ready=ready, timeout=timeout)
+            except AssertionError:
+                taken = "address already in use" in self.log.read_text(errors="replace")
+                if self._served or not taken or attempt == 2:
+                    raise
+                self._move_to(free_port())
+                continue
+            return
 
     def launch(self) -> None:
         """Start the process without waiting for it (``wait_ready`` waits): several start at once."""
@@ -113,6 +127,7 @@ class ServiceProcess:
                 raise AssertionError(f"{self.package} exited:\n{self.log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    self._served = True
                     return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.package}'s {path} did not answer 200 in {timeout} s")
