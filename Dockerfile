@@ -100,6 +100,8 @@ CMD ["mqtt-bridge", "serve"]
 
 # ---- Conversation service: the SQLite store lives on the /data volume; with
 # CONVERSATION_DATABASE_URL=postgresql://... (several replicas) the volume is unused.
+# /models: where `conversation models pull` (compose's llm_model job) writes the LLM's GGUF file;
+# a named volume mounted there starts with this folder's owner, so the job can write to it.
 FROM build-base AS conversation-build
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-workspace --package conversation
@@ -109,7 +111,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable --package conversation
 
 FROM runtime-base AS conversation
-RUN mkdir /data && chown voicestack /data
+RUN mkdir /data /models && chown voicestack /data /models
 COPY --from=conversation-build /app/.venv /app/.venv
 ENV CONVERSATION_HOST=0.0.0.0 \
     CONVERSATION_DATABASE_URL=sqlite:////data/conversations.sqlite3 \

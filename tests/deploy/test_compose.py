@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from tests.deploy.kit import (
 
 VARIANT_IDS = [v.id for v in VARIANTS]
 PUBLISHED = {"gateway", "mosquitto", "grafana"}
-GPU_SERVICES = {"stt_broker", "tts_broker", "whispercpp", "kokoro"}
+GPU_SERVICES = {"stt_broker", "tts_broker", "whispercpp", "kokoro", "llm"}
+LLM_MODEL = "qwen2.5-1.5b-instruct"
+"""The model the llm_model job pulls and the llm service serves by default (``conversation models pull``)."""
 
 
 def services(variant: Variant) -> dict[str, dict[str, Any]]:
@@ -310,6 +313,8 @@ def test_the_profile_services_stay_out_of_a_plain_up() -> None:
         "tts_broker",
         "mqtt_bridge",
         "conversation",
+        "llm_model",
+        "llm",
         "mosquitto",
         "prometheus",
         "grafana",
@@ -343,3 +348,95 @@ def test_the_wyoming_override_publishes_the_usual_ports_and_merges_exactly() -> 
         assert set(base[name]["networks"]) <= set(override[name]["networks"])
         assert set(sequences_in(override[name])) == {".ports", ".networks"}
     assert env_of(base["stt_broker"])["STT_EVENTS_URL"] == f"http://mqtt_bridge:{BY_NAME['mqtt_bridge'].default_port()}"
+
+
+# ---- the LLM ---------------------------------------------------------------------------------
+
+
+def llama_args(svc: dict[str, Any], *, defaults: bool = True) -> list[str]:
+    """llama-server's arguments (the image's entrypoint is llama-server), interpolated with defaults.
+
+    A list in docker-compose.yml; a string in the CPU override, which Compose splits the same way.
+    """
+    command = svc["command"]
+    args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
+    return [with_defaults(arg) for arg in args] if defaults else args
+
+
+def flag(args: list[str], name: str) -> str:
+    """The value after ``name`` in an argument list."""
+    assert args.count(name) == 1, f"{name} given {args.count(name)} times in {args}"
+    return args[args.index(name) + 1]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_the_llm_serves_the_pulled_model_on_the_internal_network(variant: Variant) -> None:
+    svcs = services(variant)
+    llm, job = svcs["llm"], svcs["llm_model"]
+    # The download job alone reaches the internet, once; the server only talks to the stack.
+    assert job["networks"] == ["downloads"]
+    assert job["restart"] == "no"
+    assert not job.get("ports")
+    assert llm["networks"] == ["backend"]
+    assert not llm.get("ports"), "the LLM is for the conversation service only: never published"
+    assert llm["restart"] == "unless-stopped"
+    assert llm["depends_on"] == {"llm_model": {"condition": "service_completed_successfully"}}
+    check = llm["healthcheck"]
+    assert check["test"][:2] == ["CMD", "curl"]
+    args = llama_args(llm)
+    assert f"http://127.0.0.1:{flag(args, '--port')}/health" in check["test"]
+    assert int(check["start_period"].removesuffix("s")) >= 120, "loading a GGUF file takes a while"
+    # The job is the conversation image's `models pull`, writing <cache>/llm/<file> into the volume
+    # the server reads (read-only) at the same path.
+    assert service_for_build(job["build"]) is BY_NAME["conversation"]
+    assert job["image"] == svcs["conversation"]["image"]
+    assert job["command"][:3] == ["conversation", "models", "pull"]
+    assert with_defaults(job["command"][3]) == LLM_MODEL
+    cache = env_of(job)["CONVERSATION_CACHE_DIR"] or ""
+    assert named_volume_mounts(job)[cache] == "llm_models"
+    assert named_volume_mounts(llm)[cache] == "llm_models"
+    assert f"llm_models:{cache}:ro" in llm["volumes"]
+    assert "llm_models" in variant.document()["volumes"]
+    assert flag(args, "-m") == f"{cache}/llm/qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    assert flag(args, "--alias") == LLM_MODEL
+    assert flag(args, "--host") == "0.0.0.0"
+    assert int(flag(args, "-c")) >= 2048
+    assert "--jinja" in args, "the model's chat template (and OpenAI tools) need --jinja"
+    # The variables that pick another model reach both the job and the server.
+    raw = " ".join([*job["command"], *llama_args(llm, defaults=False)])
+    for name in ("VOICESTACK_LLM_MODEL", "VOICESTACK_LLM_FILE", "VOICESTACK_LLM_CONTEXT"):
+        assert f"${{{name}:-" in raw, name
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_the_conversation_service_answers_with_the_llm(variant: Variant) -> None:
+    svcs = services(variant)
+    conversation = svcs["conversation"]
+    raw = env_of(conversation)
+    env = {name: with_defaults(value) for name, value in raw.items() if value is not None}
+    args = llama_args(svcs["llm"])
+    assert env["CONVERSATION_RESPONDER"] == "openai"
+    assert env["CONVERSATION_OPENAI_BASE_URL"] == f"http://llm:{flag(args, '--port')}/v1"
+    assert env["CONVERSATION_OPENAI_MODEL"] == flag(args, "--alias")
+    for name in ("CONVERSATION_RESPONDER", "CONVERSATION_OPENAI_BASE_URL", "CONVERSATION_OPENAI_MODEL"):
+        assert (raw[name] or "").startswith(f"${{{name}:-"), f"{name}: deploy/.env must be able to change it"
+    assert conversation["depends_on"]["llm"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_the_llm_image_and_gpu_layers_follow_the_variant(variant: Variant) -> None:
+    llm = services(variant)["llm"]
+    args = llama_args(llm)
+    if variant.id.startswith("gpu"):
+        assert llm["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda"
+        assert gpu_devices(llm)
+        assert flag(args, "--n-gpu-layers") == "99"
+        assert "${VOICESTACK_LLM_GPU_LAYERS:-99}" in llama_args(llm, defaults=False)
+    else:
+        assert llm["image"] == "ghcr.io/ggml-org/llama.cpp:server"
+        assert not gpu_devices(llm), "the CPU override drops the GPU reservation"
+        assert flag(args, "--n-gpu-layers") == "0"
+        # Otherwise the base file's arguments, variables included.
+        base = llama_args(services(VARIANTS[0])["llm"], defaults=False)
+        layers = base.index("--n-gpu-layers") + 1
+        assert llama_args(llm, defaults=False) == [*base[:layers], "0", *base[layers + 1 :]]
