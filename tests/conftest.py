@@ -16,6 +16,10 @@ from devkit.servers import free_port
 from devkit.speech import REPO, TEST_CACHE, kokoro_speech
 from voicestack_common.audio import Pcm
 
+# The conversation service answers with `echo` in tests unless a test names another responder: with the
+# bundled LLM at hand its default (`auto`) picks `local`, whose words a test cannot know in advance.
+os.environ.setdefault("CONVERSATION_RESPONDER", "echo")
+
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 TWO_SENTENCES = "Please call me back tomorrow morning. The meeting starts at noon."
 

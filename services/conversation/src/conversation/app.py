@@ -25,7 +25,7 @@ from voicestack_common.service import Readiness, create_service_app
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Conversations and their messages (SQLite or PostgreSQL), and the responders that answer
-(`echo`, `openai`, `webhook`), and seed 000's pending reply audio (`/v1/deliveries`). Internal: the
+(`local`, `echo`, `openai`, `webhook`), and seed 000's pending reply audio (`/v1/deliveries`). Internal: the
 gateway calls it, passing the caller's identity in `X-Voicestack-Owner`; clients use the gateway's
 `/api/conversations`."""
 
@@ -51,9 +51,11 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = create_engine(settings.database_url)
-        responders = build_responders(settings)
+        responders = build_responders(settings, app.state.http_metrics.registry)
         tasks: list[asyncio.Task[None]] = []
         try:
+            for responder in responders.values():
+                await responder.start()
             if settings.migrate_on_start:
                 await migrate(engine)
             store = Store(engine)

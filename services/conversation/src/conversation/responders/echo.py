@@ -26,6 +26,9 @@ class EchoResponder:
 
     name = "echo"
 
+    async def start(self) -> None:
+        """Nothing to load."""
+
     async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
         """The echo, one word at a time."""
         for match in _WORD.finditer(echo_text(request.text)):

@@ -48,6 +48,9 @@ class OpenAIResponder:
             "max_tokens": options.get("max_tokens", self.settings.openai_max_tokens),
         }
 
+    async def start(self) -> None:
+        """Nothing to load: the model server is reached per reply."""
+
     async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
         """The completion's content deltas as they stream in."""
         headers = {"Accept": "text/event-stream"}

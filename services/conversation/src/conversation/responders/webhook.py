@@ -36,6 +36,9 @@ class WebhookResponder:
             "options": dict(request.options),
         }
 
+    async def start(self) -> None:
+        """Nothing to load: the webhook is reached per reply."""
+
     async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
         """The webhook's answer as text deltas."""
         headers = {}

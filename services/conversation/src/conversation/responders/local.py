@@ -1,0 +1,255 @@
+"""``local``: a GGUF chat model on llama.cpp (llama-cpp-python), in this process, off the event loop.
+
+The model runs on the pool's own threads (``voicestack_common.workers``, as the brokers' engines
+do): one llama.cpp context per worker, a bounded queue (``saturated`` beyond it), and each reply
+streamed token by token into the sentence pipeline. The chat template is the model's own (GGUF
+metadata). The prompt keeps the system message and the new message and drops the oldest turns
+until it fits the context with room for the reply. A reply whose reader goes away (the user barged
+in, the gateway cancelled the turn) stops before its next token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from conversation.llm_models import LlmModelError, prepare
+from conversation.responders.base import ReplyRequest, ResponderError, ResponderUnavailable
+from conversation.settings import ConversationSettings
+from voicestack_common.workers import Done, WorkerPool, emitted
+
+logger = logging.getLogger(__name__)
+
+# Tokens a chat template adds around each message (role markers, separators), counted on top of its text.
+_MESSAGE_OVERHEAD = 8
+# The least room left for a reply before a prompt counts as too long for the context.
+_MIN_REPLY_TOKENS = 16
+
+
+class ContextExceeded(ResponderError):
+    """The new message alone does not fit the model's context."""
+
+    default_code: ClassVar[str] = "responder_context_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What one reply cost."""
+
+    prompt_tokens: int
+    tokens: int
+    dropped_messages: int
+    seconds: float
+    cancelled: bool
+
+
+class LlamaEngine:
+    """One llama.cpp context, loaded and used on its pool thread only."""
+
+    def __init__(self, path: str, *, context: int, threads: int) -> None:
+        self.path = path
+        self.context = context
+        self.threads = threads
+        self._llm: Any = None
+
+    def load(self) -> None:
+        """Map the model and make its context (the chat template comes from the GGUF's metadata)."""
+        from llama_cpp import Llama
+
+        self._llm = Llama(
+            model_path=self.path,
+            n_ctx=self.context,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
+
+    def close(self) -> None:
+        """Free the context and the model."""
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    def tokens(self, text: str) -> int:
+        """How many tokens ``text`` takes."""
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int, int]:
+        """``messages`` without their oldest turns until the prompt leaves ``max_tokens`` for the reply
+        (or at least ``_MIN_REPLY_TOKENS``); returns them, the reply's token budget and how many were dropped."""
+        sizes = [self.tokens(message["content"]) + _MESSAGE_OVERHEAD for message in messages]
+        system = 1 if messages and messages[0]["role"] == "system" else 0
+        kept = list(range(len(messages)))
+        dropped = 0
+        while sum(sizes[i] for i in kept) + max_tokens > self.context and len(kept) > system + 1:
+            kept.pop(system)  # the oldest turn after the system message
+            dropped += 1
+        prompt = sum(sizes[i] for i in kept)
+        room = self.context - prompt
+        if room < _MIN_REPLY_TOKENS:
+            raise ContextExceeded(
+                f"the message takes {prompt} tokens; the local model's context holds {self.context}",
+                details={"context_tokens": self.context},
+            )
+        return [messages[i] for i in kept], min(max_tokens, room), dropped
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        temperature: float,
+        max_tokens: int,
+        emit: Callable[[str], None],
+        cancel: threading.Event,
+    ) -> Generation:
+        """Stream the reply's text through ``emit`` until it ends, ``max_tokens`` or ``cancel``."""
+        started = time.perf_counter()
+        messages, budget, dropped = self.fit(messages, max_tokens)
+        prompt = sum(self.tokens(message["content"]) + _MESSAGE_OVERHEAD for message in messages)
+        chunks = self._llm.create_chat_completion(
+            messages=messages, stream=True, temperature=temperature, max_tokens=budget
+        )
+        tokens = 0
+        try:
+            for chunk in chunks:  # each step of the stream samples one token
+                if cancel.is_set():
+                    break
+                text = chunk["choices"][0].get("delta", {}).get("content")
+                if text:
+                    tokens += 1
+                    emit(text)
+        finally:
+            chunks.close()
+        return Generation(prompt, tokens, dropped, time.perf_counter() - started, cancel.is_set())
+
+
+class LocalMetrics:
+    """The local model's queue, workers and output, as the brokers report their engines."""
+
+    def __init__(self, registry: CollectorRegistry, pool: Callable[[], WorkerPool[LlamaEngine] | None]) -> None:
+        ns = "conversation_llm"
+        Gauge("queue_depth", "Replies waiting for a free model context.", namespace=ns, registry=registry).set_function(
+            lambda: p.waiting if (p := pool()) else 0
+        )
+        Gauge("workers_busy", "Model contexts generating now.", namespace=ns, registry=registry).set_function(
+            lambda: p.busy if (p := pool()) else 0
+        )
+        self.tokens = Counter("generated_tokens", "Tokens the local model generated.", namespace=ns, registry=registry)
+        self.seconds = Histogram(
+            "generation_seconds",
+            "Seconds a local reply took on its model context.",
+            namespace=ns,
+            registry=registry,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.dropped = Counter(
+            "dropped_messages", "Old messages left out to fit the context.", namespace=ns, registry=registry
+        )
+        self.replies = Counter(
+            "replies",
+            "Replies generated, by outcome (complete, cancelled).",
+            ["outcome"],
+            namespace=ns,
+            registry=registry,
+        )
+
+
+class LocalResponder:
+    """Answers with the local GGUF model (``CONVERSATION_LOCAL_MODEL``)."""
+
+    name = "local"
+
+    def __init__(self, settings: ConversationSettings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.pool: WorkerPool[LlamaEngine] | None = None
+        self.metrics = LocalMetrics(registry or CollectorRegistry(), lambda: self.pool)
+        self.model_path = ""
+
+    async def start(self) -> None:
+        """Prepare the model file and load one context per worker, off the event loop."""
+        import anyio
+
+        settings = self.settings
+        try:
+            self.model_path = str(await anyio.to_thread.run_sync(prepare, settings.local_model, settings.cache_dir))
+        except LlmModelError as exc:
+            raise RuntimeError(f"the local responder has no model: {exc}") from None
+        threads = settings.local_threads or max(1, (os.cpu_count() or 1) // settings.local_workers)
+        pool = WorkerPool(
+            "local model",
+            lambda: LlamaEngine(self.model_path, context=settings.local_context, threads=threads),
+            size=settings.local_workers,
+            max_queue=settings.local_max_queue,
+            retry_after=settings.local_retry_after,
+        )
+        started = time.perf_counter()
+        await anyio.to_thread.run_sync(pool.start)
+        self.pool = pool
+        logger.info(
+            "local model loaded",
+            extra={
+                "model": settings.local_model,
+                "path": self.model_path,
+                "workers": pool.size,
+                "threads": threads,
+                "context": settings.local_context,
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+
+    def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
+        """The chat for ``request``: system prompt, earlier turns, the new message."""
+        system = request.options.get("system_prompt", self.settings.local_system_prompt)
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": item.role, "content": item.text} for item in request.history]
+        messages.append({"role": "user", "content": request.text})
+        return messages
+
+    async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
+        """The model's reply, token by token; closing the stream stops the model before its next token."""
+        pool = self.pool
+        if pool is None:
+            raise ResponderUnavailable("the local model is not loaded")
+        settings, options = self.settings, request.options
+        messages = self.messages(request)
+        temperature = float(options.get("temperature", settings.local_temperature))
+        max_tokens = int(options.get("max_tokens", settings.local_max_tokens))
+
+        def run(engine: LlamaEngine, cancel: threading.Event, emit: Callable[[str], None]) -> Generation:
+            generation = engine.generate(
+                messages, temperature=temperature, max_tokens=max_tokens, emit=emit, cancel=cancel
+            )
+            self._observe(generation)  # here, on the worker: a cancelled reply's caller is gone
+            return generation
+
+        async def start(emit: Callable[[str], None]) -> Generation:
+            return await pool.submit(lambda engine, cancel: run(engine, cancel, emit), timeout=settings.reply_timeout)
+
+        items: AsyncGenerator[str | Done[Generation], None] = emitted(start)
+        try:
+            async for item in items:
+                if not isinstance(item, Done):
+                    yield item
+        finally:
+            await items.aclose()
+
+    def _observe(self, generation: Generation) -> None:
+        self.metrics.tokens.inc(generation.tokens)
+        self.metrics.seconds.observe(generation.seconds)
+        self.metrics.dropped.inc(generation.dropped_messages)
+        self.metrics.replies.labels("cancelled" if generation.cancelled else "complete").inc()
+
+    async def aclose(self) -> None:
+        """Stop the workers after their current token and free the model."""
+        import anyio
+
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await anyio.to_thread.run_sync(pool.close)
