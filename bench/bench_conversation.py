@@ -1,7 +1,8 @@
 """Voice-to-voice latency as a user feels it: end of the user's speech → reply audio, through ``voicestack up``.
 
     uv run python bench/bench_conversation.py [--turns 12] [--end-of-turn model|silence] [--responder echo]
-                                              [--stt-model base] [--compare-models tiny.en,base] [--json out.json]
+                                              [--stt-model base] [--compare-models tiny.en,base]
+                                              [--compare-responders echo,local] [--json out.json]
 
 The stack is started with ``voicestack up`` (every service a local process, the embedded MQTT broker,
 free ports, the test model cache, the TTS broker's cache off) and stopped with SIGTERM. Each client is
@@ -28,7 +29,9 @@ also takes away the 200 ms pause at which the final's decode starts. 1 and 4 con
 
 ``--stt-model`` makes the STT broker serve that model alone (``STT_MODELS`` and ``STT_MODEL``);
 ``--compare-models tiny.en,base`` serves several and gives each its own conversation, their turns
-alternating, each beside its bare ``/v1/transcribe``.
+alternating, each beside its bare ``/v1/transcribe``. ``--compare-responders echo,local`` does the
+same for responders (one conversation each, one at a time, turns alternating, each loop turn beside
+its bare parts), so the local model's figure and the echo figure come from one run.
 """
 
 from __future__ import annotations
@@ -326,6 +329,30 @@ async def compare_models(
     }
 
 
+async def compare_responders(
+    urls: dict[str, str], start: dict[str, Any], texts: Iterator[bytes], responders: list[str], turns: int
+) -> dict[str, Any]:
+    """One conversation per responder; turn by turn they alternate (in turn-varying order), each loop turn
+    followed by its bare parts with that responder."""
+    loop: dict[str, list[dict[str, Any]]] = {r: [] for r in responders}
+    bare: dict[str, list[dict[str, float]]] = {r: [] for r in responders}
+    async with httpx.AsyncClient(timeout=120, trust_env=False) as http, AsyncExitStack() as stack:
+        talks = {
+            r: await stack.enter_async_context(conversation(urls["ws"], start | {"responder": {"name": r}}))
+            for r in responders
+        }
+        await asyncio.sleep(LEAD_S)
+        for turn in range(turns + 1):  # the first round warms up
+            for responder in responders if turn % 2 else responders[::-1]:
+                pcm = next(texts)
+                measured = await talks[responder].turn(pcm)
+                parts = await bare_turn(http, urls, pcm, f"bare-{responder}", responder)
+                if turn:
+                    loop[responder].append(measured)
+                    bare[responder].append(parts)
+    return {responder: report(loop[responder], bare[responder]) for responder in responders}
+
+
 @contextmanager
 def voicestack_up(env: dict[str, str], home: Path) -> Iterator[dict[str, str]]:
     """``voicestack up`` on free ports, until it is left; stopped with SIGTERM (a stack started without a
@@ -391,22 +418,30 @@ def main() -> None:
     parser.add_argument(
         "--compare-models", help="comma-separated STT models (tiny.en,base): a conversation each, turns alternating"
     )
+    parser.add_argument(
+        "--compare-responders", help="comma-separated responders (echo,local): a conversation each, turns alternating"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from conversation.settings import RESPONDERS
 
-    if args.responder not in RESPONDERS:
-        raise SystemExit(
-            f"the conversation service offers no {args.responder!r} responder (it has {', '.join(RESPONDERS)})"
-        )
-    env = {"CONVERSATION_RESPONDER": args.responder}
+    responders = args.compare_responders.split(",") if args.compare_responders else [args.responder]
+    for name in responders:
+        if name not in RESPONDERS:
+            raise SystemExit(f"the conversation service offers no {name!r} responder (it has {', '.join(RESPONDERS)})")
+    env = {"CONVERSATION_RESPONDER": responders[0], "CONVERSATION_ALLOWED_RESPONDERS": json.dumps(responders)}
     compared = args.compare_models.split(",") if args.compare_models else []
     if compared:
         env |= {"STT_MODELS": ",".join(compared), "STT_MODEL_TTL": "-1"}
     elif args.stt_model:
         env |= {"STT_MODELS": args.stt_model, "STT_MODEL": args.stt_model}
     quarter = max(1, args.turns // 4)
-    needed = (args.turns + 1) * len(compared) if compared else args.turns + 1 + 4 * (quarter + 1)
+    if compared:
+        needed = (args.turns + 1) * len(compared)
+    elif args.compare_responders:
+        needed = (args.turns + 1) * len(responders)
+    else:
+        needed = args.turns + 1 + 4 * (quarter + 1)
     texts = iter([spoken(text) for text in questions(needed)])  # made (and cached) before the stack starts
     start = {
         "type": "start_conversation",
@@ -418,7 +453,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": machine(),
         "stack": "voicestack up",
-        "responder": args.responder,
+        "responder": args.compare_responders or args.responder,
         "end_of_turn": args.end_of_turn,
         "stt_model": args.stt_model or "default",
     }
@@ -426,6 +461,8 @@ def main() -> None:
         checks = turn_checks(urls["stt"])
         if compared:
             results["models"] = asyncio.run(compare_models(urls, start, texts, compared, args.turns))
+        elif args.compare_responders:
+            results["responders"] = asyncio.run(compare_responders(urls, start, texts, responders, args.turns))
         else:
             results["1_conversation"] = asyncio.run(level(urls, start, texts, 1, args.turns))
             results["4_conversations"] = asyncio.run(level(urls, start, texts, 4, quarter))

@@ -132,6 +132,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # The result cache (64 MiB by default) would fill with the run's new texts and read as growth:
         # a small cap, full before the warm-up ends, leaves only what is not the cache.
         "TTS_CACHE_MAX_BYTES": str(1024 * 1024),
+        # Short broker queues: on 2 cores most inference is refused either way (allowed: 503 or
+        # `saturated`), and what a queue holds when the clients leave is still made, for no one,
+        # before the stack settles (with the default 8 that was a minute and more after each phase).
+        "TTS_MAX_QUEUE": "2",
+        "STT_MAX_QUEUE": "2",
         # A shared 2-core machine: a queued synthesis must not turn into a 504 (that would
         # measure the machine); the brokers' own queues refuse the excess with 503.
         "GATEWAY_TTS_TIMEOUT": "300",
