@@ -19,6 +19,9 @@ from voicestack_common.audio import Pcm
 # The conversation service answers with `echo` in tests unless a test names another responder: with the
 # bundled LLM at hand its default (`auto`) picks `local`, whose words a test cannot know in advance.
 os.environ.setdefault("CONVERSATION_RESPONDER", "echo")
+# Two test workers share two cores: Kokoro's ONNX threads must not spin-wait on a core the other
+# worker's engines need (TtsSettings.cpu_spinning).
+os.environ.setdefault("TTS_CPU_SPINNING", "false")
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 TWO_SENTENCES = "Please call me back tomorrow morning. The meeting starts at noon."

@@ -18,6 +18,7 @@ from tts_broker.engines.kokoro import (
     trim_silence,
 )
 from tts_broker.models import bundled_files
+from tts_broker.settings import TtsSettings
 from voicestack_common.errors import InvalidRequest
 
 
@@ -28,6 +29,20 @@ def engine(model_cache: Path) -> Iterator[KokoroEngine]:
     kokoro.load()
     yield kokoro
     kokoro.close()
+
+
+def test_spinning_is_a_setting_of_the_onnx_session(engine: KokoroEngine, model_cache: Path) -> None:
+    """TTS_CPU_SPINNING reaches ONNX Runtime: on by default, off as the test suite runs its brokers."""
+    key = "session.intra_op.allow_spinning"
+    assert engine._session.get_session_options().get_session_config_entry(key) == "1"
+    files = bundled_files(model_cache)
+    quiet = KokoroEngine(files.model, files.voices, model_id="kokoro-82m-int8", threads=2, spinning=False)
+    quiet.load()
+    try:
+        assert quiet._session.get_session_options().get_session_config_entry(key) == "0"
+    finally:
+        quiet.close()
+    assert TtsSettings(_env_file=None).cpu_spinning is False  # type: ignore[call-arg]  # tests/conftest.py
 
 
 def request(text: str, voice: str = "jf_alpha", speed: float = 1.0) -> SpeechRequest:

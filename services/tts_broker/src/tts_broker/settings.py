@@ -148,6 +148,13 @@ class TtsSettings(ServiceSettings):
     RSS grow by about a quarter over 16 new texts after warm-up, for little speed over the arena alone
     (docs/reliability.md, finding 8)."""
 
+    cpu_spinning: bool = True
+    """ONNX Runtime's intra-op threads spin between operators instead of sleeping: 10–20 % faster
+    synthesis on cores the broker has to itself, slower for everyone on cores it shares with other busy
+    processes (STT, an LLM, a second test worker), where the spinning takes their time: measured on
+    2 cores beside another 2-thread synthesis, 2.92 s against 3.23 s a synthesis with it off, and the
+    neighbour's work 22 % faster (docs/tts.md). The test suite turns it off."""
+
     use_gpu: bool = False
     """Run Kokoro on ONNX Runtime's CUDA execution provider when the installed onnxruntime has
     it (``onnxruntime-gpu``); CPU otherwise, with a warning."""

@@ -25,6 +25,7 @@ def engine_factory(settings: TtsSettings, model: ResolvedModel) -> Callable[[], 
             use_gpu=settings.use_gpu,
             cpu_memory_arena=settings.cpu_memory_arena,
             memory_patterns=settings.cpu_memory_patterns,
+            spinning=settings.cpu_spinning,
         )
     from tts_broker.engines.remote import RemoteKokoroEngine
 

@@ -109,6 +109,7 @@ class KokoroEngine:
         use_gpu: bool = False,
         cpu_memory_arena: bool = True,
         memory_patterns: bool = False,
+        spinning: bool = True,
     ) -> None:
         self.model_path = model_path
         self.voices_path = voices_path
@@ -117,6 +118,7 @@ class KokoroEngine:
         self.use_gpu = use_gpu
         self.cpu_memory_arena = cpu_memory_arena
         self.memory_patterns = memory_patterns
+        self.spinning = spinning
         self.provider = "none"
         self._session: Any = None
         self._tokenizer: Any = None
@@ -145,6 +147,8 @@ class KokoroEngine:
         # See TtsSettings.cpu_memory_arena and .cpu_memory_patterns.
         options.enable_cpu_mem_arena = self.cpu_memory_arena
         options.enable_mem_pattern = self.cpu_memory_arena and self.memory_patterns
+        # Idle intra-op threads spin between operators (TtsSettings.cpu_spinning).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         self._session = rt.InferenceSession(
             str(self.model_path), sess_options=options, providers=execution_providers(self.use_gpu)
         )
