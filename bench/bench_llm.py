@@ -20,6 +20,7 @@ import argparse
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--json")
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from llama_cpp import Llama
 

@@ -135,10 +135,17 @@ class ConversationSettings(ServiceSettings):
     """``local`` responder: the context in tokens (prompt and reply); the oldest turns are left out to fit."""
 
     local_threads: int = Field(default=0, ge=0, le=256)
-    """``local`` responder: CPU threads per model context; 0 shares the cores among the workers."""
+    """``local`` responder: CPU threads per model context; 0 shares half the cores among the workers (the
+    STT and TTS brokers on the same machine keep the other half: on 2 cores one thread gave the first
+    reply audio 0.2 s sooner than two, which fought Kokoro for the cores)."""
 
     local_workers: int = Field(default=1, ge=1, le=16)
     """``local`` responder: model contexts, each answering one reply at a time (each holds its KV cache)."""
+
+    local_state_cache_mb: int = Field(default=256, ge=0)
+    """``local`` responder: memory for the model states of recent conversations (llama.cpp's KV cache
+    after each reply), so a conversation's next turn evaluates only its new message even when other
+    conversations took turns on the context in between; 0 keeps only the last one."""
 
     local_max_queue: int = Field(default=4, ge=0)
     """``local`` responder: replies that may wait for a context; more are refused with ``saturated``."""

@@ -53,15 +53,17 @@ class Generation:
 class LlamaEngine:
     """One llama.cpp context, loaded and used on its pool thread only."""
 
-    def __init__(self, path: str, *, context: int, threads: int) -> None:
+    def __init__(self, path: str, *, context: int, threads: int, state_cache_bytes: int = 0) -> None:
         self.path = path
         self.context = context
         self.threads = threads
+        self.state_cache_bytes = state_cache_bytes
         self._llm: Any = None
 
     def load(self) -> None:
         """Map the model and make its context (the chat template comes from the GGUF's metadata)."""
         from llama_cpp import Llama
+        from llama_cpp.llama_cache import LlamaRAMCache
 
         self._llm = Llama(
             model_path=self.path,
@@ -70,6 +72,11 @@ class LlamaEngine:
             n_threads_batch=self.threads,
             verbose=False,
         )
+        # A context reuses the prompt it evaluated last when the next one starts with it (the same
+        # conversation's next turn); the state cache keeps other conversations' states too, so
+        # conversations taking turns on one context do not evaluate their whole history again.
+        if self.state_cache_bytes:
+            self._llm.set_cache(LlamaRAMCache(capacity_bytes=self.state_cache_bytes))
 
     def close(self) -> None:
         """Free the context and the model."""
@@ -181,10 +188,17 @@ class LocalResponder:
             self.model_path = str(await anyio.to_thread.run_sync(prepare, settings.local_model, settings.cache_dir))
         except LlmModelError as exc:
             raise RuntimeError(f"the local responder has no model: {exc}") from None
-        threads = settings.local_threads or max(1, (os.cpu_count() or 1) // settings.local_workers)
+        # Half the cores by default: the STT and TTS brokers of the same machine keep the rest (a reply's
+        # first piece is synthesized while the model still writes; docs/benchmarks.md).
+        threads = settings.local_threads or max(1, (os.cpu_count() or 1) // (2 * settings.local_workers))
         pool = WorkerPool(
             "local model",
-            lambda: LlamaEngine(self.model_path, context=settings.local_context, threads=threads),
+            lambda: LlamaEngine(
+                self.model_path,
+                context=settings.local_context,
+                threads=threads,
+                state_cache_bytes=settings.local_state_cache_mb * 2**20,
+            ),
             size=settings.local_workers,
             max_queue=settings.local_max_queue,
             retry_after=settings.local_retry_after,
