@@ -39,7 +39,7 @@ def test_readiness_probes_leave_the_log_quiet(tmp_path: Path, caplog: pytest.Log
 
 def test_conversation_lifecycle_and_owners(database_url: str) -> None:
     with TestClient(create_app(conversation_settings(database_url))) as client:
-        assert client.get("/readyz").json()["checks"]["schema_revision"] == "0002"
+        assert client.get("/readyz").json()["checks"]["schema_revision"] == "0003"
         created = client.post("/v1/conversations", json={"user_id": "u1", "title": "kitchen"}, headers=A)
         assert created.status_code == 201
         cid = created.json()["id"]

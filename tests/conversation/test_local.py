@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,8 @@ from fastapi.testclient import TestClient
 
 from conversation import llm_models
 from conversation.app import create_app
-from conversation.responders.base import ReplyRequest
-from conversation.responders.local import ContextExceeded, LlamaEngine, LocalResponder
+from conversation.responders.base import ReplyRequest, ResponderInvalid
+from conversation.responders.local import ContextExceeded, LlamaEngine, LocalResponder, ToolCallText, hermes_messages
 from conversation.settings import ConversationSettings, local_ready
 from conversation.store import HistoryItem
 from tests.conversation.conftest import conversation_settings
@@ -199,3 +200,52 @@ def test_pinned_bytes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert not list(target.parent.glob("*.part"))
     good = hashlib.sha256(b"tampered").hexdigest()
     assert download_file("https://models.invalid/model.gguf", target, transport=served, sha256=good) == target
+
+
+def test_tool_calls_are_taken_out_of_the_model_s_text() -> None:
+    """Hermes-style calls (what Qwen2.5 writes) leave the spoken text, however the tokens split the tags."""
+    text = 'Sure. <tool_call>\n{"name": "set_light", "arguments": {"topic": "a/b", "payload": "ON"}}\n</tool_call>'
+    for size in (1, 3, 7, len(text)):
+        calls = ToolCallText()
+        said = "".join(calls.push(text[i : i + size]) for i in range(0, len(text), size))
+        rest, made = calls.finish()
+        assert said + rest == "Sure. "
+        assert [(c.name, c.arguments) for c in made] == [("set_light", '{"topic": "a/b", "payload": "ON"}')]
+    plain = ToolCallText()
+    assert plain.push("a < b, and <tool") == "a < b, and "  # held back: it may start a tag
+    assert plain.push(" box>") == "<tool box>"
+    assert plain.finish() == ("", [])
+    broken = ToolCallText()
+    broken.push("<tool_call>{not json</tool_call>")
+    with pytest.raises(ResponderInvalid):
+        broken.finish()
+
+
+def test_a_template_without_tools_gets_them_in_the_hermes_form(engine: LlamaEngine) -> None:
+    """SmolLM2's template ignores ``tools``: they go into the system message, calls and results into the chat."""
+    assert engine.template_takes_tools is False
+    tool = {"type": "function", "function": {"name": "get_time", "description": "The time.", "parameters": {}}}
+    call = {"id": "c1", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+    chat = hermes_messages(
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What time is it?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "Tuesday 09:00"},
+        ],
+        [tool],
+    )
+    assert chat[0]["content"].startswith(SYSTEM)
+    assert '"name": "get_time"' in chat[0]["content"]
+    assert chat[2] == {
+        "role": "assistant",
+        "content": '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+    }
+    assert chat[3] == {"role": "user", "content": "<tool_response>\nTuesday 09:00\n</tool_response>"}
+    # and the real model takes that chat and answers
+    pieces: list[str] = []
+    generation = engine.generate(
+        chat, temperature=0.0, max_tokens=24, emit=pieces.append, cancel=threading.Event(), tools=[tool]
+    )
+    assert generation.tokens > 0
+    assert "".join(pieces).strip()

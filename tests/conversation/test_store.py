@@ -37,7 +37,7 @@ def test_migrations_reach_head_and_run_twice(database_url: str) -> None:
         await migrate(store.engine)  # a second start migrates nothing
         return await current_revision(store.engine)
 
-    assert run(database_url, scenario) == "0002"
+    assert run(database_url, scenario) == "0003"
 
 
 def test_owner_sees_only_own_conversations(database_url: str) -> None:

@@ -20,6 +20,7 @@ from conversation.responders import build_responders
 from conversation.routes import conversations, deliveries
 from conversation.settings import ConversationSettings
 from conversation.store import Store
+from conversation.tools import Toolbox, load_tools
 from voicestack_common.service import Readiness, create_service_app
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,14 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        toolbox = None
+        if settings.tools_file is not None:
+            toolbox = Toolbox(
+                load_tools(settings.tools_file),
+                bridge_url=settings.mqtt_bridge_url,
+                timeout=settings.tool_timeout,
+                max_result_chars=settings.tool_max_result_chars,
+            )
         engine = create_engine(settings.database_url)
         responders = build_responders(settings, app.state.http_metrics.registry)
         tasks: list[asyncio.Task[None]] = []
@@ -59,12 +68,16 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
             if settings.migrate_on_start:
                 await migrate(engine)
             store = Store(engine)
-            service = Service(settings, store, responders, app.state.conversation_metrics, Deliveries(store))
+            service = Service(settings, store, responders, app.state.conversation_metrics, Deliveries(store), toolbox)
             if settings.retention_days > 0:
                 tasks.append(asyncio.create_task(_purge_loop(service)))
             logger.info(
                 "conversation service ready",
-                extra={"database": engine.url.render_as_string(hide_password=True), "responders": list(responders)},
+                extra={
+                    "database": engine.url.render_as_string(hide_password=True),
+                    "responders": list(responders),
+                    "tools": list(toolbox.tools) if toolbox else [],
+                },
             )
             yield {"service": service}
         finally:
@@ -74,6 +87,8 @@ def create_app(settings: ConversationSettings | None = None) -> FastAPI:
                     await task
             for responder in responders.values():
                 await responder.aclose()
+            if toolbox is not None:
+                await toolbox.aclose()
             await engine.dispose()
 
     async def readiness(request: Request) -> Readiness:

@@ -14,6 +14,7 @@ from conversation.metrics import ConversationMetrics
 from conversation.responders.base import Responder
 from conversation.settings import ConversationSettings
 from conversation.store import Store
+from conversation.tools import Toolbox
 from voicestack_common.contracts.conversation import (
     ANONYMOUS_OWNER,
     OWNER_HEADER,
@@ -35,6 +36,8 @@ class Service:
     responders: dict[str, Responder]
     metrics: ConversationMetrics
     deliveries: Deliveries
+    toolbox: Toolbox | None = None
+    """The tools of ``CONVERSATION_TOOLS_FILE`` (``None``: no file)."""
 
     @property
     def offered(self) -> RespondersOut:

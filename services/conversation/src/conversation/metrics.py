@@ -39,6 +39,21 @@ class ConversationMetrics:
         self.reply_characters = Counter(
             "reply_characters", "Characters of replies produced.", ["responder"], namespace=ns, registry=registry
         )
+        self.tool_calls = Counter(
+            "tool_calls",
+            "Tool calls the service ran, by tool and outcome (ok, error, timeout, refused, cancelled).",
+            ["tool", "status"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.tool_seconds = Histogram(
+            "tool_seconds",
+            "Seconds a tool call took.",
+            ["tool"],
+            namespace=ns,
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
         self.purged = Counter(
             "purged_conversations", "Conversations deleted by the retention purge.", namespace=ns, registry=registry
         )

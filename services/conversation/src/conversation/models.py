@@ -19,7 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -76,6 +76,33 @@ class Message(Base):
     heard_text: Mapped[str | None] = mapped_column(Text)
     generated_text: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
+    tool_calls: Mapped[list[ToolCall]] = relationship(
+        order_by="ToolCall.seq", lazy="selectin", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ToolCall(Base):
+    """One call the model made to a tool while writing an assistant message.
+
+    Stored before it runs, unique per conversation and call id, so a call is never run twice."""
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (Index("ix_tool_calls_conversation_call", "conversation_id", "call_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), ForeignKey("conversations.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(32), ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    """Its order within the message."""
+    call_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Delivery(Base):

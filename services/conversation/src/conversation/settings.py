@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from conversation import llm_models
 from voicestack_common.files import default_cache_dir
-from voicestack_common.settings import ServiceSettings
+from voicestack_common.settings import ServiceSettings, env_aliases
 
 ResponderName = Literal["echo", "local", "openai", "webhook"]
 RESPONDERS: tuple[str, ...] = ("echo", "local", "openai", "webhook")
@@ -153,6 +153,28 @@ class ConversationSettings(ServiceSettings):
     local_retry_after: int = Field(default=2, ge=1)
     """``local`` responder: seconds a refused caller is told to wait (``Retry-After``)."""
 
+    tools_file: Path | None = None
+    """Tools the assistant may call (YAML or JSON; docs/conversations.md "Tools"): ``mqtt_publish`` to the
+    topics it names, ``http`` to the URL it names, ``get_time``. The ``openai`` and ``local`` responders
+    offer them to the model; unset: no tools."""
+
+    tool_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one tool call may take (a tool's own ``timeout`` in the file overrides it); then the model
+    is told it timed out."""
+
+    tool_max_result_chars: int = Field(default=4000, ge=16, le=1_000_000)
+    """A tool's result is cut to this many characters before the model sees it."""
+
+    tool_max_rounds: int = Field(default=4, ge=1, le=16)
+    """Rounds of tool calls in one reply; after the last the model must answer without tools."""
+
+    mqtt_bridge_url: str = Field(
+        default="http://127.0.0.1:9090",
+        validation_alias=env_aliases("CONVERSATION_MQTT_BRIDGE_URL", "MQTT_BRIDGE_URL", "mqtt_bridge_url"),
+    )
+    """The MQTT bridge that publishes for ``mqtt_publish`` tools (its ``/v1/publish``; the bridge's own
+    ``MQTT_PUBLISH_ALLOW`` must admit the topics too)."""
+
     webhook_url: str = ""
     """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history",
     "options"}`` as JSON (``options``: the turn's client options the server allowed) and answers with text
@@ -186,7 +208,7 @@ class ConversationSettings(ServiceSettings):
             self.responder = "local" if local_ready(self.local_model, self.cache_dir) else "echo"
         if "webhook" in (self.responder, *self.allowed_responders) and not self.webhook_url:
             raise ValueError("the webhook responder needs CONVERSATION_WEBHOOK_URL")
-        for name in ("openai_base_url", "webhook_url"):
+        for name in ("openai_base_url", "webhook_url", "mqtt_bridge_url"):
             value = getattr(self, name)
             if value and not value.startswith(("http://", "https://")):
                 raise ValueError(f"{name} must be an http(s) URL")

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from conversation.models import Conversation, Message
+from conversation.models import Conversation, Message, ToolCall
 from voicestack_common.errors import ClientError
 
 
@@ -46,12 +46,32 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+class UnknownToolCall(ClientError):
+    """A tool output names no call of this conversation that waits for one."""
+
+    status_code: ClassVar[int] = 422
+    default_code: ClassVar[str] = "unknown_tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """A tool call of an earlier message, as a responder sees it."""
+
+    call_id: str
+    name: str
+    arguments: str
+    result: str | None
+    """The result, or why it failed (``None``: none, e.g. a client tool whose output never came)."""
+    ok: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
     """One earlier message, as a responder sees it."""
 
     role: str
     text: str
+    tool_calls: tuple[ToolUse, ...] = ()
 
 
 class Store:
@@ -137,16 +157,24 @@ class Store:
         async with self.sessions() as session:
             rows = await session.scalars(
                 select(Message)
-                .where(Message.conversation_id == conversation_id, Message.text != "")
+                .where(Message.conversation_id == conversation_id, (Message.text != "") | Message.tool_calls.any())
                 .order_by(Message.seq.desc())
                 .limit(limit)
             )
-            return [HistoryItem(row.role, row.text) for row in reversed(list(rows))]
+            return [
+                HistoryItem(
+                    row.role,
+                    row.text,
+                    tuple(ToolUse(c.call_id, c.name, c.arguments, c.result, c.status == "ok") for c in row.tool_calls),
+                )
+                for row in reversed(list(rows))
+            ]
 
     async def delete(self, owner: str, conversation_id: str) -> None:
         """Delete the owner's conversation and its messages, else 404."""
         await self.get(owner, conversation_id)
         async with self.sessions.begin() as session:
+            await session.execute(delete(ToolCall).where(ToolCall.conversation_id == conversation_id))
             await session.execute(delete(Message).where(Message.conversation_id == conversation_id))
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
 
@@ -156,6 +184,9 @@ class Store:
         A reply still streaming when deleted stays deleted: its end is written to no row."""
         await self.get(owner, conversation_id)
         async with self.sessions.begin() as session:
+            await session.execute(
+                delete(ToolCall).where(ToolCall.message_id == message_id, ToolCall.conversation_id == conversation_id)
+            )
             gone = await session.execute(
                 delete(Message).where(Message.id == message_id, Message.conversation_id == conversation_id)
             )
@@ -188,6 +219,7 @@ class Store:
                         role=role,
                         text=text,
                         created_at=stamp,
+                        tool_calls=[],
                         **{"status": "complete", "interrupted": False, "completed_at": stamp, **fields},
                     )
                     session.add(row)
@@ -225,12 +257,78 @@ class Store:
             row.completed_at = row.completed_at or now()
         return row
 
+    async def begin_tool_call(
+        self, conversation_id: str, message_id: str, *, call_id: str, name: str, arguments: str, kind: str
+    ) -> tuple[ToolCall, bool]:
+        """Store a call before it runs (``running``, or ``pending`` for a client tool); when the conversation
+        has this call id already, that call and ``True``: it has run, or is running, and must not run again."""
+        try:
+            async with self.sessions.begin() as session:
+                seq = await session.scalar(select(func.count()).where(ToolCall.message_id == message_id))
+                row = ToolCall(
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    seq=int(seq or 0),
+                    call_id=call_id,
+                    name=name,
+                    arguments=arguments,
+                    kind=kind,
+                    status="pending" if kind == "client" else "running",
+                    created_at=now(),
+                )
+                session.add(row)
+            return row, False
+        except IntegrityError:
+            async with self.sessions() as session:
+                found = await session.scalar(
+                    select(ToolCall).where(ToolCall.conversation_id == conversation_id, ToolCall.call_id == call_id)
+                )
+            if found is None:
+                raise
+            return found, True
+
+    async def finish_tool_call(
+        self, row_id: int, *, status: str, result: str | None, error_code: str | None = None
+    ) -> ToolCall:
+        """Record how a call ended."""
+        async with self.sessions.begin() as session:
+            row = await session.get(ToolCall, row_id)
+            if row is None:
+                raise MessageNotFound(f"no tool call {row_id}")  # its message was deleted meanwhile
+            row.status, row.result, row.error_code, row.completed_at = status, result, error_code, now()
+        return row
+
+    async def give_outputs(self, conversation_id: str, outputs: dict[str, str]) -> None:
+        """Store the outputs of client tools (``call_id`` → output); 422 ``unknown_tool_call`` when one names
+        no call of the conversation waiting for its output (nothing is stored then)."""
+        async with self.sessions.begin() as session:
+            rows = {
+                row.call_id: row
+                for row in await session.scalars(
+                    select(ToolCall).where(
+                        ToolCall.conversation_id == conversation_id,
+                        ToolCall.call_id.in_(list(outputs)),
+                        ToolCall.kind == "client",
+                        ToolCall.status == "pending",
+                    )
+                )
+            }
+            if missing := [call_id for call_id in outputs if call_id not in rows]:
+                raise UnknownToolCall(
+                    f"no call waiting for its output has the id {missing[0]!r}", details={"call_id": missing[0]}
+                )
+            stamp = now()
+            for call_id, output in outputs.items():
+                row = rows[call_id]
+                row.status, row.result, row.completed_at = "ok", output, stamp
+
     async def purge(self, older_than_days: float) -> int:
         """Delete conversations untouched for ``older_than_days``; how many went."""
         cutoff = now() - timedelta(days=older_than_days)
         async with self.sessions.begin() as session:
             ids = list(await session.scalars(select(Conversation.id).where(Conversation.updated_at < cutoff)))
             if ids:
+                await session.execute(delete(ToolCall).where(ToolCall.conversation_id.in_(ids)))
                 await session.execute(delete(Message).where(Message.conversation_id.in_(ids)))
                 await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
         return len(ids)

@@ -4,11 +4,20 @@ The reply streams to the caller as server-sent events (``voicestack_common.contr
 
     event: turn    data: {"user_message": {...}, "assistant_message_id": "..."}     TurnStarted
     event: delta   data: {"text": "..."}    (as the responder produces it)         TurnDelta
+    event: tool_call    data: {"call": {...}}  (the model called a tool)           TurnToolCall
+    event: tool_result  data: {"call": {...}, "replayed": false, "seconds": 0.2}   TurnToolResult
     event: done    data: {"message": {...}, "truncated": false, "reason": null}    TurnDone
     event: error   data: {"error": {"code", "message"}, "user_message_id": "..."}  TurnFailed
 
 A caller that goes away mid-reply (the gateway on barge-in) leaves the reply stored as
 ``interrupted`` with what was produced; the gateway then says what was heard.
+
+Tools: the responder gets the service's tools (``conversation.tools``) and the caller's; when the
+model calls one of the service's, the call is stored, run (with its timeout), its result stored and
+given back to the model, which goes on writing, for up to ``tool_max_rounds`` rounds. A call to a
+caller's tool is stored ``pending`` and ends the reply: the caller runs it and sends the output in
+its next turn. A call id the conversation has seen is not run again (its stored result is used).
+When a tool failed and the model then says nothing, the reply says so itself.
 """
 
 from __future__ import annotations
@@ -19,21 +28,26 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import anyio
 
 from conversation.metrics import ConversationMetrics
-from conversation.responders.base import RESPONDER_ERRORS, ReplyRequest, Responder
+from conversation.models import ToolCall
+from conversation.responders.base import RESPONDER_ERRORS, ReplyRequest, Responder, ToolCallRequest
 from conversation.settings import ConversationSettings
-from conversation.store import Store
+from conversation.store import HistoryItem, Store, ToolUse
+from conversation.tools import Outcome, Toolbox, call_key
 from voicestack_common.contracts.conversation import (
     MessageOut,
+    ToolCallOut,
     TurnDelta,
     TurnDone,
     TurnFailed,
     TurnRequest,
     TurnStarted,
+    TurnToolCall,
+    TurnToolResult,
     encode_turn_event,
 )
 from voicestack_common.errors import VoicestackError
@@ -52,26 +66,49 @@ class Turn:
     responder: Responder
     conversation_id: str
     request: TurnRequest
+    toolbox: Toolbox | None = None
+    """The service's own tools (its tools file)."""
+
+    def __post_init__(self) -> None:
+        self._running: ToolCall | None = None
+
+    def tools(self) -> tuple[list[dict[str, Any]], Any]:
+        """The tools offered to the model, OpenAI's form, and the ``tool_choice``."""
+        request = self.request
+        if request.tool_choice == "none":
+            return [], "none"
+        specs = self.toolbox.specs() if self.toolbox else []
+        specs += [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in request.tools
+        ]
+        choice: Any = request.tool_choice
+        if choice not in ("auto", "required"):
+            choice = {"type": "function", "function": {"name": choice}}
+        return specs, choice
 
     async def events(self) -> AsyncIterator[bytes]:
-        """Store the user message, stream the reply, store the reply: as SSE bytes."""
+        """Store the user message, stream the reply (running the tools it calls), store the reply: as SSE."""
         settings, request, name = self.settings, self.request, self.responder.name
         history = await self.store.history(self.conversation_id, settings.history_messages)
-        user = await self.store.add_message(self.conversation_id, "user", request.text, transcript=request.transcript)
+        user = None
+        if request.text is not None:
+            user = await self.store.add_message(
+                self.conversation_id, "user", request.text, transcript=request.transcript
+            )
         assistant = await self.store.add_message(
             self.conversation_id, "assistant", "", status="streaming", responder=name, completed_at=None
         )
         yield encode_turn_event(
-            TurnStarted(user_message=MessageOut.model_validate(user), assistant_message_id=assistant.id)
+            TurnStarted(
+                user_message=MessageOut.model_validate(user) if user is not None else None,
+                assistant_message_id=assistant.id,
+            )
         )
-        reply = ReplyRequest(
-            conversation_id=self.conversation_id,
-            text=request.text,
-            history=history,
-            user_id=request.user_id,
-            language=request.language,
-            options=dict(request.responder.options),
-        )
+        tools, choice = self.tools()
+        client_tools = {tool.name for tool in request.tools}
+        steps: list[HistoryItem] = []
+        failed: list[Outcome] = []
         parts: list[str] = []
         size = 0
         started = time.perf_counter()
@@ -79,32 +116,96 @@ class Turn:
         status, reason, failure = "complete", None, None
         try:
             try:
-                deadline = time.monotonic() + settings.reply_timeout
-                async with aclosing(cast(AsyncGenerator[str, None], self.responder.reply(reply))) as stream:
-                    while True:
-                        # A deadline per step, not around the loop: the loop yields to the caller in between.
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            raise TimeoutError
-                        try:
-                            # In this task, not wait_for's own: a cancelled turn (the caller left) then stops
-                            # the responder's generator before aclosing closes it (else "already running").
-                            async with asyncio.timeout(left):
-                                piece = await anext(stream)
-                        except StopAsyncIteration:
-                            break
-                        if not isinstance(piece, str) or not piece:
+                for round_number in range(settings.tool_max_rounds + 1):
+                    last = round_number == settings.tool_max_rounds
+                    reply = ReplyRequest(
+                        conversation_id=self.conversation_id,
+                        text=request.text or "",
+                        history=history,
+                        user_id=request.user_id,
+                        language=request.language,
+                        options=dict(request.responder.options),
+                        tools=[] if last else tools,
+                        tool_choice="none" if last or not tools else choice,
+                        steps=steps,
+                    )
+                    calls: list[ToolCallRequest] = []
+                    said = len(parts)
+                    deadline = time.monotonic() + settings.reply_timeout
+                    async with aclosing(
+                        cast(AsyncGenerator[str | ToolCallRequest, None], self.responder.reply(reply))
+                    ) as stream:
+                        while True:
+                            # A deadline per step, not around the loop: the loop yields to the caller in between.
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                raise TimeoutError
+                            try:
+                                # In this task, not wait_for's own: a cancelled turn (the caller left) then stops
+                                # the responder's generator before aclosing closes it (else "already running").
+                                async with asyncio.timeout(left):
+                                    piece = await anext(stream)
+                            except StopAsyncIteration:
+                                break
+                            if isinstance(piece, ToolCallRequest):
+                                calls.append(piece)
+                                continue
+                            if not isinstance(piece, str) or not piece:
+                                continue
+                            if first:
+                                self.metrics.first_token.labels(name).observe(time.perf_counter() - started)
+                                first = False
+                            piece = piece[: settings.max_reply_chars - size]
+                            parts.append(piece)
+                            size += len(piece)
+                            yield encode_turn_event(TurnDelta(text=piece))
+                            if size >= settings.max_reply_chars:
+                                status, reason = "truncated", "length_limit"
+                                break
+                    if status != "complete" or not calls or last:
+                        break
+                    uses: list[ToolUse] = []
+                    waiting = False
+                    for call in calls:
+                        kind = "client" if call.name in client_tools else "server"
+                        row, replayed = await self.store.begin_tool_call(
+                            self.conversation_id,
+                            assistant.id,
+                            call_id=call.call_id,
+                            name=call.name,
+                            arguments=call.arguments,
+                            kind=kind,
+                        )
+                        if kind == "client":
+                            waiting = True
+                            yield encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
                             continue
-                        if first:
-                            self.metrics.first_token.labels(name).observe(time.perf_counter() - started)
-                            first = False
-                        piece = piece[: settings.max_reply_chars - size]
-                        parts.append(piece)
-                        size += len(piece)
-                        yield encode_turn_event(TurnDelta(text=piece))
-                        if size >= settings.max_reply_chars:
-                            status, reason = "truncated", "length_limit"
-                            break
+                        if replayed:
+                            outcome = Outcome(row.status, row.result or "", row.error_code)
+                        else:
+                            yield encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
+                            outcome = await self._run(row)
+                            row = await self.store.finish_tool_call(
+                                row.id, status=outcome.status, result=outcome.result, error_code=outcome.error_code
+                            )
+                        yield encode_turn_event(
+                            TurnToolResult(
+                                call=ToolCallOut.model_validate(row), replayed=replayed, seconds=outcome.seconds
+                            )
+                        )
+                        uses.append(
+                            ToolUse(call.call_id, call.name, call.arguments, outcome.result, outcome.status == "ok")
+                        )
+                        if outcome.status != "ok":
+                            failed.append(outcome)
+                    if waiting:
+                        break  # the caller runs its tools and answers in its next turn
+                    steps.append(HistoryItem("assistant", "".join(parts[said:]), tuple(uses)))
+                if failed and status == "complete" and not "".join(parts[said:]).strip():
+                    apology = f"Sorry, I could not do that: {failed[-1].result}."[: settings.max_reply_chars - size]
+                    parts.append(apology)
+                    size += len(apology)
+                    yield encode_turn_event(TurnDelta(text=apology))
             except TimeoutError:
                 if parts:
                     status, reason = "truncated", "time_limit"
@@ -120,6 +221,8 @@ class Turn:
         except (asyncio.CancelledError, GeneratorExit):
             status = "interrupted"
             with anyio.CancelScope(shield=True):
+                if self._running is not None:
+                    await self._finish_cancelled(self._running)
                 await self.store.finish_reply(assistant.id, "".join(parts), status=status)
             self.metrics.turns.labels(name, status).inc()
             raise
@@ -131,7 +234,7 @@ class Turn:
             await self.store.finish_reply(assistant.id, text, status="error", error_code=failure.code)
             self.metrics.turns.labels(name, "error").inc()
             error = ErrorDetail(code=failure.code, message=failure.message)
-            yield encode_turn_event(TurnFailed(error=error, user_message_id=user.id))
+            yield encode_turn_event(TurnFailed(error=error, user_message_id=user.id if user is not None else None))
             return
         await self.store.finish_reply(assistant.id, text, status=status)
         self.metrics.turns.labels(name, "ok" if status == "complete" else status).inc()
@@ -139,3 +242,25 @@ class Turn:
         yield encode_turn_event(
             TurnDone(message=MessageOut.model_validate(done), truncated=status == "truncated", reason=reason)
         )
+
+    async def _run(self, row: ToolCall) -> Outcome:
+        """Run one of the service's tools (a barge-in cancels it here: ``_finish_cancelled``)."""
+        if self.toolbox is None:
+            return Outcome("refused", f"there is no tool named {row.name!r}", "tool_unknown")
+        self._running = row  # until it ends: a cancelled turn finds it here
+        outcome = await self.toolbox.run(row.name, row.arguments, call_key(self.conversation_id, row.call_id))
+        self._running = None
+        tool = row.name if row.name in self.toolbox.tools else "(unknown)"  # names the model made up: one label
+        self.metrics.tool_calls.labels(tool, outcome.status).inc()
+        self.metrics.tool_seconds.labels(tool).observe(outcome.seconds)
+        if outcome.status != "ok":
+            logger.info("tool %s: %s (%s)", row.name, outcome.status, outcome.error_code)
+        return outcome
+
+    async def _finish_cancelled(self, row: ToolCall) -> None:
+        self.metrics.tool_calls.labels(row.name, "cancelled").inc()
+        self._running = None
+        try:
+            await self.store.finish_tool_call(row.id, status="cancelled", result=None, error_code="cancelled")
+        except Exception:
+            logger.exception("could not store the cancelled tool call")

@@ -2,7 +2,8 @@
 
     POST /v1/conversations                 ConversationCreate → ConversationOut
     GET  /v1/conversations[/{id}]          ConversationList, ConversationDetail
-    POST /v1/conversations/{id}/turns      TurnRequest → server-sent TurnStarted, TurnDelta..., TurnDone | TurnFailed
+    POST /v1/conversations/{id}/turns      TurnRequest → server-sent TurnStarted, TurnDelta | TurnToolCall
+                                           | TurnToolResult ..., TurnDone | TurnFailed
     POST .../messages/{id}/interrupt       Interrupt → MessageOut
     GET  /v1/responders                    RespondersOut (``check_choice`` applies it, on both sides)
     /v1/deliveries/{session}               seed 000's pending reply audio (DeliveryBegin, DeliveryPieceIn, ...)
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from voicestack_common.errors import InvalidRequest
 from voicestack_common.schemas import ErrorDetail, ModelCard
@@ -29,6 +30,8 @@ OWNER_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 
 ID_PATTERN = OWNER_PATTERN
 """Conversation, message and device ids."""
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+"""A tool's name, as OpenAI's function names are written."""
 
 
 class ConversationCreate(BaseModel):
@@ -40,6 +43,30 @@ class ConversationCreate(BaseModel):
     """Choose the id (e.g. seed 001's ``conversation_uuid``); a new one is made otherwise."""
     user_id: str | None = Field(default=None, max_length=128)
     title: str | None = Field(default=None, max_length=256)
+
+
+class ToolCallOut(BaseModel):
+    """One call the model made to a tool, and how it ended.
+
+    ``kind``: ``server`` (a tool of the service's tools file, run by the service) or ``client`` (a tool
+    the caller declared in the turn, e.g. a Realtime session's: the caller runs it and sends the output
+    in a later turn's ``tool_outputs``). ``status``: ``running``; ``ok``, ``error``, ``timeout``,
+    ``refused`` (a topic, URL or tool the tools file does not name), ``cancelled`` (the user barged in);
+    ``pending`` (a client tool waiting for its output)."""
+
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+    call_id: str
+    name: str
+    arguments: str
+    """The arguments as the model wrote them (JSON text)."""
+    kind: Literal["server", "client"] = "server"
+    status: str
+    result: str | None = None
+    """What the model was told: the tool's result, its output, or why it failed (capped)."""
+    error_code: str | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
 
 
 class MessageOut(BaseModel):
@@ -63,6 +90,8 @@ class MessageOut(BaseModel):
     generated_text: str | None = None
     """Assistant messages: the whole text the responder produced (more than was heard, when interrupted)."""
     error_code: str | None = None
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)
+    """Assistant messages: the tools the model called while writing it, in order."""
 
 
 class ConversationOut(BaseModel):
@@ -108,12 +137,42 @@ class ResponderChoice(BaseModel):
     responder forwards them as ``options``."""
 
 
-class TurnRequest(BaseModel):
-    """``POST /v1/conversations/{id}/turns``: the user's message; the reply streams back as SSE."""
+class ToolSpec(BaseModel):
+    """A function the caller lets the model call (OpenAI's Realtime form: ``name`` at the top level).
+
+    The service does not run it: a call ends the turn with a ``pending`` tool call, and the caller
+    sends its output in the next turn's ``tool_outputs``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str = Field(default="", max_length=4000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    """The arguments' JSON schema."""
+
+
+class ToolOutput(BaseModel):
+    """The output of a client tool the model called in an earlier turn (``ToolCallOut.call_id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str = Field(min_length=1, max_length=128)
+    output: str = Field(max_length=100_000)
+
+
+ToolChoice = Literal["auto", "none", "required"]
+
+
+class TurnRequest(BaseModel):
+    """``POST /v1/conversations/{id}/turns``: the user's message; the reply streams back as SSE.
+
+    A turn carries the user's ``text``, or the ``tool_outputs`` of client tools the previous reply
+    called, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, min_length=1)
     user_id: str | None = Field(default=None, max_length=128)
     language: str | None = Field(default=None, max_length=16)
     transcript: dict[str, Any] | None = None
@@ -121,6 +180,17 @@ class TurnRequest(BaseModel):
     responder: ResponderChoice = Field(default_factory=ResponderChoice)
     create: bool = True
     """Create the conversation on first use (else an unknown id is a 404)."""
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=128)
+    """Client tools the model may call in this turn, beside the service's own (its tools file)."""
+    tool_choice: ToolChoice | str = "auto"
+    """``auto``, ``none`` (no tool at all), ``required``, or one tool's name."""
+    tool_outputs: list[ToolOutput] = Field(default_factory=list, max_length=128)
+
+    @model_validator(mode="after")
+    def _something(self) -> TurnRequest:
+        if self.text is None and not self.tool_outputs:
+            raise ValueError("a turn needs 'text' or 'tool_outputs'")
+        return self
 
 
 class Interrupt(BaseModel):
@@ -274,12 +344,14 @@ def check_choice(choice: ResponderChoice, responders: RespondersOut) -> str:
 
 
 class TurnStarted(BaseModel):
-    """``event: turn``: the user's message is stored; the reply will be stored as ``assistant_message_id``."""
+    """``event: turn``: the user's message is stored; the reply will be stored as ``assistant_message_id``.
+
+    ``user_message`` is ``None`` for a turn that carries only ``tool_outputs``."""
 
     event: ClassVar[str] = "turn"
     model_config = ConfigDict(extra="allow")
 
-    user_message: MessageOut
+    user_message: MessageOut | None
     assistant_message_id: str
 
 
@@ -290,6 +362,28 @@ class TurnDelta(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     text: str
+
+
+class TurnToolCall(BaseModel):
+    """``event: tool_call``: the model called a tool (``running`` on the service, or ``pending``: a client
+    tool, whose output the caller sends in the next turn; the reply ends after it)."""
+
+    event: ClassVar[str] = "tool_call"
+    model_config = ConfigDict(extra="allow")
+
+    call: ToolCallOut
+
+
+class TurnToolResult(BaseModel):
+    """``event: tool_result``: a service tool's call ended (``call.status``); the model goes on with its result."""
+
+    event: ClassVar[str] = "tool_result"
+    model_config = ConfigDict(extra="allow")
+
+    call: ToolCallOut
+    replayed: bool = False
+    """The call had run before (a retried request): this is its stored result; it did not run again."""
+    seconds: float = 0.0
 
 
 class TurnDone(BaseModel):
@@ -314,8 +408,10 @@ class TurnFailed(BaseModel):
     user_message_id: str | None = None
 
 
-TurnEvent = TurnStarted | TurnDelta | TurnDone | TurnFailed
-_TURN_EVENTS: dict[str, type[TurnEvent]] = {cls.event: cls for cls in (TurnStarted, TurnDelta, TurnDone, TurnFailed)}
+TurnEvent = TurnStarted | TurnDelta | TurnToolCall | TurnToolResult | TurnDone | TurnFailed
+_TURN_EVENTS: dict[str, type[TurnEvent]] = {
+    cls.event: cls for cls in (TurnStarted, TurnDelta, TurnToolCall, TurnToolResult, TurnDone, TurnFailed)
+}
 
 
 def encode_turn_event(event: TurnEvent) -> bytes:

@@ -6,14 +6,21 @@ streamed token by token into the sentence pipeline. The chat template is the mod
 metadata). The prompt keeps the system message and the new message and drops the oldest turns
 until it fits the context with room for the reply. A reply whose reader goes away (the user barged
 in, the gateway cancelled the turn) stops before its next token.
+
+Tools reach the model through its chat template when the template takes them (Qwen2.5's does);
+for a template that does not (SmolLM2's), ``hermes_messages`` writes them into the system message
+and the calls and results into the chat in the Hermes form Qwen is trained on. A call comes back as
+text, ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, taken out of the spoken text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +28,13 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from conversation.llm_models import LlmModelError, prepare
-from conversation.responders.base import ReplyRequest, ResponderError, ResponderUnavailable
+from conversation.responders.base import (
+    ReplyRequest,
+    ResponderError,
+    ResponderInvalid,
+    ResponderUnavailable,
+    ToolCallRequest,
+)
 from conversation.settings import ConversationSettings
 from voicestack_common.workers import Done, WorkerPool, emitted
 
@@ -59,6 +72,7 @@ class LlamaEngine:
         self.threads = threads
         self.state_cache_bytes = state_cache_bytes
         self._llm: Any = None
+        self.template_takes_tools = False
 
     def load(self) -> None:
         """Map the model and make its context (the chat template comes from the GGUF's metadata)."""
@@ -77,6 +91,7 @@ class LlamaEngine:
         # conversations taking turns on one context do not evaluate their whole history again.
         if self.state_cache_bytes:
             self._llm.set_cache(LlamaRAMCache(capacity_bytes=self.state_cache_bytes))
+        self.template_takes_tools = "tools" in (self._llm.metadata.get("tokenizer.chat_template") or "")
 
     def close(self) -> None:
         """Free the context and the model."""
@@ -88,11 +103,15 @@ class LlamaEngine:
         """How many tokens ``text`` takes."""
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
 
-    def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int, int, int]:
-        """``messages`` without their oldest turns until the prompt leaves ``max_tokens`` for the reply
-        (or at least ``_MIN_REPLY_TOKENS``); returns them, the reply's token budget, how many were dropped
-        and the prompt's tokens."""
-        sizes = [self.tokens(message["content"]) + _MESSAGE_OVERHEAD for message in messages]
+    def fit(
+        self, messages: list[dict[str, Any]], max_tokens: int, tools: list[dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], int, int, int]:
+        """``messages`` without their oldest turns until the prompt (and the tools' descriptions) leaves
+        ``max_tokens`` for the reply (or at least ``_MIN_REPLY_TOKENS``); returns them, the reply's token
+        budget, how many were dropped and the prompt's tokens."""
+        sizes = [self.tokens(_message_text(message)) + _MESSAGE_OVERHEAD for message in messages]
+        if tools and messages:
+            sizes[0] += self.tokens(json.dumps(tools))  # templates write them into the first message
         system = 1 if messages and messages[0]["role"] == "system" else 0
         kept = list(range(len(messages)))
         dropped = 0
@@ -110,18 +129,21 @@ class LlamaEngine:
 
     def generate(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         temperature: float,
         max_tokens: int,
         emit: Callable[[str], None],
         cancel: threading.Event,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Generation:
         """Stream the reply's text through ``emit`` until it ends, ``max_tokens`` or ``cancel``."""
         started = time.perf_counter()
-        messages, budget, dropped, prompt = self.fit(messages, max_tokens)
+        if tools and not self.template_takes_tools:
+            messages, tools = hermes_messages(messages, tools), None
+        messages, budget, dropped, prompt = self.fit(messages, max_tokens, tools)
         chunks = self._llm.create_chat_completion(
-            messages=messages, stream=True, temperature=temperature, max_tokens=budget
+            messages=messages, stream=True, temperature=temperature, max_tokens=budget, tools=tools or None
         )
         tokens = 0
         try:
@@ -135,6 +157,116 @@ class LlamaEngine:
         finally:
             chunks.close()
         return Generation(prompt, tokens, dropped, time.perf_counter() - started, cancel.is_set())
+
+
+_HERMES_TOOLS = """
+
+# Tools
+
+You may call one or more functions to assist with the user query. The functions:
+<tools>
+{tools}
+</tools>
+
+For each call, return a JSON object with the function name and arguments within <tool_call></tool_call> tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <args-json-object>}}
+</tool_call>"""
+
+
+def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat for a template that does not take tools: the tools described in the system message, calls
+    as ``<tool_call>`` text of the assistant, results as ``<tool_response>`` text of the user (Hermes)."""
+    described = _HERMES_TOOLS.format(tools="\n".join(json.dumps(tool) for tool in tools))
+    out: list[dict[str, Any]] = []
+    if messages and messages[0]["role"] == "system":
+        out.append({"role": "system", "content": messages[0]["content"] + described})
+        messages = messages[1:]
+    else:
+        out.append({"role": "system", "content": described.strip()})
+    for message in messages:
+        if message["role"] == "tool":
+            out.append({"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"})
+        elif message.get("tool_calls"):
+            calls = "".join(
+                f"<tool_call>\n{json.dumps({'name': c['function']['name'], 'arguments': _loads(c)})}\n</tool_call>"
+                for c in message["tool_calls"]
+            )
+            out.append({"role": "assistant", "content": (message.get("content") or "") + calls})
+        else:
+            out.append(message)
+    return out
+
+
+def _loads(call: dict[str, Any]) -> Any:
+    try:
+        return json.loads(call["function"]["arguments"])
+    except ValueError:
+        return call["function"]["arguments"]
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """What a chat message says, its tool calls included (for counting its tokens)."""
+    text = message.get("content") or ""
+    if message.get("tool_calls"):
+        text += json.dumps(message["tool_calls"])
+    return text
+
+
+class ToolCallText:
+    """Tool calls in a model's text, Hermes style (Qwen2.5): ``<tool_call>{"name": ..., "arguments": ...}
+    </tool_call>``. ``push`` passes on the text outside them as it comes (holding back what may be the
+    start of a tag); ``finish`` returns the rest and the calls."""
+
+    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+    def __init__(self) -> None:
+        self.pending = ""
+        self.inside = False
+        self.bodies: list[str] = []
+
+    def push(self, text: str) -> str:
+        """The part of the text so far that is plainly not a tool call."""
+        self.pending += text
+        out = ""
+        while self.pending:
+            tag = self.CLOSE if self.inside else self.OPEN
+            at = self.pending.find(tag)
+            if at >= 0:
+                if self.inside:
+                    self.bodies.append(self.pending[:at])
+                else:
+                    out += self.pending[:at]
+                self.pending = self.pending[at + len(tag) :]
+                self.inside = not self.inside
+                continue
+            if self.inside:
+                break
+            keep = next((n for n in range(len(tag) - 1, 0, -1) if self.pending.endswith(tag[:n])), 0)
+            out += self.pending[: len(self.pending) - keep]
+            self.pending = self.pending[len(self.pending) - keep :]
+            break
+        return out
+
+    def finish(self) -> tuple[str, list[ToolCallRequest]]:
+        """The text held back, and the calls (a call the model did not close counts when it parses)."""
+        if self.inside:
+            self.bodies.append(self.pending)
+            rest = ""
+        else:
+            rest = self.pending
+        calls = []
+        for body in self.bodies:
+            try:
+                value = json.loads(body)
+            except ValueError:
+                raise ResponderInvalid("the local model wrote a tool call that is not JSON") from None
+            if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+                raise ResponderInvalid("the local model wrote a tool call without a name")
+            arguments = value.get("arguments", {})
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            calls.append(ToolCallRequest(f"call_{uuid.uuid4().hex[:24]}", value["name"], text))
+        return rest.strip() and rest, calls
 
 
 class LocalMetrics:
@@ -218,16 +350,13 @@ class LocalResponder:
             },
         )
 
-    def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
-        """The chat for ``request``: system prompt, earlier turns, the new message."""
-        system = request.options.get("system_prompt", self.settings.local_system_prompt)
-        messages = [{"role": "system", "content": system}] if system else []
-        messages += [{"role": item.role, "content": item.text} for item in request.history]
-        messages.append({"role": "user", "content": request.text})
-        return messages
+    def messages(self, request: ReplyRequest) -> list[dict[str, Any]]:
+        """The chat for ``request``: system prompt, earlier turns, the new message, this reply's tool calls."""
+        return request.chat(request.options.get("system_prompt", self.settings.local_system_prompt))
 
-    async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
-        """The model's reply, token by token; closing the stream stops the model before its next token."""
+    async def reply(self, request: ReplyRequest) -> AsyncIterator[str | ToolCallRequest]:
+        """The model's reply, token by token, then its tool calls; closing the stream stops the model
+        before its next token."""
         pool = self.pool
         if pool is None:
             raise ResponderUnavailable("the local model is not loaded")
@@ -235,10 +364,11 @@ class LocalResponder:
         messages = self.messages(request)
         temperature = float(options.get("temperature", settings.local_temperature))
         max_tokens = int(options.get("max_tokens", settings.local_max_tokens))
+        tools = request.tools if request.tool_choice != "none" else []
 
         def run(engine: LlamaEngine, cancel: threading.Event, emit: Callable[[str], None]) -> Generation:
             generation = engine.generate(
-                messages, temperature=temperature, max_tokens=max_tokens, emit=emit, cancel=cancel
+                messages, temperature=temperature, max_tokens=max_tokens, emit=emit, cancel=cancel, tools=tools
             )
             self._observe(generation)  # here, on the worker: a cancelled reply's caller is gone
             return generation
@@ -247,12 +377,22 @@ class LocalResponder:
             return await pool.submit(lambda engine, cancel: run(engine, cancel, emit), timeout=settings.reply_timeout)
 
         items: AsyncGenerator[str | Done[Generation], None] = emitted(start)
+        calls = ToolCallText() if tools else None
         try:
             async for item in items:
-                if not isinstance(item, Done):
-                    yield item
+                if isinstance(item, Done):
+                    continue
+                text = calls.push(item) if calls is not None else item
+                if text:
+                    yield text
         finally:
             await items.aclose()
+        if calls is not None:
+            rest, made = calls.finish()
+            if rest:
+                yield rest
+            for call in made:
+                yield call
 
     def _observe(self, generation: Generation) -> None:
         self.metrics.tokens.inc(generation.tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from conversation.responders.base import (
     ResponderInvalid,
     ResponderTimeout,
     ResponderUnavailable,
+    ToolCallRequest,
 )
 from conversation.settings import ConversationSettings
 from voicestack_common.streaming import read_sse
@@ -36,23 +38,24 @@ class OpenAIResponder:
     def body(self, request: ReplyRequest) -> dict[str, Any]:
         """The chat-completions request for ``request``."""
         options = request.options
-        system = options.get("system_prompt", self.settings.openai_system_prompt)
-        messages = [{"role": "system", "content": system}] if system else []
-        messages += [{"role": item.role, "content": item.text} for item in request.history]
-        messages.append({"role": "user", "content": request.text})
-        return {
+        body: dict[str, Any] = {
             "model": options.get("model", self.settings.openai_model),
-            "messages": messages,
+            "messages": request.chat(options.get("system_prompt", self.settings.openai_system_prompt)),
             "stream": True,
             "temperature": options.get("temperature", self.settings.openai_temperature),
             "max_tokens": options.get("max_tokens", self.settings.openai_max_tokens),
         }
+        if request.tools:
+            body["tools"] = request.tools
+            body["tool_choice"] = request.tool_choice
+        return body
 
     async def start(self) -> None:
         """Nothing to load: the model server is reached per reply."""
 
-    async def reply(self, request: ReplyRequest) -> AsyncIterator[str]:
-        """The completion's content deltas as they stream in."""
+    async def reply(self, request: ReplyRequest) -> AsyncIterator[str | ToolCallRequest]:
+        """The completion's content deltas as they stream in, then the tool calls it made (their
+        ``delta.tool_calls`` fragments joined by index)."""
         headers = {"Accept": "text/event-stream"}
         if key := self.settings.openai_api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {key}"
@@ -65,22 +68,28 @@ class OpenAIResponder:
                         details={"status": response.status_code},
                     )
                 media = response.headers.get("content-type", "").split(";")[0].strip()
+                calls = _ToolCalls()
                 if media == "application/json":  # a server that ignored stream=true
                     await response.aread()
-                    text = _content(_json(response.text), "message")
+                    whole = _json(response.text)
+                    text = _content(whole, "message")
                     if text:
                         yield text
-                    return
-                async for event in read_sse(response.aiter_lines()):
-                    data = event.data
-                    if data.strip() == "[DONE]":
-                        return
-                    chunk = _json(data)
-                    if "error" in chunk:
-                        raise ResponderUnavailable(f"the model server reported an error: {_short(chunk['error'])}")
-                    text = _content(chunk, "delta")
-                    if text:
-                        yield text
+                    calls.add(whole, "message")
+                else:
+                    async for event in read_sse(response.aiter_lines()):
+                        data = event.data
+                        if data.strip() == "[DONE]":
+                            break
+                        chunk = _json(data)
+                        if "error" in chunk:
+                            raise ResponderUnavailable(f"the model server reported an error: {_short(chunk['error'])}")
+                        text = _content(chunk, "delta")
+                        if text:
+                            yield text
+                        calls.add(chunk, "delta")
+                for call in calls.made():
+                    yield call
         except httpx.TimeoutException:
             raise ResponderTimeout(
                 f"the model server did not answer within {self.settings.openai_timeout:g} s"
@@ -115,6 +124,48 @@ def _content(chunk: dict[str, Any], key: str) -> str:
     if content is not None and not isinstance(content, str):
         raise ResponderInvalid(f"the model server sent a {key} whose content is not text")
     return content or ""
+
+
+class _ToolCalls:
+    """``tool_calls`` as they stream: each call's fragments (id and name first, then pieces of its
+    arguments) under its ``index``."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def add(self, chunk: dict[str, Any], key: str) -> None:
+        choices = chunk.get("choices") or [{}]
+        part = choices[0].get(key) if isinstance(choices[0], dict) else None
+        fragments = part.get("tool_calls") if isinstance(part, dict) else None
+        if not fragments:
+            return
+        if not isinstance(fragments, list):
+            raise ResponderInvalid("the model server sent 'tool_calls' that is not a list")
+        for position, fragment in enumerate(fragments):
+            if not isinstance(fragment, dict):
+                raise ResponderInvalid("the model server sent a tool call that is not an object")
+            index = fragment.get("index", position)
+            call = self.calls.setdefault(
+                index if isinstance(index, int) else position, {"id": "", "name": "", "arguments": ""}
+            )
+            function = fragment.get("function") or {}
+            if fragment.get("id"):
+                call["id"] = str(fragment["id"])
+            if function.get("name"):
+                call["name"] += str(function["name"])
+            if function.get("arguments"):
+                arguments = function["arguments"]
+                call["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+    def made(self) -> list[ToolCallRequest]:
+        made = []
+        for _, call in sorted(self.calls.items()):
+            if not call["name"]:
+                raise ResponderInvalid("the model server sent a tool call without a name")
+            made.append(
+                ToolCallRequest(call["id"] or f"call_{uuid.uuid4().hex[:24]}", call["name"], call["arguments"] or "{}")
+            )
+        return made
 
 
 def _reason(response: httpx.Response) -> str:

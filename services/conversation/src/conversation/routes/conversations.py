@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from conversation.deps import OwnerDep, ServiceDep
+from conversation.deps import OwnerDep, Service, ServiceDep
 from conversation.turns import Turn
 from voicestack_common.contracts.conversation import (
     ID_PATTERN,
@@ -96,17 +96,36 @@ async def turn(
 ) -> StreamingResponse:
     """Events ``turn``, ``delta``..., then ``done`` or ``error`` (see conversation.turns)."""
     settings = service.settings
-    if len(body.text) > settings.max_text_chars:
+    if body.text is not None and len(body.text) > settings.max_text_chars:
         raise InvalidRequest(f"text is longer than {settings.max_text_chars} characters", code="text_too_long")
     name = check_choice(body.responder, service.offered)
+    _check_tools(body, service)
     if body.create:
         await service.store.get_or_create(owner, conversation_id, body.user_id)
     else:
         await service.store.get(owner, conversation_id)
-    run = Turn(service.store, settings, service.metrics, service.responders[name], conversation_id, body)
+    if body.tool_outputs:
+        await service.store.give_outputs(conversation_id, {out.call_id: out.output for out in body.tool_outputs})
+    run = Turn(
+        service.store, settings, service.metrics, service.responders[name], conversation_id, body, service.toolbox
+    )
     return StreamingResponse(
         run.events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+def _check_tools(body: TurnRequest, service: Service) -> None:
+    """Client tools must not shadow the service's, nor repeat; a named ``tool_choice`` must be offered."""
+    names = [tool.name for tool in body.tools]
+    own = set(service.toolbox.tools) if service.toolbox else set()
+    if taken := sorted(set(names) & own | {n for n in names if names.count(n) > 1}):
+        raise InvalidRequest(f"tool name {taken[0]!r} is taken", code="duplicate_tool", details={"tool": taken[0]})
+    if body.tool_choice not in ("auto", "none", "required") and body.tool_choice not in {*names, *own}:
+        raise InvalidRequest(
+            f"tool_choice names no tool offered: {body.tool_choice!r}",
+            code="unknown_tool",
+            details={"tool": body.tool_choice},
+        )
 
 
 @router.delete(
