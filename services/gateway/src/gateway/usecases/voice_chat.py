@@ -7,6 +7,8 @@ messages with base64) and the loop answers each finished utterance::
     start_conversation {...}        →        conversation.started {conversation_id, ...}
     binary PCM16 frames ...         →        speech_started, partial {text} ..., speech_stopped, final {text}
                                              reply.started, reply.text.delta {text} ...
+                                             tool.call {call_id, name, arguments, status}, tool.result {...,
+                                             result, error_code} (an error event too when it failed)
                                              reply.audio {index, text, audio_base64, ...} per piece
                                              reply.done {message_id, text, timings}
                                              (compat seed002: server_response {message, audio})
@@ -47,14 +49,25 @@ from gateway.usecases.spoken_reply import Reply, ReplyDone, ReplyFailed, SpokenP
 from voicestack_common.contracts.conversation import (
     ConversationCreate,
     ResponderChoice,
+    ToolCallOut,
     TurnDelta,
     TurnRequest,
     TurnStarted,
+    TurnToolCall,
+    TurnToolResult,
 )
 from voicestack_common.errors import VoicestackError
 from voicestack_common.live import EndOfTurn, SpeechStarted, SpeechStopped
 
 logger = logging.getLogger(__name__)
+
+
+def tool_view(call: ToolCallOut) -> dict[str, Any]:
+    """A tool call as the ``tool.call`` / ``tool.result`` events show it."""
+    return call.model_dump(
+        mode="json", include={"call_id", "name", "arguments", "kind", "status", "result", "error_code"}
+    )
+
 
 VOICE_KINDS = frozenset({"start_conversation", "audio", "commit", "playback", "cancel", "text", "end_conversation"})
 Send = Callable[[dict[str, Any] | BaseModel], Awaitable[None]]
@@ -311,11 +324,21 @@ class VoiceLoop:
                     {
                         "type": "reply.started",
                         "message_id": event.assistant_message_id,
-                        "user_message": event.user_message.model_dump(mode="json"),
+                        "user_message": event.user_message.model_dump(mode="json") if event.user_message else None,
                     }
                 )
             elif isinstance(event, TurnDelta):
                 await self.send({"type": "reply.text.delta", "message_id": reply.message_id, "text": event.text})
+            elif isinstance(event, TurnToolCall):
+                await self.send({"type": "tool.call", "message_id": reply.message_id, **tool_view(event.call)})
+            elif isinstance(event, TurnToolResult):
+                view = tool_view(event.call)
+                await self.send(
+                    {"type": "tool.result", "message_id": reply.message_id, "replayed": event.replayed, **view}
+                )
+                if event.call.status not in ("ok", "cancelled"):  # refused, timed out, failed: said plainly too
+                    details = {"call_id": event.call.call_id, "tool": event.call.name, "status": event.call.status}
+                    await self.error(event.call.error_code or "tool_failed", event.call.result or "", None, details)
             elif isinstance(event, SpokenPiece):
                 if first_audio:
                     self.first_audio_at = time.perf_counter()
