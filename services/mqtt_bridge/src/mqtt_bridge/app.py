@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from mqtt_bridge import __version__
 from mqtt_bridge.bridge import Bridge
 from mqtt_bridge.metrics import BridgeMetrics
-from mqtt_bridge.routes import events
+from mqtt_bridge.routes import events, publish
 from mqtt_bridge.settings import BridgeSettings
 from voicestack_common.service import Readiness, create_service_app
 
@@ -53,9 +53,11 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         namespace="mqtt_bridge",
         lifespan=lifespan,
         readiness=readiness,
-        description="Publishes the stack's transcripts, synthesis events and health to MQTT from a durable "
-        "outbox, with Home Assistant discovery and MQTT commands.",
+        description="Publishes the stack's transcripts, synthesis, reply and tool call events, allow-listed "
+        "messages of assistant tools and health to MQTT from a durable outbox, with Home Assistant discovery "
+        "and MQTT commands.",
     )
     app.state.bridge_metrics = BridgeMetrics(app.state.http_metrics.registry)
     app.include_router(events.router)
+    app.include_router(publish.router)
     return app

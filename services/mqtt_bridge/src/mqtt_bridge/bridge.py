@@ -17,6 +17,7 @@ from mqtt_bridge.metrics import BridgeMetrics
 from mqtt_bridge.mqtt import MqttLink
 from mqtt_bridge.outbox import Outbox
 from mqtt_bridge.publisher import OutboxPublisher
+from mqtt_bridge.publishing import PublishPolicy
 from mqtt_bridge.settings import BridgeSettings
 from mqtt_bridge.topics import Topics
 from voicestack_common.upstream import POOL_KEEP_ALIVE
@@ -28,7 +29,7 @@ STOP_GRACE = 5.0
 
 
 class Bridge:
-    """The outbox, the MQTT link and its workers, the health poller, discovery and commands."""
+    """The outbox, the MQTT link and its workers, the health poller, discovery, commands, the publish policy."""
 
     def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics, version: str) -> None:
         self.settings = settings
@@ -44,6 +45,7 @@ class Bridge:
             timeout=httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=POOL_KEEP_ALIVE),
         )
+        self.publish_policy = PublishPolicy(settings.publish_allow, self.topics.reserved)
         self.link = MqttLink(settings, self.topics, metrics)
         self.publisher = OutboxPublisher(
             self.outbox, self.link, self.topics, metrics, batch=settings.publish_batch, timeout=settings.mqtt_timeout

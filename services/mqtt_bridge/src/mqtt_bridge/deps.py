@@ -12,12 +12,19 @@ from fastapi import Depends, Request
 from mqtt_bridge.bridge import Bridge
 from mqtt_bridge.metrics import BridgeMetrics
 from mqtt_bridge.outbox import Outbox
+from mqtt_bridge.publishing import PublishPolicy
 
 
 async def get_outbox(request: Request) -> Outbox:
     """The durable outbox."""
     bridge: Bridge = request.state.bridge
     return bridge.outbox
+
+
+async def get_publish_policy(request: Request) -> PublishPolicy:
+    """What ``POST /v1/publish`` may publish to."""
+    bridge: Bridge = request.state.bridge
+    return bridge.publish_policy
 
 
 async def get_metrics(request: Request) -> BridgeMetrics:
@@ -28,3 +35,4 @@ async def get_metrics(request: Request) -> BridgeMetrics:
 
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 MetricsDep = Annotated[BridgeMetrics, Depends(get_metrics)]
+PublishPolicyDep = Annotated[PublishPolicy, Depends(get_publish_policy)]

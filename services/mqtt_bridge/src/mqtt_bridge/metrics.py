@@ -14,7 +14,7 @@ DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class BridgeMetrics:
-    """Outbox, MQTT connection, health poll and command metrics."""
+    """Outbox, publish request, MQTT connection, health poll and command metrics."""
 
     def __init__(self, registry: CollectorRegistry, namespace: str = "mqtt_bridge") -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -22,6 +22,13 @@ class BridgeMetrics:
 
         self.accepted = counter("events_accepted", "Events stored in the outbox, by type.", ("type",))
         self.duplicates = counter("events_duplicate", "Events whose event_id was accepted before (not stored).")
+        self.publishes = counter(
+            "publishes",
+            "POST /v1/publish requests, by outcome (accepted, duplicate, refused by the allow-list).",
+            ("outcome",),
+        )
+        for outcome in ("accepted", "duplicate", "refused"):
+            self.publishes.labels(outcome=outcome)
         self.published = counter("events_published", "Events acknowledged by the broker (PUBACK), by type.", ("type",))
         self.publish_failures = counter("publish_failures", "Event publishes that failed or timed out (retried).")
         self.reconnects = counter("mqtt_reconnects", "MQTT connections established after a lost or failed one.")

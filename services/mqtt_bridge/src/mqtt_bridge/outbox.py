@@ -5,7 +5,9 @@ An event is committed here before ``POST /v1/events`` answers 202, marked
 Rows still ``inflight`` when the process died go back to ``pending`` at start,
 so a kill at any instant costs at most a redelivery with the same ``event_id``.
 The ids themselves are remembered for ``dedup_retention`` so a retried POST is
-accepted once. All SQLite work runs on one dedicated thread.
+accepted once. A row is an event (published as JSON to its type's topic) or a
+message of ``POST /v1/publish`` (its own topic, raw payload, QoS and retain flag).
+All SQLite work runs on one dedicated thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from voicestack_common.events import SpeechEvent
+from voicestack_common.events import PublishRequest, SpeechEvent
 
 T = TypeVar("T")
 
@@ -42,6 +44,19 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_age ON seen (accepted_at);
 """
+# Schema changes after _SCHEMA, in order; ``PRAGMA user_version`` counts those applied, so an
+# outbox written by an older bridge (its pending rows included) opens as it is and is brought up.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: rows of POST /v1/publish carry their own topic (NULL: the event type's), QoS and retain flag.
+    (
+        "ALTER TABLE outbox ADD COLUMN topic TEXT",
+        "ALTER TABLE outbox ADD COLUMN qos INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE outbox ADD COLUMN retain INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+# The ``kind`` of a row from POST /v1/publish (events have their type).
+PUBLISH_KIND = "publish"
 
 
 class OutboxFull(Exception):
@@ -50,6 +65,10 @@ class OutboxFull(Exception):
 
 class OutboxLocked(RuntimeError):
     """Another process has the outbox file open."""
+
+
+class OutboxTooNew(RuntimeError):
+    """The outbox was written by a newer bridge, whose rows this one may not read right."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,10 @@ class StoredEvent:
     payload: bytes
     accepted_at: float
     attempts: int
+    topic: str | None = None
+    """Set for a message of ``POST /v1/publish``; None for an event (its type's topic)."""
+    qos: int = 1
+    retain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,7 @@ class OutboxStore:
             # to a power cut (that costs a redelivery), so they commit without their own fsync.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             requeued = self._db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'inflight'").rowcount
         except sqlite3.OperationalError as exc:
             self._db.close()
@@ -104,6 +128,19 @@ class OutboxStore:
         self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._inflight = 0
         self._oldest = self._oldest_accepted()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise OutboxTooNew(
+                f"outbox {self.path} has schema version {version}; this bridge knows up to {SCHEMA_VERSION}"
+            )
+        for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self._transaction(durable=True):
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
 
     @contextlib.contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[None]:
@@ -130,8 +167,20 @@ class OutboxStore:
         """Depth, in-flight count and the oldest waiting event's acceptance time."""
         return OutboxStats(self._depth, self._inflight, self._oldest)
 
-    def accept(self, event_id: str, kind: str, payload: bytes, now: float) -> bool:
-        """Store a new event; False (and nothing stored) when ``event_id`` was accepted before."""
+    def accept(
+        self,
+        event_id: str,
+        kind: str,
+        payload: bytes,
+        now: float,
+        *,
+        topic: str | None = None,
+        qos: int = 1,
+        retain: bool = False,
+    ) -> bool:
+        """Store a new row; False (and nothing stored) when ``event_id`` was accepted before.
+
+        ``topic`` (with ``qos`` and ``retain``) makes it a message published as it is, there."""
         with self._transaction(durable=self.durable):
             if self._db.execute("SELECT 1 FROM seen WHERE event_id = ?", (event_id,)).fetchone():
                 return False
@@ -139,8 +188,9 @@ class OutboxStore:
                 raise OutboxFull(f"the outbox holds {self._depth} events, its limit")
             self._db.execute("INSERT INTO seen (event_id, accepted_at) VALUES (?, ?)", (event_id, now))
             self._db.execute(
-                "INSERT INTO outbox (event_id, kind, payload, accepted_at) VALUES (?, ?, ?, ?)",
-                (event_id, kind, payload, now),
+                "INSERT INTO outbox (event_id, kind, payload, accepted_at, topic, qos, retain) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_id, kind, payload, now, topic, qos, int(retain)),
             )
         self._depth += 1
         if self._oldest is None:
@@ -151,7 +201,7 @@ class OutboxStore:
         """Mark up to ``limit`` pending events in flight, oldest first, and return them."""
         with self._transaction():
             rows = self._db.execute(
-                "SELECT seq, event_id, kind, payload, accepted_at, attempts FROM outbox "
+                "SELECT seq, event_id, kind, payload, accepted_at, attempts, topic, qos, retain FROM outbox "
                 "WHERE state = 'pending' ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -162,8 +212,8 @@ class OutboxStore:
                 )
         self._inflight += len(rows)
         return [
-            StoredEvent(seq, event_id, kind, bytes(payload), accepted_at, attempts + 1)
-            for seq, event_id, kind, payload, accepted_at, attempts in rows
+            StoredEvent(seq, event_id, kind, bytes(payload), accepted_at, attempts + 1, topic, qos, bool(retain))
+            for seq, event_id, kind, payload, accepted_at, attempts, topic, qos, retain in rows
         ]
 
     def ack(self, seqs: Iterable[int]) -> None:
@@ -252,6 +302,24 @@ class Outbox:
         """Commit ``event`` durably; False when its id was accepted before."""
         payload = event.model_dump_json().encode()
         stored: bool = await self._run(self.store.accept, event.event_id, event.type, payload, time.time())
+        if stored:
+            self._new.set()
+        return stored
+
+    async def accept_message(self, request: PublishRequest) -> bool:
+        """Commit a message of ``POST /v1/publish`` durably; False when its id was accepted before."""
+        stored: bool = await self._run(
+            partial(
+                self.store.accept,
+                request.event_id,
+                PUBLISH_KIND,
+                request.payload.encode(),
+                time.time(),
+                topic=request.topic,
+                qos=request.qos,
+                retain=request.retain,
+            )
+        )
         if stored:
             self._new.set()
         return stored

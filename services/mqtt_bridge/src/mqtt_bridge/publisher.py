@@ -1,4 +1,4 @@
-"""Drains the outbox into MQTT: QoS 1, and a row leaves the outbox only after its PUBACK."""
+"""Drains the outbox into MQTT: a row leaves the outbox only after its PUBACK (QoS 0: once sent)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,9 @@ class OutboxPublisher:
             raise aiomqtt.MqttError(f"publishing failed: {error!r}") from error
 
     async def _publish(self, client: aiomqtt.Client, event: StoredEvent) -> None:
+        if event.topic is not None:  # a message of POST /v1/publish: exactly as it was asked for
+            await client.publish(event.topic, event.payload, qos=event.qos, retain=event.retain, timeout=self.timeout)
+            return
         await client.publish(
             self.topics.event(event.kind),
             event.payload,

@@ -21,6 +21,21 @@ EVENT_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 
+PUBLISH_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **{status: EVENT_ERROR_RESPONSES[status] for status in (400, 415, 503)},
+    403: {
+        "model": ErrorResponse,
+        "description": "The topic is outside `MQTT_BRIDGE_PUBLISH_ALLOW` (`topic_not_allowed`) or one the bridge "
+        "keeps for itself (`topic_reserved`); nothing is stored",
+    },
+    413: {
+        "model": ErrorResponse,
+        "description": "Payload over 65,536 bytes in UTF-8, or body over `MQTT_BRIDGE_MAX_UPLOAD_BYTES` "
+        "(`payload_too_large`)",
+    },
+    422: {"model": ErrorResponse, "description": "Not a valid `PublishRequest` (`invalid_publish`)"},
+}
+
 # Request ids become a topic level and an X-Request-ID: the safe set of both.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 

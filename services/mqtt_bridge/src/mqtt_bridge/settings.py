@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import aiomqtt
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from voicestack_common.settings import ServiceSettings
+from voicestack_common.settings import ServiceSettings, env_aliases, names_list
 
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 # Topic levels we create from names must be plain: no wildcards, separators or spaces.
@@ -152,6 +153,15 @@ class BridgeSettings(ServiceSettings):
     ``*.media.lan``); needed with ``MQTT_BRIDGE_COMMAND_AUDIO_URLS``. ``*`` allows any host: only
     where every publisher is trusted. Redirects are not followed."""
 
+    publish_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=env_aliases("MQTT_BRIDGE_PUBLISH_ALLOW", "MQTT_PUBLISH_ALLOW", "publish_allow"),
+    )
+    """Topics ``POST /v1/publish`` (an assistant's ``mqtt_publish`` tool) may publish to: MQTT topic
+    filters, comma-separated or a JSON list, ``+`` and ``#`` matching as in a subscription
+    (``home/+/light/set,home/scenes/#``). Empty (the default) refuses every publish. The bridge's
+    own topics and Home Assistant's discovery prefix are refused whatever this says."""
+
     ha_discovery: bool = True
     """Publish Home Assistant MQTT discovery (one device with a sensor per service)."""
 
@@ -185,6 +195,26 @@ class BridgeSettings(ServiceSettings):
     def _check_prefix(cls, value: str) -> str:
         if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#\0"):
             raise ValueError(f"topic prefix {value!r} must be non-empty, without wildcards or leading/trailing '/'")
+        return value
+
+    @field_validator("publish_allow", mode="before")
+    @classmethod
+    def _split_publish_allow(cls, value: Any) -> Any:
+        return names_list(value)
+
+    @field_validator("publish_allow")
+    @classmethod
+    def _check_publish_allow(cls, value: list[str]) -> list[str]:
+        for topic_filter in value:
+            try:
+                aiomqtt.Wildcard(topic_filter)
+            except ValueError:
+                raise ValueError(
+                    f"MQTT_BRIDGE_PUBLISH_ALLOW: {topic_filter!r} is not an MQTT topic filter "
+                    "('+' and '#' stand alone in their level, '#' only last)"
+                ) from None
+            if "\0" in topic_filter:
+                raise ValueError(f"MQTT_BRIDGE_PUBLISH_ALLOW: {topic_filter!r} holds NUL")
         return value
 
     @field_validator("services")

@@ -48,9 +48,16 @@ class Topics:
         """One JSON event per assistant reply (conversation id, text, interrupted or not)."""
         return f"{self.prefix}/replies"
 
+    @property
+    def tool_calls(self) -> str:
+        """One JSON event per tool call an assistant made (tool, arguments, status, result)."""
+        return f"{self.prefix}/tool_calls"
+
     def event(self, kind: str) -> str:
-        """Where an event of ``kind`` (``transcription``/``synthesis``/``reply``) goes."""
-        return {"transcription": self.transcripts, "reply": self.replies}.get(kind, self.synthesis)
+        """Where an event of ``kind`` (``transcription``/``synthesis``/``reply``/``tool_call``) goes."""
+        return {"transcription": self.transcripts, "reply": self.replies, "tool_call": self.tool_calls}.get(
+            kind, self.synthesis
+        )
 
     def command(self, name: Command) -> str:
         """Requests for a command."""
@@ -73,6 +80,23 @@ class Topics:
     def ha_device_config(self, device_id: str) -> str:
         """Device-based discovery config (Home Assistant 2024.11+)."""
         return f"{self.ha_prefix}/device/{device_id}/config"
+
+    @property
+    def reserved(self) -> tuple[str, ...]:
+        """Filters of the topics that carry the bridge's own state, events and commands, and Home
+        Assistant's: ``POST /v1/publish`` never writes there, whatever the allow-list says."""
+        p = self.prefix
+        return (
+            self.status,
+            self.health,
+            f"{p}/health/#",
+            self.transcripts,
+            self.synthesis,
+            self.replies,
+            self.tool_calls,
+            f"{p}/cmd/#",
+            f"{self.ha_prefix}/#",
+        )
 
 
 def slug(value: str) -> str:
