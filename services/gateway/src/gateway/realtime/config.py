@@ -14,6 +14,8 @@ from gateway.realtime.protocol import (
     new_id,
 )
 from gateway.realtime.replier import responder_options
+from gateway.realtime.tools import check_choice, checked_tools, parse_choice
+from voicestack_common.contracts.conversation import ToolSpec
 
 SessionKind = Literal["session", "transcription_session"]
 # OpenAI's server_vad defaults.
@@ -47,6 +49,9 @@ class SessionConfig:
     turn_detection: TurnDetection | None = field(default_factory=lambda: DEFAULT_VAD.model_copy())
     temperature: float = 0.8
     max_response_output_tokens: int | Literal["inf"] = "inf"
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: str = "auto"
+    """``auto``, ``none``, ``required`` or the name of the tool the model must call."""
     client_set: set[str] = field(default_factory=set)
     """Which of ``instructions``, ``temperature``, ``max_response_output_tokens`` the client set: only
     those reach the responder (the others are the conversation service's own); and whether it set
@@ -78,14 +83,6 @@ class SessionConfig:
             raise RealtimeError(
                 f"Unknown parameter: 'session.{extra[0]}'.", code="unknown_parameter", param=f"session.{extra[0]}"
             )
-        if "tools" in given and update.tools:
-            raise RealtimeError(
-                "Tools (function calling) are not supported.", code="unsupported", param="session.tools"
-            )
-        if "tool_choice" in given and update.tool_choice not in (None, "auto", "none"):
-            raise RealtimeError(
-                "Tools (function calling) are not supported.", code="unsupported", param="session.tool_choice"
-            )
         if update.input_audio_noise_reduction is not None and update.input_audio_noise_reduction.type is not None:
             raise RealtimeError(
                 "Input noise reduction is not supported.",
@@ -107,6 +104,13 @@ class SessionConfig:
         ):
             if name in given and (value := getattr(update, name)) is not None:
                 changes[name] = value
+        if "tools" in given and update.tools is not None:
+            changes["tools"] = checked_tools(update.tools, "session.tools")
+        if "tool_choice" in given and update.tool_choice is not None:
+            changes["tool_choice"] = parse_choice(update.tool_choice, "session.tool_choice")
+        check_choice(
+            changes.get("tool_choice", self.tool_choice), changes.get("tools", self.tools), "session.tool_choice"
+        )
         if "input_audio_transcription" in given:
             changes["input_audio_transcription"] = update.input_audio_transcription
         if "turn_detection" in given:
@@ -158,8 +162,8 @@ class SessionConfig:
             "input_audio_transcription": transcription,
             "input_audio_noise_reduction": None,
             "turn_detection": vad,
-            "tools": [],
-            "tool_choice": "auto",
+            "tools": [tool.model_dump(mode="json") for tool in self.tools],
+            "tool_choice": self.tool_choice,
             "temperature": self.temperature,
             "max_response_output_tokens": self.max_response_output_tokens,
         }

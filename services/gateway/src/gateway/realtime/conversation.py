@@ -1,5 +1,6 @@
 """The conversation of a Realtime session: its items in order, ``conversation.item.*`` events, audio items
-transcribed on the STT broker, truncation, and what the conversation service stored of each item."""
+transcribed on the STT broker, function call outputs, truncation, and what the conversation service
+stored of each item."""
 
 from __future__ import annotations
 
@@ -75,6 +76,12 @@ class Conversation(SessionPart):
         """``conversation.item.create`` / ``delete`` / ``retrieve`` / ``truncate``."""
         if isinstance(event, ItemCreateEvent):
             item = Item.from_input(event.item)
+            if item.kind == "function_call_output" and not self._called(item.call_id):
+                raise RealtimeError(
+                    f"Tool call ID '{item.call_id}' not found in conversation.",
+                    code="invalid_tool_call_id",
+                    param="item.call_id",
+                )
             if item.id in self.items:
                 raise RealtimeError(f"Item with id '{item.id}' already exists.", param="item.id")
             previous = event.previous_item_id
@@ -111,6 +118,10 @@ class Conversation(SessionPart):
             await self.send({"type": "conversation.item.retrieved", "item": item_view(item)})
         else:
             await self._truncate(item, event)
+
+    def _called(self, call_id: str | None) -> bool:
+        """Whether the model's call ``call_id`` is an item of the conversation (as OpenAI checks)."""
+        return any(item.kind == "function_call" and item.call_id == call_id for item in self.items.values())
 
     async def _forget(self, item_id: str) -> None:
         """Delete the item's message from the conversation service (once no other item shares it: user

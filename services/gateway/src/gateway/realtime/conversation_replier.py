@@ -2,7 +2,8 @@
 
 A Realtime session is one conversation in the conversation service, made on the first response; each
 response is a turn carrying the user's words since the previous one. The service keeps the history,
-so an interrupted reply is stored as heard, exactly as on ``/api/voice/ws/chat``.
+so an interrupted reply is stored as heard, exactly as on ``/api/voice/ws/chat``. The client's tools go
+with each turn; a call of one ends the turn pending, and its output goes with a later turn.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 from gateway.conversations.client import ConversationClient, owner_of
 from gateway.deps import Gateway
-from gateway.realtime.replier import ReplyAudio, ReplyRequest, ReplyText, responder_options
+from gateway.realtime.replier import ReplyAudio, ReplyEvent, ReplyRequest, ReplyText, ReplyToolCall, responder_options
 from gateway.usecases.spoken_reply import Reply, ReplyFailed, SpokenPiece, Voice
-from voicestack_common.contracts.conversation import ResponderChoice, TurnDelta, TurnRequest
+from voicestack_common.contracts.conversation import ResponderChoice, TurnDelta, TurnRequest, TurnToolCall
 from voicestack_common.errors import VoicestackError
 
 
@@ -27,11 +28,14 @@ class VoiceLoopReply:
         self.user_items = user_items
         self.item_id = item_id
 
-    async def events(self) -> AsyncGenerator[ReplyText | ReplyAudio, None]:
-        """Text deltas and each piece's audio as PCM16 at the broker's rate (Kokoro's 24 kHz: Realtime's own)."""
+    async def events(self) -> AsyncGenerator[ReplyEvent, None]:
+        """Text deltas, each piece's audio as PCM16 at the broker's rate (Kokoro's 24 kHz: Realtime's own)
+        and the calls of the client's tools (the service's own tools are its business: not shown)."""
         async for event in self.reply.events():
             if isinstance(event, TurnDelta):
                 yield ReplyText(event.text)
+            elif isinstance(event, TurnToolCall) and event.call.kind == "client":
+                yield ReplyToolCall(event.call.call_id, event.call.name, event.call.arguments)
             elif isinstance(event, SpokenPiece):
                 yield ReplyAudio(event.text, base64.b64decode(event.audio_base64), event.sample_rate)
             elif isinstance(event, ReplyFailed):
@@ -66,7 +70,8 @@ class VoiceLoopReplier:
         self.conversation_id = conversation_id
 
     async def open(self, request: ReplyRequest) -> VoiceLoopReply:
-        """A turn with what the user said since the last assistant message, and the client's options."""
+        """A turn with what the user said since the last assistant message, the outputs of the client's
+        tools not yet sent, and the client's options and tools."""
         new: list[str] = []
         items: list[str] = []
         for turn in reversed(request.history):
@@ -77,7 +82,7 @@ class VoiceLoopReplier:
                 if turn.item_id is not None:
                     items.insert(0, turn.item_id)
         text = " ".join(new).strip()
-        if not text:
+        if not text and not request.tool_outputs:
             raise VoicestackError("there is nothing new from the user to respond to", code="nothing_to_respond_to")
         voice = Voice(
             voice=request.voice or None,
@@ -87,7 +92,13 @@ class VoiceLoopReplier:
             pick_voice=not request.voice_fixed,
         )
         options = responder_options(request.instructions, request.temperature, request.max_tokens)
-        body = TurnRequest(text=text, responder=ResponderChoice(options=options))
+        body = TurnRequest(
+            text=text or None,
+            responder=ResponderChoice(options=options),
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            tool_outputs=request.tool_outputs,
+        )
         reply = Reply(self.gateway, self.client, self.owner, self.conversation_id, body, voice, self.conversation_id)
         return VoiceLoopReply(reply, items, request.item_id)
 

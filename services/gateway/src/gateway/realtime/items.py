@@ -1,4 +1,5 @@
-"""Conversation items as the Realtime protocol shows them."""
+"""Conversation items as the Realtime protocol shows them: messages, the model's function calls and their
+outputs."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ class Utterance:
 
 @dataclass
 class Item:
-    """One message of the conversation."""
+    """One item of the conversation: a message (``kind``: its content part's type), a function call
+    (role ``assistant``) or a function call's output (role ``user``)."""
 
     id: str
     role: Literal["user", "assistant", "system"]
-    kind: Literal["input_text", "input_audio", "text", "audio"]
+    kind: Literal["input_text", "input_audio", "text", "audio", "function_call", "function_call_output"]
     text: str | None = None
     transcript: str | None = None
     status: Literal["completed", "incomplete", "in_progress"] = "completed"
@@ -36,6 +38,13 @@ class Item:
     """Assistant audio: ``(first byte, end byte, text)`` of each spoken piece, to truncate by."""
     language: str | None = None
     """User audio: the language its transcript was heard in."""
+    call_id: str | None = None
+    """Function calls and outputs: the call's id."""
+    name: str | None = None
+    arguments: str = ""
+    output: str = ""
+    delivered: bool = False
+    """A function call's output: sent to the responder with a response (it is never sent twice)."""
 
     @classmethod
     def user_audio(cls, item_id: str) -> Item:
@@ -49,10 +58,21 @@ class Item:
         return cls(item_id, "assistant", kind, audio_format=audio_format, status="in_progress")
 
     @classmethod
+    def function_call(cls, item_id: str, call_id: str, name: str) -> Item:
+        """A call the model made (its arguments are set as they are sent)."""
+        return cls(item_id, "assistant", "function_call", status="in_progress", call_id=call_id, name=name)
+
+    @classmethod
     def from_input(cls, item: ItemInput) -> Item:
-        """A client's ``conversation.item.create`` (messages only: one text or audio part)."""
+        """A client's ``conversation.item.create``: a message (one text or audio part) or a function call's
+        output. Function calls are the model's own: a client cannot make one up."""
+        if item.type == "function_call_output":
+            return cls._output(item)
         if item.type != "message":
-            raise RealtimeError(f"Items of type '{item.type}' are not supported.", param="item.type")
+            raise RealtimeError(
+                f"Items of type '{item.type}' cannot be created: function calls come from the model.",
+                param="item.type",
+            )
         if item.role is None:
             raise RealtimeError("A message needs a role.", code="missing_required_parameter", param="item.role")
         if len(item.content) != 1:
@@ -69,6 +89,20 @@ class Item:
         if kind != "input_audio" and part.text is None:
             raise RealtimeError(f"A {kind} part needs 'text'.", param="item.content.0.text")
         return cls(item.id or new_id("item"), item.role, kind, text=part.text, transcript=part.transcript)
+
+    @classmethod
+    def _output(cls, item: ItemInput) -> Item:
+        for name in ("role", "name", "arguments"):
+            if getattr(item, name) is not None:
+                raise RealtimeError(f"A function_call_output item has no '{name}'.", param=f"item.{name}")
+        if item.content:
+            raise RealtimeError("A function_call_output item has no 'content'.", param="item.content")
+        if item.call_id is None or item.output is None:
+            name = "call_id" if item.call_id is None else "output"
+            raise RealtimeError(
+                f"Missing required parameter: 'item.{name}'.", code="missing_required_parameter", param=f"item.{name}"
+            )
+        return cls(item.id or new_id("item"), "user", "function_call_output", call_id=item.call_id, output=item.output)
 
     @property
     def words(self) -> str:
@@ -103,16 +137,20 @@ class Item:
 
 def item_view(item: Item, status: str | None = None) -> dict[str, Any]:
     """The item as ``conversation.item.*`` and ``response.output_item.*`` show it."""
+    head = {"id": item.id, "object": "realtime.item", "type": "message", "status": status or item.status}
+    if item.kind == "function_call":
+        return {
+            **head,
+            "type": "function_call",
+            "name": item.name,
+            "call_id": item.call_id,
+            "arguments": item.arguments,
+        }
+    if item.kind == "function_call_output":
+        return {**head, "type": "function_call_output", "call_id": item.call_id, "output": item.output}
     if item.kind in ("input_audio", "audio"):
         part: dict[str, Any] = {"type": item.kind, "transcript": item.transcript}
     else:
         part = {"type": item.kind, "text": item.text or ""}
     content = [part] if not (item.role == "assistant" and item.status == "in_progress" and status is None) else []
-    return {
-        "id": item.id,
-        "object": "realtime.item",
-        "type": "message",
-        "status": status or item.status,
-        "role": item.role,
-        "content": content,
-    }
+    return {**head, "role": item.role, "content": content}

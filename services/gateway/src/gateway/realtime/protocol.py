@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from gateway.realtime.codecs import RealtimeFormat
+from voicestack_common.contracts.conversation import ToolSpec
 from voicestack_common.errors import ClientError
 
 
@@ -78,8 +79,10 @@ class SessionUpdate(_Strict):
     turn_detection: TurnDetection | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_response_output_tokens: MaxTokens | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | None = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    """Function tools, in the Realtime form the conversation contract also takes (``ToolSpec``)."""
+    tool_choice: Any = None
+    """A keyword, a tool's name or ``{"type": "function", "name": ...}``: checked by ``realtime.tools``."""
     include: list[str] | None = None
 
 
@@ -120,10 +123,10 @@ class ItemInput(_Strict):
     status: Literal["completed", "incomplete", "in_progress"] | None = None
     role: Literal["user", "assistant", "system"] | None = None
     content: list[ContentPart] = Field(default_factory=list)
-    call_id: str | None = None
-    name: str | None = None
+    call_id: str | None = Field(default=None, min_length=1, max_length=128)
+    name: str | None = Field(default=None, max_length=64)
     arguments: str | None = None
-    output: str | None = None
+    output: str | None = Field(default=None, max_length=100_000)
 
 
 class ItemCreateEvent(_Client):
@@ -158,8 +161,10 @@ class ResponseOptions(_Strict):
     max_response_output_tokens: MaxTokens | None = None
     conversation: Literal["auto", "none"] | None = None
     metadata: dict[str, str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | None = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    """Function tools, in the Realtime form the conversation contract also takes (``ToolSpec``)."""
+    tool_choice: Any = None
+    """A keyword, a tool's name or ``{"type": "function", "name": ...}``: checked by ``realtime.tools``."""
     input: list[ItemInput] | None = None
 
 
@@ -202,7 +207,7 @@ CLIENT_EVENTS = frozenset(
         "response.cancel",
     }
 )
-# OpenAI's events this face knows and refuses (WebRTC/SIP-only ones, tools).
+# OpenAI's events this face knows and refuses (WebRTC/SIP-only ones).
 UNSUPPORTED_EVENTS = frozenset({"output_audio_buffer.clear"})
 
 

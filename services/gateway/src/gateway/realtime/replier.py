@@ -6,8 +6,10 @@ The face drives a ``Replier`` and never splits sentences, calls a responder or a
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from voicestack_common.contracts.conversation import ToolOutput, ToolSpec
 
 # The Realtime names of the responder options a response may carry, by the conversation service's name.
 OPTION_PARAMS = {
@@ -33,7 +35,8 @@ def responder_options(
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One message of the conversation so far, as the responder sees it."""
+    """One message of the conversation so far, as the responder sees it (a call the model made to a
+    client's tool is an assistant turn without text)."""
 
     role: Literal["user", "assistant", "system"]
     text: str
@@ -62,6 +65,12 @@ class ReplyRequest:
     """The language the user last spoke in: the reply is read in it, by a voice of it unless
     ``voice_fixed`` (``voice`` is then only the default); unset: ``voice`` as it is."""
     voice_fixed: bool = False
+    tools: list[ToolSpec] = field(default_factory=list)
+    """The client's functions the model may call."""
+    tool_choice: str = "auto"
+    """``auto``, ``none``, ``required`` or the name of the tool to call."""
+    tool_outputs: list[ToolOutput] = field(default_factory=list)
+    """The outputs of the model's earlier calls that the responder has not had yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +89,24 @@ class ReplyAudio:
     sample_rate: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyToolCall:
+    """The model called one of the client's tools (``arguments``: JSON text); the reply ends without
+    its output, which the client sends in a later response."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+ReplyEvent = ReplyText | ReplyAudio | ReplyToolCall
+
+
 class ReplyStream(Protocol):
     """One reply in progress."""
 
-    def events(self) -> AsyncGenerator[ReplyText | ReplyAudio, None]:
-        """Text and audio as they come; ends when the reply is complete (raises on failure)."""
+    def events(self) -> AsyncGenerator[ReplyEvent, None]:
+        """Text, audio and tool calls as they come; ends when the reply is complete (raises on failure)."""
         ...
 
     async def cancel(self, heard_seconds: float | None) -> None:

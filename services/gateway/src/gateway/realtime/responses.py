@@ -1,4 +1,9 @@
-"""One Realtime response: the voice loop's reply as ``response.*`` events, cancellable at any point."""
+"""One Realtime response: the voice loop's reply as ``response.*`` events, cancellable at any point.
+
+Its output is a message (added at its first words) and then the function calls the model made, each
+an item of its own once the message is done (a call ends the reply: the client runs it and sends its
+output for the next response).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.realtime import codecs
 from gateway.realtime.items import Item, item_view
-from gateway.realtime.protocol import ResponseOptions, new_id
-from gateway.realtime.replier import OPTION_PARAMS, ReplyAudio, ReplyRequest, ReplyStream, ReplyText, Turn
+from gateway.realtime.protocol import RealtimeError, ResponseOptions, error_event, new_id
+from gateway.realtime.replier import (
+    OPTION_PARAMS,
+    ReplyAudio,
+    ReplyEvent,
+    ReplyRequest,
+    ReplyStream,
+    ReplyText,
+    ReplyToolCall,
+    Turn,
+)
+from gateway.realtime.tools import response_tools, send_call
+from voicestack_common.contracts.conversation import ToolOutput
 from voicestack_common.errors import VoicestackError
 
 if TYPE_CHECKING:
@@ -34,8 +50,16 @@ def _tokens(text: str) -> int:
 class ResponseRun:
     """A response in flight; ``cancel`` ends it with ``status: cancelled``."""
 
-    def __init__(self, session: RealtimeSession, options: ResponseOptions | None, waits: list[Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        session: RealtimeSession,
+        options: ResponseOptions | None,
+        waits: list[Awaitable[Any]],
+        event_id: str | None = None,
+    ) -> None:
         self.session = session
+        self.event_id = event_id
+        """The ``response.create`` that asked for it (``None``: server VAD's)."""
         self.options = options or ResponseOptions()
         config = session.config
         self.id = new_id("resp")
@@ -50,8 +74,13 @@ class ResponseRun:
         self.reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.stream: ReplyStream | None = None
-        self._events: AsyncGenerator[ReplyText | ReplyAudio, None] | None = None
+        self._events: AsyncGenerator[ReplyEvent, None] | None = None
         self.added = False
+        """Whether the message item is out (``response.output_item.added``)."""
+        self.closed = False
+        """Whether its ``response.output_item.done`` is."""
+        self.calls: list[Item] = []
+        self._outputs: list[Item] = []
         self.text = ""
         self.input_text = ""
         self._waits = waits
@@ -74,10 +103,12 @@ class ResponseRun:
         elif self.status == "failed":
             details = {"type": "failed", "error": self.error}
         output = [item_view(self.item)] if self.added else []
+        output += [item_view(call) for call in self.calls]
         usage = None
         if self.status != "in_progress":
             audio_tokens = codecs.duration_ms(self.item.audio_bytes, self.format) // 50 if self.audio else 0
-            text_in, text_out = _tokens(self.input_text), _tokens(self.text)
+            text_in = _tokens(self.input_text)
+            text_out = _tokens(self.text + "".join(call.arguments for call in self.calls))
             usage = {
                 "total_tokens": text_in + text_out + audio_tokens,
                 "input_tokens": text_in,
@@ -111,12 +142,22 @@ class ResponseRun:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.gather(*self._waits), TRANSCRIPT_WAIT)
             request = self._request()
-            await self._add_item()
-            await self._stream(request)
+            calls = await self._stream(request)
             self.voice = self.stream.spoken_voice() or self.voice if self.stream is not None else self.voice
+            if not self.added and not calls:
+                await self._add_item()  # a reply without words still has its message
             self.status = "completed"
-            self.item.status = "completed"
-            await self._finish_parts()
+            if self.added:
+                self.item.status = "completed"
+                await self._finish_parts()
+                await self._item_done()
+            for call in calls:
+                item = Item.function_call(new_id("item"), call.call_id, call.name)
+                index = int(self.added) + len(self.calls)
+                self.calls.append(item)
+                await send_call(
+                    self.session, item, call.arguments, self.id, index, in_conversation=self.in_conversation
+                )
         except asyncio.CancelledError:
             self.status = "cancelled"
             self.item.status = "incomplete"
@@ -128,35 +169,61 @@ class ResponseRun:
         except VoicestackError as exc:
             self.status = "failed"
             self.item.status = "incomplete"
-            self.error = {"type": "server_error", "code": exc.code, "message": exc.message}
+            refused = exc.status_code < 500  # e.g. the conversation service's 422 for an output it waits for not
+            kind = "invalid_request_error" if refused else "server_error"
+            self.error = {"type": kind, "code": exc.code, "message": exc.message}
+            if refused:
+                await send(error_event(RealtimeError(exc.message, code=exc.code), self.event_id))
         except Exception:
             logger.exception("realtime response failed")
             self.status = "failed"
             self.item.status = "incomplete"
             self.error = {"type": "server_error", "code": "internal_error", "message": "internal server error"}
-        if self.added:
-            await send(
-                {
-                    "type": "response.output_item.done",
-                    "response_id": self.id,
-                    "output_index": 0,
-                    "item": item_view(self.item),
-                }
-            )
+        if self.added and not self.closed:
+            await self._item_done()
+        for index, unfinished in enumerate(self.calls, start=int(self.added)):
+            if unfinished.status == "in_progress":
+                unfinished.status = "incomplete"
+                await send(
+                    {
+                        "type": "response.output_item.done",
+                        "response_id": self.id,
+                        "output_index": index,
+                        "item": item_view(unfinished),
+                    }
+                )
         await send({"type": "response.done", "response": self.view()})
+
+    async def _item_done(self) -> None:
+        self.closed = True
+        await self.session.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": self.id,
+                "output_index": 0,
+                "item": item_view(self.item),
+            }
+        )
 
     def _request(self) -> ReplyRequest:
         config, options = self.session.config, self.options
-        history = [
-            Turn(item.role, item.words, item.id, item.language)
-            for item in self.session.conversation.items.values()
-            if item.words
-        ]
+        items = self.session.conversation.items.values()
+        history: list[Turn] = []
+        for item in items:
+            if item.kind == "function_call":
+                history.append(Turn("assistant", "", item.id))  # the user's words before it were answered
+            elif item.words:
+                history.append(Turn(item.role, item.words, item.id, item.language))
+        self._outputs = [item for item in items if item.kind == "function_call_output" and not item.delivered]
         for extra in options.input or []:
             added = Item.from_input(extra)
-            if added.words:
+            if added.kind == "function_call_output":
+                self._outputs.append(added)
+            elif added.words:
                 history.append(Turn(added.role, added.words))
-        self.input_text = " ".join(turn.text for turn in history)
+        outputs = [ToolOutput(call_id=item.call_id or "", output=item.output) for item in self._outputs]
+        self.input_text = " ".join([*(turn.text for turn in history), *(out.output for out in outputs)])
+        tools, tool_choice = response_tools(options, config.tools, config.tool_choice)
         session = {OPTION_PARAMS[name]: value for name, value in config.responder_options().items()}
         limit = options.max_response_output_tokens or session.get("max_response_output_tokens")
         return ReplyRequest(
@@ -170,6 +237,9 @@ class ResponseRun:
             temperature=options.temperature if options.temperature is not None else session.get("temperature"),
             language=_spoken_language(history),
             voice_fixed=self._voice_fixed(),
+            tools=tools,
+            tool_choice=tool_choice,
+            tool_outputs=outputs,
         )
 
     def _voice_fixed(self) -> bool:
@@ -190,13 +260,16 @@ class ResponseRun:
         part = {"type": "audio", "transcript": ""} if self.audio else {"type": "text", "text": ""}
         await send({"type": "response.content_part.added", **self._where(), "part": part})
 
-    async def _stream(self, request: ReplyRequest) -> None:
+    async def _stream(self, request: ReplyRequest) -> list[ReplyToolCall]:
+        """Stream the message (added at its first words); the calls the model made, for after it."""
         replier = self.session.replier
         if replier is None:
             raise VoicestackError(
                 "responses need the conversation service: set GATEWAY_CONVERSATION_URLS", code="conversations_disabled"
             )
         self.stream = await replier.open(request)
+        for output in self._outputs:
+            output.delivered = True  # once: one the service refused it would refuse again
         for turn in request.history:
             if turn.item_id is not None and turn.role == "user":
                 self.session.conversation.stored[turn.item_id] = self.stream
@@ -207,7 +280,13 @@ class ResponseRun:
         encoder = codecs.OutputEncoder(self.format) if self.audio else None
         send = self.session.send
         self._events = self.stream.events()
+        calls: list[ReplyToolCall] = []
         async for chunk in self._events:
+            if isinstance(chunk, ReplyToolCall):
+                calls.append(chunk)
+                continue
+            if not self.added:
+                await self._add_item()
             if isinstance(chunk, ReplyText):
                 self.text += chunk.text
                 kind = "response.audio_transcript.delta" if self.audio else "response.text.delta"
@@ -217,8 +296,9 @@ class ResponseRun:
                     encoder = codecs.OutputEncoder(self.format, chunk.sample_rate)
                 data = encoder.encode(chunk.pcm16)
                 await self._audio(data, chunk.text)
-        if encoder is not None:
+        if encoder is not None and self.added:
             await self._audio(encoder.flush(), "")
+        return calls
 
     async def _audio(self, data: bytes, text: str) -> None:
         if data:

@@ -39,6 +39,7 @@ from gateway.realtime.protocol import (
 )
 from gateway.realtime.replier import OPTION_PARAMS, responder_options
 from gateway.realtime.responses import ResponseRun
+from gateway.realtime.tools import response_tools
 from voicestack_common.errors import VoicestackError
 from voicestack_common.jsonbody import parse_json
 
@@ -194,12 +195,13 @@ class RealtimeSession:
                 code="conversation_already_has_active_response",
             )
         if (options := event.response) is not None:
+            response_tools(options, self.config.tools, self.config.tool_choice)
             await self._check_options(
                 "response", options.instructions, options.temperature, options.max_response_output_tokens
             )
-        await self.start_response(event.response)
+        await self.start_response(event.response, event.event_id)
 
-    async def start_response(self, options: Any) -> None:
+    async def start_response(self, options: Any, event_id: str | None = None) -> None:
         """A response, unless one is in flight; it waits for the transcripts of the items it answers."""
         if self.response is not None:
             return
@@ -208,7 +210,7 @@ class RealtimeSession:
         pending = [*self.audio.pending(), *self.conversation.pending()]
         items = self.conversation.items
         waits: list[Awaitable[Any]] = [u.done.wait() for u in pending if u.item_id in items]
-        run = ResponseRun(self, options, waits)
+        run = ResponseRun(self, options, waits, event_id)
         self.response = run
         run.task.add_done_callback(lambda _: self._response_done(run))
 
