@@ -301,7 +301,8 @@ def test_leaving_during_a_tool_call_cancels_it(
     )
     with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=10) as client:
         with client.stream("POST", "/v1/conversations/b1/turns", json={"text": "Weather, quickly."}) as response:
-            for line in response.iter_lines():
+            lines = response.iter_lines()  # kept: a dropped iterator closes the connection at once
+            for line in lines:
                 if line == "event: tool_call":
                     break
             deadline = time.monotonic() + 10

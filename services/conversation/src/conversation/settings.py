@@ -173,7 +173,7 @@ class ConversationSettings(ServiceSettings):
         validation_alias=env_aliases("CONVERSATION_MQTT_BRIDGE_URL", "MQTT_BRIDGE_URL", "mqtt_bridge_url"),
     )
     """The MQTT bridge that publishes for ``mqtt_publish`` tools (its ``/v1/publish``; the bridge's own
-    ``MQTT_PUBLISH_ALLOW`` must admit the topics too)."""
+    ``MQTT_BRIDGE_PUBLISH_ALLOW`` must admit the topics too)."""
 
     webhook_url: str = ""
     """``webhook`` responder: URL that gets ``{"conversation_id", "user_id", "text", "language", "history",

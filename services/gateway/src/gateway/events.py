@@ -7,14 +7,16 @@ Wyoming servers use too) sends them to the bridge in the background, retried, ne
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
 
 from gateway.metrics import GatewayMetrics
+from voicestack_common.contracts.conversation import ToolCallOut
 from voicestack_common.event_outbox import EventOutbox
 from voicestack_common.events import SpeechEvent, utc_now
 from voicestack_common.live import Final
@@ -157,9 +159,40 @@ class EventSender:
             interrupted=interrupted,
         )
 
+    def tool_called(
+        self,
+        call: ToolCallOut,
+        *,
+        session_id: str | None,
+        conversation_id: str | None,
+        message_id: str | None,
+        seconds: float,
+    ) -> None:
+        """Queue the event of a tool call the assistant made (``{prefix}/tool_calls``)."""
+        if not self.enabled:
+            return
+        try:
+            arguments = json.loads(call.arguments)
+        except ValueError:
+            arguments = {"raw": call.arguments}
+        self._record(
+            "tool_call",
+            utc_now() - timedelta(seconds=seconds),
+            session_id,
+            call.result or "",
+            seconds,
+            tool=call.name,
+            call_id=call.call_id,
+            arguments=arguments if isinstance(arguments, dict) else {"value": arguments},
+            status=call.status,
+            error_code=call.error_code,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        )
+
     def _record(
         self,
-        kind: Literal["transcription", "synthesis", "reply"],
+        kind: Literal["transcription", "synthesis", "reply", "tool_call"],
         started_at: datetime,
         session_id: str | None,
         text: str,

@@ -30,6 +30,8 @@ from voicestack_common.contracts.conversation import (
     TurnFailed,
     TurnRequest,
     TurnStarted,
+    TurnToolCall,
+    TurnToolResult,
 )
 from voicestack_common.errors import VoicestackError
 from voicestack_common.events import utc_now
@@ -101,9 +103,9 @@ class ReplyFailed:
     error: VoicestackError
 
 
-ReplyEvent = TurnStarted | TurnDelta | SpokenPiece | ReplyDone | ReplyFailed
-"""What a reply produces, in order: the stored user message, text deltas and spoken pieces as they come,
-then ``ReplyDone`` or ``ReplyFailed``."""
+ReplyEvent = TurnStarted | TurnDelta | TurnToolCall | TurnToolResult | SpokenPiece | ReplyDone | ReplyFailed
+"""What a reply produces, in order: the stored user message, text deltas, tool calls and their results and
+spoken pieces as they come, then ``ReplyDone`` or ``ReplyFailed``."""
 
 
 def heard_text(pieces: list[SpokenPiece], position: float | None) -> str:
@@ -158,6 +160,7 @@ class Reply:
         self.finished = False
         self.failed = False
         self.timings: dict[str, float] = {}
+        self.tool_calls: list[TurnToolCall] = []
         self._queue: asyncio.Queue[ReplyEvent | object] = asyncio.Queue()
         # Sentences to speak, then the end: the stream's done event, or the failure.
         self._pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -177,7 +180,10 @@ class Reply:
                 item = await self._queue.get()
                 if item is _END:
                     return
-                assert isinstance(item, TurnStarted | TurnDelta | SpokenPiece | ReplyDone | ReplyFailed)
+                assert isinstance(
+                    item,
+                    TurnStarted | TurnDelta | TurnToolCall | TurnToolResult | SpokenPiece | ReplyDone | ReplyFailed,
+                )
                 if isinstance(item, SpokenPiece):
                     self.sent.append(item)
                 yield item
@@ -223,6 +229,22 @@ class Reply:
             await self._queue.put(event)
             for piece in buffer.push(event.text):
                 await self._pieces.put(piece)
+        elif isinstance(event, TurnToolCall):
+            # What the model said before the call ("Let me check.") is spoken while the tool runs.
+            for piece in buffer.flush():
+                await self._pieces.put(piece)
+            self.tool_calls.append(event)
+            await self._queue.put(event)
+        elif isinstance(event, TurnToolResult):
+            await self._queue.put(event)
+            if not event.replayed:
+                self.gateway.events.tool_called(
+                    event.call,
+                    session_id=self.session_id,
+                    conversation_id=self.conversation_id,
+                    message_id=self.message_id,
+                    seconds=event.seconds,
+                )
 
     async def _choose_voice(self) -> None:
         """A voice of the user's language, when the reply follows it (the catalog is cached: this is quick)."""

@@ -427,6 +427,10 @@ function chatEvent(event) {
     case "reply.text.delta":
       replyMessage(event).append(event.text ?? event.delta ?? "");
       break;
+    case "tool.call":
+    case "tool.result":
+      showToolCall(replyMessage(event).element, event);
+      break;
     case "reply.audio":
       if (event.voice && state.reply) state.reply.element.dataset.voice = event.voice;
       playReplyAudio(event);
@@ -493,7 +497,28 @@ function replyMessage(event) {
     $("stop-reply").disabled = false;
   }
   const text = state.reply.element.querySelector(".text");
-  return { append: (delta) => (text.textContent += delta) };
+  return { element: state.reply.element, append: (delta) => (text.textContent += delta) };
+}
+
+/** A tool call of a reply, as a line under it: its name, arguments, and how it ended (updated in place). */
+function showToolCall(element, call) {
+  let list = element.querySelector(".tools");
+  if (!list) {
+    list = document.createElement("ul");
+    list.className = "tools";
+    list.setAttribute("aria-label", "Tools the assistant called");
+    element.append(list);
+  }
+  let line = list.querySelector(`li[data-call-id="${CSS.escape(call.call_id)}"]`);
+  if (!line) {
+    line = document.createElement("li");
+    line.dataset.callId = call.call_id;
+    list.append(line);
+  }
+  line.dataset.status = call.status;
+  const outcome = call.status === "running" || call.status === "pending" ? "…" : ` → ${call.status}`;
+  const result = call.result ? `: ${call.result.slice(0, 160)}` : "";
+  line.textContent = `${call.name}(${call.arguments})${outcome}${result}`;
 }
 
 function base64Bytes(text) {
@@ -678,6 +703,7 @@ async function continueConversation(id, label) {
       const interrupted = message.interrupted && message.generated_text;
       const item = addMessage(message.role === "user" ? "user" : "assistant", interrupted || message.text || "");
       if (message.interrupted) markInterrupted(item, message.text);
+      for (const call of message.tool_calls || []) showToolCall(item, call);
     }
     setConversation(id, label);
     setStatus("Continuing that conversation: hold to talk.");
