@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from conversation import llm_models
 from conversation.app import create_app
 from conversation.responders.base import ReplyRequest, ResponderInvalid
-from conversation.responders.local import ContextExceeded, LlamaEngine, LocalResponder, ToolCallText, hermes_messages
+from conversation.responders.hermes import ToolCallText, hermes_messages
+from conversation.responders.local import ContextExceeded, LlamaEngine, LocalResponder
 from conversation.settings import ConversationSettings, local_ready
 from conversation.store import HistoryItem
 from tests.conversation.conftest import conversation_settings

@@ -71,6 +71,15 @@ class Turn:
 
     def __post_init__(self) -> None:
         self._running: ToolCall | None = None
+        """The service's tool call now running (a cancelled turn stores it cancelled)."""
+        self._parts: list[str] = []
+        """The reply's text so far."""
+        self._size = 0
+        self._status: str = "complete"
+        self._reason: str | None = None
+        """Why a truncated reply stopped."""
+        self._started = time.perf_counter()
+        self._first = True
 
     def tools(self) -> tuple[list[dict[str, Any]], Any]:
         """The tools offered to the model, OpenAI's form, and the ``tool_choice``."""
@@ -105,110 +114,15 @@ class Turn:
                 assistant_message_id=assistant.id,
             )
         )
-        tools, choice = self.tools()
-        client_tools = {tool.name for tool in request.tools}
-        steps: list[HistoryItem] = []
-        failed: list[Outcome] = []
-        parts: list[str] = []
-        size = 0
-        started = time.perf_counter()
-        first = True
-        status, reason, failure = "complete", None, None
+        failure = None
         try:
             try:
-                for round_number in range(settings.tool_max_rounds + 1):
-                    last = round_number == settings.tool_max_rounds
-                    reply = ReplyRequest(
-                        conversation_id=self.conversation_id,
-                        text=request.text or "",
-                        history=history,
-                        user_id=request.user_id,
-                        language=request.language,
-                        options=dict(request.responder.options),
-                        tools=[] if last else tools,
-                        tool_choice="none" if last or not tools else choice,
-                        steps=steps,
-                    )
-                    calls: list[ToolCallRequest] = []
-                    said = len(parts)
-                    deadline = time.monotonic() + settings.reply_timeout
-                    async with aclosing(
-                        cast(AsyncGenerator[str | ToolCallRequest, None], self.responder.reply(reply))
-                    ) as stream:
-                        while True:
-                            # A deadline per step, not around the loop: the loop yields to the caller in between.
-                            left = deadline - time.monotonic()
-                            if left <= 0:
-                                raise TimeoutError
-                            try:
-                                # In this task, not wait_for's own: a cancelled turn (the caller left) then stops
-                                # the responder's generator before aclosing closes it (else "already running").
-                                async with asyncio.timeout(left):
-                                    piece = await anext(stream)
-                            except StopAsyncIteration:
-                                break
-                            if isinstance(piece, ToolCallRequest):
-                                calls.append(piece)
-                                continue
-                            if not isinstance(piece, str) or not piece:
-                                continue
-                            if first:
-                                self.metrics.first_token.labels(name).observe(time.perf_counter() - started)
-                                first = False
-                            piece = piece[: settings.max_reply_chars - size]
-                            parts.append(piece)
-                            size += len(piece)
-                            yield encode_turn_event(TurnDelta(text=piece))
-                            if size >= settings.max_reply_chars:
-                                status, reason = "truncated", "length_limit"
-                                break
-                    if status != "complete" or not calls or last:
-                        break
-                    uses: list[ToolUse] = []
-                    waiting = False
-                    for call in calls:
-                        kind = "client" if call.name in client_tools else "server"
-                        row, replayed = await self.store.begin_tool_call(
-                            self.conversation_id,
-                            assistant.id,
-                            call_id=call.call_id,
-                            name=call.name,
-                            arguments=call.arguments,
-                            kind=kind,
-                        )
-                        if kind == "client":
-                            waiting = True
-                            yield encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
-                            continue
-                        if replayed:
-                            outcome = Outcome(row.status, row.result or "", row.error_code)
-                        else:
-                            yield encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
-                            outcome = await self._run(row)
-                            row = await self.store.finish_tool_call(
-                                row.id, status=outcome.status, result=outcome.result, error_code=outcome.error_code
-                            )
-                        yield encode_turn_event(
-                            TurnToolResult(
-                                call=ToolCallOut.model_validate(row), replayed=replayed, seconds=outcome.seconds
-                            )
-                        )
-                        uses.append(
-                            ToolUse(call.call_id, call.name, call.arguments, outcome.result, outcome.status == "ok")
-                        )
-                        if outcome.status != "ok":
-                            failed.append(outcome)
-                    if waiting:
-                        break  # the caller runs its tools and answers in its next turn
-                    steps.append(HistoryItem("assistant", "".join(parts[said:]), tuple(uses)))
-                if failed and status == "complete" and not "".join(parts[said:]).strip():
-                    apology = f"Sorry, I could not do that: {failed[-1].result}."[: settings.max_reply_chars - size]
-                    parts.append(apology)
-                    size += len(apology)
-                    yield encode_turn_event(TurnDelta(text=apology))
+                async with aclosing(self._reply(history, assistant.id)) as events:
+                    async for event in events:
+                        yield event
             except TimeoutError:
-                if parts:
-                    status, reason = "truncated", "time_limit"
+                if self._parts:
+                    self._status, self._reason = "truncated", "time_limit"
                 else:
                     failure = VoicestackError(
                         f"the responder gave no answer within {settings.reply_timeout:g} s", code="responder_timeout"
@@ -219,15 +133,14 @@ class Turn:
                 logger.exception("responder %s failed", name)
                 failure = VoicestackError("the responder failed", code="responder_error")
         except (asyncio.CancelledError, GeneratorExit):
-            status = "interrupted"
             with anyio.CancelScope(shield=True):
                 if self._running is not None:
                     await self._finish_cancelled(self._running)
-                await self.store.finish_reply(assistant.id, "".join(parts), status=status)
-            self.metrics.turns.labels(name, status).inc()
+                await self.store.finish_reply(assistant.id, "".join(self._parts), status="interrupted")
+            self.metrics.turns.labels(name, "interrupted").inc()
             raise
-        text = "".join(parts)
-        self.metrics.reply_seconds.labels(name).observe(time.perf_counter() - started)
+        text = "".join(self._parts)
+        self.metrics.reply_seconds.labels(name).observe(time.perf_counter() - self._started)
         self.metrics.reply_characters.labels(name).inc(len(text))
         if failure is not None:
             logger.warning("reply failed: %s: %s", failure.code, failure.message)
@@ -236,12 +149,140 @@ class Turn:
             error = ErrorDetail(code=failure.code, message=failure.message)
             yield encode_turn_event(TurnFailed(error=error, user_message_id=user.id if user is not None else None))
             return
+        status = self._status
         await self.store.finish_reply(assistant.id, text, status=status)
         self.metrics.turns.labels(name, "ok" if status == "complete" else status).inc()
         done = await self.store.message(assistant.id)
         yield encode_turn_event(
-            TurnDone(message=MessageOut.model_validate(done), truncated=status == "truncated", reason=reason)
+            TurnDone(message=MessageOut.model_validate(done), truncated=status == "truncated", reason=self._reason)
         )
+
+    async def _reply(self, history: list[HistoryItem], message_id: str) -> AsyncGenerator[bytes, None]:
+        """The responder's rounds: its text, then the tools it called and their results, until it answers
+        without calling any (or calls a client tool, or the rounds run out)."""
+        settings, request = self.settings, self.request
+        tools, choice = self.tools()
+        client_tools = {tool.name for tool in request.tools}
+        steps: list[HistoryItem] = []
+        failed: list[Outcome] = []
+        said = 0
+        for round_number in range(settings.tool_max_rounds + 1):
+            last = round_number == settings.tool_max_rounds
+            reply = ReplyRequest(
+                conversation_id=self.conversation_id,
+                text=request.text or "",
+                history=history,
+                user_id=request.user_id,
+                language=request.language,
+                options=dict(request.responder.options),
+                tools=[] if last else tools,
+                tool_choice="none" if last or not tools else choice,
+                steps=steps,
+            )
+            calls: list[ToolCallRequest] = []
+            said = len(self._parts)
+            async with aclosing(self._round(reply)) as items:
+                async for item in items:
+                    if isinstance(item, ToolCallRequest):
+                        calls.append(item)
+                    else:
+                        yield item
+            if self._status != "complete" or not calls or last:
+                break
+            uses: list[ToolUse] = []
+            waiting = False
+            for call in calls:
+                if call.name in client_tools:
+                    waiting = True
+                    yield await self._pending(call, message_id)
+                    continue
+                async with aclosing(self._call(call, message_id)) as events:
+                    async for event in events:
+                        if isinstance(event, Outcome):
+                            uses.append(
+                                ToolUse(call.call_id, call.name, call.arguments, event.result, event.status == "ok")
+                            )
+                            if event.status != "ok":
+                                failed.append(event)
+                        else:
+                            yield event
+            if waiting:
+                break  # the caller runs its tools and answers in its next turn
+            steps.append(HistoryItem("assistant", "".join(self._parts[said:]), tuple(uses)))
+        if failed and self._status == "complete" and not "".join(self._parts[said:]).strip():
+            yield self._say(f"Sorry, I could not do that: {failed[-1].result}.")
+
+    async def _round(self, reply: ReplyRequest) -> AsyncGenerator[bytes | ToolCallRequest, None]:
+        """One responder call: its text as ``delta`` events (capped), then the tools it called."""
+        deadline = time.monotonic() + self.settings.reply_timeout
+        async with aclosing(cast(AsyncGenerator[str | ToolCallRequest, None], self.responder.reply(reply))) as stream:
+            while True:
+                # A deadline per step, not around the loop: the loop yields to the caller in between.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                try:
+                    # In this task, not wait_for's own: a cancelled turn (the caller left) then stops the
+                    # responder's generator before aclosing closes it (else "already running").
+                    async with asyncio.timeout(left):
+                        piece = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                if isinstance(piece, ToolCallRequest):
+                    yield piece
+                elif isinstance(piece, str) and piece:
+                    if self._first:
+                        self.metrics.first_token.labels(self.responder.name).observe(
+                            time.perf_counter() - self._started
+                        )
+                        self._first = False
+                    yield self._say(piece)
+                    if self._size >= self.settings.max_reply_chars:
+                        self._status, self._reason = "truncated", "length_limit"
+                        return
+
+    def _say(self, text: str) -> bytes:
+        """Add to the reply's text (cut at the cap): its ``delta`` event."""
+        text = text[: self.settings.max_reply_chars - self._size]
+        self._parts.append(text)
+        self._size += len(text)
+        return encode_turn_event(TurnDelta(text=text))
+
+    async def _pending(self, call: ToolCallRequest, message_id: str) -> bytes:
+        """A call of one of the caller's tools: stored pending, for the caller to run."""
+        row, _ = await self.store.begin_tool_call(
+            self.conversation_id,
+            message_id,
+            call_id=call.call_id,
+            name=call.name,
+            arguments=call.arguments,
+            kind="client",
+        )
+        return encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
+
+    async def _call(self, call: ToolCallRequest, message_id: str) -> AsyncGenerator[bytes | Outcome, None]:
+        """Run one of the service's tools: its ``tool_call`` and ``tool_result`` events, then its outcome. A call
+        id the conversation has seen is not run again: its stored result stands."""
+        row, replayed = await self.store.begin_tool_call(
+            self.conversation_id,
+            message_id,
+            call_id=call.call_id,
+            name=call.name,
+            arguments=call.arguments,
+            kind="server",
+        )
+        if replayed:
+            outcome = Outcome(row.status, row.result or "", row.error_code)
+        else:
+            yield encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
+            outcome = await self._run(row)
+            row = await self.store.finish_tool_call(
+                row.id, status=outcome.status, result=outcome.result, error_code=outcome.error_code
+            )
+        yield encode_turn_event(
+            TurnToolResult(call=ToolCallOut.model_validate(row), replayed=replayed, seconds=outcome.seconds)
+        )
+        yield outcome
 
     async def _run(self, row: ToolCall) -> Outcome:
         """Run one of the service's tools (a barge-in cancels it here: ``_finish_cancelled``)."""
