@@ -100,12 +100,17 @@ class Stack:
         running = [s for s in reversed(self.services) if s.process and s.process.poll() is None]
         for service in running:
             assert service.process is not None
+            started = time.monotonic()
             service.process.terminate()
             try:
                 service.process.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
+                self.console.print(f"{service.name} did not stop within {STOP_GRACE_S:g} s: killed", style="bold red")
                 service.process.kill()
                 service.process.wait(5)
+            took = time.monotonic() - started
+            if took > 2:  # a slow stop is worth a line: it is what Ctrl-C waits for
+                self.console.print(f"{service.name} took {took:.1f} s to stop", style="yellow")
 
     def _spawn(self, service: Service) -> None:
         env = {**os.environ, **service.env, "PYTHONUNBUFFERED": "1"}

@@ -264,7 +264,11 @@ def test_ctrl_c_stops_every_child_and_frees_every_port(stack: Stack) -> None:
     children = _children(stack.process.pid)
     assert len(children) == 6  # mqtt, stt, tts, bridge, conversation, gateway
     stack.process.send_signal(signal.SIGINT)
-    assert stack.process.wait(60) == 0
+    try:
+        code = stack.process.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("voicestack up did not stop within 60 s of Ctrl-C:\n" + "".join(stack.log[-60:]))
+    assert code == 0
     deadline = time.monotonic() + 15
     while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
