@@ -83,6 +83,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C as in a terminal: a test run started in the background (``cmd &`` in a script) has
+        # SIGINT ignored, and Python then leaves it ignored in every child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log: list[str] = []
     ready = threading.Event()
