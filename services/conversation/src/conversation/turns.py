@@ -248,29 +248,21 @@ class Turn:
         self._size += len(text)
         return encode_turn_event(TurnDelta(text=text))
 
+    async def _begin(self, call: ToolCallRequest, message_id: str, kind: str) -> tuple[ToolCall, bool]:
+        """Store the call before anything runs: its row, and whether the conversation had it already."""
+        return await self.store.begin_tool_call(
+            self.conversation_id, message_id, call_id=call.call_id, name=call.name, arguments=call.arguments, kind=kind
+        )
+
     async def _pending(self, call: ToolCallRequest, message_id: str) -> bytes:
         """A call of one of the caller's tools: stored pending, for the caller to run."""
-        row, _ = await self.store.begin_tool_call(
-            self.conversation_id,
-            message_id,
-            call_id=call.call_id,
-            name=call.name,
-            arguments=call.arguments,
-            kind="client",
-        )
+        row, _ = await self._begin(call, message_id, "client")
         return encode_turn_event(TurnToolCall(call=ToolCallOut.model_validate(row)))
 
     async def _call(self, call: ToolCallRequest, message_id: str) -> AsyncGenerator[bytes | Outcome, None]:
         """Run one of the service's tools: its ``tool_call`` and ``tool_result`` events, then its outcome. A call
         id the conversation has seen is not run again: its stored result stands."""
-        row, replayed = await self.store.begin_tool_call(
-            self.conversation_id,
-            message_id,
-            call_id=call.call_id,
-            name=call.name,
-            arguments=call.arguments,
-            kind="server",
-        )
+        row, replayed = await self._begin(call, message_id, "server")
         if replayed:
             outcome = Outcome(row.status, row.result or "", row.error_code)
         else:

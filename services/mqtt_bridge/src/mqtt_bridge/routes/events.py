@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, Request
 
@@ -21,6 +23,23 @@ router = APIRouter(tags=["events"])
 OUTBOX_FULL_RETRY_AFTER = 5
 
 
+@contextmanager
+def outbox_errors(what: str) -> Iterator[None]:
+    """The outbox's failures as the stack's errors: full is 503 ``outbox_full`` (the broker has been away
+    a while), a database error 503 ``outbox_unavailable``."""
+    try:
+        yield
+    except OutboxFull as exc:
+        raise Saturated(
+            f"{exc}; the MQTT broker has been unreachable for a while",
+            retry_after=OUTBOX_FULL_RETRY_AFTER,
+            code="outbox_full",
+        ) from None
+    except sqlite3.Error as exc:
+        logger.exception("the outbox could not store %s", what)
+        raise NotReady(f"the outbox cannot store {what}: {exc}", code="outbox_unavailable") from None
+
+
 @router.post(
     EVENTS_PATH,
     status_code=202,
@@ -34,17 +53,8 @@ OUTBOX_FULL_RETRY_AFTER = 5
 async def post_event(request: Request, outbox: OutboxDep, metrics: MetricsDep) -> EventAccepted:
     """Store the event durably (202), then publish it; a repeated ``event_id`` gets ``duplicate: true``."""
     event = validate_as(SpeechEvent, await read_json(request), code="invalid_event", what="event")
-    try:
+    with outbox_errors("events"):
         stored = await outbox.accept(event)
-    except OutboxFull as exc:
-        raise Saturated(
-            f"{exc}; the MQTT broker has been unreachable for a while",
-            retry_after=OUTBOX_FULL_RETRY_AFTER,
-            code="outbox_full",
-        ) from None
-    except sqlite3.Error as exc:
-        logger.exception("the outbox could not store an event")
-        raise NotReady(f"the outbox cannot store events: {exc}", code="outbox_unavailable") from None
     if stored:
         metrics.accepted.labels(type=event.type).inc()
     else:

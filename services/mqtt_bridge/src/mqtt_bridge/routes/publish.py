@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from mqtt_bridge.deps import MetricsDep, OutboxDep, PublishPolicyDep
-from mqtt_bridge.outbox import OutboxFull
 from mqtt_bridge.publishing import TopicNotAllowed
-from mqtt_bridge.routes.events import OUTBOX_FULL_RETRY_AFTER
+from mqtt_bridge.routes.events import outbox_errors
 from mqtt_bridge.schemas import PUBLISH_ERROR_RESPONSES
-from voicestack_common.errors import NotReady, PayloadTooLarge, Saturated, invalid_request
+from voicestack_common.errors import PayloadTooLarge, invalid_request
 from voicestack_common.events import PAYLOAD_TOO_LARGE, PUBLISH_PATH, EventAccepted, PublishRequest
 from voicestack_common.jsonbody import read_json
 
@@ -46,17 +44,8 @@ async def post_publish(
         metrics.publishes.labels(outcome="refused").inc()
         logger.info("publish refused", extra={"event_id": message.event_id, "topic": message.topic})
         raise
-    try:
+    with outbox_errors("messages"):
         stored = await outbox.accept_message(message)
-    except OutboxFull as exc:
-        raise Saturated(
-            f"{exc}; the MQTT broker has been unreachable for a while",
-            retry_after=OUTBOX_FULL_RETRY_AFTER,
-            code="outbox_full",
-        ) from None
-    except sqlite3.Error as exc:
-        logger.exception("the outbox could not store a message")
-        raise NotReady(f"the outbox cannot store messages: {exc}", code="outbox_unavailable") from None
     metrics.publishes.labels(outcome="accepted" if stored else "duplicate").inc()
     logger.info(
         "publish accepted",
